@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/jhump/protoreflect/desc"
+	"github.com/jhump/protoreflect/grpcreflect"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// client is a connection with a reflection client on it.
+type client struct {
+	ep   grpcipc.Endpoint
+	conn *grpc.ClientConn
+	refl *grpcreflect.Client
+}
+
+func connect(ctx context.Context, endpoint string) (*client, error) {
+	ep, err := endpointOrDefault(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpcipc.NewClient(ep.String())
+	if err != nil {
+		return nil, err
+	}
+	return &client{ep: ep, conn: conn, refl: grpcreflect.NewClientAuto(ctx, conn)}, nil
+}
+
+func (c *client) Close() {
+	c.refl.Reset()
+	c.conn.Close()
+}
+
+func (c *client) service(name string) (*desc.ServiceDescriptor, error) {
+	sd, err := c.refl.ResolveService(name)
+	if grpcreflect.IsElementNotFoundError(err) {
+		return nil, fmt.Errorf("%s: no service %q (see grpcipc list)", c.ep, name)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
+	}
+	return sd, nil
+}
+
+func runCall(ctx context.Context, args []string, stdout io.Writer) error {
+	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] METHOD [JSON]",
+		"Call the unary METHOD (package.Service/Method) with the request written as JSON\n"+
+			"(default {}), finding its types by server reflection, and print the reply as JSON.",
+		1, 2, stdout)
+	endpoint := c.fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)")
+	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	svcName, methodName, err := splitMethod(pos[0])
+	if err != nil {
+		return err
+	}
+	reqJSON := "{}"
+	if len(pos) == 2 {
+		reqJSON = pos[1]
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cl, err := connect(ctx, *endpoint)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	sd, err := cl.service(svcName)
+	if err != nil {
+		return err
+	}
+	md := sd.FindMethodByName(methodName)
+	if md == nil {
+		var names []string
+		for _, m := range sd.GetMethods() {
+			names = append(names, m.GetName())
+		}
+		return fmt.Errorf("service %s has no method %q (it has %s)", svcName, methodName, strings.Join(names, ", "))
+	}
+	if md.IsClientStreaming() || md.IsServerStreaming() {
+		return fmt.Errorf("%s/%s is a streaming method; call makes unary calls only", svcName, methodName)
+	}
+	req := dynamicpb.NewMessage(md.GetInputType().UnwrapMessage())
+	if err := protojson.Unmarshal([]byte(reqJSON), req); err != nil {
+		return fmt.Errorf("request is not a valid %s in JSON: %w", md.GetInputType().GetFullyQualifiedName(), err)
+	}
+	reply := dynamicpb.NewMessage(md.GetOutputType().UnwrapMessage())
+	if err := cl.conn.Invoke(ctx, "/"+svcName+"/"+methodName, req, reply); err != nil {
+		return fmt.Errorf("call %s/%s on %s: %w", svcName, methodName, cl.ep, err)
+	}
+	out, err := protojson.Marshal(reply)
+	var indented bytes.Buffer
+	if err == nil {
+		// protojson varies its spacing on purpose; print it the same way
+		// every time.
+		err = json.Indent(&indented, out, "", "  ")
+	}
+	if err != nil {
+		return fmt.Errorf("formatting the reply: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s\n", indented.Bytes())
+	return nil
+}
+
+// splitMethod accepts package.Service/Method, /package.Service/Method and
+// package.Service.Method.
+func splitMethod(s string) (service, method string, err error) {
+	t := strings.TrimPrefix(s, "/")
+	i := strings.LastIndexByte(t, '/')
+	if i < 0 {
+		i = strings.LastIndexByte(t, '.')
+	}
+	if i <= 0 || i == len(t)-1 || strings.ContainsRune(t[i+1:], '/') {
+		return "", "", usageErrorf("method %q: want package.Service/Method", s)
+	}
+	return t[:i], t[i+1:], nil
+}
+
+func runList(ctx context.Context, args []string, stdout io.Writer) error {
+	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [SERVICE]",
+		"List the services the server offers by reflection, or the methods of SERVICE.", 0, 1, stdout)
+	endpoint := c.fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)")
+	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cl, err := connect(ctx, *endpoint)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if len(pos) == 1 {
+		sd, err := cl.service(pos[0])
+		if err != nil {
+			return err
+		}
+		for _, m := range sd.GetMethods() {
+			fmt.Fprintf(stdout, "%s/%s(%s) returns (%s%s)\n", sd.GetFullyQualifiedName(), m.GetName(),
+				streamWord(m.IsClientStreaming())+m.GetInputType().GetFullyQualifiedName(),
+				streamWord(m.IsServerStreaming()), m.GetOutputType().GetFullyQualifiedName())
+		}
+		return nil
+	}
+	names, err := cl.refl.ListServices()
+	if err != nil {
+		return fmt.Errorf("list services on %s: %w", cl.ep, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintln(stdout, n)
+	}
+	return nil
+}
+
+func streamWord(b bool) string {
+	if b {
+		return "stream "
+	}
+	return ""
+}

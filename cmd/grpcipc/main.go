@@ -1,0 +1,173 @@
+// Command grpcipc serves and calls gRPC over local endpoints: Unix sockets,
+// Linux abstract sockets and (on Windows) named pipes.
+//
+//	grpcipc demo                                  try it: a server in a child process, two calls
+//	grpcipc serve [--listen ENDPOINT]             the demo server
+//	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method by reflection
+//	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
+//	grpcipc endpoint [APP]                        print this OS's default endpoint
+//
+// Errors are one line on stderr and a non-zero exit status.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `grpcipc: gRPC between processes on one machine, over Unix sockets,
+Linux abstract sockets and Windows named pipes.
+
+Usage:
+  grpcipc demo [--count N]                         start a server in a child process, call it, clean up
+  grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, health, reflection, Identity
+  grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method, found by server reflection
+  grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
+  grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
+
+Endpoints: unix:///abs/path, unix:rel/path, unix-abstract:name (or unix:@name),
+npipe:name (or \\.\pipe\name), tcp://host:port. The default is the one
+"grpcipc endpoint" prints.
+
+Run "grpcipc COMMAND --help" for a command's flags.
+`
+
+// exitError carries an exit status other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf reports a mistake in the command line (exit status 2).
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+// run executes the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "serve":
+		err = runServe(ctx, rest, stdout, stderr)
+	case "call":
+		err = runCall(ctx, rest, stdout)
+	case "list":
+		err = runList(ctx, rest, stdout)
+	case "endpoint":
+		err = runEndpoint(rest, stdout)
+	case "demo":
+		err = runDemo(ctx, rest, stdout, stderr)
+	default:
+		err = usageErrorf("unknown command %q; run grpcipc --help", cmd)
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "grpcipc: "+oneLine(err.Error()))
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
+}
+
+// oneLine folds a message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// command is one subcommand's flags and positional arguments.
+type command struct {
+	name, args, about string
+	fs                *flag.FlagSet
+	stdout            io.Writer
+	minArgs, maxArgs  int
+}
+
+func newCommand(name, args, about string, minArgs, maxArgs int, stdout io.Writer) *command {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &command{name: name, args: args, about: about, fs: fs, stdout: stdout, minArgs: minArgs, maxArgs: maxArgs}
+}
+
+// parse parses flags wherever they stand among the positional arguments
+// ("--" ends the flags). On --help it prints the usage to stdout and
+// returns flag.ErrHelp.
+func (c *command) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.printUsage()
+				return nil, flag.ErrHelp
+			}
+			return nil, usageErrorf("%s: %v; run grpcipc %s --help", c.name, err, c.name)
+		}
+		rest := c.fs.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(pos) < c.minArgs || len(pos) > c.maxArgs {
+		return nil, usageErrorf("%s takes %s; run grpcipc %s --help", c.name, argCount(c.minArgs, c.maxArgs), c.name)
+	}
+	return pos, nil
+}
+
+func argCount(lo, hi int) string {
+	switch {
+	case lo == hi && lo == 0:
+		return "no arguments"
+	case lo == hi:
+		return fmt.Sprintf("%d arguments", lo)
+	case lo == 0 && hi == 1:
+		return "at most one argument"
+	}
+	return fmt.Sprintf("%d to %d arguments", lo, hi)
+}
+
+func (c *command) printUsage() {
+	fmt.Fprintf(c.stdout, "Usage: grpcipc %s %s\n\n%s\n", c.name, c.args, c.about)
+	hasFlags := false
+	c.fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprintln(c.stdout, "\nFlags:")
+		c.fs.SetOutput(c.stdout)
+		c.fs.PrintDefaults()
+		c.fs.SetOutput(io.Discard)
+	}
+}

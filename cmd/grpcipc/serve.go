@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/demo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/local"
+)
+
+// stopGrace is how long a stopping server waits for in-flight calls.
+const stopGrace = 10 * time.Second
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("serve", "[--listen ENDPOINT]",
+		"Serve greet.Greeter/SayHello, grpc.health.v1.Health, server reflection and\n"+
+			"grpcipc.v1.Identity/WhoAmI until SIGINT or SIGTERM, then stop gracefully and\n"+
+			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.",
+		0, 0, stdout)
+	listen := c.fs.String("listen", "", "`endpoint` to listen on (default: what \"grpcipc endpoint\" prints)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	ep, err := endpointOrDefault(*listen)
+	if err != nil {
+		return err
+	}
+	lis, err := grpcipc.Listen(ctx, ep.String())
+	if err != nil {
+		return err
+	}
+	srv := demo.NewServer(ep, grpc.Creds(local.NewCredentials()))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	fmt.Fprintf(stdout, "serving %s\n", ep)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve %s: %w", ep, err)
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		fmt.Fprintf(stderr, "grpcipc serve: calls still running after %v; stopping them\n", stopGrace)
+		srv.Stop()
+	}
+	<-served
+	fmt.Fprintf(stdout, "stopped %s\n", ep)
+	return nil
+}
+
+// endpointOrDefault parses s, or returns the default endpoint of the
+// grpcipc application when s is empty.
+func endpointOrDefault(s string) (grpcipc.Endpoint, error) {
+	if s == "" {
+		return grpcipc.DefaultEndpoint("grpcipc")
+	}
+	return grpcipc.ParseEndpoint(s)
+}
+
+func runEndpoint(args []string, stdout io.Writer) error {
+	c := newCommand("endpoint", "[APP]",
+		"Print the endpoint a server of APP (default grpcipc) listens on by default on this OS.", 0, 1, stdout)
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	app := "grpcipc"
+	if len(pos) == 1 {
+		app = pos[0]
+	}
+	ep, err := grpcipc.DefaultEndpoint(app)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, ep)
+	return nil
+}

@@ -1,0 +1,17 @@
+//go:build !windows
+
+package grpcipc
+
+import (
+	"os"
+	"runtime"
+)
+
+func currentFacts() (osFacts, error) {
+	return osFacts{
+		goos:       runtime.GOOS,
+		runtimeDir: os.Getenv("XDG_RUNTIME_DIR"),
+		euid:       os.Geteuid(),
+		tempDir:    os.TempDir(),
+	}, nil
+}

@@ -1,0 +1,75 @@
+// Package demo is the server behind "grpcipc serve" and "grpcipc demo":
+// greet.Greeter (the ASP.NET Core template's service), grpc.health.v1,
+// server reflection and grpcipc.v1.Identity.
+package demo
+
+import (
+	"context"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is the demo gRPC server with its health service.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+}
+
+// NewServer returns the demo server for a listener on ep, with its services
+// registered and reported SERVING.
+func NewServer(ep grpcipc.Endpoint, opts ...grpc.ServerOption) *Server {
+	s := grpc.NewServer(opts...)
+	greetpb.RegisterGreeterServer(s, greeter{})
+	identitypb.RegisterIdentityServer(s, identity{ep: ep})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	for name := range s.GetServiceInfo() {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return &Server{Server: s, Health: hs}
+}
+
+// GracefulStop reports NOT_SERVING to health watchers, then stops the
+// server once in-flight calls are done.
+func (s *Server) GracefulStop() {
+	s.Health.Shutdown()
+	s.Server.GracefulStop()
+}
+
+type greeter struct {
+	greetpb.UnimplementedGreeterServer
+}
+
+func (greeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+type identity struct {
+	identitypb.UnimplementedIdentityServer
+	ep grpcipc.Endpoint
+}
+
+func (id identity) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
+	resp := &identitypb.WhoAmIResponse{Transport: string(id.ep.Transport), Endpoint: id.ep.String()}
+	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil {
+			resp.PeerAddress = p.Addr.String()
+		}
+		if ai, ok := p.AuthInfo.(interface {
+			GetCommonAuthInfo() credentials.CommonAuthInfo
+		}); ok {
+			resp.SecurityLevel = ai.GetCommonAuthInfo().SecurityLevel.String()
+		}
+	}
+	return resp, nil
+}

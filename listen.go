@@ -1,0 +1,66 @@
+package grpcipc
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net"
+)
+
+// DefaultSocketMode is the permission of a socket file that [Listen] creates
+// when no [WithSocketMode] is given: read and write for the owner only, so
+// that only the server's own user (and root) can connect.
+const DefaultSocketMode fs.FileMode = 0o600
+
+// Listen announces on a local endpoint (see [ParseEndpoint] for the syntax)
+// and returns a listener to pass to [grpc.Server.Serve].
+//
+// For a Unix socket path, Listen never lets a connection in with looser
+// permissions than asked: it creates the socket, binds it, sets the file's
+// mode ([DefaultSocketMode] unless [WithSocketMode] says otherwise) and only
+// then listens. What already stands at the path decides what happens:
+//
+//   - a socket a live server accepts on: an error wrapping [ErrAddressInUse]
+//     that names the path; the file is left alone;
+//   - a stale socket (nothing accepts on it): it is removed, then bound;
+//   - a regular file, a directory, a symbolic link or anything else: an error
+//     wrapping [ErrNotSocket]; it is left alone.
+//
+// The socket's directory is created (mode 0700) when missing. An existing
+// directory must be owned by the current user or root and not writable by
+// others unless it is sticky (as /tmp is): otherwise another user could
+// replace the socket, and Listen fails with [ErrUnsafeDirectory].
+//
+// Closing the listener removes the socket file if it is still the one Listen
+// bound, and the directory if Listen created it and it is empty.
+//
+// An abstract socket (Linux) has no file and no permissions: any local
+// process may connect, so admit callers by their identity. A tcp endpoint is
+// announced with [net.ListenConfig]. Named pipes are not served yet.
+func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Listener, error) {
+	ep, err := ParseEndpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	cfg := listenConfig{ep: ep, mode: DefaultSocketMode}
+	for _, o := range opts {
+		if err := o.applyListen(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", ep, err)
+	}
+	switch ep.Transport {
+	case TCP:
+		var lc net.ListenConfig
+		return lc.Listen(ctx, "tcp", ep.Address)
+	case Unix:
+		return listenUnixPath(ctx, ep, cfg)
+	case UnixAbstract:
+		return listenAbstract(ctx, ep)
+	case NamedPipe:
+		return listenPipe(ctx, ep, cfg)
+	}
+	return nil, endpointErr(endpoint, "unknown transport %q", ep.Transport)
+}

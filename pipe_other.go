@@ -1,0 +1,12 @@
+//go:build !windows
+
+package grpcipc
+
+import (
+	"context"
+	"net"
+)
+
+func dialPipe(_ context.Context, ep Endpoint) (net.Conn, error) {
+	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
+}
