@@ -59,9 +59,6 @@ func (e Endpoint) String() string {
 	return string(e.Transport) + ":" + e.Address
 }
 
-// pipePath is the Win32 path of a named pipe endpoint.
-func (e Endpoint) pipePath() string { return `\\.\pipe\` + e.Address }
-
 // ParseEndpoint parses an endpoint string. The same strings work for
 // [Listen], [NewClient], [Dial] and the grpcipc command:
 //
@@ -108,7 +105,11 @@ func parseEndpoint(s, goos string) (Endpoint, error) {
 	case strings.HasPrefix(s, "npipe:"):
 		rest := strings.TrimPrefix(s, "npipe:")
 		if strings.HasPrefix(rest, "//") || strings.HasPrefix(rest, `\\`) {
-			// Docker's npipe:////./pipe/name, or npipe:\\.\pipe\name.
+			// Docker's npipe:////./pipe/name (an empty authority, then the
+			// path //./pipe/name), npipe://./pipe/name or npipe:\\.\pipe\name.
+			if strings.HasPrefix(rest, "////") {
+				rest = rest[2:]
+			}
 			return parsePipePath(s, strings.ReplaceAll(rest, "/", `\`))
 		}
 		return pipeEndpoint(s, rest)

@@ -156,7 +156,7 @@ func clearSocketPath(ctx context.Context, path string) error {
 	case errors.Is(err, unix.ECONNREFUSED):
 		// Stale: nobody accepts on it. Remove it only if it is still the
 		// file that was probed.
-		if now, err := os.Lstat(path); err == nil && os.SameFile(fi, now) {
+		if now, err := os.Lstat(path); err == nil && sameFile(fi, now) {
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("removing stale socket: %w", err)
 			}
@@ -169,6 +169,12 @@ func clearSocketPath(ctx context.Context, path string) error {
 	default:
 		return fmt.Errorf("cannot tell whether the existing socket is live, so it is left alone: %w", err)
 	}
+}
+
+// sameFile reports whether a and b describe the same file, not merely one
+// that reuses the inode number of a removed one (tmpfs does at once).
+func sameFile(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime())
 }
 
 func fileKind(m fs.FileMode) string {
@@ -204,7 +210,7 @@ func (l *unixListener) Close() error {
 		l.closeErr = l.Listener.Close()
 		// Remove the file only if it is still ours: another server may have
 		// replaced a socket it found stale.
-		if now, err := os.Lstat(l.path); err == nil && os.SameFile(l.file, now) {
+		if now, err := os.Lstat(l.path); err == nil && sameFile(l.file, now) {
 			if err := os.Remove(l.path); err != nil && l.closeErr == nil {
 				l.closeErr = err
 			}
@@ -227,4 +233,20 @@ func listenAbstract(ctx context.Context, ep Endpoint) (net.Listener, error) {
 
 func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, error) {
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
+}
+
+// inUseError is an [ErrAddressInUse] with the detail of who holds the
+// address and, when a system call reported it, that call's error.
+type inUseError struct {
+	detail string
+	cause  error
+}
+
+func (e *inUseError) Error() string { return ErrAddressInUse.Error() + ": " + e.detail }
+
+func (e *inUseError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrAddressInUse}
+	}
+	return []error{ErrAddressInUse, e.cause}
 }

@@ -4,17 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/jhump/protoreflect/desc"
-	"github.com/jhump/protoreflect/grpcreflect"
+	"github.com/jhump/protoreflect/v2/grpcreflect"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
@@ -42,12 +44,16 @@ func (c *client) Close() {
 	c.conn.Close()
 }
 
-func (c *client) service(name string) (*desc.ServiceDescriptor, error) {
-	sd, err := c.refl.ResolveService(name)
-	if grpcreflect.IsElementNotFoundError(err) {
+func (c *client) service(name string) (protoreflect.ServiceDescriptor, error) {
+	d, err := c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
+	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
 		return nil, fmt.Errorf("%s: no service %q (see grpcipc list)", c.ep, name)
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s: %q is not a service", c.ep, name)
 	}
 	return sd, nil
 }
@@ -82,26 +88,28 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	md := sd.FindMethodByName(methodName)
+	md := sd.Methods().ByName(protoreflect.Name(methodName))
 	if md == nil {
 		var names []string
-		for _, m := range sd.GetMethods() {
-			names = append(names, m.GetName())
+		for i := 0; i < sd.Methods().Len(); i++ {
+			names = append(names, string(sd.Methods().Get(i).Name()))
 		}
 		return fmt.Errorf("service %s has no method %q (it has %s)", svcName, methodName, strings.Join(names, ", "))
 	}
-	if md.IsClientStreaming() || md.IsServerStreaming() {
+	if md.IsStreamingClient() || md.IsStreamingServer() {
 		return fmt.Errorf("%s/%s is a streaming method; call makes unary calls only", svcName, methodName)
 	}
-	req := dynamicpb.NewMessage(md.GetInputType().UnwrapMessage())
-	if err := protojson.Unmarshal([]byte(reqJSON), req); err != nil {
-		return fmt.Errorf("request is not a valid %s in JSON: %w", md.GetInputType().GetFullyQualifiedName(), err)
+	// Types inside google.protobuf.Any are looked up on the server too.
+	types := cl.refl.AsResolver().AsTypeResolver()
+	req := dynamicpb.NewMessage(md.Input())
+	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(reqJSON), req); err != nil {
+		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
 	}
-	reply := dynamicpb.NewMessage(md.GetOutputType().UnwrapMessage())
+	reply := dynamicpb.NewMessage(md.Output())
 	if err := cl.conn.Invoke(ctx, "/"+svcName+"/"+methodName, req, reply); err != nil {
 		return fmt.Errorf("call %s/%s on %s: %w", svcName, methodName, cl.ep, err)
 	}
-	out, err := protojson.Marshal(reply)
+	out, err := (protojson.MarshalOptions{Resolver: types}).Marshal(reply)
 	var indented bytes.Buffer
 	if err == nil {
 		// protojson varies its spacing on purpose; print it the same way
@@ -150,10 +158,11 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		for _, m := range sd.GetMethods() {
-			fmt.Fprintf(stdout, "%s/%s(%s) returns (%s%s)\n", sd.GetFullyQualifiedName(), m.GetName(),
-				streamWord(m.IsClientStreaming())+m.GetInputType().GetFullyQualifiedName(),
-				streamWord(m.IsServerStreaming()), m.GetOutputType().GetFullyQualifiedName())
+		for i := 0; i < sd.Methods().Len(); i++ {
+			m := sd.Methods().Get(i)
+			fmt.Fprintf(stdout, "%s/%s(%s%s) returns (%s%s)\n", sd.FullName(), m.Name(),
+				streamWord(m.IsStreamingClient()), m.Input().FullName(),
+				streamWord(m.IsStreamingServer()), m.Output().FullName())
 		}
 		return nil
 	}
@@ -161,7 +170,7 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("list services on %s: %w", cl.ep, err)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, n := range names {
 		fmt.Fprintln(stdout, n)
 	}

@@ -1,0 +1,267 @@
+package grpcipc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/demo"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/jhump/protoreflect/v2/grpcreflect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/local"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// startServer serves the demo services on endpoint until the test ends and
+// returns the endpoint the listener got (a tcp port 0 becomes the real one).
+func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server) {
+	t.Helper()
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatalf("Listen(%s): %v", endpoint, err)
+	}
+	ep, err := grpcipc.ParseEndpoint(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Transport == grpcipc.TCP {
+		ep.Address = l.Addr().String()
+	}
+	srv := demo.NewServer(ep, grpc.Creds(local.NewCredentials()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return ep, srv
+}
+
+func newClient(t *testing.T, endpoint string, opts ...grpcipc.ClientOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpcipc.NewClient(endpoint, opts...)
+	if err != nil {
+		t.Fatalf("NewClient(%s): %v", endpoint, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestTransports(t *testing.T) {
+	tests := []struct {
+		name, endpoint, security string
+	}{
+		{"unix path", "unix://" + filepath.Join(testutil.ShortTempDir(t), "s.sock"), "PrivacyAndIntegrity"},
+		{"unix relative path", "unix:" + relSocket(t), "PrivacyAndIntegrity"},
+		{"abstract", "unix-abstract:" + testutil.AbstractName(t), "PrivacyAndIntegrity"},
+		{"abstract @", "unix:@" + testutil.AbstractName(t) + "-at", "PrivacyAndIntegrity"},
+		{"tcp loopback", "tcp://127.0.0.1:0", "NoSecurity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.Contains(tt.endpoint, "@") || strings.HasPrefix(tt.endpoint, "unix-abstract:") {
+				if _, err := grpcipc.ParseEndpoint(tt.endpoint); errors.Is(err, errors.ErrUnsupported) {
+					t.Skipf("this OS has no abstract sockets: %v", err)
+				}
+			}
+			ep, _ := startServer(t, tt.endpoint)
+			conn := newClient(t, ep.String())
+			ctx := ctxFor(t)
+
+			reply, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "gopher"})
+			if err != nil {
+				t.Fatalf("SayHello: %v", err)
+			}
+			if reply.GetMessage() != "Hello gopher" {
+				t.Errorf("SayHello = %q, want %q", reply.GetMessage(), "Hello gopher")
+			}
+
+			who, err := identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
+			if err != nil {
+				t.Fatalf("WhoAmI: %v", err)
+			}
+			if who.GetTransport() != string(ep.Transport) || who.GetEndpoint() != ep.String() || who.GetSecurityLevel() != tt.security {
+				t.Errorf("WhoAmI = %v; want transport %s, endpoint %s, security %s", who, ep.Transport, ep, tt.security)
+			}
+
+			health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Errorf("health Check = %v, %v; want SERVING", health, err)
+			}
+
+			refl := grpcreflect.NewClientAuto(ctx, conn)
+			defer refl.Reset()
+			services, err := refl.ListServices()
+			if err != nil {
+				t.Fatalf("reflection: %v", err)
+			}
+			for _, want := range []protoreflect.FullName{"greet.Greeter", "grpc.health.v1.Health", "grpcipc.v1.Identity"} {
+				if !slices.Contains(services, want) {
+					t.Errorf("reflection lists %v, without %s", services, want)
+				}
+			}
+		})
+	}
+}
+
+// relSocket returns a relative socket path, from the working directory,
+// into a new temporary directory.
+func relSocket(t *testing.T) string {
+	dir := testutil.ShortTempDir(t)
+	wd, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, filepath.Join(dir, "r.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rel) > 100 {
+		t.Skipf("relative path %s is too long for a socket", rel)
+	}
+	return rel
+}
+
+func waitForState(ctx context.Context, t *testing.T, conn *grpc.ClientConn, want ...connectivity.State) connectivity.State {
+	t.Helper()
+	for {
+		s := conn.GetState()
+		if slices.Contains(want, s) {
+			return s
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			t.Fatalf("state stayed %v; want one of %v", s, want)
+		}
+	}
+}
+
+// TestConnectivityState shows what the .NET docs say GrpcChannel loses over
+// IPC: the channel's state follows the server going away and coming back.
+func TestConnectivityState(t *testing.T) {
+	path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+	endpoint := "unix://" + path
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := grpcipc.ParseEndpoint(endpoint)
+	srv := demo.NewServer(ep)
+	go srv.Serve(l)
+
+	conn := newClient(t, endpoint)
+	ctx := ctxFor(t)
+	if s := conn.GetState(); s != connectivity.Idle {
+		t.Errorf("a new client's state is %v, want IDLE (NewClient does no I/O)", s)
+	}
+	conn.Connect()
+	waitForState(ctx, t, conn, connectivity.Ready)
+
+	srv.Stop()
+	s := waitForState(ctx, t, conn, connectivity.Idle, connectivity.TransientFailure, connectivity.Connecting)
+	t.Logf("after the server stopped: %v", s)
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{}); err == nil {
+		t.Error("a call with no server succeeded")
+	}
+
+	_, _ = startServer(t, endpoint)
+	conn.Connect()
+	waitForState(ctx, t, conn, connectivity.Ready)
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{}); err != nil {
+		t.Errorf("call after the server came back: %v", err)
+	}
+}
+
+// TestDialWithOwnClientConn builds the ClientConn as the Dial doc shows.
+func TestDialWithOwnClientConn(t *testing.T) {
+	ep, _ := startServer(t, "unix://"+filepath.Join(testutil.ShortTempDir(t), "s.sock"))
+	conn, err := grpc.NewClient("passthrough:///"+ep.String(),
+		grpc.WithContextDialer(grpcipc.Dial),
+		grpc.WithTransportCredentials(local.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := grpcipc.Dial(ctxFor(t), "bogus"); !errors.Is(err, grpcipc.ErrInvalidEndpoint) {
+		t.Errorf("Dial(bogus) = %v, want ErrInvalidEndpoint", err)
+	}
+}
+
+func TestNewClientOptions(t *testing.T) {
+	if _, err := grpcipc.NewClient("nope://x"); !errors.Is(err, grpcipc.ErrInvalidEndpoint) {
+		t.Errorf("NewClient(nope://x) = %v, want ErrInvalidEndpoint", err)
+	}
+	ep, _ := startServer(t, "unix://"+filepath.Join(testutil.ShortTempDir(t), "s.sock"))
+	// A user's grpc option is applied: this interceptor sees every call.
+	var seen []string
+	conn := newClient(t, ep.String(), grpcipc.WithGRPCDialOptions(grpc.WithUnaryInterceptor(
+		func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			seen = append(seen, method)
+			return invoker(ctx, method, req, reply, cc, opts...)
+		})))
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []string{"/greet.Greeter/SayHello"}) {
+		t.Errorf("interceptor saw %v", seen)
+	}
+}
+
+func TestAbstractInUse(t *testing.T) {
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	if _, err := grpcipc.ParseEndpoint(endpoint); errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("this OS has no abstract sockets: %v", err)
+	}
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l2, err := grpcipc.Listen(context.Background(), endpoint)
+	if err == nil {
+		l2.Close()
+		t.Fatal("a second Listen on a bound abstract name succeeded")
+	}
+	if !errors.Is(err, grpcipc.ErrAddressInUse) || !strings.Contains(err.Error(), endpoint) {
+		t.Errorf("error = %v; want ErrAddressInUse naming %s", err, endpoint)
+	}
+	// Raw round trip on the abstract socket.
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Write([]byte("hi"))
+			c.Close()
+		}
+	}()
+	c, err := grpcipc.Dial(ctxFor(t), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+		t.Errorf("read %q, %v", buf, err)
+	}
+	if _, ok := c.(*net.UnixConn); !ok {
+		t.Errorf("Dial returned a %T, want *net.UnixConn", c)
+	}
+}

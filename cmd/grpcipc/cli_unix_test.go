@@ -1,0 +1,340 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+)
+
+func cliCommand(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(append(os.Environ(), mainEnv+"=1", testutil.QuickRaceExit), env...)
+	return cmd
+}
+
+// runCLI runs grpcipc to its end and returns its exit status and output.
+func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := cliCommand(t, env, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("grpcipc %v did not finish in 60s", args)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+}
+
+// startServe starts "grpcipc serve" and waits until it is serving.
+func startServe(t *testing.T, endpoint string) *exec.Cmd {
+	t.Helper()
+	cmd := cliCommand(t, nil, "serve", "--listen", endpoint)
+	cmd.Stderr = os.Stderr
+	r := testutil.Start(t, cmd)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "serving ") {
+		t.Fatalf("serve said %q, %v; want serving ENDPOINT", line, err)
+	}
+	go io.Copy(io.Discard, r)
+	return cmd
+}
+
+func oneErrorLine(t *testing.T, stderr, want string) {
+	t.Helper()
+	if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "grpcipc: ") {
+		t.Errorf("stderr is not one grpcipc: line: %q", stderr)
+	}
+	if !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not say %q", stderr, want)
+	}
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+		t.Errorf("stderr has a stack trace: %q", stderr)
+	}
+}
+
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+var serverPID = regexp.MustCompile(`server +pid (\d+) serving (\S+)`)
+
+func TestDemo(t *testing.T) {
+	tmp := testutil.ShortTempDir(t)
+	code, stdout, stderr := runCLI(t, []string{"TMPDIR=" + tmp}, "demo", "--count", "20")
+	if code != 0 {
+		t.Fatalf("demo exited %d: %s%s", code, stdout, stderr)
+	}
+	t.Logf("demo printed:\n%s", stdout)
+	for _, want := range []string{`-> {message: "Hello grpcipc demo"}`, "20 more calls: median", "WhoAmI", "transport unix", "security PrivacyAndIntegrity", "exited 0"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if stderr != "" {
+		t.Errorf("demo wrote to stderr: %q", stderr)
+	}
+	m := serverPID.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatal("demo did not print the server's pid")
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if !processGone(pid) {
+		t.Errorf("server pid %d still exists after demo", pid)
+	}
+	if !strings.HasPrefix(m[2], "unix://"+tmp) {
+		t.Errorf("demo served on %s, not in its temporary directory %s", m[2], tmp)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("demo left %v in %s", ents, tmp)
+	}
+}
+
+func TestDemoInterrupted(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			tmp := testutil.ShortTempDir(t)
+			cmd := cliCommand(t, []string{"TMPDIR=" + tmp}, "demo", "--count", "10000000")
+			var errOut bytes.Buffer
+			cmd.Stderr = &errOut
+			r := testutil.Start(t, cmd)
+			var pid int
+			for pid == 0 {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("demo ended before starting its server: %v, %s", err, errOut.String())
+				}
+				if m := serverPID.FindStringSubmatch(line); m != nil {
+					pid, _ = strconv.Atoi(m[1])
+				}
+			}
+			// Let the calls run, then interrupt the demo alone (not its
+			// child, as a terminal's Ctrl-C would).
+			time.Sleep(200 * time.Millisecond)
+			cmd.Process.Signal(sig)
+			io.Copy(io.Discard, r)
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != 130 {
+				t.Errorf("interrupted demo exited %d, want 130", code)
+			}
+			oneErrorLine(t, errOut.String(), "demo interrupted")
+			if !processGone(pid) {
+				t.Errorf("server pid %d still exists after the demo was interrupted", pid)
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				t.Errorf("interrupted demo left %v in %s", ents, tmp)
+			}
+		})
+	}
+}
+
+func TestServeCallList(t *testing.T) {
+	sock := filepath.Join(testutil.ShortTempDir(t), "g.sock")
+	endpoint := "unix://" + sock
+	srv := startServe(t, endpoint)
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != fs.ModeSocket {
+		t.Errorf("serve's socket: %v, %v; want a 0600 socket", fi, err)
+	}
+
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "greet.Greeter/SayHello", `{"name":"CLI"}`)
+	if code != 0 {
+		t.Fatalf("call exited %d: %s", code, stderr)
+	}
+	var hello struct{ Message string }
+	if err := json.Unmarshal([]byte(stdout), &hello); err != nil || hello.Message != "Hello CLI" {
+		t.Errorf("call printed %q (%v); want message Hello CLI", stdout, err)
+	}
+
+	// Flags after the method, the other method spellings, a default request.
+	code, stdout, stderr = runCLI(t, nil, "call", "grpcipc.v1.Identity.WhoAmI", "--connect", endpoint)
+	if code != 0 {
+		t.Fatalf("call WhoAmI exited %d: %s", code, stderr)
+	}
+	var who map[string]any
+	if err := json.Unmarshal([]byte(stdout), &who); err != nil || who["transport"] != "unix" || who["endpoint"] != endpoint {
+		t.Errorf("WhoAmI printed %q (%v)", stdout, err)
+	}
+	code, stdout, _ = runCLI(t, nil, "call", "--connect", endpoint, "/grpc.health.v1.Health/Check")
+	if code != 0 || !strings.Contains(stdout, `"SERVING"`) {
+		t.Errorf("health Check: exit %d, %q", code, stdout)
+	}
+
+	code, stdout, stderr = runCLI(t, nil, "list", "--connect", endpoint)
+	if code != 0 {
+		t.Fatalf("list exited %d: %s", code, stderr)
+	}
+	for _, want := range []string{"greet.Greeter", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpcipc.v1.Identity"} {
+		if !slicesContains(strings.Split(strings.TrimSpace(stdout), "\n"), want) {
+			t.Errorf("list printed %q, without %s", stdout, want)
+		}
+	}
+	code, stdout, _ = runCLI(t, nil, "list", "--connect", endpoint, "greet.Greeter")
+	if code != 0 || stdout != "greet.Greeter/SayHello(greet.HelloRequest) returns (greet.HelloReply)\n" {
+		t.Errorf("list greet.Greeter: exit %d, %q", code, stdout)
+	}
+
+	// Refusals, each one line naming the problem.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"call", "--connect", endpoint, "greet.Greeter/Nope"}, `no method "Nope" (it has SayHello)`},
+		{[]string{"call", "--connect", endpoint, "greet.Nobody/SayHello"}, `no service "greet.Nobody"`},
+		{[]string{"call", "--connect", endpoint, "greet.Greeter/SayHello", `{"nam":"x"}`}, `not a valid greet.HelloRequest`},
+		{[]string{"call", "--connect", endpoint, "greet.Greeter/SayHello", `{`}, `not a valid greet.HelloRequest`},
+		{[]string{"call", "--connect", endpoint, "grpc.health.v1.Health/Watch"}, `streaming method`},
+	} {
+		code, _, stderr := runCLI(t, nil, tc.args...)
+		if code != 1 {
+			t.Errorf("%v exited %d, want 1", tc.args, code)
+		}
+		oneErrorLine(t, stderr, tc.want)
+	}
+
+	// A second server on the same endpoint is refused; the first one goes on.
+	code, _, stderr = runCLI(t, nil, "serve", "--listen", endpoint)
+	if code != 1 {
+		t.Errorf("a second serve exited %d, want 1", code)
+	}
+	oneErrorLine(t, stderr, "address already in use")
+	if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "greet.Greeter/SayHello"); code != 0 {
+		t.Errorf("the first server stopped serving after a second serve was refused: %s", stderr)
+	}
+
+	// SIGTERM: graceful stop, exit 0, socket removed.
+	srv.Process.Signal(syscall.SIGTERM)
+	if err := srv.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("serve left its socket: %v", err)
+	}
+	code, _, stderr = runCLI(t, nil, "call", "--connect", endpoint, "greet.Greeter/SayHello")
+	if code != 1 {
+		t.Errorf("call with no server exited %d, want 1", code)
+	}
+	oneErrorLine(t, stderr, endpoint)
+}
+
+func TestServeAbstract(t *testing.T) {
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	if _, err := grpcipc.ParseEndpoint(endpoint); errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("no abstract sockets here: %v", err)
+	}
+	srv := startServe(t, endpoint)
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "greet.Greeter/SayHello", `{"name":"abstract"}`)
+	if code != 0 || !strings.Contains(stdout, "Hello abstract") {
+		t.Errorf("call over %s: exit %d, %q, %q", endpoint, code, stdout, stderr)
+	}
+	srv.Process.Signal(syscall.SIGINT)
+	if err := srv.Wait(); err != nil {
+		t.Errorf("serve after SIGINT: %v", err)
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCLIErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"serve", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{[]string{"serve", "extra"}, 2, "serve takes no arguments"},
+		{[]string{"serve", "--listen", "foo://x"}, 1, `unknown scheme "foo"`},
+		{[]string{"serve", "--listen", "unix:///" + strings.Repeat("x", 120)}, 1, "allows at most 107"},
+		{[]string{"serve", "--listen", "npipe:x"}, 1, "named pipes exist only on Windows"},
+		{[]string{"call"}, 2, "call takes 1 to 2 arguments"},
+		{[]string{"call", "NoSlash"}, 2, `method "NoSlash": want package.Service/Method`},
+		{[]string{"call", "--connect", "unix:", "a.B/C"}, 1, "empty socket path"},
+		{[]string{"list", "--timeout", "soon"}, 2, `invalid value "soon"`},
+		{[]string{"endpoint", "a/b"}, 1, "application name may hold only"},
+		{[]string{"endpoint", "a", "b"}, 2, "at most one argument"},
+		{[]string{"demo", "--count", "0"}, 2, "--count must be from 1"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, nil, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			if stdout != "" {
+				t.Errorf("stdout: %q", stdout)
+			}
+			oneErrorLine(t, stderr, tt.want)
+		})
+	}
+	code, _, stderr := runCLI(t, nil)
+	if code != 2 || !strings.Contains(stderr, "Usage:") {
+		t.Errorf("no arguments: exit %d, %q; want 2 and the usage", code, stderr)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"call", "-h"}, {"list", "--help"}, {"endpoint", "--help"}, {"demo", "--help"}} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+		if len(args) == 2 && !strings.Contains(stdout, "grpcipc "+args[0]) {
+			t.Errorf("%v: usage does not name the command: %q", args, stdout)
+		}
+	}
+}
+
+func TestEndpointCommand(t *testing.T) {
+	for _, app := range []string{"", "myapp"} {
+		args := []string{"endpoint"}
+		name := "grpcipc"
+		if app != "" {
+			args, name = append(args, app), app
+		}
+		want, err := grpcipc.DefaultEndpoint(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != 0 || stdout != want.String()+"\n" {
+			t.Errorf("%v: exit %d, %q, %q; want %s", args, code, stdout, stderr, want)
+		}
+	}
+}

@@ -1,0 +1,30 @@
+// Package grpcipc runs gRPC between processes on one machine over the
+// operating system's local transports instead of a TCP port: Unix domain
+// sockets, Linux abstract sockets and (soon) Windows named pipes.
+//
+// A server listens with [Listen] and serves with an ordinary
+// [google.golang.org/grpc.Server]; a client gets an ordinary
+// [google.golang.org/grpc.ClientConn] from [NewClient]. Both take the same
+// endpoint strings (see [ParseEndpoint]), and [DefaultEndpoint] picks a
+// per-user one for this OS:
+//
+//	unix:///run/app/app.sock     Unix socket file (also unix:/abs, unix:rel)
+//	unix-abstract:app            Linux abstract socket (also unix:@app)
+//	npipe:app                    Windows named pipe (also \\.\pipe\app)
+//	tcp://host:port              TCP, for a peer on another machine
+//
+// # Security defaults
+//
+// A socket file is created with mode 0600 before it accepts its first
+// connection, so only the server's own user (and root) can connect; widen it
+// with [WithSocketMode]. [Listen] never removes a live server's socket, nor
+// anything that is not a socket; it replaces a stale socket, and refuses a
+// directory another user could write to. An abstract socket has no
+// permissions at all: any local process can connect to it.
+//
+// # Platforms
+//
+// Linux: everything here, tested in CI. macOS and the BSDs: Unix sockets;
+// compiled and vetted in CI, not run there. Windows: endpoints parse, tcp
+// works; named pipes and Unix sockets are not served yet.
+package grpcipc

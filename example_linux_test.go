@@ -1,0 +1,70 @@
+package grpcipc_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"google.golang.org/grpc"
+)
+
+type greeter struct {
+	greetpb.UnimplementedGreeterServer
+}
+
+func (greeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+// A server and a client on a Unix socket that only this user can connect to.
+func Example() {
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	endpoint := "unix://" + filepath.Join(dir, "app.sock")
+
+	// Server: the socket is created 0600 before it accepts anyone.
+	lis, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	greetpb.RegisterGreeterServer(srv, greeter{})
+	go srv.Serve(lis)
+	defer srv.Stop() // closes the listener, which removes the socket
+
+	// Client.
+	conn, err := grpcipc.NewClient(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	reply, err := greetpb.NewGreeterClient(conn).SayHello(context.Background(), &greetpb.HelloRequest{Name: "gopher"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply.GetMessage())
+	// Output: Hello gopher
+}
+
+func ExampleParseEndpoint() {
+	for _, s := range []string{"unix:/run/app/app.sock", "unix:@app", `\\.\pipe\app`, "localhost:50051"} {
+		ep, err := grpcipc.ParseEndpoint(s)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("%-22s %-14s %s\n", s, ep.Transport, ep)
+	}
+	// Output:
+	// unix:/run/app/app.sock unix           unix:///run/app/app.sock
+	// unix:@app              unix-abstract  unix-abstract:app
+	// \\.\pipe\app           npipe          npipe:app
+	// localhost:50051        tcp            tcp://localhost:50051
+}

@@ -1,0 +1,7 @@
+package testutil
+
+import "os/exec"
+
+// setCredential does nothing on Windows: tests there run helpers as the
+// same user.
+func setCredential(*exec.Cmd, int, int) {}

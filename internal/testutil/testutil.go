@@ -1,0 +1,150 @@
+// Package testutil holds grpcipc's test helpers: short socket paths,
+// abstract names, and helper processes, also under another user.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// ShortTempDir returns a new directory (mode 0700) with a short path, so
+// that socket paths in it stay under the 104/108-byte sun_path limit
+// whatever the test's name, and removes it when the test ends.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// AbstractName returns an abstract socket name that no other test (or
+// test process) uses.
+func AbstractName(t testing.TB) string {
+	t.Helper()
+	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
+	return fmt.Sprintf("grpcipc-test-%d-%s", os.Getpid(), name)
+}
+
+// HelperEnv is the environment variable that tells a test binary started
+// by [HelperCommand] which helper to run.
+const HelperEnv = "GRPCIPC_TEST_HELPER"
+
+// QuickRaceExit is an environment entry for child processes that saves
+// the race detector's default second of sleep at exit (atexit_sleep_ms).
+const QuickRaceExit = "GORACE=atexit_sleep_ms=0"
+
+// Nobody is the uid and gid of the unprivileged user other-user tests run
+// helpers as.
+const Nobody = 65534
+
+var (
+	copyOnce sync.Once
+	copyPath string
+	copyErr  error
+	copyDir  string
+)
+
+// RequireRoot skips the test, saying why, unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a helper process as another user (uid 65534); CI runs as root")
+	}
+}
+
+// HelperCommand returns a command that runs this test binary again as the
+// helper named name, with args. The test binary's TestMain must dispatch on
+// [HelperEnv]. When uid is not the current one, the command runs as
+// uid:gid (the test must be root: see [RequireRoot]) from a copy of the
+// binary in a directory that user can read.
+func HelperCommand(t testing.TB, uid, gid int, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid != os.Geteuid() {
+		exe = sharedCopy(t, exe)
+	}
+	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), HelperEnv+"="+name, QuickRaceExit)
+	cmd.Stderr = os.Stderr
+	setCredential(cmd, uid, gid)
+	return cmd
+}
+
+// sharedCopy copies the test binary, once per test process, into a
+// directory every user can traverse (t.TempDir is 0700).
+func sharedCopy(t testing.TB, exe string) string {
+	t.Helper()
+	copyOnce.Do(func() {
+		copyDir, copyErr = os.MkdirTemp("", "gi-exe")
+		if copyErr != nil {
+			return
+		}
+		if copyErr = os.Chmod(copyDir, 0o755); copyErr != nil {
+			return
+		}
+		copyPath = filepath.Join(copyDir, filepath.Base(exe))
+		copyErr = copyFile(exe, copyPath)
+	})
+	if copyErr != nil {
+		t.Fatalf("copying the test binary for another user: %v", copyErr)
+	}
+	return copyPath
+}
+
+// Cleanup removes what the helpers left for the whole test process (the
+// shared copy of the test binary). Call it from TestMain after m.Run.
+func Cleanup() {
+	if copyDir != "" {
+		os.RemoveAll(copyDir)
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Start starts cmd with its stdout piped to the returned reader, and kills
+// and reaps it when the test ends if the test has not waited for it.
+func Start(t testing.TB, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return bufio.NewReader(out)
+}
