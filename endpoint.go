@@ -159,9 +159,9 @@ func parseUnix(s, rest, goos string) (Endpoint, error) {
 			return Endpoint{}, endpointErr(s, "unix:// takes no host; write unix:///abs/path or unix:rel/path")
 		}
 		path = rest[2:]
-		if goos == "windows" && isDrivePath(path[1:]) {
-			path = path[1:] // unix:///C:/x/y.sock
-		}
+	}
+	if goos == "windows" && strings.HasPrefix(path, "/") && isDrivePath(path[1:]) {
+		path = path[1:] // unix:///C:/x/y.sock, unix:/C:/x/y.sock
 	}
 	switch {
 	case path == "":

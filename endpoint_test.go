@@ -33,6 +33,7 @@ func TestParseEndpoint(t *testing.T) {
 		{`unix:C:\x\y.sock`, "windows", Endpoint{Unix, `C:\x\y.sock`}, ""},
 		{"unix:///C:/x/y.sock", "windows", Endpoint{Unix, "C:/x/y.sock"}, "unix:C:/x/y.sock"},
 		{"unix:///C:/x/y.sock", "linux", Endpoint{Unix, "/C:/x/y.sock"}, ""},
+		{"unix:/C:/x/y.sock", "windows", Endpoint{Unix, "C:/x/y.sock"}, "unix:C:/x/y.sock"},
 		{"tcp://127.0.0.1:50051", "linux", Endpoint{TCP, "127.0.0.1:50051"}, ""},
 		{"tcp://[::1]:0", "linux", Endpoint{TCP, "[::1]:0"}, ""},
 		{"localhost:50051", "linux", Endpoint{TCP, "localhost:50051"}, "tcp://localhost:50051"},
@@ -177,7 +178,8 @@ func TestDefaultEndpointThisOS(t *testing.T) {
 
 func FuzzParseEndpoint(f *testing.F) {
 	for _, s := range []string{"unix:///a/b", "unix:a", "unix:@x", "unix-abstract:x", "npipe:x",
-		`\\.\pipe\x`, "npipe:////./pipe/x", "tcp://h:1", "h:1", "unix:///C:/x", `unix:C:\x`, "a://b"} {
+		`\\.\pipe\x`, "npipe:////./pipe/x", "tcp://h:1", "h:1", "unix:///C:/x", `unix:C:\x`, "a://b",
+		"unix:/A:/0"} {
 		f.Add(s, "linux")
 		f.Add(s, "windows")
 		f.Add(s, "darwin")
