@@ -6,7 +6,6 @@ import (
 	"net/url"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/local"
 )
 
 // Dial connects to a local endpoint (see [ParseEndpoint]) and returns the
@@ -48,8 +47,9 @@ func dialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
 // Connectivity state, health checking, retries, keepalive and reflection work
 // as they do over TCP.
 //
-// Connections use grpc-go's local transport credentials: no TLS, and a
-// security level of PrivacyAndIntegrity over a local socket, so per-RPC
+// Connections use grpcipc's transport credentials: no TLS, the server's OS
+// identity read when connecting ([AuthInfoFromPeer] with [grpc.Peer]), and
+// a security level of PrivacyAndIntegrity over a local socket, so per-RPC
 // credentials that require a secure channel may be sent; for a tcp endpoint
 // they admit only loopback addresses. To reach another machine, pass TLS
 // credentials with [WithGRPCDialOptions]; a tcp endpoint is then resolved by
@@ -65,7 +65,7 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 			return nil, err
 		}
 	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(local.NewCredentials())}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(&transportCreds{transport: ep.Transport})}
 	var target string
 	if ep.Transport == TCP {
 		target = "dns:///" + ep.Address

@@ -3,7 +3,7 @@
 // sockets, Linux abstract sockets and (soon) Windows named pipes.
 //
 // A server listens with [Listen] and serves with an ordinary
-// [google.golang.org/grpc.Server]; a client gets an ordinary
+// [google.golang.org/grpc.Server] made with [ServerOptions]; a client gets an ordinary
 // [google.golang.org/grpc.ClientConn] from [NewClient]. Both take the same
 // endpoint strings (see [ParseEndpoint]), and [DefaultEndpoint] picks a
 // per-user one for this OS:
@@ -13,18 +13,23 @@
 //	npipe:app                    Windows named pipe (also \\.\pipe\app)
 //	tcp://host:port              TCP, for a peer on another machine
 //
-// # Security defaults
+// # Security
 //
 // A socket file is created with mode 0600 before it accepts its first
-// connection, so only the server's own user (and root) can connect; widen it
-// with [WithSocketMode]. [Listen] never removes a live server's socket, nor
-// anything that is not a socket; it replaces a stale socket, and refuses a
-// directory another user could write to. An abstract socket has no
-// permissions at all: any local process can connect to it.
+// connection. On every connection the listener reads the caller's OS
+// identity ([Creds]) and applies a [Policy] ([WithPolicy]); the default,
+// [SameUserPolicy], admits only the server's own user, on abstract sockets
+// (which have no file permissions) too. A server made with [ServerOptions]
+// applies per-method rules and gives handlers the caller's identity
+// ([AuthInfoFromContext]); a refused call fails with
+// codes.PermissionDenied and no handler runs. [Listen] never removes a live
+// server's socket, nor anything that is not a socket; it replaces a stale
+// socket, and refuses a directory another user could write to.
 //
 // # Platforms
 //
-// Linux: everything here, tested in CI. macOS and the BSDs: Unix sockets;
-// compiled and vetted in CI, not run there. Windows: endpoints parse, tcp
-// works; named pipes and Unix sockets are not served yet.
+// Linux: everything here, tested in CI. macOS and FreeBSD: Unix sockets
+// and peer credentials (LOCAL_PEERCRED); compiled and vetted in CI, not run
+// there. Windows: endpoints parse, tcp works; named pipes and Unix sockets
+// are not served yet.
 package grpcipc

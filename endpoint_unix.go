@@ -15,3 +15,7 @@ func currentFacts() (osFacts, error) {
 		tempDir:    os.TempDir(),
 	}, nil
 }
+
+func selfIdentity() (identity, error) {
+	return identity{uid: os.Geteuid(), hasUID: true}, nil
+}

@@ -15,3 +15,11 @@ func currentFacts() (osFacts, error) {
 	}
 	return osFacts{goos: runtime.GOOS, euid: -1, sid: u.User.Sid.String()}, nil
 }
+
+func selfIdentity() (identity, error) {
+	f, err := currentFacts()
+	if err != nil {
+		return identity{}, err
+	}
+	return identity{sid: f.sid}, nil
+}

@@ -29,12 +29,13 @@ func Example() {
 	defer os.RemoveAll(dir)
 	endpoint := "unix://" + filepath.Join(dir, "app.sock")
 
-	// Server: the socket is created 0600 before it accepts anyone.
+	// Server: the socket is created 0600 before it accepts anyone, and
+	// only this user's processes are served.
 	lis, err := grpcipc.Listen(context.Background(), endpoint)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpcipc.ServerOptions()...)
 	greetpb.RegisterGreeterServer(srv, greeter{})
 	go srv.Serve(lis)
 	defer srv.Stop() // closes the listener, which removes the socket
@@ -67,4 +68,39 @@ func ExampleParseEndpoint() {
 	// unix:@app              unix-abstract  unix-abstract:app
 	// \\.\pipe\app           npipe          npipe:app
 	// localhost:50051        tcp            tcp://localhost:50051
+}
+
+// A handler reads the caller's OS identity.
+func ExampleAuthInfoFromContext() {
+	handler := func(ctx context.Context) string {
+		ai, ok := grpcipc.AuthInfoFromContext(ctx)
+		if !ok || ai.Peer == nil {
+			return "unknown caller"
+		}
+		uid, _ := ai.Peer.UID()
+		pid, _ := ai.Peer.PID()
+		return fmt.Sprintf("uid %d, pid %d, over %s", uid, pid, ai.Transport)
+	}
+	_ = handler
+}
+
+// A policy file: anyone may check health, the server's user and the wheel
+// group may do the rest.
+func ExampleParsePolicy() {
+	p, err := grpcipc.ParsePolicy([]byte(`{
+		"name": "myd",
+		"allow_rules": [
+			{"name": "health", "source": {"principals": ["*"]}, "request": {"paths": ["/grpc.health.v1.Health/*"]}},
+			{"name": "admins", "source": {"principals": ["same-user", "gid:0"]}}
+		]}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(p.Name())
+	_, err = grpcipc.ParsePolicy([]byte(`{"name": "bad", "allow_rules": [{"name": "a", "source": {"principals": ["usr:x"]}}]}`))
+	fmt.Println(err)
+	// Output:
+	// myd
+	// invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, same-user or *)
 }

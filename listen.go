@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 )
 
@@ -51,16 +52,39 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ep, err)
 	}
-	switch ep.Transport {
-	case TCP:
+	if ep.Transport == TCP {
 		var lc net.ListenConfig
 		return lc.Listen(ctx, "tcp", ep.Address)
-	case Unix:
-		return listenUnixPath(ctx, ep, cfg)
-	case UnixAbstract:
-		return listenAbstract(ctx, ep)
-	case NamedPipe:
-		return listenPipe(ctx, ep, cfg)
 	}
-	return nil, endpointErr(endpoint, "unknown transport %q", ep.Transport)
+	self, err := selfIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", ep, err)
+	}
+	if cfg.policy == nil {
+		cfg.policy = SameUserPolicy()
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	cfg.gid = -1
+	if !cfg.modeSet {
+		cfg.mode, cfg.gid = cfg.policy.socketAccess(self)
+	}
+	var l net.Listener
+	switch ep.Transport {
+	case Unix:
+		l, err = listenUnixPath(ctx, ep, cfg)
+	case UnixAbstract:
+		l, err = listenAbstract(ctx, ep)
+	case NamedPipe:
+		l, err = listenPipe(ctx, ep, cfg)
+	default:
+		err = endpointErr(endpoint, "unknown transport %q", ep.Transport)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &guardedListener{Listener: l, guard: &guard{
+		ep: ep, policy: cfg.policy, self: self, log: cfg.logger, methodRules: cfg.policy.hasMethodRules(),
+	}}, nil
 }

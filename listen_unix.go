@@ -26,20 +26,20 @@ const probeTimeout = 2 * time.Second
 
 func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
 	path := ep.Address
-	l, err := listenUnixPath1(ctx, path, cfg.mode)
+	l, err := listenUnixPath1(ctx, path, cfg.mode, cfg.gid)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
 	}
 	return l, nil
 }
 
-func listenUnixPath1(ctx context.Context, path string, mode fs.FileMode) (net.Listener, error) {
+func listenUnixPath1(ctx context.Context, path string, mode fs.FileMode, gid int) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	createdDir, err := prepareSocketDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	l, err := bindUnixPath(ctx, path, mode)
+	l, err := bindUnixPath(ctx, path, mode, gid)
 	if err != nil {
 		if createdDir {
 			os.Remove(dir)
@@ -87,9 +87,10 @@ func prepareSocketDir(dir string) (created bool, err error) {
 	return false, nil
 }
 
-// bindUnixPath does socket, bind, chmod, listen, in that order, so that the
-// socket accepts nobody before its mode is right (golang/go#11822).
-func bindUnixPath(ctx context.Context, path string, mode fs.FileMode) (*unixListener, error) {
+// bindUnixPath does socket, bind, chown (to group gid, unless -1), chmod,
+// listen, in that order, so that the socket accepts nobody before its owner
+// and mode are right (golang/go#11822).
+func bindUnixPath(ctx context.Context, path string, mode fs.FileMode, gid int) (*unixListener, error) {
 	if err := clearSocketPath(ctx, path); err != nil {
 		return nil, err
 	}
@@ -115,6 +116,11 @@ func bindUnixPath(ctx context.Context, path string, mode fs.FileMode) (*unixList
 	fail := func(err error) (*unixListener, error) {
 		os.Remove(path)
 		return nil, err
+	}
+	if gid >= 0 {
+		if err := os.Lchown(path, -1, gid); err != nil {
+			return fail(fmt.Errorf("giving the socket to group %d, as the policy admits it: %w", gid, err))
+		}
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		return fail(err)

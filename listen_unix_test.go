@@ -521,8 +521,9 @@ func TestListenNoWindowBeforeChmod(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Accept what the other user may have got in.
-				l.(*unixListener).Listener.(*net.UnixListener).SetDeadline(time.Now().Add(time.Millisecond))
-				if c, err := l.Accept(); err == nil {
+				inner := l.(*guardedListener).Listener.(*unixListener).Listener.(*net.UnixListener)
+				inner.SetDeadline(time.Now().Add(time.Millisecond))
+				if c, err := inner.Accept(); err == nil {
 					c.Close()
 				}
 				l.Close()

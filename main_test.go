@@ -42,3 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// RegisterHelper adds a helper for the external test package: test-only,
+// as this file is.
+func RegisterHelper(name string, f func(args []string) error) { helpers[name] = f }

@@ -3,6 +3,7 @@ package grpcipc
 import (
 	"fmt"
 	"io/fs"
+	"log/slog"
 
 	"google.golang.org/grpc"
 )
@@ -23,6 +24,9 @@ type listenConfig struct {
 	ep      Endpoint
 	mode    fs.FileMode
 	modeSet bool
+	gid     int // group to give the socket file, or -1
+	policy  *Policy
+	logger  *slog.Logger
 }
 
 type clientConfig struct {
@@ -51,6 +55,38 @@ func WithSocketMode(mode fs.FileMode) ListenOption {
 			return fmt.Errorf("listen %s: socket mode %v has bits other than permissions", c.ep, mode)
 		}
 		c.mode, c.modeSet = mode, true
+		return nil
+	})
+}
+
+// WithPolicy makes [Listen] admit callers by p instead of
+// [SameUserPolicy]. The socket file's permissions follow it: a policy that
+// admits only the server's user keeps 0600; one that admits one group makes
+// the socket 0660 and that group's (the server must be root or a member);
+// one that admits any other user makes it 0666, and the identity check on
+// every connection decides who is served. An explicit [WithSocketMode]
+// wins. Policies apply to unix and unix-abstract endpoints.
+func WithPolicy(p *Policy) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) error {
+		if p == nil {
+			return fmt.Errorf("listen %s: nil policy", c.ep)
+		}
+		if c.ep.Transport == TCP {
+			return fmt.Errorf("listen %s: a policy needs a local endpoint: tcp connections carry no OS identity", c.ep)
+		}
+		c.policy = p
+		return nil
+	})
+}
+
+// WithLogger sets where [Listen]'s listener logs refused callers (default
+// [slog.Default]).
+func WithLogger(l *slog.Logger) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) error {
+		if l == nil {
+			return fmt.Errorf("listen %s: nil logger", c.ep)
+		}
+		c.logger = l
 		return nil
 	})
 }

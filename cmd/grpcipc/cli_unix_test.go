@@ -94,7 +94,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exited %d: %s%s", code, stdout, stderr)
 	}
 	t.Logf("demo printed:\n%s", stdout)
-	for _, want := range []string{`-> {message: "Hello grpcipc demo"}`, "20 more calls: median", "WhoAmI", "transport unix", "security PrivacyAndIntegrity", "exited 0"} {
+	for _, want := range []string{`-> {message: "Hello grpcipc demo"}`, "20 more calls: median", "WhoAmI", "transport unix", "security PrivacyAndIntegrity", "caller pid ", "exited 0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -336,5 +336,77 @@ func TestEndpointCommand(t *testing.T) {
 		if code != 0 || stdout != want.String()+"\n" {
 			t.Errorf("%v: exit %d, %q, %q; want %s", args, code, stdout, stderr, want)
 		}
+	}
+}
+
+func TestServePolicyErrors(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"name": "b", "allow_rules": [{"name": "a", "source": {"principals": ["usr:alice"]}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := "unix://" + filepath.Join(dir, "s.sock")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"serve", "--listen", sock, "--policy", bad}, 1, "policy file " + bad + `: invalid policy: allow_rules[0].source.principals[0]: "usr:alice": unknown kind "usr"`},
+		{[]string{"serve", "--listen", sock, "--policy", filepath.Join(dir, "none.json")}, 1, "no such file"},
+		{[]string{"serve", "--listen", sock, "--allow", "uid:x"}, 1, `--allow: invalid policy: principal "uid:x"`},
+		{[]string{"serve", "--listen", sock, "--allow", "uid:0", "--policy", bad}, 2, "--allow or --policy, not both"},
+		{[]string{"serve", "--listen", "tcp://127.0.0.1:0", "--allow", "uid:0"}, 1, "tcp connections carry no OS identity"},
+	} {
+		code, stdout, stderr := runCLI(t, nil, tc.args...)
+		if code != tc.code || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q; want %d", tc.args, code, stdout, tc.code)
+		}
+		oneErrorLine(t, stderr, tc.want)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "s.sock")); err == nil {
+		t.Error("a refused serve left a socket")
+	}
+}
+
+// TestServeAllowOtherUser: serve --allow admits the user it names, through
+// the CLI on both sides, and refuses another with one clear line.
+func TestServeAllowOtherUser(t *testing.T) {
+	testutil.RequireRoot(t)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	cmd := cliCommand(t, nil, "serve", "--listen", endpoint, "--allow", "uid:65534")
+	var serverLog bytes.Buffer
+	cmd.Stderr = &serverLog
+	r := testutil.Start(t, cmd)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "serving ") {
+		t.Fatalf("serve said %q", line)
+	}
+	go io.Copy(io.Discard, r)
+	exe := testutil.SharedExecutable(t)
+	callAs := func(uid int) (int, string, string) {
+		c := exec.Command(exe, "call", "--connect", endpoint, "grpcipc.v1.Identity/WhoAmI")
+		c.Env = append(os.Environ(), mainEnv+"=1", testutil.QuickRaceExit)
+		testutil.SetCredential(c, uid, uid, nil)
+		var out, errOut bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errOut
+		c.Run()
+		return c.ProcessState.ExitCode(), out.String(), errOut.String()
+	}
+	code, stdout, stderr := callAs(65534)
+	var who map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &who) != nil || who["uid"] != "65534" || who["user"] != "nobody" || who["executable"] != exe {
+		t.Errorf("uid 65534 calling WhoAmI: exit %d, %q, %q", code, stdout, stderr)
+	}
+	code, _, stderr = callAs(12345)
+	if code != 1 {
+		t.Errorf("uid 12345 exit %d, want 1", code)
+	}
+	oneErrorLine(t, stderr, "PermissionDenied")
+	if !strings.Contains(stderr, "uid 12345 gid 12345 is not admitted") {
+		t.Errorf("refusal does not name the caller: %q", stderr)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if !strings.Contains(serverLog.String(), "connection refused") || !strings.Contains(serverLog.String(), "uid 12345") {
+		t.Errorf("serve did not log the refused caller: %q", serverLog.String())
 	}
 }

@@ -4,24 +4,32 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/demo"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/local"
 )
 
 // stopGrace is how long a stopping server waits for in-flight calls.
 const stopGrace = 10 * time.Second
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("serve", "[--listen ENDPOINT]",
+	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE]",
 		"Serve greet.Greeter/SayHello, grpc.health.v1.Health, server reflection and\n"+
 			"grpcipc.v1.Identity/WhoAmI until SIGINT or SIGTERM, then stop gracefully and\n"+
-			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.",
+			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.\n\n"+
+			"Only this user may call, unless --allow widens it (same-user, uid:N, gid:N,\n"+
+			"user:NAME, group:NAME, sid:SID, exe:/PATH or *) or --policy FILE sets a policy\n"+
+			"in gRPC's authorization-policy JSON with those principals.",
 		0, 0, stdout)
 	listen := c.fs.String("listen", "", "`endpoint` to listen on (default: what \"grpcipc endpoint\" prints)")
+	var allow []string
+	c.fs.Func("allow", "also admit `PRINCIPAL` to every method (repeatable)", func(s string) error {
+		allow = append(allow, s)
+		return nil
+	})
+	policyFile := c.fs.String("policy", "", "the policy `file` (JSON) that decides who may call what")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
@@ -29,11 +37,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	lis, err := grpcipc.Listen(ctx, ep.String())
+	var opts []grpcipc.ListenOption
+	switch {
+	case len(allow) > 0 && *policyFile != "":
+		return usageErrorf("serve: give --allow or --policy, not both")
+	case len(allow) > 0:
+		p, err := grpcipc.AllowPolicy(allow...)
+		if err != nil {
+			return fmt.Errorf("--allow: %w", err)
+		}
+		opts = append(opts, grpcipc.WithPolicy(p))
+	case *policyFile != "":
+		p, err := grpcipc.LoadPolicy(*policyFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpcipc.WithPolicy(p))
+	}
+	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
+	lis, err := grpcipc.Listen(ctx, ep.String(), opts...)
 	if err != nil {
 		return err
 	}
-	srv := demo.NewServer(ep, grpc.Creds(local.NewCredentials()))
+	srv := demo.NewServer(ep)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	fmt.Fprintf(stdout, "serving %s\n", ep)

@@ -5,6 +5,7 @@ package demo
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
 )
 
 // Server is the demo gRPC server with its health service.
@@ -23,10 +25,10 @@ type Server struct {
 	Health *health.Server
 }
 
-// NewServer returns the demo server for a listener on ep, with its services
-// registered and reported SERVING.
+// NewServer returns the demo server for a listener on ep, with grpcipc's
+// server options and the services registered and reported SERVING.
 func NewServer(ep grpcipc.Endpoint, opts ...grpc.ServerOption) *Server {
-	s := grpc.NewServer(opts...)
+	s := grpc.NewServer(append(grpcipc.ServerOptions(), opts...)...)
 	greetpb.RegisterGreeterServer(s, greeter{})
 	identitypb.RegisterIdentityServer(s, identity{ep: ep})
 	hs := health.NewServer()
@@ -61,15 +63,46 @@ type identity struct {
 
 func (id identity) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
 	resp := &identitypb.WhoAmIResponse{Transport: string(id.ep.Transport), Endpoint: id.ep.String()}
-	if p, ok := peer.FromContext(ctx); ok {
-		if p.Addr != nil {
-			resp.PeerAddress = p.Addr.String()
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return resp, nil
+	}
+	if p.Addr != nil {
+		resp.PeerAddress = p.Addr.String()
+	}
+	if ai, ok := p.AuthInfo.(interface {
+		GetCommonAuthInfo() credentials.CommonAuthInfo
+	}); ok {
+		resp.SecurityLevel = ai.GetCommonAuthInfo().SecurityLevel.String()
+	}
+	ai, ok := grpcipc.AuthInfoFromPeer(p)
+	if !ok || ai.Peer == nil {
+		return resp, nil
+	}
+	c := ai.Peer
+	if pid, ok := c.PID(); ok {
+		resp.Pid = proto.Int64(int64(pid))
+	}
+	if uid, ok := c.UID(); ok {
+		resp.Uid = proto.String(strconv.Itoa(uid))
+	} else if sid, ok := c.SID(); ok {
+		resp.Uid = proto.String(sid)
+	}
+	if gid, ok := c.GID(); ok {
+		resp.Gid = proto.String(strconv.Itoa(gid))
+	}
+	if groups, ok := c.Groups(); ok {
+		for _, g := range groups {
+			resp.Groups = append(resp.Groups, strconv.Itoa(g))
 		}
-		if ai, ok := p.AuthInfo.(interface {
-			GetCommonAuthInfo() credentials.CommonAuthInfo
-		}); ok {
-			resp.SecurityLevel = ai.GetCommonAuthInfo().SecurityLevel.String()
-		}
+	} else if sids, ok := c.GroupSIDs(); ok {
+		resp.Groups = sids
+	}
+	if name, ok := c.Username(); ok {
+		resp.User = proto.String(name)
+	}
+	if exe, ok := c.Executable(); ok {
+		resp.Executable = proto.String(exe)
 	}
 	return resp, nil
 }

@@ -83,6 +83,17 @@ func HelperCommand(t testing.TB, uid, gid int, name string, args ...string) *exe
 	return cmd
 }
 
+// SharedExecutable returns a copy of this test binary that every user can
+// run, made once per test process (see [Cleanup]).
+func SharedExecutable(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sharedCopy(t, exe)
+}
+
 // sharedCopy copies the test binary, once per test process, into a
 // directory every user can traverse (t.TempDir is 0700).
 func sharedCopy(t testing.TB, exe string) string {
@@ -147,4 +158,39 @@ func Start(t testing.TB, cmd *exec.Cmd) *bufio.Reader {
 		}
 	})
 	return bufio.NewReader(out)
+}
+
+// CopyExecutable copies this test binary to a new path every user can run,
+// removed when the test ends, for tests that tell callers apart by their
+// executable.
+func CopyExecutable(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "gi-exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "caller")
+	if err := copyFile(exe, dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// HelperCommandAt is [HelperCommand] with the test binary at exe (see
+// [CopyExecutable]) and, when not nil, the supplementary groups given.
+func HelperCommandAt(t testing.TB, exe string, uid, gid int, groups []int, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), HelperEnv+"="+name, QuickRaceExit)
+	cmd.Stderr = os.Stderr
+	SetCredential(cmd, uid, gid, groups)
+	return cmd
 }

@@ -1,0 +1,129 @@
+package grpcipc_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// BenchmarkConnection is the cost of one connection: dial, accept, close,
+// on a plain net.Listen socket and on a grpcipc one, whose Accept reads the
+// caller's identity (SO_PEERCRED, SO_PEERPIDFD) and applies the policy.
+func BenchmarkConnection(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		listen func(path string) (net.Listener, error)
+	}{
+		{"plain", func(path string) (net.Listener, error) { return net.Listen("unix", path) }},
+		{"grpcipc", func(path string) (net.Listener, error) {
+			return grpcipc.Listen(context.Background(), "unix://"+path)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			path := filepath.Join(testutil.ShortTempDir(b), "b.sock")
+			l, err := tc.listen(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := net.Dial("unix", path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := l.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				c.Close()
+			}
+		})
+	}
+}
+
+type benchGreeter struct {
+	greetpb.UnimplementedGreeterServer
+}
+
+func (benchGreeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+// BenchmarkUnaryCall is one SayHello call on an open connection over a Unix
+// socket: plain grpc-go, grpcipc with the default policy, and grpcipc with
+// a per-method policy. The identity is read once per connection, so the
+// difference per call is the policy's lookup alone.
+func BenchmarkUnaryCall(b *testing.B) {
+	perMethod, err := grpcipc.ParsePolicy([]byte(`{"name": "b", "allow_rules": [
+		{"name": "hello", "source": {"principals": ["same-user"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
+		{"name": "other", "source": {"principals": ["uid:0", "group:root"]}, "request": {"paths": ["/x.Y/*"]}}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		grpcipc bool
+		policy  *grpcipc.Policy
+	}{
+		{"plain-grpc", false, nil},
+		{"grpcipc-same-user", true, nil},
+		{"grpcipc-per-method", true, perMethod},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			path := filepath.Join(testutil.ShortTempDir(b), "b.sock")
+			var (
+				l    net.Listener
+				srv  *grpc.Server
+				conn *grpc.ClientConn
+				err  error
+			)
+			if tc.grpcipc {
+				var opts []grpcipc.ListenOption
+				if tc.policy != nil {
+					opts = append(opts, grpcipc.WithPolicy(tc.policy))
+				}
+				l, err = grpcipc.Listen(context.Background(), "unix://"+path, opts...)
+				srv = grpc.NewServer(grpcipc.ServerOptions()...)
+			} else {
+				l, err = net.Listen("unix", path)
+				srv = grpc.NewServer()
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			greetpb.RegisterGreeterServer(srv, benchGreeter{})
+			go srv.Serve(l)
+			defer srv.Stop()
+			if tc.grpcipc {
+				conn, err = grpcipc.NewClient("unix://" + path)
+			} else {
+				conn, err = grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			client := greetpb.NewGreeterClient(conn)
+			req := &greetpb.HelloRequest{Name: "bench"}
+			ctx := context.Background()
+			if _, err := client.SayHello(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.SayHello(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

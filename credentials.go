@@ -1,0 +1,206 @@
+package grpcipc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// AuthInfo is what grpcipc's transport credentials learnt of a connection:
+// its transport and the OS identity of the process at the other end. On the
+// server, handlers get it with [AuthInfoFromContext]; on the client,
+// [AuthInfoFromPeer] reads it from a [peer.Peer] filled by [grpc.Peer].
+type AuthInfo struct {
+	credentials.CommonAuthInfo
+	// Transport is the connection's transport.
+	Transport Transport
+	// Peer is the OS identity of the process at the other end, read once
+	// when the connection was made; nil where the OS gives none (tcp).
+	Peer *Creds
+
+	guard *guard // the policy of the Listen listener the connection came from
+}
+
+// AuthType implements [credentials.AuthInfo].
+func (*AuthInfo) AuthType() string { return "grpcipc" }
+
+// AuthInfoFromContext returns the AuthInfo of the connection a call came in
+// on, in a handler or interceptor of a server made with [ServerOptions].
+func AuthInfoFromContext(ctx context.Context) (*AuthInfo, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, false
+	}
+	return AuthInfoFromPeer(p)
+}
+
+// AuthInfoFromPeer returns the AuthInfo of a connection's peer.
+func AuthInfoFromPeer(p *peer.Peer) (*AuthInfo, bool) {
+	if p == nil {
+		return nil, false
+	}
+	ai, ok := p.AuthInfo.(*AuthInfo)
+	return ai, ok
+}
+
+// transportCreds reads the OS identity of the peer once per connection,
+// during gRPC's handshake. It adds no encryption: a local socket never
+// leaves the machine, so its security level is PrivacyAndIntegrity, as
+// grpc-go's local credentials say; a tcp connection is accepted only on
+// loopback, at NoSecurity.
+type transportCreds struct {
+	transport Transport // of the client's endpoint; "" on the server
+}
+
+func (c *transportCreds) ClientHandshake(_ context.Context, _ string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	ai, err := handshakeInfo(conn, c.transport)
+	if err != nil {
+		return nil, nil, err
+	}
+	return releasingConn(conn, ai.Peer), ai, nil
+}
+
+func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if pc, ok := conn.(*peerConn); ok {
+		pc.handshaken.Store(true)
+		return pc, &AuthInfo{
+			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
+		}, nil
+	}
+	// A connection from a listener not made by Listen: identity only.
+	ai, err := handshakeInfo(conn, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return releasingConn(conn, ai.Peer), ai, nil
+}
+
+func handshakeInfo(conn net.Conn, transport Transport) (*AuthInfo, error) {
+	addr := conn.RemoteAddr()
+	switch addr.Network() {
+	case "unix":
+		if transport == "" {
+			transport = Unix
+		}
+		creds, err := readPeerCreds(conn)
+		if err != nil {
+			creds = nil // the OS said nothing; principals other than "*" will not match
+		}
+		return &AuthInfo{
+			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+			Transport:      transport, Peer: creds,
+		}, nil
+	case "tcp":
+		host, _, err := net.SplitHostPort(addr.String())
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("grpcipc: refusing tcp connection with %s: not a loopback address (use TLS credentials to reach another machine)", addr)
+		}
+		return &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP}, nil
+	}
+	return nil, fmt.Errorf("grpcipc: no transport credentials for %s connections", addr.Network())
+}
+
+func (c *transportCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "grpcipc"}
+}
+
+func (c *transportCreds) Clone() credentials.TransportCredentials {
+	cp := *c
+	return &cp
+}
+
+// OverrideServerName is deprecated in grpc-go and does nothing here.
+func (c *transportCreds) OverrideServerName(string) error { return nil }
+
+// releaseConn frees the peer's pinned process when the connection closes.
+type releaseConn struct {
+	net.Conn
+	creds *Creds
+	once  sync.Once
+}
+
+func releasingConn(conn net.Conn, creds *Creds) net.Conn {
+	if creds == nil {
+		return conn
+	}
+	return &releaseConn{Conn: conn, creds: creds}
+}
+
+func (c *releaseConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.creds.release)
+	return err
+}
+
+// ServerOptions returns the [grpc.Server] options that complete what
+// [Listen] starts: transport credentials that give each call the peer's OS
+// identity ([AuthInfoFromContext]), and interceptors that apply the
+// listener's [Policy] to every call, so that a refused caller gets
+// codes.PermissionDenied and no handler runs.
+//
+// Listen itself refuses callers that the policy admits to no method at all,
+// even on a server made without these options; a policy with rules for some
+// methods only needs them, and a server without them has its connections
+// from such a listener closed.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.Creds(&transportCreds{}),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if err := authorizeCall(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return handler(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if err := authorizeCall(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return handler(srv, ss)
+		}),
+	}
+}
+
+// authorizeCall applies the policy of the connection's listener to a call.
+func authorizeCall(ctx context.Context, method string) error {
+	ai, ok := AuthInfoFromContext(ctx)
+	if !ok || ai.guard == nil {
+		return nil // not from a Listen listener: no policy to apply
+	}
+	g := ai.guard
+	if ok, _ := g.policy.authorize(method, ai.Peer, g.self); ok {
+		return nil
+	}
+	return g.refuse(method, ai.Peer)
+}
+
+// RefusedError is the error of a call that the server's policy refused. It
+// unwraps to [ErrPermissionDenied] and becomes codes.PermissionDenied at the
+// gRPC boundary. Its message names the caller as the server saw it and the
+// method, not the rule, which the server logs.
+type RefusedError struct {
+	Caller string // the caller's identity, as [Creds.String] gives it
+	Method string // the full method name, or "" for a refused connection
+}
+
+func (e *RefusedError) Error() string {
+	if e.Method == "" {
+		return fmt.Sprintf("grpcipc: %s: %s is not admitted by this server's policy", ErrPermissionDenied, e.Caller)
+	}
+	return fmt.Sprintf("grpcipc: %s: %s may not call %s", ErrPermissionDenied, e.Caller, e.Method)
+}
+
+// Unwrap returns [ErrPermissionDenied].
+func (e *RefusedError) Unwrap() error { return ErrPermissionDenied }
+
+// GRPCStatus makes the error codes.PermissionDenied for grpc-go.
+func (e *RefusedError) GRPCStatus() *status.Status {
+	return status.New(codes.PermissionDenied, e.Error())
+}

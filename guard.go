@@ -1,0 +1,215 @@
+package grpcipc
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// guard is a listener's policy and what applying it needs.
+type guard struct {
+	ep     Endpoint
+	policy *Policy
+	self   identity
+	log    *slog.Logger
+	// methodRules: only ServerOptions' interceptors can apply the policy,
+	// so connections must go through its handshake.
+	methodRules bool
+}
+
+// refuse logs a refused caller with the rule that refused it and returns
+// the error the caller gets.
+func (g *guard) refuse(method string, c *Creds) error {
+	var rule string
+	if method == "" {
+		_, rule = g.policy.admitsConn(c, g.self)
+	} else {
+		_, rule = g.policy.authorize(method, c, g.self)
+	}
+	if rule == "" {
+		rule = "(no allow rule matched)"
+	}
+	attrs := []any{"endpoint", g.ep.String(), "caller", c.String(), "policy", g.policy.name, "rule", rule}
+	if method != "" {
+		attrs = append(attrs, "method", method)
+		g.log.Warn("grpcipc: call refused", attrs...)
+	} else {
+		g.log.Warn("grpcipc: connection refused", attrs...)
+	}
+	return &RefusedError{Caller: c.String(), Method: method}
+}
+
+// errNoHandshake is what a connection reads when the server was not made
+// with ServerOptions although the policy needs it.
+var errNoHandshake = errors.New("grpcipc: this listener's policy has per-method rules, which need a grpc.Server made with grpcipc.ServerOptions(); closing the connection")
+
+// peerConn is an accepted connection with its peer's identity.
+type peerConn struct {
+	net.Conn
+	creds      *Creds
+	guard      *guard
+	handshaken atomic.Bool
+	once       sync.Once
+}
+
+func (c *peerConn) Read(b []byte) (int, error) {
+	if c.guard.methodRules && !c.handshaken.Load() {
+		c.once.Do(func() { c.guard.log.Error(errNoHandshake.Error(), "endpoint", c.guard.ep.String()) })
+		c.Conn.Close()
+		return 0, errNoHandshake
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *peerConn) Close() error {
+	err := c.Conn.Close()
+	c.creds.release()
+	return err
+}
+
+// guardedListener reads the identity of every caller as it is accepted and
+// hands over only those the policy admits to some method. The others are
+// answered by a small gRPC server of their own, so that their calls fail
+// with codes.PermissionDenied and a message, rather than a dropped
+// connection.
+type guardedListener struct {
+	net.Listener
+	guard *guard
+
+	mu      sync.Mutex
+	refuser *refuser
+	closed  bool
+}
+
+func (l *guardedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		creds, err := readPeerCreds(c)
+		if err != nil {
+			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
+			creds = nil
+		}
+		pc := &peerConn{Conn: c, creds: creds, guard: l.guard}
+		if ok, _ := l.guard.policy.admitsConn(creds, l.guard.self); ok {
+			return pc, nil
+		}
+		l.guard.refuse("", creds)
+		l.refuse(pc)
+	}
+}
+
+func (l *guardedListener) refuse(c *peerConn) {
+	c.handshaken.Store(true) // the refusal server's own handshake is grpcipc's
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return
+	}
+	if l.refuser == nil {
+		l.refuser = newRefuser(l.Listener.Addr())
+	}
+	l.refuser.take(c)
+}
+
+func (l *guardedListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	r := l.refuser
+	l.closed = true
+	l.mu.Unlock()
+	if r != nil {
+		r.stop()
+	}
+	return err
+}
+
+// refuser is the gRPC server that answers refused callers.
+type refuser struct {
+	srv   *grpc.Server
+	conns chan net.Conn
+	done  chan struct{}
+	addr  net.Addr
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+// refusedBacklog bounds refused connections waiting for the refusal server;
+// past it they are closed at once.
+const refusedBacklog = 64
+
+func newRefuser(addr net.Addr) *refuser {
+	r := &refuser{conns: make(chan net.Conn, refusedBacklog), done: make(chan struct{}), addr: addr}
+	r.srv = grpc.NewServer(
+		grpc.Creds(&transportCreds{}),
+		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+			ai, _ := AuthInfoFromContext(ss.Context())
+			var c *Creds
+			if ai != nil {
+				c = ai.Peer
+			}
+			return &RefusedError{Caller: c.String()}
+		}),
+		grpc.MaxConcurrentStreams(4),
+		grpc.ConnectionTimeout(5*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: 5 * time.Second, MaxConnectionAge: 10 * time.Second, MaxConnectionAgeGrace: time.Second,
+		}),
+	)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.srv.Serve(chanListener{r})
+	}()
+	return r
+}
+
+func (r *refuser) take(c net.Conn) {
+	select {
+	case r.conns <- c:
+	default:
+		c.Close() // too many refused callers at once
+	}
+}
+
+func (r *refuser) stop() {
+	r.once.Do(func() { close(r.done) })
+	r.srv.Stop()
+	r.wg.Wait()
+	for {
+		select {
+		case c := <-r.conns:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// chanListener hands the refusal server the connections given to take.
+type chanListener struct{ r *refuser }
+
+func (l chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.r.conns:
+		return c, nil
+	case <-l.r.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l chanListener) Close() error {
+	l.r.once.Do(func() { close(l.r.done) })
+	return nil
+}
+
+func (l chanListener) Addr() net.Addr { return l.r.addr }

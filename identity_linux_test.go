@@ -1,0 +1,430 @@
+package grpcipc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// callResult is what the "call" helper prints.
+type callResult struct {
+	PID     int    `json:"pid"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Who     struct {
+		PID  int64  `json:"pid"`
+		UID  string `json:"uid"`
+		GID  string `json:"gid"`
+		User string `json:"user"`
+		Exe  string `json:"exe"`
+	} `json:"who"`
+}
+
+func init() {
+	// call ENDPOINT METHOD: calls SayHello or WhoAmI once through
+	// grpcipc.NewClient and prints a callResult.
+	grpcipc.RegisterHelper("call", func(args []string) error {
+		conn, err := grpcipc.NewClient(args[0])
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res := callResult{PID: os.Getpid()}
+		switch args[1] {
+		case "SayHello":
+			_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "helper"})
+		case "WhoAmI":
+			var who *identitypb.WhoAmIResponse
+			who, err = identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
+			if err == nil {
+				res.Who.PID, res.Who.UID, res.Who.GID = who.GetPid(), who.GetUid(), who.GetGid()
+				res.Who.User, res.Who.Exe = who.GetUser(), who.GetExecutable()
+			}
+		default:
+			return fmt.Errorf("no method %q", args[1])
+		}
+		st := status.Convert(err)
+		res.Code, res.Message = st.Code().String(), st.Message()
+		return json.NewEncoder(os.Stdout).Encode(res)
+	})
+}
+
+// countingServer counts the calls that reached its handlers.
+type countingServer struct {
+	greetpb.UnimplementedGreeterServer
+	identitypb.UnimplementedIdentityServer
+	calls atomic.Int64
+}
+
+func (s *countingServer) SayHello(_ context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	s.calls.Add(1)
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+func (s *countingServer) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
+	s.calls.Add(1)
+	ai, ok := grpcipc.AuthInfoFromContext(ctx)
+	if !ok || ai.Peer == nil {
+		return &identitypb.WhoAmIResponse{}, nil
+	}
+	resp := &identitypb.WhoAmIResponse{}
+	if pid, ok := ai.Peer.PID(); ok {
+		p := int64(pid)
+		resp.Pid = &p
+	}
+	if uid, ok := ai.Peer.UID(); ok {
+		s := strconv.Itoa(uid)
+		resp.Uid = &s
+	}
+	if gid, ok := ai.Peer.GID(); ok {
+		s := strconv.Itoa(gid)
+		resp.Gid = &s
+	}
+	if name, ok := ai.Peer.Username(); ok {
+		resp.User = &name
+	}
+	if exe, ok := ai.Peer.Executable(); ok {
+		resp.Executable = &exe
+	}
+	return resp, nil
+}
+
+// syncBuffer is a log destination safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type guardedServer struct {
+	endpoint string
+	srv      *countingServer
+	log      *syncBuffer
+}
+
+// serveGuarded serves the counting server on endpoint with the options
+// given (a policy, say), logging to a buffer; for an endpoint that is a
+// path, in a directory every user may enter.
+func serveGuarded(t *testing.T, endpoint string, serverOpts []grpc.ServerOption, opts ...grpcipc.ListenOption) *guardedServer {
+	t.Helper()
+	gs := &guardedServer{endpoint: endpoint, srv: &countingServer{}, log: &syncBuffer{}}
+	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(gs.log, nil))))
+	l, err := grpcipc.Listen(context.Background(), endpoint, opts...)
+	if err != nil {
+		t.Fatalf("Listen(%s): %v", endpoint, err)
+	}
+	s := grpc.NewServer(serverOpts...)
+	greetpb.RegisterGreeterServer(s, gs.srv)
+	identitypb.RegisterIdentityServer(s, gs.srv)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(l)
+	}()
+	t.Cleanup(func() { s.Stop(); <-done })
+	return gs
+}
+
+// sharedSocket is a socket path in a directory every user may enter.
+func sharedSocket(t *testing.T) string {
+	t.Helper()
+	dir := testutil.ShortTempDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return "unix://" + filepath.Join(dir, "s.sock")
+}
+
+// caller is who a helper runs as.
+type caller struct {
+	uid, gid int
+	groups   []int
+	exe      string // "" for the shared copy of the test binary
+}
+
+func (c caller) String() string {
+	return fmt.Sprintf("uid %d gid %d groups %v exe %s", c.uid, c.gid, c.groups, filepath.Base(c.exe))
+}
+
+// call runs the call helper as c and returns what it got.
+func call(t *testing.T, c caller, endpoint, method string) callResult {
+	t.Helper()
+	var cmd = testutil.HelperCommand(t, c.uid, c.gid, "call", endpoint, method)
+	if c.exe != "" || c.groups != nil {
+		exe := c.exe
+		if exe == "" {
+			exe = cmd.Path
+		}
+		cmd = testutil.HelperCommandAt(t, exe, c.uid, c.gid, c.groups, "call", endpoint, method)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("call helper as %v: %v", c, err)
+	}
+	var res callResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("call helper printed %q: %v", out, err)
+	}
+	return res
+}
+
+var (
+	root   = caller{uid: 0, gid: 0}
+	nobody = caller{uid: testutil.Nobody, gid: testutil.Nobody}
+	other  = caller{uid: 12345, gid: 12345} // a uid with no user
+)
+
+func mustPolicy(t *testing.T, js string) *grpcipc.Policy {
+	t.Helper()
+	p, err := grpcipc.ParsePolicy([]byte(js))
+	if err != nil {
+		t.Fatalf("ParsePolicy: %v", err)
+	}
+	return p
+}
+
+func TestSameUserServedOthersRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, endpoint := range []string{"unix-abstract:" + testutil.AbstractName(t), sharedSocket(t)} {
+		t.Run(strings.SplitN(endpoint, ":", 2)[0], func(t *testing.T) {
+			// The abstract socket has no permissions; the path is opened to
+			// everyone so that only the peer check stands in the way.
+			var opts []grpcipc.ListenOption
+			if strings.HasPrefix(endpoint, "unix:") {
+				opts = append(opts, grpcipc.WithSocketMode(0o666))
+			}
+			gs := serveGuarded(t, endpoint, grpcipc.ServerOptions(), opts...)
+
+			res := call(t, root, endpoint, "WhoAmI")
+			if res.Code != "OK" {
+				t.Fatalf("same-user caller: %s %s", res.Code, res.Message)
+			}
+			if res.Who.PID != int64(res.PID) || res.Who.UID != "0" || res.Who.GID != "0" || res.Who.User != "root" {
+				t.Errorf("WhoAmI = %+v; want pid %d uid 0 gid 0 user root", res.Who, res.PID)
+			}
+			before := gs.srv.calls.Load()
+
+			res = call(t, nobody, endpoint, "SayHello")
+			if res.Code != "PermissionDenied" {
+				t.Fatalf("uid 65534 got %s %q; want PermissionDenied", res.Code, res.Message)
+			}
+			wantMsg := fmt.Sprintf("pid %d uid 65534 (nobody) gid 65534", res.PID)
+			if !strings.Contains(res.Message, wantMsg) {
+				t.Errorf("refusal %q does not name the caller as %q", res.Message, wantMsg)
+			}
+			if got := gs.srv.calls.Load(); got != before {
+				t.Errorf("a handler ran for a refused caller (%d calls, %d before)", got, before)
+			}
+			if log := gs.log.String(); !strings.Contains(log, "connection refused") || !strings.Contains(log, wantMsg) || !strings.Contains(log, "policy=same-user") {
+				t.Errorf("the server log does not name the refused caller and the policy:\n%s", log)
+			}
+		})
+	}
+}
+
+func TestPrincipalRulesAdmitExactlyWhoTheyName(t *testing.T) {
+	testutil.RequireRoot(t)
+	exeA := testutil.CopyExecutable(t)
+	exeB := testutil.CopyExecutable(t)
+	usersGroup := 100 // "users" in Debian's /etc/group
+	tests := []struct {
+		principal string
+		admitted  []caller
+		refused   []caller
+	}{
+		{"uid:65534", []caller{nobody}, []caller{root, other}},
+		{"gid:12345", []caller{other, {uid: 65534, gid: 65534, groups: []int{12345}}}, []caller{nobody, root}},
+		{"group:users", []caller{{uid: 12345, gid: 12345, groups: []int{usersGroup}}, {uid: 12346, gid: usersGroup}},
+			[]caller{{uid: 12346, gid: 12346}, root}},
+		{"user:nobody", []caller{nobody}, []caller{other, root}},
+		{"exe:" + exeA, []caller{{uid: 0, gid: 0, exe: exeA}, {uid: 65534, gid: 65534, exe: exeA}},
+			[]caller{{uid: 0, gid: 0, exe: exeB}, nobody}},
+		{"*", []caller{nobody, other, root}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.principal, func(t *testing.T) {
+			p, err := grpcipc.NewPolicy("test", nil, []grpcipc.Rule{{Name: "only", Principals: []grpcipc.Principal{mustPrincipal(t, tt.principal)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			endpoint := "unix-abstract:" + testutil.AbstractName(t)
+			serveGuarded(t, endpoint, grpcipc.ServerOptions(), grpcipc.WithPolicy(p))
+			for _, c := range tt.admitted {
+				if res := call(t, c, endpoint, "SayHello"); res.Code != "OK" {
+					t.Errorf("%s should admit %v: got %s %s", tt.principal, c, res.Code, res.Message)
+				}
+			}
+			for _, c := range tt.refused {
+				if res := call(t, c, endpoint, "SayHello"); res.Code != "PermissionDenied" {
+					t.Errorf("%s should refuse %v: got %s %s", tt.principal, c, res.Code, res.Message)
+				}
+			}
+		})
+	}
+}
+
+func mustPrincipal(t *testing.T, s string) grpcipc.Principal {
+	t.Helper()
+	p, err := grpcipc.ParsePrincipal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPerMethodRulesAndDenyBeatsAllow(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := mustPolicy(t, `{
+		"name": "per-method",
+		"deny_rules": [{"name": "not-12345", "source": {"principals": ["uid:12345"]}}],
+		"allow_rules": [
+			{"name": "hello-for-all", "source": {"principals": ["*"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
+			{"name": "root-only", "source": {"principals": ["uid:0"]}, "request": {"paths": ["/grpcipc.v1.Identity/*"]}}
+		]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	gs := serveGuarded(t, endpoint, grpcipc.ServerOptions(), grpcipc.WithPolicy(p))
+	for _, tc := range []struct {
+		c      caller
+		method string
+		code   string
+	}{
+		{nobody, "SayHello", "OK"},
+		{nobody, "WhoAmI", "PermissionDenied"},
+		{root, "SayHello", "OK"},
+		{root, "WhoAmI", "OK"},
+		{other, "SayHello", "PermissionDenied"}, // allowed by hello-for-all, denied by not-12345
+		{other, "WhoAmI", "PermissionDenied"},
+	} {
+		before := gs.srv.calls.Load()
+		res := call(t, tc.c, endpoint, tc.method)
+		if res.Code != tc.code {
+			t.Errorf("%v calling %s: %s %q, want %s", tc.c, tc.method, res.Code, res.Message, tc.code)
+		}
+		ran := gs.srv.calls.Load() != before
+		if ran != (tc.code == "OK") {
+			t.Errorf("%v calling %s: handler ran = %v", tc.c, tc.method, ran)
+		}
+		if tc.code == "PermissionDenied" && tc.c.uid == nobody.uid && !strings.Contains(res.Message, "may not call /grpcipc.v1.Identity/WhoAmI") {
+			t.Errorf("refusal %q does not name the method", res.Message)
+		}
+	}
+	log := gs.log.String()
+	for _, want := range []string{`rule=not-12345`, `method=/grpcipc.v1.Identity/WhoAmI`, `rule="(no allow rule matched)"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server log lacks %s:\n%s", want, log)
+		}
+	}
+}
+
+func TestMethodRulesNeedServerOptions(t *testing.T) {
+	p := mustPolicy(t, `{"name": "m", "allow_rules": [{"name": "hello", "request": {"paths": ["/greet.Greeter/SayHello"]}}]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	gs := serveGuarded(t, endpoint, nil, grpcipc.WithPolicy(p)) // a plain grpc.Server
+	conn := newClient(t, endpoint)
+	_, err := identitypb.NewIdentityClient(conn).WhoAmI(ctxFor(t), &identitypb.WhoAmIRequest{})
+	if err == nil {
+		t.Fatal("a call the policy does not allow got through a server made without ServerOptions")
+	}
+	if gs.srv.calls.Load() != 0 {
+		t.Error("a handler ran")
+	}
+	if log := gs.log.String(); !strings.Contains(log, "grpcipc.ServerOptions()") {
+		t.Errorf("the server log does not say what is missing:\n%s", log)
+	}
+}
+
+func TestSocketPermissionsFollowPolicy(t *testing.T) {
+	mk := func(principals ...string) *grpcipc.Policy {
+		p, err := grpcipc.AllowPolicy(principals...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	usersGID := 100
+	tests := []struct {
+		name   string
+		policy *grpcipc.Policy
+		mode   os.FileMode
+		gid    int // -1: the process's own
+	}{
+		{"default", nil, 0o600, -1},
+		{"same user only", mk(), 0o600, -1},
+		{"own uid", mk("uid:" + strconv.Itoa(os.Geteuid())), 0o600, -1},
+		{"one group", mk("gid:" + strconv.Itoa(usersGID)), 0o660, usersGID},
+		{"another uid", mk("uid:65534"), 0o666, -1},
+		{"an executable", mk("exe:/usr/bin/true"), 0o666, -1},
+		{"everyone", mk("*"), 0o666, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.gid >= 0 && os.Geteuid() != 0 {
+				t.Skip("giving a socket to a group this user is not in needs root")
+			}
+			path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+			var opts []grpcipc.ListenOption
+			if tt.policy != nil {
+				opts = append(opts, grpcipc.WithPolicy(tt.policy))
+			}
+			l, err := grpcipc.Listen(context.Background(), "unix://"+path, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tt.mode {
+				t.Errorf("mode %v, want %v", fi.Mode().Perm(), tt.mode)
+			}
+			gid := int(statGID(t, fi))
+			want := tt.gid
+			if want < 0 {
+				want = os.Getegid()
+			}
+			if gid != want {
+				t.Errorf("socket group %d, want %d", gid, want)
+			}
+		})
+	}
+}
+
+func TestWithPolicyErrors(t *testing.T) {
+	if _, err := grpcipc.Listen(context.Background(), "tcp://127.0.0.1:0", grpcipc.WithPolicy(grpcipc.SameUserPolicy())); err == nil || !strings.Contains(err.Error(), "tcp connections carry no OS identity") {
+		t.Errorf("WithPolicy on tcp: %v", err)
+	}
+	if _, err := grpcipc.Listen(context.Background(), "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithPolicy(nil)); err == nil {
+		t.Error("WithPolicy(nil) accepted")
+	}
+}

@@ -1,0 +1,650 @@
+package grpcipc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ErrPolicy is wrapped by every error of [ParsePolicy], [LoadPolicy],
+// [NewPolicy] and [ParsePrincipal].
+var ErrPolicy = errors.New("invalid policy")
+
+// ErrPermissionDenied is wrapped by the error a refused caller's call
+// fails with on the server side, before it becomes codes.PermissionDenied
+// at the gRPC boundary.
+var ErrPermissionDenied = errors.New("permission denied")
+
+type principalKind uint8
+
+const (
+	pAny principalKind = iota + 1
+	pSameUser
+	pUID
+	pGID
+	pUser  // resolved to a uid (Unix) or SID (Windows)
+	pGroup // resolved to a gid (Unix) or SID (Windows)
+	pSID
+	pExe
+	pAllOf
+	pAnyOf
+)
+
+// Principal names who a policy rule admits, by the OS identity of the
+// calling process. Make one with [ParsePrincipal], [AllOf] or [AnyOf].
+type Principal struct {
+	kind principalKind
+	text string // as written, for messages
+	id   int    // uid or gid
+	sid  string // SID, or a user's or group's SID on Windows
+	exe  string
+	sub  []Principal
+}
+
+// ParsePrincipal parses one principal:
+//
+//	same-user        the server's own user (the default policy's only principal)
+//	uid:0            effective user ID
+//	gid:100          effective or supplementary group ID
+//	user:alice       a user, looked up now (an unknown user is an error)
+//	group:wheel      member of a group, primary or supplementary, looked up now
+//	sid:S-1-5-18     a Windows user or group SID
+//	exe:/usr/bin/foo the calling process's executable (Linux, pinned process)
+//	*                anyone
+//
+// A principal that the OS did not supply the fields for (an executable it
+// could not read, a SID on Linux) admits nobody.
+func ParsePrincipal(s string) (Principal, error) {
+	p, err := parsePrincipal(s)
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: principal %q: %s", ErrPolicy, s, err)
+	}
+	return p, nil
+}
+
+func parsePrincipal(s string) (Principal, error) {
+	switch s {
+	case "*":
+		return Principal{kind: pAny, text: s}, nil
+	case "same-user":
+		return Principal{kind: pSameUser, text: s}, nil
+	}
+	kind, val, ok := strings.Cut(s, ":")
+	if !ok {
+		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe), "same-user" or "*"`)
+	}
+	if val == "" {
+		return Principal{}, fmt.Errorf("empty %s", kind)
+	}
+	p := Principal{text: s}
+	switch kind {
+	case "uid", "gid":
+		n, err := strconv.ParseUint(val, 10, 32)
+		if err != nil || !isDigits(val) {
+			return Principal{}, fmt.Errorf("%s %q is not a number", kind, val)
+		}
+		p.kind, p.id = pUID, int(n)
+		if kind == "gid" {
+			p.kind = pGID
+		}
+	case "user":
+		u, err := user.Lookup(val)
+		if err != nil {
+			return Principal{}, fmt.Errorf("unknown user %q", val)
+		}
+		p.kind = pUser
+		p.id, p.sid = splitID(u.Uid)
+	case "group":
+		g, err := user.LookupGroup(val)
+		if err != nil {
+			return Principal{}, fmt.Errorf("unknown group %q", val)
+		}
+		p.kind = pGroup
+		p.id, p.sid = splitID(g.Gid)
+	case "sid":
+		if !strings.HasPrefix(strings.ToUpper(val), "S-1-") {
+			return Principal{}, fmt.Errorf("%q is not a SID (S-1-...)", val)
+		}
+		p.kind, p.sid = pSID, strings.ToUpper(val)
+	case "exe":
+		if !filepath.IsAbs(val) {
+			return Principal{}, fmt.Errorf("executable %q is not an absolute path", val)
+		}
+		p.kind, p.exe = pExe, filepath.Clean(val)
+	default:
+		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, same-user or *)", kind)
+	}
+	return p, nil
+}
+
+// splitID tells a numeric Unix id from a Windows SID.
+func splitID(s string) (int, string) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, ""
+	}
+	return -1, s
+}
+
+// AllOf returns a principal that admits a caller only if every one of ps
+// does.
+func AllOf(ps ...Principal) Principal {
+	return Principal{kind: pAllOf, sub: ps, text: joinPrincipals("all_of", ps)}
+}
+
+// AnyOf returns a principal that admits a caller if any of ps does.
+func AnyOf(ps ...Principal) Principal {
+	return Principal{kind: pAnyOf, sub: ps, text: joinPrincipals("any_of", ps)}
+}
+
+func joinPrincipals(op string, ps []Principal) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.text
+	}
+	return op + "(" + strings.Join(parts, ", ") + ")"
+}
+
+// String returns the principal as written.
+func (p Principal) String() string { return p.text }
+
+// identity is the server's own user, for same-user.
+type identity struct {
+	uid    int
+	hasUID bool
+	sid    string
+}
+
+func (p Principal) matches(c *Creds, self identity) bool {
+	if p.kind == pAny {
+		return true
+	}
+	if c == nil {
+		return false
+	}
+	switch p.kind {
+	case pSameUser:
+		if uid, ok := c.UID(); ok && self.hasUID {
+			return uid == self.uid
+		}
+		sid, ok := c.SID()
+		return ok && self.sid != "" && strings.EqualFold(sid, self.sid)
+	case pUID:
+		uid, ok := c.UID()
+		return ok && uid == p.id
+	case pGID:
+		return c.inGroup(p.id)
+	case pUser:
+		if p.sid != "" {
+			sid, ok := c.SID()
+			return ok && strings.EqualFold(sid, p.sid)
+		}
+		uid, ok := c.UID()
+		return ok && uid == p.id
+	case pGroup:
+		if p.sid != "" {
+			return c.hasSID(p.sid)
+		}
+		return c.inGroup(p.id)
+	case pSID:
+		return c.hasSID(p.sid)
+	case pExe:
+		exe, ok := c.Executable()
+		return ok && exe == p.exe
+	case pAllOf:
+		for _, s := range p.sub {
+			if !s.matches(c, self) {
+				return false
+			}
+		}
+		return len(p.sub) > 0
+	case pAnyOf:
+		for _, s := range p.sub {
+			if s.matches(c, self) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *Creds) inGroup(gid int) bool {
+	if g, ok := c.GID(); ok && g == gid {
+		return true
+	}
+	groups, _ := c.Groups()
+	for _, g := range groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Creds) hasSID(sid string) bool {
+	if s, ok := c.SID(); ok && strings.EqualFold(s, sid) {
+		return true
+	}
+	groups, _ := c.GroupSIDs()
+	for _, g := range groups {
+		if strings.EqualFold(g, sid) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rule is one rule of a [Policy]: it applies to a call when the caller
+// matches any of Principals (none: anyone) and the method matches any of
+// Methods (none: every method).
+type Rule struct {
+	Name       string
+	Principals []Principal
+	// Methods are full method names ("/greet.Greeter/SayHello"), a whole
+	// service ("/greet.Greeter/*") or "*" for every method.
+	Methods []string
+}
+
+func (r *Rule) matchesMethod(method string) bool {
+	if len(r.Methods) == 0 {
+		return true
+	}
+	for _, m := range r.Methods {
+		if m == "*" || m == method || strings.HasSuffix(m, "/*") && strings.HasPrefix(method, m[:len(m)-1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) allMethods() bool {
+	if len(r.Methods) == 0 {
+		return true
+	}
+	for _, m := range r.Methods {
+		if m == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) matchesCaller(c *Creds, self identity) bool {
+	if len(r.Principals) == 0 {
+		return true
+	}
+	for _, p := range r.Principals {
+		if p.matches(c, self) {
+			return true
+		}
+	}
+	return false
+}
+
+// Policy decides which callers may call which methods, as gRPC's
+// authorization policies do (google.golang.org/grpc/authz), on the OS
+// identity of the calling process: a call is refused if a deny rule matches
+// it, else allowed if an allow rule matches it, else refused.
+//
+// Give a policy to [Listen] with [WithPolicy]. Without one, a server admits
+// only its own user ([SameUserPolicy]).
+type Policy struct {
+	name  string
+	deny  []Rule
+	allow []Rule
+}
+
+// NewPolicy returns a policy of the given rules. Every rule needs a name,
+// and every method pattern must be "*", "/package.Service/*" or
+// "/package.Service/Method".
+func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
+	if name == "" {
+		return nil, fmt.Errorf("%w: the policy has no name", ErrPolicy)
+	}
+	for i, set := range [][]Rule{deny, allow} {
+		field := [...]string{"deny_rules", "allow_rules"}[i]
+		for j, r := range set {
+			if r.Name == "" {
+				return nil, fmt.Errorf("%w: %s[%d]: the rule has no name", ErrPolicy, field, j)
+			}
+			for k, m := range r.Methods {
+				if err := checkMethodPattern(m); err != nil {
+					return nil, fmt.Errorf("%w: %s[%d].request.paths[%d]: %s", ErrPolicy, field, j, k, err)
+				}
+			}
+		}
+	}
+	return &Policy{name: name, deny: deny, allow: allow}, nil
+}
+
+func checkMethodPattern(m string) error {
+	if m == "*" {
+		return nil
+	}
+	svc, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+	if !strings.HasPrefix(m, "/") || !ok || svc == "" || method == "" || strings.Contains(method, "/") ||
+		strings.Contains(method, "*") && method != "*" || strings.Contains(svc, "*") {
+		return fmt.Errorf("%q is not a method pattern: want \"*\", \"/package.Service/*\" or \"/package.Service/Method\"", m)
+	}
+	return nil
+}
+
+// SameUserPolicy returns the default policy: only the server's own user may
+// call, any method.
+func SameUserPolicy() *Policy {
+	return &Policy{name: "same-user", allow: []Rule{{Name: "same-user", Principals: []Principal{{kind: pSameUser, text: "same-user"}}}}}
+}
+
+// AllowPolicy returns a policy that admits the server's own user and the
+// given principals (see [ParsePrincipal]) to every method: what the grpcipc
+// command's --allow flags build.
+func AllowPolicy(principals ...string) (*Policy, error) {
+	ps := []Principal{{kind: pSameUser, text: "same-user"}}
+	for _, s := range principals {
+		p, err := ParsePrincipal(s)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return NewPolicy("allow", nil, []Rule{{Name: "allow", Principals: ps}})
+}
+
+// Name returns the policy's name.
+func (p *Policy) Name() string { return p.name }
+
+// authorize decides a call of method by c. It returns the rule that decided
+// ("" when no allow rule matched).
+func (p *Policy) authorize(method string, c *Creds, self identity) (bool, string) {
+	for i := range p.deny {
+		if r := &p.deny[i]; r.matchesMethod(method) && r.matchesCaller(c, self) {
+			return false, r.Name
+		}
+	}
+	for i := range p.allow {
+		if r := &p.allow[i]; r.matchesMethod(method) && r.matchesCaller(c, self) {
+			return true, r.Name
+		}
+	}
+	return false, ""
+}
+
+// admitsConn reports whether some method may be open to c: false when a
+// deny rule for every method matches it, or no allow rule does.
+func (p *Policy) admitsConn(c *Creds, self identity) (bool, string) {
+	for i := range p.deny {
+		if r := &p.deny[i]; r.allMethods() && r.matchesCaller(c, self) {
+			return false, r.Name
+		}
+	}
+	for i := range p.allow {
+		if r := &p.allow[i]; r.matchesCaller(c, self) {
+			return true, r.Name
+		}
+	}
+	return false, ""
+}
+
+// hasMethodRules reports whether some rule is for some methods only, which
+// only the interceptors of [ServerOptions] can enforce.
+func (p *Policy) hasMethodRules() bool {
+	for _, set := range [][]Rule{p.deny, p.allow} {
+		for i := range set {
+			if !set[i].allMethods() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// socketAccess is the widest access to a socket file the policy's allow
+// rules need: only the owner (0600), one group (0660 and that group), or
+// everyone (0666), the peer check then deciding who is served.
+func (p *Policy) socketAccess(self identity) (mode fs.FileMode, gid int) {
+	gids := map[int]bool{}
+	world := false
+	// classify says whether pr admits only the server's user, or one group.
+	classify := func(pr Principal) (isSelf, isGroup bool, gid int) {
+		switch pr.kind {
+		case pSameUser:
+			return true, false, 0
+		case pUID, pUser:
+			if pr.sid == "" && self.hasUID && pr.id == self.uid {
+				return true, false, 0
+			}
+		case pGID, pGroup:
+			if pr.sid == "" {
+				return false, true, pr.id
+			}
+		case pSID:
+			return true, false, 0 // never matches a Unix peer
+		}
+		return false, false, 0
+	}
+	var visit func(pr Principal) // records what pr needs
+	visit = func(pr Principal) {
+		switch pr.kind {
+		case pAnyOf:
+			for _, s := range pr.sub {
+				visit(s)
+			}
+			return
+		case pAllOf:
+			// All must match, so the narrowest part bounds who can.
+			for _, s := range pr.sub {
+				if isSelf, _, _ := classify(s); isSelf {
+					return
+				}
+			}
+			for _, s := range pr.sub {
+				if _, isGroup, g := classify(s); isGroup {
+					gids[g] = true
+					return
+				}
+			}
+			world = true
+			return
+		}
+		isSelf, isGroup, g := classify(pr)
+		switch {
+		case isSelf:
+		case isGroup:
+			gids[g] = true
+		default:
+			world = true
+		}
+	}
+	for _, r := range p.allow {
+		if len(r.Principals) == 0 {
+			world = true
+		}
+		for _, pr := range r.Principals {
+			visit(pr)
+		}
+	}
+	switch {
+	case world || len(gids) > 1:
+		return 0o666, -1
+	case len(gids) == 1:
+		for g := range gids {
+			return 0o660, g
+		}
+	}
+	return 0o600, -1
+}
+
+// The JSON form, shaped like gRPC's authorization policy.
+type policyFile struct {
+	Name       string     `json:"name"`
+	DenyRules  []ruleFile `json:"deny_rules"`
+	AllowRules []ruleFile `json:"allow_rules"`
+}
+
+type ruleFile struct {
+	Name   string `json:"name"`
+	Source *struct {
+		Principals []json.RawMessage `json:"principals"`
+	} `json:"source"`
+	Request *struct {
+		Paths   []string        `json:"paths"`
+		Headers json.RawMessage `json:"headers"`
+	} `json:"request"`
+}
+
+// LoadPolicy reads a policy file; see [ParsePolicy] for its form.
+func LoadPolicy(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	p, err := ParsePolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("policy file %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses a policy written in JSON the way gRPC's authorization
+// policies are, with OS principals (see [ParsePrincipal]):
+//
+//	{
+//	  "name": "greeter",
+//	  "deny_rules": [
+//	    {"name": "no-nobody", "source": {"principals": ["uid:65534"]}}
+//	  ],
+//	  "allow_rules": [
+//	    {"name": "hello-for-all", "source": {"principals": ["*"]},
+//	     "request": {"paths": ["/greet.Greeter/SayHello"]}},
+//	    {"name": "admins", "source": {"principals": ["same-user", "group:wheel",
+//	      {"all_of": ["uid:0", "exe:/usr/bin/myctl"]}]}}
+//	  ]
+//	}
+//
+// A rule without "source" matches every caller, one without "request" every
+// method. A principal is a string, or an object {"all_of": [...]} or
+// {"any_of": [...]}. Header matching ("headers") is not supported. The error
+// for a bad file names the field and the problem.
+func ParsePolicy(data []byte) (*Policy, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f policyFile
+	if err := dec.Decode(&f); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line, col := lineCol(data, se.Offset)
+			return nil, fmt.Errorf("%w: line %d, column %d: %v", ErrPolicy, line, col, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrPolicy, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: more than one JSON value", ErrPolicy)
+	}
+	if f.Name == "" {
+		return nil, fmt.Errorf("%w: name: missing or empty", ErrPolicy)
+	}
+	if len(f.AllowRules) == 0 {
+		return nil, fmt.Errorf("%w: allow_rules: missing or empty, so no one could call", ErrPolicy)
+	}
+	deny, err := parseRules("deny_rules", f.DenyRules)
+	if err != nil {
+		return nil, err
+	}
+	allow, err := parseRules("allow_rules", f.AllowRules)
+	if err != nil {
+		return nil, err
+	}
+	return NewPolicy(f.Name, deny, allow)
+}
+
+func parseRules(field string, rules []ruleFile) ([]Rule, error) {
+	out := make([]Rule, 0, len(rules))
+	for i, rf := range rules {
+		at := fmt.Sprintf("%s[%d]", field, i)
+		r := Rule{Name: rf.Name}
+		if rf.Source != nil {
+			if len(rf.Source.Principals) == 0 {
+				return nil, fmt.Errorf("%w: %s.source.principals: empty (leave out \"source\" to match every caller)", ErrPolicy, at)
+			}
+			for j, raw := range rf.Source.Principals {
+				p, err := parsePrincipalJSON(raw, 0)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s.source.principals[%d]: %s", ErrPolicy, at, j, err)
+				}
+				r.Principals = append(r.Principals, p)
+			}
+		}
+		if rf.Request != nil {
+			if len(rf.Request.Headers) > 0 {
+				return nil, fmt.Errorf("%w: %s.request.headers: header matching is not supported (grpcipc matches OS principals)", ErrPolicy, at)
+			}
+			if len(rf.Request.Paths) == 0 {
+				return nil, fmt.Errorf("%w: %s.request.paths: empty (leave out \"request\" to match every method)", ErrPolicy, at)
+			}
+			r.Methods = rf.Request.Paths
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func parsePrincipalJSON(raw json.RawMessage, depth int) (Principal, error) {
+	if depth > 8 {
+		return Principal{}, errors.New("all_of/any_of nested too deep")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		p, err := parsePrincipal(s)
+		if err != nil {
+			return Principal{}, fmt.Errorf("%q: %s", s, err)
+		}
+		return p, nil
+	}
+	var obj map[string][]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || len(obj) != 1 {
+		return Principal{}, errors.New(`want a string or one of {"all_of": [...]}, {"any_of": [...]}`)
+	}
+	var op string
+	var list []json.RawMessage
+	for k, v := range obj { // its only entry
+		op, list = k, v
+	}
+	if op != "all_of" && op != "any_of" {
+		return Principal{}, fmt.Errorf("unknown operator %q (want all_of or any_of)", op)
+	}
+	if len(list) == 0 {
+		return Principal{}, fmt.Errorf("%s: empty", op)
+	}
+	var subs []Principal
+	for i, r := range list {
+		p, err := parsePrincipalJSON(r, depth+1)
+		if err != nil {
+			return Principal{}, fmt.Errorf("%s[%d]: %s", op, i, err)
+		}
+		subs = append(subs, p)
+	}
+	if op == "all_of" {
+		return AllOf(subs...), nil
+	}
+	return AnyOf(subs...), nil
+}
+
+// lineCol turns the offset json reports (just past the offending byte)
+// into the 1-based line and column of that byte.
+func lineCol(data []byte, offset int64) (line, col int) {
+	i := int(offset) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i > len(data) {
+		i = len(data)
+	}
+	before := data[:i]
+	return bytes.Count(before, []byte("\n")) + 1, i - bytes.LastIndexByte(before, '\n')
+}
