@@ -92,7 +92,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 					opts = append(opts, grpcipc.WithPolicy(tc.policy))
 				}
 				l, err = grpcipc.Listen(context.Background(), "unix://"+path, opts...)
-				srv = grpc.NewServer(grpcipc.ServerOptions()...)
+				srv = grpc.NewServer(serverOpts(b)...)
 			} else {
 				l, err = net.Listen("unix", path)
 				srv = grpc.NewServer()
@@ -123,6 +123,55 @@ func BenchmarkUnaryCall(b *testing.B) {
 				if _, err := client.SayHello(ctx, req); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkNewConnection is a new connection and its first call over a Unix
+// socket: grpcipc's identity check alone, with TLS (the client pins the
+// server), and with mutual TLS; the difference is the TLS handshake's cost.
+func BenchmarkNewConnection(b *testing.B) {
+	server, err := grpcipc.NewKeyPair("server")
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := grpcipc.NewKeyPair("client")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		server []grpcipc.ServerOption
+		client []grpcipc.ClientOption
+	}{
+		{"identity-only", nil, nil},
+		{"tls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig())},
+			[]grpcipc.ClientOption{grpcipc.WithPins(server.Pin.String())}},
+		{"mtls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String())},
+			[]grpcipc.ClientOption{grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String())}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(b), "b.sock")
+			l, err := grpcipc.Listen(context.Background(), endpoint)
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := grpc.NewServer(serverOpts(b, tc.server...)...)
+			greetpb.RegisterGreeterServer(srv, benchGreeter{})
+			go srv.Serve(l)
+			defer srv.Stop()
+			req := &greetpb.HelloRequest{Name: "bench"}
+			b.ReportAllocs()
+			for b.Loop() {
+				conn, err := grpcipc.NewClient(endpoint, tc.client...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := greetpb.NewGreeterClient(conn).SayHello(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
 			}
 		})
 	}

@@ -38,7 +38,10 @@ func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server)
 	if ep.Transport == grpcipc.TCP {
 		ep.Address = l.Addr().String()
 	}
-	srv := demo.NewServer(ep, grpc.Creds(local.NewCredentials()))
+	srv, err := demo.NewServer(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -162,7 +165,10 @@ func TestConnectivityState(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep, _ := grpcipc.ParseEndpoint(endpoint)
-	srv := demo.NewServer(ep)
+	srv, err := demo.NewServer(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go srv.Serve(l)
 
 	conn := newClient(t, endpoint)

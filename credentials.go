@@ -24,6 +24,9 @@ type AuthInfo struct {
 	// Peer is the OS identity of the process at the other end, read once
 	// when the connection was made; nil where the OS gives none (tcp).
 	Peer *Creds
+	// TLS is the TLS state when the connection runs TLS ([WithTLS],
+	// [WithPins]): the peer's certificates are in TLS.State.
+	TLS *credentials.TLSInfo
 
 	guard *guard // the policy of the Listen listener the connection came from
 }
@@ -51,39 +54,86 @@ func AuthInfoFromPeer(p *peer.Peer) (*AuthInfo, bool) {
 }
 
 // transportCreds reads the OS identity of the peer once per connection,
-// during gRPC's handshake. It adds no encryption: a local socket never
-// leaves the machine, so its security level is PrivacyAndIntegrity, as
-// grpc-go's local credentials say; a tcp connection is accepted only on
-// loopback, at NoSecurity.
+// during gRPC's handshake, checks it where the client asked to, and then
+// runs TLS if configured. Without TLS it adds no encryption: a local socket
+// never leaves the machine, so its security level is PrivacyAndIntegrity,
+// as grpc-go's local credentials say; a tcp connection without TLS is
+// accepted only on loopback, at NoSecurity.
 type transportCreds struct {
-	transport Transport // of the client's endpoint; "" on the server
+	ep     Endpoint // the client's endpoint; zero on the server
+	tls    credentials.TransportCredentials
+	expect []Principal // the client's expectation of the server
+	self   identity
 }
 
-func (c *transportCreds) ClientHandshake(_ context.Context, _ string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	ai, err := handshakeInfo(conn, c.transport)
+func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return releasingConn(conn, ai.Peer), ai, nil
+	if len(c.expect) > 0 {
+		if err := checkServer(c.ep, ai.Peer, c.expect, c.self); err != nil {
+			ai.Peer.release()
+			return nil, nil, err
+		}
+	}
+	return c.finish(ctx, authority, conn, ai, false)
 }
 
 func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if pc, ok := conn.(*peerConn); ok {
 		pc.handshaken.Store(true)
-		return pc, &AuthInfo{
+		ai := &AuthInfo{
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
-		}, nil
+		}
+		return c.finish(context.Background(), "", pc, ai, true)
 	}
 	// A connection from a listener not made by Listen: identity only.
-	ai, err := handshakeInfo(conn, "")
+	ai, err := handshakeInfo(conn, "", c.tls != nil)
 	if err != nil {
 		return nil, nil, err
+	}
+	return c.finish(context.Background(), "", conn, ai, true)
+}
+
+// finish runs TLS, if configured, over the checked connection.
+func (c *transportCreds) finish(ctx context.Context, authority string, conn net.Conn, ai *AuthInfo, server bool) (net.Conn, credentials.AuthInfo, error) {
+	if c.tls != nil {
+		var (
+			tconn net.Conn
+			tai   credentials.AuthInfo
+			err   error
+		)
+		if server {
+			tconn, tai, err = c.tls.ServerHandshake(conn)
+		} else {
+			tconn, tai, err = c.tls.ClientHandshake(ctx, authority, conn)
+		}
+		if err != nil {
+			if pc, ok := conn.(*peerConn); ok {
+				// TLS 1.3 tells the client of a refused certificate only
+				// at its first read: say here who was refused and why.
+				pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
+					"caller", pc.creds.String(), "err", err)
+			} else {
+				ai.Peer.release()
+			}
+			return nil, nil, err
+		}
+		if info, ok := tai.(credentials.TLSInfo); ok {
+			ai.TLS = &info
+			ai.SecurityLevel = info.SecurityLevel
+		}
+		conn = tconn
+	}
+	if _, ok := conn.(*peerConn); ok {
+		return conn, ai, nil // it releases the identity itself
 	}
 	return releasingConn(conn, ai.Peer), ai, nil
 }
 
-func handshakeInfo(conn net.Conn, transport Transport) (*AuthInfo, error) {
+func handshakeInfo(conn net.Conn, transport Transport, withTLS bool) (*AuthInfo, error) {
 	addr := conn.RemoteAddr()
 	switch addr.Network() {
 	case "unix":
@@ -99,9 +149,11 @@ func handshakeInfo(conn net.Conn, transport Transport) (*AuthInfo, error) {
 			Transport:      transport, Peer: creds,
 		}, nil
 	case "tcp":
-		host, _, err := net.SplitHostPort(addr.String())
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			return nil, fmt.Errorf("grpcipc: refusing tcp connection with %s: not a loopback address (use TLS credentials to reach another machine)", addr)
+		if !withTLS {
+			host, _, err := net.SplitHostPort(addr.String())
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				return nil, fmt.Errorf("grpcipc: refusing tcp connection with %s: not a loopback address (use TLS to reach another machine)", addr)
+			}
 		}
 		return &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP}, nil
 	}
@@ -144,15 +196,29 @@ func (c *releaseConn) Close() error {
 // [Listen] starts: transport credentials that give each call the peer's OS
 // identity ([AuthInfoFromContext]), and interceptors that apply the
 // listener's [Policy] to every call, so that a refused caller gets
-// codes.PermissionDenied and no handler runs.
+// codes.PermissionDenied and no handler runs. [WithTLS] and [WithPins] add
+// TLS on top of the identity check.
 //
 // Listen itself refuses callers that the policy admits to no method at all,
 // even on a server made without these options; a policy with rules for some
 // methods only needs them, and a server without them has its connections
 // from such a listener closed.
-func ServerOptions() []grpc.ServerOption {
+func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
+	var cfg serverConfig
+	for _, o := range opts {
+		if err := o.applyServer(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	creds := &transportCreds{}
+	if cfg.tls.enabled() {
+		var err error
+		if creds.tls, err = cfg.tls.credentials(true); err != nil {
+			return nil, err
+		}
+	}
 	return []grpc.ServerOption{
-		grpc.Creds(&transportCreds{}),
+		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := authorizeCall(ctx, info.FullMethod); err != nil {
 				return nil, err
@@ -165,7 +231,7 @@ func ServerOptions() []grpc.ServerOption {
 			}
 			return handler(srv, ss)
 		}),
-	}
+	}, nil
 }
 
 // authorizeCall applies the policy of the connection's listener to a call.

@@ -65,7 +65,18 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 			return nil, err
 		}
 	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(&transportCreds{transport: ep.Transport})}
+	creds := &transportCreds{ep: ep, expect: cfg.expect}
+	if cfg.tls.enabled() {
+		if creds.tls, err = cfg.tls.credentials(false); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.expect) > 0 {
+		if creds.self, err = selfIdentity(); err != nil {
+			return nil, err
+		}
+	}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	var target string
 	if ep.Transport == TCP {
 		target = "dns:///" + ep.Address
@@ -73,6 +84,13 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 		target = (&url.URL{Scheme: "passthrough", Path: "/" + ep.String()}).String()
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				if len(cfg.expect) > 0 && ep.Transport == Unix {
+					// Before connecting: the file and the directories
+					// above it must be the expected server's.
+					if err := checkSocketPath(ep, cfg.expect, creds.self); err != nil {
+						return nil, err
+					}
+				}
 				return dialEndpoint(ctx, ep)
 			}),
 			// What grpc-go sends for its own unix: targets.

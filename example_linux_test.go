@@ -35,7 +35,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer(grpcipc.ServerOptions()...)
+	opts, err := grpcipc.ServerOptions()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(opts...)
 	greetpb.RegisterGreeterServer(srv, greeter{})
 	go srv.Serve(lis)
 	defer srv.Stop() // closes the listener, which removes the socket

@@ -223,7 +223,7 @@ func TestSameUserServedOthersRefused(t *testing.T) {
 			if strings.HasPrefix(endpoint, "unix:") {
 				opts = append(opts, grpcipc.WithSocketMode(0o666))
 			}
-			gs := serveGuarded(t, endpoint, grpcipc.ServerOptions(), opts...)
+			gs := serveGuarded(t, endpoint, serverOpts(t), opts...)
 
 			res := call(t, root, endpoint, "WhoAmI")
 			if res.Code != "OK" {
@@ -278,7 +278,7 @@ func TestPrincipalRulesAdmitExactlyWhoTheyName(t *testing.T) {
 				t.Fatal(err)
 			}
 			endpoint := "unix-abstract:" + testutil.AbstractName(t)
-			serveGuarded(t, endpoint, grpcipc.ServerOptions(), grpcipc.WithPolicy(p))
+			serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
 			for _, c := range tt.admitted {
 				if res := call(t, c, endpoint, "SayHello"); res.Code != "OK" {
 					t.Errorf("%s should admit %v: got %s %s", tt.principal, c, res.Code, res.Message)
@@ -312,7 +312,7 @@ func TestPerMethodRulesAndDenyBeatsAllow(t *testing.T) {
 			{"name": "root-only", "source": {"principals": ["uid:0"]}, "request": {"paths": ["/grpcipc.v1.Identity/*"]}}
 		]}`)
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	gs := serveGuarded(t, endpoint, grpcipc.ServerOptions(), grpcipc.WithPolicy(p))
+	gs := serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
 	for _, tc := range []struct {
 		c      caller
 		method string
@@ -427,4 +427,13 @@ func TestWithPolicyErrors(t *testing.T) {
 	if _, err := grpcipc.Listen(context.Background(), "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithPolicy(nil)); err == nil {
 		t.Error("WithPolicy(nil) accepted")
 	}
+}
+
+func serverOpts(t testing.TB, opts ...grpcipc.ServerOption) []grpc.ServerOption {
+	t.Helper()
+	so, err := grpcipc.ServerOptions(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return so
 }

@@ -32,6 +32,17 @@ type listenConfig struct {
 type clientConfig struct {
 	ep       Endpoint
 	grpcOpts []grpc.DialOption
+	tls      tlsSettings
+	expect   []Principal // the server must match one (none: no check)
+}
+
+// ServerOption configures [ServerOptions].
+type ServerOption interface {
+	applyServer(*serverConfig) error
+}
+
+type serverConfig struct {
+	tls tlsSettings
 }
 
 type listenOptionFunc func(*listenConfig) error
@@ -87,6 +98,35 @@ func WithLogger(l *slog.Logger) ListenOption {
 			return fmt.Errorf("listen %s: nil logger", c.ep)
 		}
 		c.logger = l
+		return nil
+	})
+}
+
+// WithExpectedServer makes [NewClient] check the server's OS identity
+// before it sends a byte of a request: the process at the other end of the
+// socket must match one of principals (see [ParsePrincipal]; "same-user" is
+// the client's own user, "root" is uid 0 or, on Windows, SYSTEM). On a Unix
+// socket path the socket file's owner must match too, and no directory
+// from the socket's up to / may be writable by another user unless it is
+// sticky and owned by root or the expected user, so that the socket could
+// not have been swapped. A mismatch fails the connection with an error
+// wrapping [ErrUntrustedServer] that names the expected and the actual
+// identity.
+func WithExpectedServer(principals ...string) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) error {
+		if len(principals) == 0 {
+			return fmt.Errorf("grpcipc: WithExpectedServer with no principals")
+		}
+		if c.ep.Transport == TCP {
+			return fmt.Errorf("grpcipc: %s: a tcp server has no OS identity to check; use TLS with WithPins or a CA", c.ep)
+		}
+		for _, s := range principals {
+			p, err := ParsePrincipal(s)
+			if err != nil {
+				return err
+			}
+			c.expect = append(c.expect, p)
+		}
 		return nil
 	})
 }

@@ -33,6 +33,7 @@ const (
 	pGroup // resolved to a gid (Unix) or SID (Windows)
 	pSID
 	pExe
+	pSystem // uid 0, or SYSTEM (S-1-5-18) on Windows
 	pAllOf
 	pAnyOf
 )
@@ -50,7 +51,9 @@ type Principal struct {
 
 // ParsePrincipal parses one principal:
 //
-//	same-user        the server's own user (the default policy's only principal)
+//	same-user        the server's own user (the default policy's only principal);
+//	                 in a client's WithExpectedServer, the client's own user
+//	root, system     uid 0, or on Windows SYSTEM (S-1-5-18)
 //	uid:0            effective user ID
 //	gid:100          effective or supplementary group ID
 //	user:alice       a user, looked up now (an unknown user is an error)
@@ -75,10 +78,12 @@ func parsePrincipal(s string) (Principal, error) {
 		return Principal{kind: pAny, text: s}, nil
 	case "same-user":
 		return Principal{kind: pSameUser, text: s}, nil
+	case "root", "system":
+		return Principal{kind: pSystem, text: s}, nil
 	}
 	kind, val, ok := strings.Cut(s, ":")
 	if !ok {
-		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe), "same-user" or "*"`)
+		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe), "same-user", "root" or "*"`)
 	}
 	if val == "" {
 		return Principal{}, fmt.Errorf("empty %s", kind)
@@ -123,6 +128,9 @@ func parsePrincipal(s string) (Principal, error) {
 	}
 	return p, nil
 }
+
+// sidLocalSystem is the SID of Windows' LocalSystem account.
+const sidLocalSystem = "S-1-5-18"
 
 // splitID tells a numeric Unix id from a Windows SID.
 func splitID(s string) (int, string) {
@@ -194,6 +202,12 @@ func (p Principal) matches(c *Creds, self identity) bool {
 		return c.inGroup(p.id)
 	case pSID:
 		return c.hasSID(p.sid)
+	case pSystem:
+		if uid, ok := c.UID(); ok {
+			return uid == 0
+		}
+		sid, ok := c.SID()
+		return ok && sid == sidLocalSystem
 	case pExe:
 		exe, ok := c.Executable()
 		return ok && exe == p.exe
@@ -419,6 +433,8 @@ func (p *Policy) socketAccess(self identity) (mode fs.FileMode, gid int) {
 			if pr.sid == "" && self.hasUID && pr.id == self.uid {
 				return true, false, 0
 			}
+		case pSystem:
+			return true, false, 0 // root passes file permissions anyway
 		case pGID, pGroup:
 			if pr.sid == "" {
 				return false, true, pr.id

@@ -26,6 +26,8 @@ func TestParsePrincipal(t *testing.T) {
 		"exe:/usr/bin/../bin/ls": {kind: pExe, exe: "/usr/bin/ls"},
 		"user:root":              {kind: pUser, id: 0},
 		"group:root":             {kind: pGroup, id: 0},
+		"root":                   {kind: pSystem},
+		"system":                 {kind: pSystem},
 	}
 	for s, want := range good {
 		p, err := ParsePrincipal(s)
@@ -39,7 +41,7 @@ func TestParsePrincipal(t *testing.T) {
 	}
 	bad := map[string]string{
 		"":                          "want KIND:VALUE",
-		"root":                      "want KIND:VALUE",
+		"alice":                     "want KIND:VALUE",
 		"uid:":                      "empty uid",
 		"uid:-1":                    `uid "-1" is not a number`,
 		"uid:+1":                    `uid "+1" is not a number`,

@@ -9,7 +9,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
@@ -27,12 +26,16 @@ type client struct {
 	refl *grpcreflect.Client
 }
 
-func connect(ctx context.Context, endpoint string) (*client, error) {
-	ep, err := endpointOrDefault(endpoint)
+func connect(ctx context.Context, f *clientFlags) (*client, error) {
+	ep, err := endpointOrDefault(*f.connect)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpcipc.NewClient(ep.String())
+	opts, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpcipc.NewClient(ep.String(), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -59,12 +62,11 @@ func (c *client) service(name string) (protoreflect.ServiceDescriptor, error) {
 }
 
 func runCall(ctx context.Context, args []string, stdout io.Writer) error {
-	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] METHOD [JSON]",
+	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] METHOD [JSON]",
 		"Call the unary METHOD (package.Service/Method) with the request written as JSON\n"+
 			"(default {}), finding its types by server reflection, and print the reply as JSON.",
 		1, 2, stdout)
-	endpoint := c.fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)")
-	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
+	flags := addClientFlags(c.fs)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -77,9 +79,9 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) == 2 {
 		reqJSON = pos[1]
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
 	defer cancel()
-	cl, err := connect(ctx, *endpoint)
+	cl, err := connect(ctx, flags)
 	if err != nil {
 		return err
 	}
@@ -138,17 +140,16 @@ func splitMethod(s string) (service, method string, err error) {
 }
 
 func runList(ctx context.Context, args []string, stdout io.Writer) error {
-	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [SERVICE]",
+	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [SERVICE]",
 		"List the services the server offers by reflection, or the methods of SERVICE.", 0, 1, stdout)
-	endpoint := c.fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)")
-	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
+	flags := addClientFlags(c.fs)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
 	defer cancel()
-	cl, err := connect(ctx, *endpoint)
+	cl, err := connect(ctx, flags)
 	if err != nil {
 		return err
 	}

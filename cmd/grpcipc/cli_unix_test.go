@@ -410,3 +410,101 @@ func TestServeAllowOtherUser(t *testing.T) {
 		t.Errorf("serve did not log the refused caller: %q", serverLog.String())
 	}
 }
+
+func writeKeyPair(t *testing.T, dir, name string) (cert, key string, pin string) {
+	t.Helper()
+	kp, err := grpcipc.NewKeyPair(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := kp.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(cert, c, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, k, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key, kp.Pin.String()
+}
+
+func TestCLITLS(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	serverCert, serverKey, serverPin := writeKeyPair(t, dir, "server")
+	clientCert, clientKey, _ := writeKeyPair(t, dir, "client")
+	_, _, otherPin := writeKeyPair(t, dir, "other")
+	endpoint := "unix://" + filepath.Join(dir, "tls.sock")
+
+	cmd := cliCommand(t, nil, "serve", "--listen", endpoint, "--cert", serverCert, "--key", serverKey, "--client-ca", clientCert)
+	cmd.Stderr = os.Stderr
+	r := testutil.Start(t, cmd)
+	if line, _ := r.ReadString('\n'); line != "serving "+endpoint+"\n" {
+		t.Fatalf("serve said %q", line)
+	}
+	if line, _ := r.ReadString('\n'); line != "tls certificate sha256 "+serverPin+"\n" {
+		t.Errorf("serve's second line is %q; want its certificate's pin", line)
+	}
+	go io.Copy(io.Discard, r)
+
+	hello := []string{"greet.Greeter/SayHello", `{"name":"tls"}`}
+	withClientCert := []string{"--cert", clientCert, "--key", clientKey}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		ok    bool
+		want  string
+	}{
+		{"pinned", append([]string{"--pin", serverPin}, withClientCert...), true, "Hello tls"},
+		{"CA", append([]string{"--cacert", serverCert}, withClientCert...), true, "Hello tls"},
+		{"pinned and expected", append([]string{"--pin", serverPin, "--expect-server", "same-user"}, withClientCert...), true, "Hello tls"},
+		{"wrong pin", append([]string{"--pin", otherPin}, withClientCert...), false, "matches no pinned SHA-256 thumbprint"},
+		{"no client certificate", []string{"--pin", serverPin}, false, "Unavailable"},
+		{"no TLS", nil, false, "Unavailable"},
+		{"cert without key", []string{"--pin", serverPin, "--cert", clientCert}, false, "--cert and --key go together"},
+		{"bad pin", []string{"--pin", "xyz"}, false, `pin "xyz": want 64 hex digits`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{"call", "--connect", endpoint}, tc.flags...), hello...)
+			code, stdout, stderr := runCLI(t, nil, args...)
+			if tc.ok {
+				if code != 0 || !strings.Contains(stdout, tc.want) {
+					t.Errorf("exit %d, %q, %q", code, stdout, stderr)
+				}
+				return
+			}
+			if code == 0 {
+				t.Fatalf("succeeded: %q", stdout)
+			}
+			oneErrorLine(t, stderr, tc.want)
+		})
+	}
+}
+
+func TestCLIExpectServer(t *testing.T) {
+	testutil.RequireRoot(t)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	cmd := exec.Command(testutil.SharedExecutable(t), "serve", "--listen", endpoint, "--allow", "*")
+	cmd.Env = append(os.Environ(), mainEnv+"=1", testutil.QuickRaceExit)
+	testutil.SetCredential(cmd, testutil.Nobody, testutil.Nobody, nil)
+	cmd.Stderr = os.Stderr
+	r := testutil.Start(t, cmd)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "serving ") {
+		t.Fatalf("serve as nobody said %q", line)
+	}
+	go io.Copy(io.Discard, r)
+
+	code, _, stderr := runCLI(t, nil, "list", "--connect", endpoint, "--expect-server", "root")
+	if code != 1 {
+		t.Errorf("list expecting root from a server run by nobody: exit %d", code)
+	}
+	oneErrorLine(t, stderr, "untrusted server")
+	if !strings.Contains(stderr, "uid 65534 (nobody)") || !strings.Contains(stderr, "expected root") {
+		t.Errorf("the refusal does not name actual and expected: %q", stderr)
+	}
+	if code, stdout, stderr := runCLI(t, nil, "list", "--connect", endpoint, "--expect-server", "user:nobody"); code != 0 || !strings.Contains(stdout, "greet.Greeter") {
+		t.Errorf("list expecting nobody: exit %d, %q, %q", code, stdout, stderr)
+	}
+}

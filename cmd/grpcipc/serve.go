@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,13 +16,16 @@ import (
 const stopGrace = 10 * time.Second
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE]",
+	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]]",
 		"Serve greet.Greeter/SayHello, grpc.health.v1.Health, server reflection and\n"+
 			"grpcipc.v1.Identity/WhoAmI until SIGINT or SIGTERM, then stop gracefully and\n"+
 			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.\n\n"+
 			"Only this user may call, unless --allow widens it (same-user, uid:N, gid:N,\n"+
 			"user:NAME, group:NAME, sid:SID, exe:/PATH or *) or --policy FILE sets a policy\n"+
-			"in gRPC's authorization-policy JSON with those principals.",
+			"in gRPC's authorization-policy JSON with those principals.\n\n"+
+			"With --cert and --key, calls run over TLS (on top of the identity check), and\n"+
+			"the certificate's SHA-256 pin is printed after the serving line; --client-ca\n"+
+			"also requires a client certificate signed by those CAs.",
 		0, 0, stdout)
 	listen := c.fs.String("listen", "", "`endpoint` to listen on (default: what \"grpcipc endpoint\" prints)")
 	var allow []string
@@ -30,6 +34,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	})
 	policyFile := c.fs.String("policy", "", "the policy `file` (JSON) that decides who may call what")
+	certFile := c.fs.String("cert", "", "serve TLS with this certificate (PEM `file`; with --key)")
+	keyFile := c.fs.String("key", "", "the private key of --cert (PEM `file`)")
+	clientCA := c.fs.String("client-ca", "", "require client certificates signed by the CAs in this PEM `file`")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
@@ -55,14 +62,39 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		opts = append(opts, grpcipc.WithPolicy(p))
 	}
 	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
+	var sopts []grpcipc.ServerOption
+	var pin string
+	if *certFile != "" || *keyFile != "" || *clientCA != "" {
+		kp, err := loadKeyPair(*certFile, *keyFile)
+		if err != nil {
+			return err
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}
+		if *clientCA != "" {
+			pool, err := loadCAs(*clientCA)
+			if err != nil {
+				return err
+			}
+			cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		sopts = append(sopts, grpcipc.WithTLS(cfg))
+		pin = grpcipc.CertPin(kp.Certificate[0]).String()
+	}
 	lis, err := grpcipc.Listen(ctx, ep.String(), opts...)
 	if err != nil {
 		return err
 	}
-	srv := demo.NewServer(ep)
+	srv, err := demo.NewServer(ep, sopts...)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	fmt.Fprintf(stdout, "serving %s\n", ep)
+	if pin != "" {
+		fmt.Fprintf(stdout, "tls certificate sha256 %s\n", pin)
+	}
 
 	select {
 	case err := <-served:

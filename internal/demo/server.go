@@ -26,9 +26,14 @@ type Server struct {
 }
 
 // NewServer returns the demo server for a listener on ep, with grpcipc's
-// server options and the services registered and reported SERVING.
-func NewServer(ep grpcipc.Endpoint, opts ...grpc.ServerOption) *Server {
-	s := grpc.NewServer(append(grpcipc.ServerOptions(), opts...)...)
+// server options (opts add TLS, say) and the services registered and
+// reported SERVING.
+func NewServer(ep grpcipc.Endpoint, opts ...grpcipc.ServerOption) (*Server, error) {
+	sopts, err := grpcipc.ServerOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	s := grpc.NewServer(sopts...)
 	greetpb.RegisterGreeterServer(s, greeter{})
 	identitypb.RegisterIdentityServer(s, identity{ep: ep})
 	hs := health.NewServer()
@@ -38,7 +43,7 @@ func NewServer(ep grpcipc.Endpoint, opts ...grpc.ServerOption) *Server {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	return &Server{Server: s, Health: hs}
+	return &Server{Server: s, Health: hs}, nil
 }
 
 // GracefulStop reports NOT_SERVING to health watchers, then stops the

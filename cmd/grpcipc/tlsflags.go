@@ -1,0 +1,92 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+)
+
+// clientFlags are the flags of the commands that call a server.
+type clientFlags struct {
+	connect            *string
+	timeout            *time.Duration
+	expect, pins       []string
+	cacert, cert, keyf *string
+}
+
+func addClientFlags(fs *flag.FlagSet) *clientFlags {
+	f := &clientFlags{
+		connect: fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)"),
+		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long"),
+		cacert:  fs.String("cacert", "", "verify the server's TLS certificate against the CA certificates in this PEM `file`"),
+		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
+		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
+	}
+	fs.Func("expect-server", "refuse a server whose process does not run as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N)", func(s string) error {
+		f.expect = append(f.expect, s)
+		return nil
+	})
+	fs.Func("pin", "accept the server's TLS certificate by its SHA-256 thumbprint: 64 hex digits, or spki:HEX (repeatable)", func(s string) error {
+		f.pins = append(f.pins, s)
+		return nil
+	})
+	return f
+}
+
+// options turns the flags into NewClient options.
+func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
+	var opts []grpcipc.ClientOption
+	if len(f.expect) > 0 {
+		opts = append(opts, grpcipc.WithExpectedServer(f.expect...))
+	}
+	if *f.cacert != "" || *f.cert != "" || *f.keyf != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if *f.cacert != "" {
+			pool, err := loadCAs(*f.cacert)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RootCAs = pool
+		}
+		if *f.cert != "" || *f.keyf != "" {
+			kp, err := loadKeyPair(*f.cert, *f.keyf)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificates = []tls.Certificate{kp}
+		}
+		opts = append(opts, grpcipc.WithTLS(cfg))
+	}
+	if len(f.pins) > 0 {
+		opts = append(opts, grpcipc.WithPins(f.pins...))
+	}
+	return opts, nil
+}
+
+func loadKeyPair(cert, key string) (tls.Certificate, error) {
+	if cert == "" || key == "" {
+		return tls.Certificate{}, usageErrorf("--cert and --key go together")
+	}
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("loading --cert %s and --key %s: %w", cert, key, err)
+	}
+	return kp, nil
+}
+
+func loadCAs(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}

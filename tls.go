@@ -1,0 +1,256 @@
+package grpcipc
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// ErrPinMismatch is wrapped by the TLS handshake error of a peer whose
+// certificate matches none of the pins given with [WithPins].
+var ErrPinMismatch = errors.New("certificate matches no pinned SHA-256 thumbprint")
+
+// Pin is the SHA-256 thumbprint of a certificate: of its DER encoding
+// ("cert") or of its SubjectPublicKeyInfo ("spki"), which survives
+// re-issuing the certificate with the same key.
+type Pin struct {
+	SPKI bool
+	Sum  [sha256.Size]byte
+}
+
+// ParsePin parses a pin written as 64 hex digits (colons allowed, as
+// certificate viewers print them) for the certificate's thumbprint, or
+// "spki:" and 64 hex digits for its public key's.
+func ParsePin(s string) (Pin, error) {
+	var p Pin
+	h := s
+	switch {
+	case strings.HasPrefix(s, "spki:"):
+		p.SPKI, h = true, s[len("spki:"):]
+	case strings.HasPrefix(s, "cert:"):
+		h = s[len("cert:"):]
+	case strings.HasPrefix(s, "sha256:"):
+		h = s[len("sha256:"):]
+	}
+	b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return Pin{}, fmt.Errorf("pin %q: want 64 hex digits of a SHA-256 thumbprint, optionally after \"spki:\"", s)
+	}
+	copy(p.Sum[:], b)
+	return p, nil
+}
+
+// String returns the pin in the form ParsePin reads.
+func (p Pin) String() string {
+	if p.SPKI {
+		return "spki:" + hex.EncodeToString(p.Sum[:])
+	}
+	return hex.EncodeToString(p.Sum[:])
+}
+
+// CertPin returns the thumbprint pin of a DER certificate.
+func CertPin(der []byte) Pin { return Pin{Sum: sha256.Sum256(der)} }
+
+// SPKIPin returns the public-key pin of a certificate.
+func SPKIPin(cert *x509.Certificate) Pin {
+	return Pin{SPKI: true, Sum: sha256.Sum256(cert.RawSubjectPublicKeyInfo)}
+}
+
+func (p Pin) matches(cert *x509.Certificate) bool {
+	if p.SPKI {
+		return sha256.Sum256(cert.RawSubjectPublicKeyInfo) == p.Sum
+	}
+	return sha256.Sum256(cert.Raw) == p.Sum
+}
+
+// KeyPair is a fresh self-signed ECDSA P-256 certificate and its key, for a
+// server and a client that start each other and exchange pins instead of
+// using a CA (the idea of hashicorp/go-plugin's AutoMTLS): each side makes
+// its own with [NewKeyPair], gives the other its Pin, and pins the other's.
+type KeyPair struct {
+	// Certificate is the certificate and key, ready for a [tls.Config].
+	Certificate tls.Certificate
+	// Pin is the certificate's SHA-256 thumbprint, for the other side's
+	// [WithPins].
+	Pin Pin
+}
+
+// NewKeyPair makes a key pair whose certificate names name (as its common
+// name and DNS name, along with "localhost"), valid for a year.
+func NewKeyPair(name string) (*KeyPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("key pair: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("key pair: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name, "localhost"},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		// Self-signed, so that it can also serve as its own CA for a peer
+		// that verifies chains rather than pins.
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("key pair: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("key pair: %w", err)
+	}
+	return &KeyPair{
+		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
+		Pin:         CertPin(der),
+	}, nil
+}
+
+// TLSConfig returns a TLS 1.3 configuration that presents the key pair's
+// certificate, for [WithTLS].
+func (k *KeyPair) TLSConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{k.Certificate}, MinVersion: tls.VersionTLS13}
+}
+
+// PEM returns the certificate and the private key PEM-encoded, for files
+// that other programs (or the grpcipc command's --cert and --key) read.
+func (k *KeyPair) PEM() (cert, key []byte, err error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k.Certificate.PrivateKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	var c, kb bytes.Buffer
+	pem.Encode(&c, &pem.Block{Type: "CERTIFICATE", Bytes: k.Certificate.Certificate[0]})
+	pem.Encode(&kb, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return c.Bytes(), kb.Bytes(), nil
+}
+
+// tlsSettings is what WithTLS and WithPins said, for either side.
+type tlsSettings struct {
+	cfg  *tls.Config
+	pins []Pin
+}
+
+func (s *tlsSettings) enabled() bool { return s.cfg != nil || len(s.pins) > 0 }
+
+// credentials builds grpc-go's TLS credentials for the client (server
+// false) or the server.
+func (s *tlsSettings) credentials(server bool) (credentials.TransportCredentials, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.cfg != nil {
+		cfg = s.cfg.Clone()
+	}
+	if server && len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil {
+		return nil, errors.New("grpcipc: TLS on the server needs a certificate (tls.Config.Certificates)")
+	}
+	if len(s.pins) > 0 {
+		pins := s.pins
+		if server {
+			// Pins stand for a CA: ask for any certificate, check the pin.
+			if cfg.ClientAuth < tls.RequireAnyClientCert {
+				cfg.ClientAuth = tls.RequireAnyClientCert
+			}
+		} else if cfg.RootCAs == nil {
+			// No CA given: the pin is the whole verification, done below
+			// on the certificate presented.
+			cfg.InsecureSkipVerify = true
+		}
+		next := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: the peer presented no certificate", ErrPinMismatch)
+			}
+			leaf := cs.PeerCertificates[0]
+			matched := false
+			for _, p := range pins {
+				if p.matches(leaf) {
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				want := make([]string, len(pins))
+				for i, p := range pins {
+					want[i] = p.String()
+				}
+				return fmt.Errorf("%w: the peer's certificate is %s (%s); want %s",
+					ErrPinMismatch, CertPin(leaf.Raw), SPKIPin(leaf), strings.Join(want, " or "))
+			}
+			if next != nil {
+				return next(cs)
+			}
+			return nil
+		}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// TLSOption is an option for both sides: [ServerOptions] and [NewClient].
+type TLSOption interface {
+	ServerOption
+	ClientOption
+}
+
+type tlsOption func(*tlsSettings) error
+
+func (f tlsOption) applyServer(c *serverConfig) error { return f(&c.tls) }
+func (f tlsOption) applyClient(c *clientConfig) error { return f(&c.tls) }
+
+// WithTLS runs TLS over the local connection, on top of the OS identity
+// check (both must pass; [AuthInfo] carries both). On the server cfg must
+// hold a certificate; set ClientAuth and ClientCAs to require client
+// certificates (mutual TLS). On the client, RootCAs verifies the server
+// unless [WithPins] pins it; ServerName defaults to "localhost".
+func WithTLS(cfg *tls.Config) TLSOption {
+	return tlsOption(func(s *tlsSettings) error {
+		if cfg == nil {
+			return errors.New("grpcipc: WithTLS(nil)")
+		}
+		s.cfg = cfg
+		return nil
+	})
+}
+
+// WithPins accepts the peer's certificate by its SHA-256 thumbprint (see
+// [ParsePin]) instead of a CA, as the reference docs' certificate
+// validation callback does. On the client it turns TLS on and pins the
+// server's certificate; on the server it requires a client certificate that
+// matches one of the pins (mutual TLS). A mismatch fails the handshake with
+// [ErrPinMismatch], naming the certificate's thumbprints.
+func WithPins(pins ...string) TLSOption {
+	return tlsOption(func(s *tlsSettings) error {
+		if len(pins) == 0 {
+			return errors.New("grpcipc: WithPins with no pins")
+		}
+		for _, p := range pins {
+			pin, err := ParsePin(p)
+			if err != nil {
+				return fmt.Errorf("grpcipc: %w", err)
+			}
+			s.pins = append(s.pins, pin)
+		}
+		return nil
+	})
+}
