@@ -15,7 +15,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := testCreds(1000, 1000, []int{10, 20}, "/usr/bin/x")
+	c := testCreds(1000, 1000, []int{10, 20}, abs("/usr/bin/x"))
 	for _, tc := range []struct {
 		name   string
 		p      *Policy

@@ -67,7 +67,7 @@ type transportCreds struct {
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil)
+	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,7 +90,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		return c.finish(context.Background(), "", pc, ai, true)
 	}
 	// A connection from a listener not made by Listen: identity only.
-	ai, err := handshakeInfo(conn, "", c.tls != nil)
+	ai, err := handshakeInfo(conn, "", c.tls != nil, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,14 +133,19 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 	return releasingConn(conn, ai.Peer), ai, nil
 }
 
-func handshakeInfo(conn net.Conn, transport Transport, withTLS bool) (*AuthInfo, error) {
+// handshakeInfo reads what the connection's transport tells of the peer;
+// server says which end this is.
+func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*AuthInfo, error) {
 	addr := conn.RemoteAddr()
 	switch addr.Network() {
-	case "unix":
+	case "unix", "pipe":
 		if transport == "" {
 			transport = Unix
+			if addr.Network() == "pipe" {
+				transport = NamedPipe
+			}
 		}
-		creds, err := readPeerCreds(conn)
+		creds, err := readPeerCreds(conn, server)
 		if err != nil {
 			creds = nil // the OS said nothing; principals other than "*" will not match
 		}

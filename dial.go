@@ -23,10 +23,12 @@ func Dial(ctx context.Context, endpoint string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dialEndpoint(ctx, ep)
+	return dialEndpoint(ctx, ep, false)
 }
 
-func dialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
+// dialEndpoint connects to ep; identify raises a named pipe's impersonation
+// level to Identification.
+func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, error) {
 	var d net.Dialer
 	switch ep.Transport {
 	case Unix:
@@ -34,7 +36,7 @@ func dialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
 	case UnixAbstract:
 		return d.DialContext(ctx, "unix", "@"+ep.Address)
 	case NamedPipe:
-		return dialPipe(ctx, ep)
+		return dialPipe(ctx, ep, identify)
 	case TCP:
 		return d.DialContext(ctx, "tcp", ep.Address)
 	}
@@ -91,7 +93,7 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 						return nil, err
 					}
 				}
-				return dialEndpoint(ctx, ep)
+				return dialEndpoint(ctx, ep, cfg.identify)
 			}),
 			// What grpc-go sends for its own unix: targets.
 			grpc.WithAuthority("localhost"))

@@ -56,3 +56,19 @@ func endpointErr(s, format string, args ...any) error {
 func unsupportedErr(s, format string, args ...any) error {
 	return &EndpointError{Endpoint: s, Reason: fmt.Sprintf(format, args...), err: errors.ErrUnsupported}
 }
+
+// inUseError is an [ErrAddressInUse] with the detail of who holds the
+// address and, when a system call reported it, that call's error.
+type inUseError struct {
+	detail string
+	cause  error
+}
+
+func (e *inUseError) Error() string { return ErrAddressInUse.Error() + ": " + e.detail }
+
+func (e *inUseError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrAddressInUse}
+	}
+	return []error{ErrAddressInUse, e.cause}
+}

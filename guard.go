@@ -93,7 +93,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		creds, err := readPeerCreds(c)
+		creds, err := readPeerCreds(c, true)
 		if err != nil {
 			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
 			creds = nil

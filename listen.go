@@ -67,6 +67,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 		cfg.logger = slog.Default()
 	}
 	cfg.gid = -1
+	cfg.self = self
 	if !cfg.modeSet {
 		cfg.mode, cfg.gid = cfg.policy.socketAccess(self)
 	}

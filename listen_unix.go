@@ -240,19 +240,3 @@ func listenAbstract(ctx context.Context, ep Endpoint) (net.Listener, error) {
 func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, error) {
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
 }
-
-// inUseError is an [ErrAddressInUse] with the detail of who holds the
-// address and, when a system call reported it, that call's error.
-type inUseError struct {
-	detail string
-	cause  error
-}
-
-func (e *inUseError) Error() string { return ErrAddressInUse.Error() + ": " + e.detail }
-
-func (e *inUseError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{ErrAddressInUse}
-	}
-	return []error{ErrAddressInUse, e.cause}
-}

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.Cleanup()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(testutil.LeakOptions...); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
 			code = 1
 		}

@@ -25,6 +25,7 @@ type listenConfig struct {
 	mode    fs.FileMode
 	modeSet bool
 	gid     int // group to give the socket file, or -1
+	self    identity
 	policy  *Policy
 	logger  *slog.Logger
 }
@@ -34,6 +35,7 @@ type clientConfig struct {
 	grpcOpts []grpc.DialOption
 	tls      tlsSettings
 	expect   []Principal // the server must match one (none: no check)
+	identify bool        // named pipes: Identification, not Anonymous
 }
 
 // ServerOption configures [ServerOptions].
@@ -127,6 +129,22 @@ func WithExpectedServer(principals ...string) ClientOption {
 			}
 			c.expect = append(c.expect, p)
 		}
+		return nil
+	})
+}
+
+// WithPipeIdentification lets a named-pipe server identify the client at
+// the Identification impersonation level. By default grpcipc's clients
+// connect at the Anonymous level, as the reference docs advise: a server
+// can then neither act as the client nor learn its identity by
+// impersonating it (grpcipc's servers read it from the client's process
+// token instead). Only for npipe endpoints.
+func WithPipeIdentification() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) error {
+		if c.ep.Transport != NamedPipe {
+			return fmt.Errorf("grpcipc: %s: an impersonation level applies only to named pipes", c.ep)
+		}
+		c.identify = true
 		return nil
 	})
 }

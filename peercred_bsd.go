@@ -12,7 +12,7 @@ import (
 
 // readPeerCreds reads LOCAL_PEERCRED: the peer's effective uid and its
 // groups, the first of which is its effective gid.
-func readPeerCreds(conn net.Conn) (*Creds, error) {
+func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
 	var (
 		xu      *unix.Xucred
 		pid     int

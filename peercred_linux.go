@@ -15,7 +15,7 @@ import (
 
 // readPeerCreds reads the identity of the process at the other end of a
 // Unix socket connection.
-func readPeerCreds(conn net.Conn) (*Creds, error) {
+func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
 	var (
 		ucred  *unix.Ucred
 		pidfd  = -1

@@ -1,4 +1,4 @@
-//go:build !linux && !darwin && !freebsd
+//go:build !linux && !darwin && !freebsd && !windows
 
 package grpcipc
 
@@ -8,9 +8,8 @@ import (
 	"net"
 )
 
-// readPeerCreds: this OS's peer credentials are not read (yet): Windows gets
-// them from the named-pipe transport; the other BSDs, Solaris and AIX are
-// not supported.
-func readPeerCreds(conn net.Conn) (*Creds, error) {
+// readPeerCreds: the other BSDs', Solaris's and AIX's peer credentials are
+// not read.
+func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
 	return nil, fmt.Errorf("peer credentials of %s: %w", conn.RemoteAddr(), errors.ErrUnsupported)
 }

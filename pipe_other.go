@@ -7,6 +7,6 @@ import (
 	"net"
 )
 
-func dialPipe(_ context.Context, ep Endpoint) (net.Conn, error) {
+func dialPipe(_ context.Context, ep Endpoint, _ bool) (net.Conn, error) {
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
 }

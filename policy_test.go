@@ -4,9 +4,12 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
 // testCreds makes credentials as the OS would have supplied them.
@@ -16,18 +19,43 @@ func testCreds(uid, gid int, groups []int, exe string) *Creds {
 	return c
 }
 
+// lookupGroupWorks: Wine names groups that it cannot then look up.
+func lookupGroupWorks(name string) bool {
+	_, err := user.LookupGroup(name)
+	return err == nil
+}
+
+// abs makes a slash path absolute on this OS (a drive on Windows), in the
+// form a policy file may write it.
+func abs(p string) string {
+	if filepath.Separator == '\\' {
+		return "C:" + p
+	}
+	return p
+}
+
 func TestParsePrincipal(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, uidSID := splitID(me.Uid)
+	gid, gidSID := splitID(me.Gid)
 	good := map[string]Principal{
-		"*":                      {kind: pAny},
-		"same-user":              {kind: pSameUser},
-		"uid:0":                  {kind: pUID, id: 0},
-		"gid:100":                {kind: pGID, id: 100},
-		"sid:s-1-5-18":           {kind: pSID, sid: "S-1-5-18"},
-		"exe:/usr/bin/../bin/ls": {kind: pExe, exe: "/usr/bin/ls"},
-		"user:root":              {kind: pUser, id: 0},
-		"group:root":             {kind: pGroup, id: 0},
-		"root":                   {kind: pSystem},
-		"system":                 {kind: pSystem},
+		"*":                                {kind: pAny},
+		"same-user":                        {kind: pSameUser},
+		"uid:0":                            {kind: pUID, id: 0},
+		"gid:100":                          {kind: pGID, id: 100},
+		"sid:s-1-5-18":                     {kind: pSID, sid: "S-1-5-18"},
+		"exe:" + abs("/usr/bin/../bin/ls"): {kind: pExe, exe: filepath.Clean(abs("/usr/bin/ls"))},
+		"user:" + me.Username:              {kind: pUser, id: uid, sid: uidSID},
+		"root":                             {kind: pSystem},
+		"system":                           {kind: pSystem},
+	}
+	if g, err := user.LookupGroupId(me.Gid); err == nil && lookupGroupWorks(g.Name) {
+		good["group:"+g.Name] = Principal{kind: pGroup, id: gid, sid: gidSID}
+	} else {
+		t.Logf("no name for this user's group %s, so group:NAME is not tried: %v", me.Gid, err)
 	}
 	for s, want := range good {
 		p, err := ParsePrincipal(s)
@@ -63,6 +91,7 @@ func TestParsePrincipal(t *testing.T) {
 
 func TestPolicyDecisions(t *testing.T) {
 	self := identity{uid: 1000, hasUID: true}
+	adm := filepath.Clean(abs("/usr/bin/adm"))
 	p, err := ParsePolicy([]byte(`{
 		"name": "t",
 		"deny_rules": [
@@ -72,7 +101,7 @@ func TestPolicyDecisions(t *testing.T) {
 		"allow_rules": [
 			{"name": "hello", "request": {"paths": ["/greet.Greeter/SayHello"]}},
 			{"name": "admin", "source": {"principals": ["uid:0", "gid:10",
-				{"all_of": ["uid:8", "exe:/usr/bin/adm"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
+				{"all_of": ["uid:8", "exe:` + abs("/usr/bin/adm") + `"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
 			{"name": "self", "source": {"principals": ["same-user"]}}
 		]}`))
 	if err != nil {
@@ -94,9 +123,9 @@ func TestPolicyDecisions(t *testing.T) {
 		{"exact method only", testCreds(0, 0, nil, ""), "/x.Y/Z2", false, ""},
 		{"primary gid", testCreds(5, 10, nil, ""), "/admin.Admin/Reset", true, "admin"},
 		{"supplementary gid", testCreds(5, 5, []int{3, 10}, ""), "/admin.Admin/Reset", true, "admin"},
-		{"all_of needs all", testCreds(9, 9, nil, "/usr/bin/adm"), "/admin.Admin/Reset", false, ""},
-		{"per-method deny", testCreds(8, 8, nil, "/usr/bin/adm"), "/admin.Admin/Reset", false, "no-admin-for-8"},
-		{"per-method deny leaves other methods", testCreds(8, 8, nil, "/usr/bin/adm"), "/x.Y/Z", true, "admin"},
+		{"all_of needs all", testCreds(9, 9, nil, adm), "/admin.Admin/Reset", false, ""},
+		{"per-method deny", testCreds(8, 8, nil, adm), "/admin.Admin/Reset", false, "no-admin-for-8"},
+		{"per-method deny leaves other methods", testCreds(8, 8, nil, adm), "/x.Y/Z", true, "admin"},
 		{"same user", testCreds(1000, 1000, nil, ""), "/any.Thing/At", true, "self"},
 		{"unknown caller", nil, "/any.Thing/At", false, ""},
 		{"unknown caller, open method", nil, "/greet.Greeter/SayHello", true, "hello"},
@@ -178,12 +207,12 @@ func TestSocketAccess(t *testing.T) {
 		{"one gid", mk("same-user", "gid:100"), 0o660, 100},
 		{"two gids", mk("gid:100", "gid:101"), 0o666, -1},
 		{"other uid", mk("uid:0"), 0o666, -1},
-		{"exe", mk("exe:/bin/x"), 0o666, -1},
+		{"exe", mk("exe:" + abs("/bin/x")), 0o666, -1},
 		{"anyone", mk("*"), 0o666, -1},
 		{"no source", noSource, 0o666, -1},
-		{"all_of with self", allOf("same-user", "exe:/bin/x"), 0o600, -1},
-		{"all_of with group", allOf("gid:100", "exe:/bin/x"), 0o660, 100},
-		{"all_of of others", allOf("uid:5", "exe:/bin/x"), 0o666, -1},
+		{"all_of with self", allOf("same-user", "exe:"+abs("/bin/x")), 0o600, -1},
+		{"all_of with group", allOf("gid:100", "exe:"+abs("/bin/x")), 0o660, 100},
+		{"all_of of others", allOf("uid:5", "exe:"+abs("/bin/x")), 0o666, -1},
 	}
 	for _, tt := range tests {
 		mode, gid := tt.p.socketAccess(self)
@@ -224,7 +253,7 @@ func TestParsePolicyErrors(t *testing.T) {
 }
 
 func TestLoadPolicy(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.ShortTempDir(t)
 	good := filepath.Join(dir, "good.json")
 	os.WriteFile(good, []byte(`{"name": "g", "allow_rules": [{"name": "a", "source": {"principals": ["same-user"]}}]}`), 0o600)
 	if p, err := LoadPolicy(good); err != nil || p.Name() != "g" {
@@ -255,7 +284,7 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 		// Whatever parsed can be evaluated without trouble.
 		self := identity{uid: 1, hasUID: true}
-		p.authorize("/a.B/C", testCreds(1, 1, []int{2}, "/x"), self)
+		p.authorize("/a.B/C", testCreds(1, 1, []int{2}, abs("/x")), self)
 		p.admitsConn(nil, self)
 		p.socketAccess(self)
 	})

