@@ -13,60 +13,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 )
-
-// callResult is what the "call" helper prints.
-type callResult struct {
-	PID     int    `json:"pid"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Who     struct {
-		PID  int64  `json:"pid"`
-		UID  string `json:"uid"`
-		GID  string `json:"gid"`
-		User string `json:"user"`
-		Exe  string `json:"exe"`
-	} `json:"who"`
-}
-
-func init() {
-	// call ENDPOINT METHOD: calls SayHello or WhoAmI once through
-	// grpcipc.NewClient and prints a callResult.
-	grpcipc.RegisterHelper("call", func(args []string) error {
-		conn, err := grpcipc.NewClient(args[0])
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		res := callResult{PID: os.Getpid()}
-		switch args[1] {
-		case "SayHello":
-			_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "helper"})
-		case "WhoAmI":
-			var who *identitypb.WhoAmIResponse
-			who, err = identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
-			if err == nil {
-				res.Who.PID, res.Who.UID, res.Who.GID = who.GetPid(), who.GetUid(), who.GetGid()
-				res.Who.User, res.Who.Exe = who.GetUser(), who.GetExecutable()
-			}
-		default:
-			return fmt.Errorf("no method %q", args[1])
-		}
-		st := status.Convert(err)
-		res.Code, res.Message = st.Code().String(), st.Message()
-		return json.NewEncoder(os.Stdout).Encode(res)
-	})
-}
 
 // countingServer counts the calls that reached its handlers.
 type countingServer struct {

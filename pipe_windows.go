@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Microsoft/go-winio"
 	"golang.org/x/sys/windows"
@@ -28,6 +29,16 @@ func listenPipe(_ context.Context, ep Endpoint, cfg listenConfig) (net.Listener,
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ep, err)
 	}
+	return listenPipeSDDL(ep, sddl)
+}
+
+// listenPipeSDDL serves ep with the security descriptor sddl.
+func listenPipeSDDL(ep Endpoint, sddl string) (net.Listener, error) {
+	// FILE_CREATE refuses a taken name on Windows; Wine shares it instead,
+	// so look first: a pipe that answers, is busy or refuses us exists.
+	if err := probePipe(ep); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", ep, err)
+	}
 	l, err := winio.ListenPipe(ep.pipePath(), &winio.PipeConfig{SecurityDescriptor: sddl})
 	if err != nil {
 		if errors.Is(err, windows.ERROR_ALREADY_EXISTS) || errors.Is(err, windows.ERROR_ACCESS_DENIED) ||
@@ -44,6 +55,25 @@ func listenPipe(_ context.Context, ep Endpoint, cfg listenConfig) (net.Listener,
 		}
 	}
 	return l, nil
+}
+
+// probePipe fails with ErrAddressInUse if a pipe of ep's name exists.
+func probePipe(ep Endpoint) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	c, err := winio.DialPipeAccessImpLevel(ctx, ep.pipePath(), pipeClientAccess, winio.PipeImpLevelAnonymous)
+	switch {
+	case err == nil:
+		c.Close()
+		return &inUseError{detail: "a server is accepting connections on that pipe"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &inUseError{detail: "a server holds that pipe name, all its instances busy"}
+	case errors.Is(err, windows.ERROR_ACCESS_DENIED):
+		return &inUseError{detail: "a pipe of that name exists and does not admit this user", cause: err}
+	case errors.Is(err, windows.ERROR_FILE_NOT_FOUND), errors.Is(err, windows.ERROR_PATH_NOT_FOUND):
+		return nil
+	}
+	return fmt.Errorf("cannot tell whether the pipe name is taken: %w", err)
 }
 
 // dialPipe connects at the Anonymous impersonation level unless identify

@@ -1,0 +1,75 @@
+package grpcipc_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// callResult is what the "call" helper prints.
+type callResult struct {
+	PID     int    `json:"pid"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Who     struct {
+		PID  int64  `json:"pid"`
+		UID  string `json:"uid"`
+		GID  string `json:"gid"`
+		User string `json:"user"`
+		Exe  string `json:"exe"`
+	} `json:"who"`
+	// The server's identity as this client saw it.
+	ServerPID int    `json:"server_pid"`
+	ServerUID string `json:"server_uid"`
+}
+
+func init() {
+	// call ENDPOINT METHOD: calls SayHello or WhoAmI once through
+	// grpcipc.NewClient and prints a callResult.
+	grpcipc.RegisterHelper("call", func(args []string) error {
+		conn, err := grpcipc.NewClient(args[0])
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res := callResult{PID: os.Getpid()}
+		var p peer.Peer
+		switch args[1] {
+		case "SayHello":
+			_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "helper"}, grpc.Peer(&p))
+		case "WhoAmI":
+			var who *identitypb.WhoAmIResponse
+			who, err = identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{}, grpc.Peer(&p))
+			if err == nil {
+				res.Who.PID, res.Who.UID, res.Who.GID = who.GetPid(), who.GetUid(), who.GetGid()
+				res.Who.User, res.Who.Exe = who.GetUser(), who.GetExecutable()
+			}
+		default:
+			return fmt.Errorf("no method %q", args[1])
+		}
+		if ai, ok := grpcipc.AuthInfoFromPeer(&p); ok && ai.Peer != nil {
+			res.ServerPID, _ = ai.Peer.PID()
+			if uid, ok := ai.Peer.UID(); ok {
+				res.ServerUID = strconv.Itoa(uid)
+			} else {
+				res.ServerUID, _ = ai.Peer.SID()
+			}
+		}
+		st := status.Convert(err)
+		res.Code, res.Message = st.Code().String(), st.Message()
+		return json.NewEncoder(os.Stdout).Encode(res)
+	})
+}
+
