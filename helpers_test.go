@@ -72,4 +72,3 @@ func init() {
 		return json.NewEncoder(os.Stdout).Encode(res)
 	})
 }
-

@@ -55,4 +55,3 @@ func oneErrorLine(t *testing.T, stderr, want string) {
 		t.Errorf("stderr has a stack trace: %q", stderr)
 	}
 }
-
