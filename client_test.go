@@ -83,6 +83,13 @@ func TestTransports(t *testing.T) {
 			if _, err := grpcipc.ParseEndpoint(tt.endpoint); errors.Is(err, errors.ErrUnsupported) {
 				t.Skipf("not on this OS: %v", err)
 			}
+			if ep, _ := grpcipc.ParseEndpoint(tt.endpoint); ep.Transport == grpcipc.Unix {
+				probe, err := net.Listen("unix", filepath.Join(testutil.ShortTempDir(t), "p.sock"))
+				if err != nil {
+					t.Skipf("this OS has no AF_UNIX sockets (Wine 8 has none): %v", err)
+				}
+				probe.Close()
+			}
 			if l, err := grpcipc.Listen(context.Background(), tt.endpoint); errors.Is(err, errors.ErrUnsupported) {
 				t.Skipf("not served on this OS: %v", err)
 			} else if err == nil {

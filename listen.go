@@ -37,7 +37,14 @@ const DefaultSocketMode fs.FileMode = 0o600
 //
 // An abstract socket (Linux) has no file and no permissions: any local
 // process may connect, so admit callers by their identity. A tcp endpoint is
-// announced with [net.ListenConfig]. Named pipes are not served yet.
+// announced with [net.ListenConfig].
+//
+// Windows: a named pipe is created exclusively (a name another process holds
+// is refused with [ErrAddressInUse]), refuses remote clients, and has a
+// DACL for the server's user alone, or for those the policy admits. An
+// AF_UNIX socket path (Windows 10+) needs a directory whose DACL admits no
+// one else, which Listen creates when missing; [WithSocketMode] does not
+// apply there.
 func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Listener, error) {
 	ep, err := ParseEndpoint(endpoint)
 	if err != nil {

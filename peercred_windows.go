@@ -1,36 +1,71 @@
 package grpcipc
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 )
 
-// readPeerCreds reads the identity of the process at the other end of a
-// named pipe: its PID from GetNamedPipeClientProcessId (on the server) or
-// GetNamedPipeServerProcessId (on the client), then, through a handle to
-// that process opened first, its token's user and group SIDs and its
-// executable. A process created after the connection was accepted is not
-// the one that connected (its PID was reused), and is refused.
+// sioAFUnixGetPeerPID is SIO_AF_UNIX_GETPEERPID from afunix.h,
+// _WSAIOR(IOC_VENDOR, 256): the PID of an AF_UNIX socket's peer.
+const sioAFUnixGetPeerPID = 0x58000100
+
+// readPeerCreds reads the identity of the process at the other end: its
+// PID from GetNamedPipeClientProcessId (a pipe's server) or
+// GetNamedPipeServerProcessId (its client), or SIO_AF_UNIX_GETPEERPID (an
+// AF_UNIX socket); then, through a handle to that process opened first, its
+// token's user and group SIDs and its executable. A process created after
+// the connection was accepted is not the one that connected (its PID was
+// reused), and is refused.
 func readPeerCreds(conn net.Conn, server bool) (*Creds, error) {
-	fc, ok := conn.(interface{ Fd() uintptr })
-	if !ok {
-		return nil, fmt.Errorf("peer credentials: %T is not a named pipe", conn)
-	}
 	accepted := time.Now()
-	h := windows.Handle(fc.Fd())
-	var pid uint32
-	var err error
-	if server {
-		err = windows.GetNamedPipeClientProcessId(h, &pid)
-	} else {
-		err = windows.GetNamedPipeServerProcessId(h, &pid)
-	}
+	pid, err := peerPID(conn, server)
 	if err != nil {
-		return nil, fmt.Errorf("peer credentials: process id: %w", err)
+		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
+	return processCreds(pid, accepted)
+}
+
+func peerPID(conn net.Conn, server bool) (uint32, error) {
+	var pid uint32
+	if fc, ok := conn.(interface{ Fd() uintptr }); ok { // a go-winio pipe
+		h := windows.Handle(fc.Fd())
+		var err error
+		if server {
+			err = windows.GetNamedPipeClientProcessId(h, &pid)
+		} else {
+			err = windows.GetNamedPipeServerProcessId(h, &pid)
+		}
+		return pid, err
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return 0, fmt.Errorf("%T is neither a named pipe nor a socket", conn)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var ioErr error
+	if err := raw.Control(func(fd uintptr) {
+		var n uint32
+		ioErr = windows.WSAIoctl(windows.Handle(fd), sioAFUnixGetPeerPID, nil, 0,
+			(*byte)(unsafe.Pointer(&pid)), uint32(unsafe.Sizeof(pid)), &n, nil, 0)
+	}); err != nil {
+		return 0, err
+	}
+	if ioErr != nil {
+		return 0, fmt.Errorf("SIO_AF_UNIX_GETPEERPID: %w", ioErr)
+	}
+	return pid, nil
+}
+
+func processCreds(pid uint32, accepted time.Time) (*Creds, error) {
 	proc, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
 	if err != nil {
 		return nil, fmt.Errorf("peer credentials: opening pid %d: %w", pid, err)
@@ -41,7 +76,7 @@ func readPeerCreds(conn net.Conn, server bool) (*Creds, error) {
 		return nil, fmt.Errorf("peer credentials: pid %d: %w", pid, err)
 	}
 	if time.Unix(0, created.Nanoseconds()).After(accepted) {
-		return nil, fmt.Errorf("peer credentials: pid %d was reused by a process created after the connection", pid)
+		return nil, errors.New("peer credentials: the peer's pid was reused by a process created after the connection")
 	}
 	var tok windows.Token
 	if err := windows.OpenProcessToken(proc, windows.TOKEN_QUERY, &tok); err != nil {

@@ -1,7 +1,31 @@
 package grpcipc
 
-// checkSocketPath: Unix socket files on Windows come with the Windows
-// transport; until then they are not dialed with checks.
-func checkSocketPath(ep Endpoint, expect []Principal, _ identity) error {
-	return unsupportedErr(ep.String(), "checking a unix socket file's owner on Windows is not supported yet")
+import (
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/sys/windows"
+)
+
+// checkSocketPath checks, before connecting, that an AF_UNIX socket file on
+// Windows is owned by an expected user. (The directories above it are not
+// checked on Windows.)
+func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
+	path := filepath.FromSlash(ep.Address)
+	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION)
+	if err != nil {
+		return fmt.Errorf("grpcipc: server check: %s: %w", path, err)
+	}
+	owner, _, err := sd.Owner()
+	if err != nil || owner == nil {
+		return &ServerIdentityError{Endpoint: ep.String(), Expected: principalTexts(expect), Actual: "the socket file's owner is unknown"}
+	}
+	c := &Creds{sid: owner.String()}
+	for _, p := range expect {
+		if p.matches(c, self) {
+			return nil
+		}
+	}
+	return &ServerIdentityError{Endpoint: ep.String(), Expected: principalTexts(expect),
+		Actual: fmt.Sprintf("the socket file %s is owned by %s", path, owner)}
 }
