@@ -19,7 +19,6 @@ import (
 // net.core.somaxconn (Linux) or kern.ipc.somaxconn (macOS, BSD).
 const listenBacklog = 4096
 
-
 func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
 	path := ep.Address
 	l, err := listenUnixPath1(ctx, path, cfg.mode, cfg.gid)

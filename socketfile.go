@@ -102,4 +102,3 @@ func (l *unixListener) Close() error {
 	})
 	return l.closeErr
 }
-
