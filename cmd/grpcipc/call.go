@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bufbuild/protocompile"
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
 	"google.golang.org/grpc"
@@ -19,11 +20,20 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// client is a connection with a reflection client on it.
+// typeResolver is what protojson needs to resolve types in Any fields.
+type typeResolver interface {
+	protoregistry.MessageTypeResolver
+	protoregistry.ExtensionTypeResolver
+}
+
+// client is a connection and where its service descriptions come from:
+// server reflection, or .proto files given with --proto.
 type client struct {
-	ep   grpcipc.Endpoint
-	conn *grpc.ClientConn
-	refl *grpcreflect.Client
+	ep    grpcipc.Endpoint
+	conn  *grpc.ClientConn
+	refl  *grpcreflect.Client // nil with --proto
+	files *protoregistry.Files
+	types typeResolver
 }
 
 func connect(ctx context.Context, f *clientFlags) (*client, error) {
@@ -35,22 +45,61 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var files *protoregistry.Files
+	if len(f.protos) > 0 {
+		if files, err = compileProtos(ctx, f.protos, f.importPaths); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := grpcipc.NewClient(ep.String(), opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &client{ep: ep, conn: conn, refl: grpcreflect.NewClientAuto(ctx, conn)}, nil
+	cl := &client{ep: ep, conn: conn, files: files}
+	if files != nil {
+		cl.types = dynamicpb.NewTypes(files)
+	} else {
+		cl.refl = grpcreflect.NewClientAuto(ctx, conn)
+		cl.types = cl.refl.AsResolver().AsTypeResolver()
+	}
+	return cl, nil
+}
+
+// compileProtos parses .proto files, for servers without reflection.
+func compileProtos(ctx context.Context, protos, importPaths []string) (*protoregistry.Files, error) {
+	comp := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: importPaths})}
+	compiled, err := comp.Compile(ctx, protos...)
+	if err != nil {
+		return nil, fmt.Errorf("--proto: %w", err)
+	}
+	files := new(protoregistry.Files)
+	for _, f := range compiled {
+		if err := files.RegisterFile(f); err != nil {
+			return nil, fmt.Errorf("--proto: %w", err)
+		}
+	}
+	return files, nil
 }
 
 func (c *client) Close() {
-	c.refl.Reset()
+	if c.refl != nil {
+		c.refl.Reset()
+	}
 	c.conn.Close()
 }
 
 func (c *client) service(name string) (protoreflect.ServiceDescriptor, error) {
-	d, err := c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
+	var d protoreflect.Descriptor
+	var err error
+	where := "the server (see grpcipc list)"
+	if c.files != nil {
+		d, err = c.files.FindDescriptorByName(protoreflect.FullName(name))
+		where = "the --proto files"
+	} else {
+		d, err = c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
+	}
 	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
-		return nil, fmt.Errorf("%s: no service %q (see grpcipc list)", c.ep, name)
+		return nil, fmt.Errorf("%s: no service %q in %s", c.ep, name, where)
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
 	}
@@ -61,10 +110,35 @@ func (c *client) service(name string) (protoreflect.ServiceDescriptor, error) {
 	return sd, nil
 }
 
+// services lists the services the server offers, or the --proto files
+// describe.
+func (c *client) services() ([]string, error) {
+	var names []string
+	if c.files == nil {
+		fulls, err := c.refl.ListServices()
+		if err != nil {
+			return nil, fmt.Errorf("list services on %s: %w", c.ep, err)
+		}
+		for _, n := range fulls {
+			names = append(names, string(n))
+		}
+	} else {
+		c.files.RangeFiles(func(f protoreflect.FileDescriptor) bool {
+			for i := 0; i < f.Services().Len(); i++ {
+				names = append(names, string(f.Services().Get(i).FullName()))
+			}
+			return true
+		})
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
 func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] METHOD [JSON]",
 		"Call the unary METHOD (package.Service/Method) with the request written as JSON\n"+
-			"(default {}), finding its types by server reflection, and print the reply as JSON.",
+			"(default {}), finding its types by server reflection (or in the --proto files),\n"+
+			"and print the reply as JSON.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs)
 	pos, err := c.parse(args)
@@ -102,7 +176,7 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s/%s is a streaming method; call makes unary calls only", svcName, methodName)
 	}
 	// Types inside google.protobuf.Any are looked up on the server too.
-	types := cl.refl.AsResolver().AsTypeResolver()
+	types := cl.types
 	req := dynamicpb.NewMessage(md.Input())
 	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(reqJSON), req); err != nil {
 		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
@@ -141,7 +215,8 @@ func splitMethod(s string) (service, method string, err error) {
 
 func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [SERVICE]",
-		"List the services the server offers by reflection, or the methods of SERVICE.", 0, 1, stdout)
+		"List the services the server offers by reflection (or the --proto files\n"+
+			"describe), or the methods of SERVICE.", 0, 1, stdout)
 	flags := addClientFlags(c.fs)
 	pos, err := c.parse(args)
 	if err != nil {
@@ -167,11 +242,10 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	names, err := cl.refl.ListServices()
+	names, err := cl.services()
 	if err != nil {
-		return fmt.Errorf("list services on %s: %w", cl.ep, err)
+		return err
 	}
-	slices.Sort(names)
 	for _, n := range names {
 		fmt.Fprintln(stdout, n)
 	}

@@ -463,3 +463,37 @@ func TestCLIExpectServer(t *testing.T) {
 		t.Errorf("list expecting nobody: exit %d, %q, %q", code, stdout, stderr)
 	}
 }
+
+// TestCallPythonServer: grpcipc call, with --proto for a server that has no
+// reflection, against Python grpcio over a Unix socket.
+func TestCallPythonServer(t *testing.T) {
+	python := testutil.Python(t)
+	path := filepath.Join(testutil.ShortTempDir(t), "py.sock")
+	cmd := exec.Command(python, "server.py", "unix://"+path)
+	cmd.Dir = filepath.Join("..", "..", "testdata", "interop")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testutil.Start(t, cmd)
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	if line, _ := r.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("python server said %q", line)
+	}
+	proto := filepath.Join("..", "..", "proto", "greet", "greet.proto")
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", "unix://"+path, "--proto", proto, "greet.Greeter/SayHello", `{"name":"cli"}`)
+	if code != 0 || !strings.Contains(stdout, `"Hello cli from python"`) {
+		t.Errorf("call --proto to Python: exit %d, %q, %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, nil, "list", "--connect", "unix://"+path, "--proto", proto)
+	if code != 0 || stdout != "greet.Greeter\n" {
+		t.Errorf("list --proto: exit %d, %q", code, stdout)
+	}
+	// Without --proto the call needs reflection, which this server lacks.
+	code, _, stderr = runCLI(t, nil, "call", "--connect", "unix://"+path, "greet.Greeter/SayHello")
+	if code != 1 {
+		t.Errorf("call without --proto: exit %d", code)
+	}
+	oneErrorLine(t, stderr, "Unimplemented")
+}

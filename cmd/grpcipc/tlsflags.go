@@ -16,6 +16,8 @@ type clientFlags struct {
 	connect            *string
 	timeout            *time.Duration
 	expect, pins       []string
+	protos             []string
+	importPaths        []string
 	cacert, cert, keyf *string
 }
 
@@ -29,6 +31,14 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	}
 	fs.Func("expect-server", "refuse a server whose process does not run as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N)", func(s string) error {
 		f.expect = append(f.expect, s)
+		return nil
+	})
+	fs.Func("proto", "take service descriptions from this .proto `file` instead of server reflection (repeatable)", func(s string) error {
+		f.protos = append(f.protos, s)
+		return nil
+	})
+	fs.Func("import-path", "where --proto files and their imports are found (repeatable; default: the working directory)", func(s string) error {
+		f.importPaths = append(f.importPaths, s)
 		return nil
 	})
 	fs.Func("pin", "accept the server's TLS certificate by its SHA-256 thumbprint: 64 hex digits, or spki:HEX (repeatable)", func(s string) error {
