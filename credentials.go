@@ -83,6 +83,7 @@ func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, 
 func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if pc, ok := conn.(*peerConn); ok {
 		pc.handshaken.Store(true)
+		pc.encrypted = c.tls != nil
 		ai := &AuthInfo{
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
@@ -209,7 +210,7 @@ func (c *releaseConn) Close() error {
 // methods only needs them, and a server without them has its connections
 // from such a listener closed.
 func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
-	var cfg serverConfig
+	cfg := serverConfig{handshakeTimeout: DefaultHandshakeTimeout}
 	for _, o := range opts {
 		if err := o.applyServer(&cfg); err != nil {
 			return nil, err
@@ -224,6 +225,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	}
 	return []grpc.ServerOption{
 		grpc.Creds(creds),
+		grpc.ConnectionTimeout(cfg.handshakeTimeout),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := authorizeCall(ctx, info.FullMethod); err != nil {
 				return nil, err

@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -49,14 +50,28 @@ func (g *guard) refuse(method string, c *Creds) error {
 // with ServerOptions although the policy needs it.
 var errNoHandshake = errors.New("grpcipc: this listener's policy has per-method rules, which need a grpc.Server made with grpcipc.ServerOptions(); closing the connection")
 
-// peerConn is an accepted connection with its peer's identity.
+// peerConn is an accepted connection with its peer's identity. Until the
+// client's HTTP/2 preface has arrived whole, it watches the bytes read, to
+// log one clear line for a client that sends something else, stops short,
+// or sends nothing at all.
 type peerConn struct {
 	net.Conn
 	creds      *Creds
 	guard      *guard
 	handshaken atomic.Bool
 	once       sync.Once
+	encrypted  bool // TLS: the preface is inside it, not seen here
+
+	watched   atomic.Bool // the preface arrived or its problem was logged
+	mu        sync.Mutex
+	preface   int  // bytes of the client preface seen so far
+	prefaceOK bool // the whole preface arrived
+	reported  bool // a problem with it was logged
+	closed    bool
 }
+
+// http2Preface is what every HTTP/2 client sends first (RFC 9113, 3.4).
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func (c *peerConn) Read(b []byte) (int, error) {
 	if c.guard.methodRules && !c.handshaken.Load() {
@@ -64,10 +79,65 @@ func (c *peerConn) Read(b []byte) (int, error) {
 		c.Conn.Close()
 		return 0, errNoHandshake
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if !c.watched.Load() && !c.encrypted && c.handshaken.Load() {
+		c.watchPreface(b[:n], err)
+	}
+	return n, err
+}
+
+func (c *peerConn) watchPreface(b []byte, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prefaceOK || c.reported {
+		return
+	}
+	for _, x := range b {
+		if c.preface == len(http2Preface) {
+			break
+		}
+		if x != http2Preface[c.preface] {
+			c.reportLocked("not an HTTP/2 client: its first bytes are not the HTTP/2 preface",
+				"first_bytes", fmt.Sprintf("%q", b[:min(len(b), 16)]))
+			return
+		}
+		c.preface++
+	}
+	if c.preface == len(http2Preface) {
+		c.prefaceOK = true
+		c.watched.Store(true)
+	} else if err != nil && !c.closed {
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		c.reportLocked(c.prefaceProblem(timeout))
+	}
+}
+
+// prefaceProblem says how the client's preface fell short.
+func (c *peerConn) prefaceProblem(timeout bool) string {
+	switch {
+	case c.preface > 0:
+		return fmt.Sprintf("the HTTP/2 preface stopped after %d bytes", c.preface)
+	case timeout:
+		return "nothing received before the handshake timeout"
+	}
+	return "the client hung up without sending anything"
+}
+
+func (c *peerConn) reportLocked(why string, attrs ...any) {
+	c.reported = true
+	c.watched.Store(true)
+	c.guard.log.Warn("grpcipc: connection dropped: "+why,
+		append([]any{"endpoint", c.guard.ep.String(), "caller", c.creds.String()}, attrs...)...)
 }
 
 func (c *peerConn) Close() error {
+	c.mu.Lock()
+	if !c.encrypted && c.handshaken.Load() && !c.prefaceOK && !c.reported && !c.closed {
+		c.reportLocked(c.prefaceProblem(false))
+	}
+	c.closed = true
+	c.mu.Unlock()
 	err := c.Conn.Close()
 	c.creds.release()
 	return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
 )
@@ -44,8 +45,31 @@ type ServerOption interface {
 }
 
 type serverConfig struct {
-	tls tlsSettings
+	tls              tlsSettings
+	handshakeTimeout time.Duration
 }
+
+// DefaultHandshakeTimeout is how long [ServerOptions] lets a new
+// connection take to finish its handshakes, up to and including HTTP/2's
+// preface, before closing it: a local peer that says nothing for that long
+// is stuck or hostile. grpc-go's own default is 120 s.
+const DefaultHandshakeTimeout = 5 * time.Second
+
+// WithHandshakeTimeout sets how long a new connection may take to finish
+// its handshakes (default [DefaultHandshakeTimeout]).
+func WithHandshakeTimeout(d time.Duration) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("grpcipc: handshake timeout %v is not positive", d)
+		}
+		c.handshakeTimeout = d
+		return nil
+	})
+}
+
+type serverOptionFunc func(*serverConfig) error
+
+func (f serverOptionFunc) applyServer(c *serverConfig) error { return f(c) }
 
 type listenOptionFunc func(*listenConfig) error
 
