@@ -223,7 +223,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 			return nil, err
 		}
 	}
-	return []grpc.ServerOption{
+	return append(localServerOptions(),
 		grpc.Creds(creds),
 		grpc.ConnectionTimeout(cfg.handshakeTimeout),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -238,7 +238,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 			}
 			return handler(srv, ss)
 		}),
-	}, nil
+	), nil
 }
 
 // authorizeCall applies the policy of the connection's listener to a call.

@@ -31,10 +31,16 @@ func Dial(ctx context.Context, endpoint string) (net.Conn, error) {
 func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, error) {
 	var d net.Dialer
 	switch ep.Transport {
-	case Unix:
-		return d.DialContext(ctx, "unix", ep.Address)
-	case UnixAbstract:
-		return d.DialContext(ctx, "unix", "@"+ep.Address)
+	case Unix, UnixAbstract:
+		addr := ep.Address
+		if ep.Transport == UnixAbstract {
+			addr = "@" + addr
+		}
+		c, err := d.DialContext(ctx, "unix", addr)
+		if err == nil {
+			tuneSocket(c)
+		}
+		return c, err
 	case NamedPipe:
 		return dialPipe(ctx, ep, identify)
 	case TCP:
@@ -78,7 +84,7 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 			return nil, err
 		}
 	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	dopts := append(localDialOptions(), grpc.WithTransportCredentials(creds))
 	var target string
 	if ep.Transport == TCP {
 		target = "dns:///" + ep.Address

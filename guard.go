@@ -163,6 +163,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		tuneSocket(c)
 		creds, err := readPeerCreds(c, true)
 		if err != nil {
 			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)

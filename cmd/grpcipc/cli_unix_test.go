@@ -265,7 +265,7 @@ func TestCLIErrors(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"call", "-h"}, {"list", "--help"}, {"endpoint", "--help"}, {"demo", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"call", "-h"}, {"list", "--help"}, {"endpoint", "--help"}, {"demo", "--help"}, {"bench", "--help"}} {
 		code, stdout, stderr := runCLI(t, nil, args...)
 		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
@@ -496,4 +496,61 @@ func TestCallPythonServer(t *testing.T) {
 		t.Errorf("call without --proto: exit %d", code)
 	}
 	oneErrorLine(t, stderr, "Unimplemented")
+}
+
+func TestBench(t *testing.T) {
+	tmp := testutil.ShortTempDir(t)
+	out := testutil.ShortTempDir(t)
+	jsonFile, chartFile := filepath.Join(out, "b.json"), filepath.Join(out, "b.svg")
+	code, stdout, stderr := runCLI(t, []string{"TMPDIR=" + tmp}, "bench", "--quick", "--reps", "1", "--json", jsonFile, "--chart", chartFile)
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s %s", code, stdout, stderr)
+	}
+	t.Logf("bench printed:\n%s", stdout)
+	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc unix-abstract"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the table lacks %q", want)
+		}
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []map[string]any
+	if err := json.Unmarshal(b, &results); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	if len(results) != 4*5 {
+		t.Errorf("--json has %d results, want 4 workloads x 5 targets", len(results))
+	}
+	for _, r := range results {
+		for _, k := range []string{"transport", "stack", "workload", "size_bytes", "p50_us", "p99_us", "calls_per_s", "mb_per_s", "cpu_us_per_op", "reps"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("result %v lacks %s", r, k)
+			}
+		}
+		if r["workload"] == "unary" && r["p50_us"].(float64) <= 0 || r["workload"] == "stream" && r["mb_per_s"].(float64) <= 0 {
+			t.Errorf("result measured nothing: %v", r)
+		}
+	}
+	svg, err := os.ReadFile(chartFile)
+	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("grpcipc unix")) {
+		t.Errorf("--chart wrote %d bytes: %v", len(svg), err)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("bench left %v in its temporary directory", ents)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--chart", "x.png"}, "--chart writes SVG"},
+		{[]string{"bench", "--reps", "0"}, "--reps must be from 1 to 100"},
+	} {
+		code, _, stderr := runCLI(t, nil, tc.args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", tc.args, code)
+		}
+		oneErrorLine(t, stderr, tc.want)
+	}
 }

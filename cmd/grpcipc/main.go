@@ -6,6 +6,7 @@
 //	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method by reflection
 //	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
 //	grpcipc endpoint [APP]                        print this OS's default endpoint
+//	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
 //
 // Errors are one line on stderr and a non-zero exit status.
 package main
@@ -38,6 +39,7 @@ Usage:
   grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
   grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
+  grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
 
 Endpoints: unix:///abs/path, unix:rel/path, unix-abstract:name (or unix:@name),
 npipe:name (or \\.\pipe\name), tcp://host:port. The default is the one
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runEndpoint(rest, stdout)
 	case "demo":
 		err = runDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, rest, stdout, stderr)
 	default:
 		err = usageErrorf("unknown command %q; run grpcipc --help", cmd)
 	}

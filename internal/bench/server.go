@@ -1,0 +1,239 @@
+// Package bench measures gRPC over local transports against its
+// baselines: a raw socket (the floor) and grpc-go with default options.
+// "grpcipc bench" runs Serve in a child process and Run in itself; the Go
+// benchmarks call the same measurements.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/benchpb"
+	"google.golang.org/grpc"
+)
+
+// Stacks measured.
+const (
+	StackRaw     = "raw"           // a bare socket: the floor
+	StackGRPCGo  = "grpc-go"       // grpc-go with default options: what users get today
+	StackGRPCIPC = "grpcipc"       // grpcipc's Listen, ServerOptions and NewClient
+	rawEcho      = byte('E')       // raw protocol: echo length-prefixed messages
+	rawStream    = byte('S')       // raw protocol: send messages until closed
+	maxRawSize   = 64 << 20        // refuse larger raw messages
+	benchApp     = "grpcipc-bench" // abstract socket names
+)
+
+// Target is one server to measure: a stack over a transport, at an
+// endpoint in grpcipc's syntax.
+type Target struct {
+	Stack     string `json:"stack"`
+	Transport string `json:"transport"`
+	Endpoint  string `json:"endpoint"`
+}
+
+// Name is the target as the table shows it.
+func (t Target) Name() string { return t.Stack + " " + t.Transport }
+
+// Serve starts every target this OS has, with sockets in dir, and returns
+// them and a function that stops them all.
+func Serve(ctx context.Context, dir string) ([]Target, func(), error) {
+	var (
+		targets []Target
+		closers []func()
+	)
+	stop := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	add := func(t Target, l net.Listener, serve func(net.Listener) func()) {
+		targets = append(targets, t)
+		closers = append(closers, serve(l))
+	}
+	fail := func(err error) ([]Target, func(), error) {
+		stop()
+		return nil, nil, err
+	}
+
+	// The floor: a raw socket, Unix where the OS has it, else TCP.
+	rawPath := filepath.Join(dir, "raw.sock")
+	if l, err := net.Listen("unix", rawPath); err == nil {
+		add(Target{StackRaw, "unix", "unix://" + filepath.ToSlash(rawPath)}, l, serveRaw)
+	} else if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		add(Target{StackRaw, "tcp", "tcp://" + l.Addr().String()}, l, serveRaw)
+	} else {
+		return fail(err)
+	}
+
+	// grpc-go as users get it today: default options, TCP and Unix.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	add(Target{StackGRPCGo, "tcp", "tcp://" + l.Addr().String()}, l, serveGRPC(nil))
+	goPath := filepath.Join(dir, "grpc.sock")
+	if l, err := net.Listen("unix", goPath); err == nil {
+		add(Target{StackGRPCGo, "unix", "unix://" + filepath.ToSlash(goPath)}, l, serveGRPC(nil))
+	}
+
+	// grpcipc's defaults on every local transport this OS has.
+	sopts, err := grpcipc.ServerOptions()
+	if err != nil {
+		return fail(err)
+	}
+	var local []string
+	if def, err := grpcipc.DefaultEndpoint(benchApp); err == nil && def.Transport == grpcipc.NamedPipe {
+		local = append(local, fmt.Sprintf("%s-%d", def, os.Getpid()))
+	} else {
+		local = append(local, "unix://"+filepath.ToSlash(filepath.Join(dir, "ipc.sock")))
+		abstract := fmt.Sprintf("unix-abstract:%s-%d", benchApp, os.Getpid())
+		if _, err := grpcipc.ParseEndpoint(abstract); err == nil {
+			local = append(local, abstract)
+		}
+	}
+	for _, endpoint := range local {
+		ep, err := grpcipc.ParseEndpoint(endpoint)
+		if err != nil {
+			return fail(err)
+		}
+		l, err := grpcipc.Listen(ctx, endpoint)
+		if err != nil {
+			return fail(err)
+		}
+		add(Target{StackGRPCIPC, string(ep.Transport), ep.String()}, l, serveGRPC(sopts))
+	}
+	return targets, stop, nil
+}
+
+func serveGRPC(opts []grpc.ServerOption) func(net.Listener) func() {
+	return func(l net.Listener) func() {
+		s := grpc.NewServer(opts...)
+		benchpb.RegisterBenchServer(s, benchServer{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Serve(l)
+		}()
+		return func() { s.Stop(); <-done }
+	}
+}
+
+type benchServer struct {
+	benchpb.UnimplementedBenchServer
+}
+
+func (benchServer) Echo(_ context.Context, p *benchpb.Payload) (*benchpb.Payload, error) {
+	return p, nil
+}
+
+func (benchServer) Stream(req *benchpb.StreamRequest, stream grpc.ServerStreamingServer[benchpb.Payload]) error {
+	if req.GetSizeBytes() < 0 || req.GetSizeBytes() > maxRawSize {
+		return fmt.Errorf("size %d out of range", req.GetSizeBytes())
+	}
+	msg := &benchpb.Payload{Data: make([]byte, req.GetSizeBytes())}
+	for {
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// serveRaw answers the raw protocol: a mode byte, then for 'E' messages
+// (4-byte big-endian length, bytes) echoed back, for 'S' a 4-byte size and
+// messages of that size sent until the connection closes.
+func serveRaw(l net.Listener) func() {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rawConn(c)
+				c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	return func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+func rawConn(c net.Conn) {
+	var hdr [4]byte
+	var mode [1]byte
+	if _, err := io.ReadFull(c, mode[:]); err != nil {
+		return
+	}
+	switch mode[0] {
+	case rawEcho:
+		buf := make([]byte, 0, 64<<10)
+		for {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			n := binary.BigEndian.Uint32(hdr[:])
+			if n > maxRawSize {
+				return
+			}
+			if cap(buf) < int(n) {
+				buf = make([]byte, n)
+			}
+			buf = buf[:n]
+			if _, err := io.ReadFull(c, buf); err != nil {
+				return
+			}
+			if _, err := c.Write(hdr[:]); err != nil {
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	case rawStream:
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n > maxRawSize {
+			return
+		}
+		msg := make([]byte, 4+n)
+		copy(msg, hdr[:])
+		for {
+			if _, err := c.Write(msg); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// errUnknownStack is returned for a target this package cannot measure.
+var errUnknownStack = errors.New("unknown stack")
