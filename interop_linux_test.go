@@ -1,7 +1,6 @@
 package grpcipc_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
@@ -109,28 +108,9 @@ func TestInteropPythonClient(t *testing.T) {
 	}
 }
 
-// startPythonServer runs the Python grpcio greeter on target until the
-// test ends.
-func startPythonServer(t *testing.T, target string) {
-	t.Helper()
-	python := testutil.Python(t)
-	cmd := exec.Command(python, "server.py", target)
-	cmd.Dir = filepath.Join("testdata", "interop")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := testutil.Start(t, cmd)
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
-		t.Fatalf("python server said %q, %v", line, err)
-	}
-}
-
 func TestInteropPythonServer(t *testing.T) {
 	path := filepath.Join(testutil.ShortTempDir(t), "py.sock")
-	startPythonServer(t, "unix://"+path)
+	testutil.StartPythonServer(t, filepath.Join("testdata", "interop"), "unix://"+path)
 	conn := newClient(t, "unix://"+path, grpcipc.WithExpectedServer("same-user"))
 	reply, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "grpcipc"})
 	if err != nil {

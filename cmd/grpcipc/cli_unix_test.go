@@ -467,20 +467,8 @@ func TestCLIExpectServer(t *testing.T) {
 // TestCallPythonServer: grpcipc call, with --proto for a server that has no
 // reflection, against Python grpcio over a Unix socket.
 func TestCallPythonServer(t *testing.T) {
-	python := testutil.Python(t)
 	path := filepath.Join(testutil.ShortTempDir(t), "py.sock")
-	cmd := exec.Command(python, "server.py", "unix://"+path)
-	cmd.Dir = filepath.Join("..", "..", "testdata", "interop")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := testutil.Start(t, cmd)
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	if line, _ := r.ReadString('\n'); line != "ready\n" {
-		t.Fatalf("python server said %q", line)
-	}
+	testutil.StartPythonServer(t, filepath.Join("..", "..", "testdata", "interop"), "unix://"+path)
 	proto := filepath.Join("..", "..", "proto", "greet", "greet.proto")
 	code, stdout, stderr := runCLI(t, nil, "call", "--connect", "unix://"+path, "--proto", proto, "greet.Greeter/SayHello", `{"name":"cli"}`)
 	if code != 0 || !strings.Contains(stdout, `"Hello cli from python"`) {

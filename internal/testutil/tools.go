@@ -53,3 +53,22 @@ func missing(t testing.TB, why string) {
 	}
 	t.Skip(why)
 }
+
+// StartPythonServer runs testdata/interop/server.py (in dir, that folder
+// as seen from the test's package) on the grpcio target until the test
+// ends, and waits until it serves.
+func StartPythonServer(t testing.TB, dir, target string) {
+	t.Helper()
+	cmd := exec.Command(Python(t), "server.py", target)
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Start(t, cmd)
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	if line, err := r.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("python server said %q, %v", line, err)
+	}
+}
