@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,12 @@ import (
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/local"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -289,5 +293,58 @@ func TestAbstractInUse(t *testing.T) {
 	}
 	if _, ok := c.(*net.UnixConn); !ok {
 		t.Errorf("Dial returned a %T, want *net.UnixConn", c)
+	}
+}
+
+// flakyGreeter fails its first calls with Unavailable.
+type flakyGreeter struct {
+	greetpb.UnimplementedGreeterServer
+	failures atomic.Int32
+}
+
+func (g *flakyGreeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	if g.failures.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "try again")
+	}
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+// TestRetriesAndKeepalive: grpc-go's retry policy and client keepalive work
+// over a local endpoint as over TCP.
+func TestRetriesAndKeepalive(t *testing.T) {
+	endpoint := testutil.Endpoint(t)
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := grpcipc.ServerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &flakyGreeter{}
+	g.failures.Store(2)
+	srv := grpc.NewServer(append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+		MinTime: 50 * time.Millisecond, PermitWithoutStream: true}))...)
+	greetpb.RegisterGreeterServer(srv, g)
+	go srv.Serve(l)
+	defer srv.Stop()
+
+	conn := newClient(t, endpoint, grpcipc.WithGRPCDialOptions(
+		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{"service": "greet.Greeter"}],
+			"retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+			"backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 100 * time.Millisecond, Timeout: time.Second, PermitWithoutStream: true})))
+	reply, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "retry"})
+	if err != nil {
+		t.Fatalf("with two Unavailable answers and a retry policy: %v", err)
+	}
+	if reply.GetMessage() != "Hello retry" || g.failures.Load() >= 0 {
+		t.Errorf("reply %q after %d failures left", reply.GetMessage(), g.failures.Load())
+	}
+	// Keepalive pings flow on the idle connection without the server
+	// closing it for pinging too often.
+	time.Sleep(500 * time.Millisecond)
+	if s := conn.GetState(); s != connectivity.Ready {
+		t.Errorf("after idle keepalive pings the connection is %v, want READY", s)
 	}
 }
