@@ -248,10 +248,11 @@ func authorizeCall(ctx context.Context, method string) error {
 		return nil // not from a Listen listener: no policy to apply
 	}
 	g := ai.guard
-	if ok, _ := g.policy.authorize(method, ai.Peer, g.self); ok {
+	ok, rule := g.policy.authorize(method, ai.Peer, g.self)
+	if ok {
 		return nil
 	}
-	return g.refuse(method, ai.Peer)
+	return g.refuse(method, ai.Peer, rule)
 }
 
 // RefusedError is the error of a call that the server's policy refused. It

@@ -24,15 +24,9 @@ type guard struct {
 	methodRules bool
 }
 
-// refuse logs a refused caller with the rule that refused it and returns
-// the error the caller gets.
-func (g *guard) refuse(method string, c *Creds) error {
-	var rule string
-	if method == "" {
-		_, rule = g.policy.admitsConn(c, g.self)
-	} else {
-		_, rule = g.policy.authorize(method, c, g.self)
-	}
+// refuse logs a refused caller with the rule that refused it ("" when no
+// allow rule matched) and returns the error the caller gets.
+func (g *guard) refuse(method string, c *Creds, rule string) error {
 	if rule == "" {
 		rule = "(no allow rule matched)"
 	}
@@ -170,10 +164,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			creds = nil
 		}
 		pc := &peerConn{Conn: c, creds: creds, guard: l.guard}
-		if ok, _ := l.guard.policy.admitsConn(creds, l.guard.self); ok {
+		ok, rule := l.guard.policy.admitsConn(creds, l.guard.self)
+		if ok {
 			return pc, nil
 		}
-		l.guard.refuse("", creds)
+		l.guard.refuse("", creds, rule)
 		l.refuse(pc)
 	}
 }
