@@ -98,8 +98,11 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	return c.finish(context.Background(), "", conn, ai, true)
 }
 
-// finish runs TLS, if configured, over the checked connection.
+// finish runs TLS, if configured, over the checked connection. A *peerConn
+// releases its peer's identity when it closes; any other connection is
+// wrapped to do so.
 func (c *transportCreds) finish(ctx context.Context, authority string, conn net.Conn, ai *AuthInfo, server bool) (net.Conn, credentials.AuthInfo, error) {
+	pc, ownsIdentity := conn.(*peerConn)
 	if c.tls != nil {
 		var (
 			tconn net.Conn
@@ -112,7 +115,7 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 			tconn, tai, err = c.tls.ClientHandshake(ctx, authority, conn)
 		}
 		if err != nil {
-			if pc, ok := conn.(*peerConn); ok {
+			if ownsIdentity {
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
 				pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
@@ -128,8 +131,8 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 		}
 		conn = tconn
 	}
-	if _, ok := conn.(*peerConn); ok {
-		return conn, ai, nil // it releases the identity itself
+	if ownsIdentity {
+		return conn, ai, nil // closing a TLS conn over it closes it too
 	}
 	return releasingConn(conn, ai.Peer), ai, nil
 }
