@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/grpcipc/grpcipc/internal/testutil"
@@ -75,22 +74,7 @@ func TestUnixSocketWindows(t *testing.T) {
 	if err != nil || !strings.Contains(sd.String(), "D:P") || strings.Contains(sd.String(), ";WD)") {
 		t.Errorf("socket file DACL %v, %v; want protected, not Everyone", sd, err)
 	}
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
-	c, err := Dial(context.Background(), endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 2)
-	if _, err := c.Read(buf); err != nil || string(buf) != "ok" {
-		t.Errorf("read %q, %v", buf, err)
-	}
-	c.Close()
+	sendOnce(t, l, endpoint)
 	if l2, err := Listen(context.Background(), endpoint); !errors.Is(err, ErrAddressInUse) {
 		if l2 != nil {
 			l2.Close()

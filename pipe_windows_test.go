@@ -30,22 +30,7 @@ func TestPipeSecondServerRefused(t *testing.T) {
 		t.Errorf("error = %v; want ErrAddressInUse naming %s", err, endpoint)
 	}
 	// The first server still serves.
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			c.Write([]byte("ok"))
-			c.Close()
-		}
-	}()
-	c, err := Dial(context.Background(), endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 2)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(buf); err != nil || string(buf) != "ok" {
-		t.Errorf("read %q, %v", buf, err)
-	}
+	sendOnce(t, l, endpoint)
 }
 
 func TestPipeSDDL(t *testing.T) {
