@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/demo"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
@@ -35,30 +36,7 @@ func (s *countingServer) SayHello(_ context.Context, req *greetpb.HelloRequest) 
 
 func (s *countingServer) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
 	s.calls.Add(1)
-	ai, ok := grpcipc.AuthInfoFromContext(ctx)
-	if !ok || ai.Peer == nil {
-		return &identitypb.WhoAmIResponse{}, nil
-	}
-	resp := &identitypb.WhoAmIResponse{}
-	if pid, ok := ai.Peer.PID(); ok {
-		p := int64(pid)
-		resp.Pid = &p
-	}
-	if uid, ok := ai.Peer.UID(); ok {
-		s := strconv.Itoa(uid)
-		resp.Uid = &s
-	}
-	if gid, ok := ai.Peer.GID(); ok {
-		s := strconv.Itoa(gid)
-		resp.Gid = &s
-	}
-	if name, ok := ai.Peer.Username(); ok {
-		resp.User = &name
-	}
-	if exe, ok := ai.Peer.Executable(); ok {
-		resp.Executable = &exe
-	}
-	return resp, nil
+	return demo.WhoAmI(ctx, grpcipc.Endpoint{}), nil
 }
 
 // syncBuffer is a log destination safe for the server's goroutines.

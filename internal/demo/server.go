@@ -67,10 +67,16 @@ type identity struct {
 }
 
 func (id identity) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
-	resp := &identitypb.WhoAmIResponse{Transport: string(id.ep.Transport), Endpoint: id.ep.String()}
+	return WhoAmI(ctx, id.ep), nil
+}
+
+// WhoAmI describes the caller of the call ctx belongs to, as the server on
+// ep saw it: grpcipc.v1.Identity/WhoAmI's answer.
+func WhoAmI(ctx context.Context, ep grpcipc.Endpoint) *identitypb.WhoAmIResponse {
+	resp := &identitypb.WhoAmIResponse{Transport: string(ep.Transport), Endpoint: ep.String()}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return resp, nil
+		return resp
 	}
 	if p.Addr != nil {
 		resp.PeerAddress = p.Addr.String()
@@ -82,7 +88,7 @@ func (id identity) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*id
 	}
 	ai, ok := grpcipc.AuthInfoFromPeer(p)
 	if !ok || ai.Peer == nil {
-		return resp, nil
+		return resp
 	}
 	c := ai.Peer
 	if pid, ok := c.PID(); ok {
@@ -109,5 +115,5 @@ func (id identity) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*id
 	if exe, ok := c.Executable(); ok {
 		resp.Executable = proto.String(exe)
 	}
-	return resp, nil
+	return resp
 }
