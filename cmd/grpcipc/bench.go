@@ -43,6 +43,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return usageErrorf("bench: --chart writes SVG: give a file name ending in .svg")
 	}
 
+	// Open the output files first: a typo in a path must not cost a run.
+	var jsonOut, chartOut *os.File
+	for _, o := range []struct {
+		name string
+		f    **os.File
+	}{{*jsonFile, &jsonOut}, {*chartFile, &chartOut}} {
+		if o.name == "" {
+			continue
+		}
+		f, cerr := os.Create(o.name)
+		if cerr != nil {
+			return fmt.Errorf("bench: %w", cerr)
+		}
+		*o.f = f
+		defer func(name string) {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bench: %w", cerr)
+			}
+			if err != nil {
+				os.Remove(name) // nothing half-written left behind
+			}
+		}(o.name)
+	}
+
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
@@ -106,23 +130,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return fmt.Errorf("bench: %w", err)
 	}
 	bench.Table(stdout, results)
-	if *jsonFile != "" {
+	if jsonOut != nil {
 		b, _ := json.MarshalIndent(results, "", "  ")
-		if err := os.WriteFile(*jsonFile, append(b, '\n'), 0o644); err != nil {
+		if _, err := jsonOut.Write(append(b, '\n')); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	if *chartFile != "" {
-		f, err := os.Create(*chartFile)
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
+	if chartOut != nil {
 		title := fmt.Sprintf("grpcipc bench, %s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), time.Now().Format("2006-01-02"))
-		if err := bench.Chart(f, results, title); err != nil {
-			f.Close()
-			return fmt.Errorf("bench: %w", err)
-		}
-		if err := f.Close(); err != nil {
+		if err := bench.Chart(chartOut, results, title); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
