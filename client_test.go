@@ -31,13 +31,17 @@ import (
 // returns the endpoint the listener got (a tcp port 0 becomes the real one).
 func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server) {
 	t.Helper()
-	l, err := grpcipc.Listen(context.Background(), endpoint)
-	if err != nil {
-		t.Fatalf("Listen(%s): %v", endpoint, err)
-	}
 	ep, err := grpcipc.ParseEndpoint(endpoint)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var opts []grpcipc.ListenOption
+	if ep.Transport == grpcipc.TCP {
+		opts = append(opts, grpcipc.WithUnauthenticatedTCP())
+	}
+	l, err := grpcipc.Listen(context.Background(), endpoint, opts...)
+	if err != nil {
+		t.Fatalf("Listen(%s): %v", endpoint, err)
 	}
 	if ep.Transport == grpcipc.TCP {
 		ep.Address = l.Addr().String()

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,6 +64,9 @@ type transportCreds struct {
 	tls    credentials.TransportCredentials
 	expect []Principal // the client's expectation of the server
 	self   identity
+	// clientAuth: the server's TLS requires and verifies client
+	// certificates (a CA or pins).
+	clientAuth bool
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -73,7 +76,6 @@ func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, 
 	}
 	if len(c.expect) > 0 {
 		if err := checkServer(c.ep, ai.Peer, c.expect, c.self); err != nil {
-			ai.Peer.release()
 			return nil, nil, err
 		}
 	}
@@ -81,16 +83,30 @@ func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, 
 }
 
 func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if pc, ok := conn.(*peerConn); ok {
+	var pc *peerConn
+	switch v := conn.(type) {
+	case *peerConn:
+		pc = v
+	case *refusedConn:
+		pc = v.peerConn
+	}
+	if pc != nil && pc.guard.tcp {
+		return c.tcpHandshake(pc, conn)
+	}
+	if pc != nil {
 		pc.handshaken.Store(true)
 		pc.encrypted = c.tls != nil
 		ai := &AuthInfo{
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
 		}
-		return c.finish(context.Background(), "", pc, ai, true)
+		return c.finish(context.Background(), "", conn, ai, true)
 	}
-	// A connection from a listener not made by Listen: identity only.
+	// A connection from a listener not made by Listen: identity only, and
+	// over tcp, which has none, client certificates.
+	if conn.RemoteAddr().Network() == "tcp" && !c.clientAuth {
+		return nil, nil, fmt.Errorf("%w (a tcp listener of your own: use grpcipc.Listen for WithUnauthenticatedTCP)", errTCPNeedsAuth)
+	}
 	ai, err := handshakeInfo(conn, "", c.tls != nil, true)
 	if err != nil {
 		return nil, nil, err
@@ -98,11 +114,31 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	return c.finish(context.Background(), "", conn, ai, true)
 }
 
-// finish runs TLS, if configured, over the checked connection. A *peerConn
-// releases its peer's identity when it closes; any other connection is
-// wrapped to do so.
+// tcpHandshake admits a connection from a tcp Listen listener: over TLS
+// with client certificates required, or, with WithUnauthenticatedTCP,
+// anyone (only from loopback without TLS).
+func (c *transportCreds) tcpHandshake(pc *peerConn, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	g := pc.guard
+	pc.handshaken.Store(true)
+	pc.encrypted = c.tls != nil
+	if !c.clientAuth && !g.tcpOpen {
+		if ok, _ := g.logs.allow(time.Now()); ok {
+			g.log.Error(errTCPNeedsAuth.Error(), "endpoint", g.ep.String(), "remote", conn.RemoteAddr().String())
+		}
+		return nil, nil, errTCPNeedsAuth
+	}
+	if c.tls == nil {
+		if _, err := handshakeInfo(conn, TCP, false, true); err != nil {
+			return nil, nil, err // not loopback
+		}
+	}
+	ai := &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP, guard: g}
+	return c.finish(context.Background(), "", conn, ai, true)
+}
+
+// finish runs TLS, if configured, over the checked connection.
 func (c *transportCreds) finish(ctx context.Context, authority string, conn net.Conn, ai *AuthInfo, server bool) (net.Conn, credentials.AuthInfo, error) {
-	pc, ownsIdentity := conn.(*peerConn)
+	pc, fromGuard := conn.(*peerConn)
 	if c.tls != nil {
 		var (
 			tconn net.Conn
@@ -115,13 +151,11 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 			tconn, tai, err = c.tls.ClientHandshake(ctx, authority, conn)
 		}
 		if err != nil {
-			if ownsIdentity {
+			if fromGuard {
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
 				pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
 					"caller", pc.creds.String(), "err", err)
-			} else {
-				ai.Peer.release()
 			}
 			return nil, nil, err
 		}
@@ -131,10 +165,7 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 		}
 		conn = tconn
 	}
-	if ownsIdentity {
-		return conn, ai, nil // closing a TLS conn over it closes it too
-	}
-	return releasingConn(conn, ai.Peer), ai, nil
+	return conn, ai, nil
 }
 
 // handshakeInfo reads what the connection's transport tells of the peer;
@@ -149,7 +180,7 @@ func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*A
 				transport = NamedPipe
 			}
 		}
-		creds, err := readPeerCreds(conn, server)
+		creds, err := readPeerCreds(conn, server, nil)
 		if err != nil {
 			creds = nil // the OS said nothing; principals other than "*" will not match
 		}
@@ -181,26 +212,6 @@ func (c *transportCreds) Clone() credentials.TransportCredentials {
 // OverrideServerName is deprecated in grpc-go and does nothing here.
 func (c *transportCreds) OverrideServerName(string) error { return nil }
 
-// releaseConn frees the peer's pinned process when the connection closes.
-type releaseConn struct {
-	net.Conn
-	creds *Creds
-	once  sync.Once
-}
-
-func releasingConn(conn net.Conn, creds *Creds) net.Conn {
-	if creds == nil {
-		return conn
-	}
-	return &releaseConn{Conn: conn, creds: creds}
-}
-
-func (c *releaseConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.creds.release)
-	return err
-}
-
 // ServerOptions returns the [grpc.Server] options that complete what
 // [Listen] starts: transport credentials that give each call the peer's OS
 // identity ([AuthInfoFromContext]), and interceptors that apply the
@@ -225,6 +236,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 		if creds.tls, err = cfg.tls.credentials(true); err != nil {
 			return nil, err
 		}
+		creds.clientAuth = cfg.tls.requiresClientCert()
 	}
 	return append(localServerOptions(),
 		grpc.Creds(creds),
@@ -247,8 +259,8 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 // authorizeCall applies the policy of the connection's listener to a call.
 func authorizeCall(ctx context.Context, method string) error {
 	ai, ok := AuthInfoFromContext(ctx)
-	if !ok || ai.guard == nil {
-		return nil // not from a Listen listener: no policy to apply
+	if !ok || ai.guard == nil || ai.guard.policy == nil {
+		return nil // not from a local Listen listener: no policy to apply
 	}
 	g := ai.guard
 	ok, rule := g.policy.authorize(method, ai.Peer, g.self)

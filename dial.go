@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"time"
 
 	"google.golang.org/grpc"
 )
@@ -36,11 +37,23 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 		if ep.Transport == UnixAbstract {
 			addr = "@" + addr
 		}
-		c, err := d.DialContext(ctx, "unix", addr)
-		if err == nil {
-			tuneSocket(c)
+		// A full accept queue (EAGAIN: the server is slow to accept, or
+		// another user floods it) is worth retrying until ctx ends.
+		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+			c, err := d.DialContext(ctx, "unix", addr)
+			if err == nil {
+				tuneSocket(c)
+				return c, nil
+			}
+			if !isBusy(err) {
+				return nil, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(wait):
+			}
 		}
-		return c, err
 	case NamedPipe:
 		return dialPipe(ctx, ep, identify)
 	case TCP:

@@ -1,10 +1,13 @@
 package grpcipc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,20 +25,58 @@ type guard struct {
 	// methodRules: only ServerOptions' interceptors can apply the policy,
 	// so connections must go through its handshake.
 	methodRules bool
+	// logs bounds the refusal lines a flood of refused callers can write.
+	logs logLimiter
+	// tcp: a tcp endpoint, which has no OS identity and no policy; only
+	// TLS-authenticated callers are served, unless tcpOpen.
+	tcp, tcpOpen bool
+}
+
+// needsHandshake: connections must pass grpcipc's handshake, which only a
+// grpc.Server made with ServerOptions runs.
+func (g *guard) needsHandshake() bool { return g.methodRules || g.tcp && !g.tcpOpen }
+
+// errTCPNeedsAuth is what a tcp connection gets when the server does not
+// authenticate clients and WithUnauthenticatedTCP was not given.
+var errTCPNeedsAuth = errors.New("grpcipc: refusing a tcp connection: tcp carries no OS identity, and this server does not require TLS client certificates (ServerOptions with WithTLS and tls.RequireAndVerifyClientCert, or WithPins) nor was Listen given WithUnauthenticatedTCP")
+
+// wantExe says whether a caller's executable must be read: when the policy
+// names executables, or the caller is admitted (its handlers may ask).
+// A caller refused on its uid alone costs no reads of /proc.
+func (g *guard) wantExe(c *Creds) bool {
+	if g.policy.hasExe() {
+		return true
+	}
+	ok, _ := g.policy.admitsConn(c, g.self)
+	return ok
 }
 
 // refuse logs a refused caller with the rule that refused it ("" when no
 // allow rule matched) and returns the error the caller gets.
 func (g *guard) refuse(method string, c *Creds, rule string) error {
+	return g.refuseQuiet(method, c, rule, false)
+}
+
+// refuseQuiet is refuse; shed says the connection is closed at once
+// because refused callers already hold their share.
+func (g *guard) refuseQuiet(method string, c *Creds, rule string, shed bool) error {
 	if rule == "" {
 		rule = "(no allow rule matched)"
 	}
-	attrs := []any{"endpoint", g.ep.String(), "caller", c.String(), "policy", g.policy.name, "rule", rule}
-	if method != "" {
-		attrs = append(attrs, "method", method)
-		g.log.Warn("grpcipc: call refused", attrs...)
-	} else {
-		g.log.Warn("grpcipc: connection refused", attrs...)
+	if ok, skipped := g.logs.allow(time.Now()); ok {
+		attrs := []any{"endpoint", g.ep.String(), "caller", c.String(), "policy", g.policy.name, "rule", rule}
+		if skipped > 0 {
+			attrs = append(attrs, "refusals_not_logged", skipped)
+		}
+		if shed {
+			attrs = append(attrs, "closed_at_once", "too many refused connections open")
+		}
+		if method != "" {
+			attrs = append(attrs, "method", method)
+			g.log.Warn("grpcipc: call refused", attrs...)
+		} else {
+			g.log.Warn("grpcipc: connection refused", attrs...)
+		}
 	}
 	return &RefusedError{Caller: c.String(), Method: method}
 }
@@ -68,10 +109,18 @@ type peerConn struct {
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func (c *peerConn) Read(b []byte) (int, error) {
-	if c.guard.methodRules && !c.handshaken.Load() {
-		c.once.Do(func() { c.guard.log.Error(errNoHandshake.Error(), "endpoint", c.guard.ep.String()) })
+	if c.guard.needsHandshake() && !c.handshaken.Load() {
+		err := errNoHandshake
+		if c.guard.tcp {
+			err = errTCPNeedsAuth
+		}
+		c.once.Do(func() {
+			if ok, _ := c.guard.logs.allow(time.Now()); ok {
+				c.guard.log.Error(err.Error(), "endpoint", c.guard.ep.String(), "remote", c.Conn.RemoteAddr().String())
+			}
+		})
 		c.Conn.Close()
-		return 0, errNoHandshake
+		return 0, err
 	}
 	n, err := c.Conn.Read(b)
 	if !c.watched.Load() && !c.encrypted && c.handshaken.Load() {
@@ -91,7 +140,7 @@ func (c *peerConn) watchPreface(b []byte, err error) {
 			break
 		}
 		if x != http2Preface[c.preface] {
-			c.reportLocked("not an HTTP/2 client: its first bytes are not the HTTP/2 preface",
+			c.reportLocked("not an HTTP/2 client: its first bytes are not the HTTP/2 preface", slog.LevelWarn,
 				"first_bytes", fmt.Sprintf("%q", b[:min(len(b), 16)]))
 			return
 		}
@@ -107,21 +156,24 @@ func (c *peerConn) watchPreface(b []byte, err error) {
 	}
 }
 
-// prefaceProblem says how the client's preface fell short.
-func (c *peerConn) prefaceProblem(timeout bool) string {
+// prefaceProblem says how the client's preface fell short. A client that
+// connects and hangs up without a byte is what a liveness probe does (a
+// second server checking whether the socket is live before it replaces
+// it, a health checker): that is logged at debug level only.
+func (c *peerConn) prefaceProblem(timeout bool) (string, slog.Level) {
 	switch {
 	case c.preface > 0:
-		return fmt.Sprintf("the HTTP/2 preface stopped after %d bytes", c.preface)
+		return fmt.Sprintf("the HTTP/2 preface stopped after %d bytes", c.preface), slog.LevelWarn
 	case timeout:
-		return "nothing received before the handshake timeout"
+		return "nothing received before the handshake timeout", slog.LevelWarn
 	}
-	return "the client hung up without sending anything"
+	return "the client hung up without sending anything (a liveness probe does that)", slog.LevelDebug
 }
 
-func (c *peerConn) reportLocked(why string, attrs ...any) {
+func (c *peerConn) reportLocked(why string, level slog.Level, attrs ...any) {
 	c.reported = true
 	c.watched.Store(true)
-	c.guard.log.Warn("grpcipc: connection dropped: "+why,
+	c.guard.log.Log(context.Background(), level, "grpcipc: connection dropped: "+why,
 		append([]any{"endpoint", c.guard.ep.String(), "caller", c.creds.String()}, attrs...)...)
 }
 
@@ -132,33 +184,48 @@ func (c *peerConn) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	err := c.Conn.Close()
-	c.creds.release()
-	return err
+	return c.Conn.Close()
 }
 
-// guardedListener reads the identity of every caller as it is accepted and
+// policyListener reads the identity of every caller as it is accepted and
 // hands over only those the policy admits to some method. The others are
 // answered by a small gRPC server of their own, so that their calls fail
-// with codes.PermissionDenied and a message, rather than a dropped
-// connection.
-type guardedListener struct {
+// with codes.PermissionDenied and a message rather than a dropped
+// connection; what they can hold there is bounded (see [refusalLimits]).
+type policyListener struct {
 	net.Listener
 	guard *guard
 
 	mu      sync.Mutex
 	refuser *refuser
 	closed  bool
+	held    int            // refused connections open
+	heldBy  map[string]int // of them, by caller (uid or SID)
 }
 
-func (l *guardedListener) Accept() (net.Conn, error) {
+// refusalLimits bound what refused callers cost the server. A refused
+// connection holds one descriptor (the peer's identity is read at accept
+// and holds none) until its PermissionDenied reply is sent or
+// refusalDeadline passes; beyond refusedTotal such connections, or
+// refusedPerCaller from one uid (or SID), a refused connection is closed at
+// once, without a reply.
+const (
+	refusedTotal     = 256
+	refusedPerCaller = 32
+	refusalDeadline  = time.Second
+)
+
+func (l *policyListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
+		if l.guard.tcp { // no OS identity: the handshake decides
+			return &peerConn{Conn: c, guard: l.guard}, nil
+		}
 		tuneSocket(c)
-		creds, err := readPeerCreds(c, true)
+		creds, err := readPeerCreds(c, true, l.guard.wantExe)
 		if err != nil {
 			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
 			creds = nil
@@ -168,26 +235,68 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if ok {
 			return pc, nil
 		}
-		l.guard.refuse("", creds, rule)
-		l.refuse(pc)
+		l.refuse(pc, rule)
 	}
 }
 
-func (l *guardedListener) refuse(c *peerConn) {
+// callerKey tells callers apart for the per-caller bound.
+func callerKey(c *Creds) string {
+	switch {
+	case c == nil:
+		return "unknown"
+	case c.info.HasUID:
+		return "uid:" + strconv.Itoa(c.info.UID)
+	case c.info.SID != "":
+		return "sid:" + strings.ToUpper(c.info.SID)
+	}
+	return "unknown"
+}
+
+// refuse hands a refused connection to the refusal server, or closes it at
+// once when refused callers already hold their share.
+func (l *policyListener) refuse(c *peerConn, rule string) {
 	c.handshaken.Store(true) // the refusal server's own handshake is grpcipc's
+	c.reported = true        // one line per refused connection: the refusal
+	key := callerKey(c.creds)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	shed := l.closed || l.held >= refusedTotal || l.heldBy[key] >= refusedPerCaller
+	if !shed {
+		l.held++
+		if l.heldBy == nil {
+			l.heldBy = map[string]int{}
+		}
+		l.heldBy[key]++
+		if l.refuser == nil {
+			l.refuser = newRefuser(l.Listener.Addr())
+		}
+	}
+	r := l.refuser
+	l.mu.Unlock()
+	l.guard.refuseQuiet("", c.creds, rule, shed && !l.isClosed())
+	if shed {
 		c.Close()
 		return
 	}
-	if l.refuser == nil {
-		l.refuser = newRefuser(l.Listener.Addr())
-	}
-	l.refuser.take(c)
+	c.SetDeadline(time.Now().Add(refusalDeadline))
+	r.take(&refusedConn{peerConn: c, done: func() { l.release(key) }})
 }
 
-func (l *guardedListener) Close() error {
+func (l *policyListener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+func (l *policyListener) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held--
+	if l.heldBy[key]--; l.heldBy[key] <= 0 {
+		delete(l.heldBy, key)
+	}
+}
+
+func (l *policyListener) Close() error {
 	err := l.Listener.Close()
 	l.mu.Lock()
 	r := l.refuser
@@ -196,6 +305,20 @@ func (l *guardedListener) Close() error {
 	if r != nil {
 		r.stop()
 	}
+	return err
+}
+
+// refusedConn is a refused connection that gives back its share of the
+// refusal bounds when it closes.
+type refusedConn struct {
+	*peerConn
+	once sync.Once
+	done func()
+}
+
+func (c *refusedConn) Close() error {
+	err := c.peerConn.Close()
+	c.once.Do(c.done)
 	return err
 }
 
@@ -209,12 +332,8 @@ type refuser struct {
 	once  sync.Once
 }
 
-// refusedBacklog bounds refused connections waiting for the refusal server;
-// past it they are closed at once.
-const refusedBacklog = 64
-
 func newRefuser(addr net.Addr) *refuser {
-	r := &refuser{conns: make(chan net.Conn, refusedBacklog), done: make(chan struct{}), addr: addr}
+	r := &refuser{conns: make(chan net.Conn, refusedTotal), done: make(chan struct{}), addr: addr}
 	r.srv = grpc.NewServer(
 		grpc.Creds(&transportCreds{}),
 		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
@@ -226,9 +345,11 @@ func newRefuser(addr net.Addr) *refuser {
 			return &RefusedError{Caller: c.String()}
 		}),
 		grpc.MaxConcurrentStreams(4),
-		grpc.ConnectionTimeout(5*time.Second),
+		grpc.ConnectionTimeout(refusalDeadline),
+		grpc.ReadBufferSize(4<<10), grpc.WriteBufferSize(4<<10),
+		grpc.MaxRecvMsgSize(1<<10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle: 5 * time.Second, MaxConnectionAge: 10 * time.Second, MaxConnectionAgeGrace: time.Second,
+			MaxConnectionIdle: refusalDeadline, MaxConnectionAge: refusalDeadline, MaxConnectionAgeGrace: refusalDeadline / 2,
 		}),
 	)
 	r.wg.Add(1)
@@ -243,7 +364,7 @@ func (r *refuser) take(c net.Conn) {
 	select {
 	case r.conns <- c:
 	default:
-		c.Close() // too many refused callers at once
+		c.Close() // cannot happen: the bounds keep fewer open than the queue holds
 	}
 }
 
@@ -279,3 +400,37 @@ func (l chanListener) Close() error {
 }
 
 func (l chanListener) Addr() net.Addr { return l.r.addr }
+
+// logLimiter lets through a burst of logLimitBurst lines, then one every
+// logLimitEvery, counting the lines it holds back so that the next line
+// can say how many.
+type logLimiter struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	skipped int
+}
+
+const (
+	logLimitBurst = 20
+	logLimitEvery = 100 * time.Millisecond
+)
+
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last.IsZero() {
+		l.tokens = logLimitBurst
+	} else {
+		l.tokens = min(logLimitBurst, l.tokens+float64(now.Sub(l.last))/float64(logLimitEvery))
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.skipped++
+		return false, 0
+	}
+	l.tokens--
+	skipped := l.skipped
+	l.skipped = 0
+	return true, skipped
+}

@@ -27,17 +27,32 @@ const DefaultSocketMode fs.FileMode = 0o600
 //   - a regular file, a directory, a symbolic link or anything else: an error
 //     wrapping [ErrNotSocket]; it is left alone.
 //
-// The socket's directory is created (mode 0700) when missing. An existing
-// directory must be owned by the current user or root and not writable by
-// others unless it is sticky (as /tmp is): otherwise another user could
-// replace the socket, and Listen fails with [ErrUnsafeDirectory].
+// The socket's directory is created when missing, with the search
+// permission the socket's mode needs and no more: 0700 for a 0600 socket,
+// 0710 and the socket's group for a 0660 one (given that group before anyone
+// can enter it), 0711 when others may connect. An existing directory is left
+// as it is, so it must let in those the socket admits. That directory, and
+// every directory above it, must be owned by the current user or root and
+// not writable by group or others unless it is sticky (as /tmp is); the
+// socket's directory must not be a symbolic link, and a link above it (as
+// /var/run on Debian, /tmp on macOS) must be owned by the current user or
+// root, what it points to being checked in turn. Otherwise another user
+// could replace the socket, and Listen fails with [ErrUnsafeDirectory],
+// leaving the path alone.
 //
 // Closing the listener removes the socket file if it is still the one Listen
 // bound, and the directory if Listen created it and it is empty.
 //
 // An abstract socket (Linux) has no file and no permissions: any local
-// process may connect, so admit callers by their identity. A tcp endpoint is
-// announced with [net.ListenConfig].
+// process may connect, so admit callers by their identity.
+//
+// A tcp endpoint carries no OS identity, so no policy applies to it, and it
+// is served only to callers that authenticate with a TLS client
+// certificate: the server must be made with [ServerOptions] and [WithTLS]
+// whose tls.Config sets ClientAuth to tls.RequireAndVerifyClientCert, or
+// [WithPins]. Other connections are closed, and logged, before a byte of
+// theirs is read. [WithUnauthenticatedTCP] lifts that, for those who mean
+// it.
 //
 // Windows: a named pipe is created exclusively (a name another process holds
 // is refused with [ErrAddressInUse]), refuses remote clients, and has a
@@ -59,9 +74,21 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ep, err)
 	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
 	if ep.Transport == TCP {
 		var lc net.ListenConfig
-		return lc.Listen(ctx, "tcp", ep.Address)
+		l, err := lc.Listen(ctx, "tcp", ep.Address)
+		if err != nil {
+			return nil, err
+		}
+		g := &guard{ep: ep, log: cfg.logger, tcp: true, tcpOpen: cfg.unauthenticatedTCP}
+		if g.tcpOpen {
+			g.log.Warn("grpcipc: serving tcp without client authentication (WithUnauthenticatedTCP): every process that can reach the port may call, as no one",
+				"endpoint", "tcp://"+l.Addr().String())
+		}
+		return &policyListener{Listener: l, guard: g}, nil
 	}
 	self, err := selfIdentity()
 	if err != nil {
@@ -69,9 +96,6 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	}
 	if cfg.policy == nil {
 		cfg.policy = SameUserPolicy()
-	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
 	}
 	cfg.gid = -1
 	cfg.self = self
@@ -92,7 +116,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	return &guardedListener{Listener: l, guard: &guard{
+	return &policyListener{Listener: l, guard: &guard{
 		ep: ep, policy: cfg.policy, self: self, log: cfg.logger, methodRules: cfg.policy.hasMethodRules(),
 	}}, nil
 }

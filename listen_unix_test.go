@@ -521,7 +521,7 @@ func TestListenNoWindowBeforeChmod(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Accept what the other user may have got in.
-				inner := l.(*guardedListener).Listener.(*unixListener).Listener.(*net.UnixListener)
+				inner := l.(*policyListener).Listener.(*unixListener).Listener.(*net.UnixListener)
 				inner.SetDeadline(time.Now().Add(time.Millisecond))
 				if c, err := inner.Accept(); err == nil {
 					c.Close()

@@ -29,6 +29,8 @@ type listenConfig struct {
 	self    identity
 	policy  *Policy
 	logger  *slog.Logger
+
+	unauthenticatedTCP bool
 }
 
 type clientConfig struct {
@@ -112,6 +114,25 @@ func WithPolicy(p *Policy) ListenOption {
 			return fmt.Errorf("listen %s: a policy needs a local endpoint: tcp connections carry no OS identity", c.ep)
 		}
 		c.policy = p
+		return nil
+	})
+}
+
+// WithUnauthenticatedTCP lets a tcp endpoint serve callers that present no
+// TLS client certificate. Over TCP there is no OS identity: every process
+// that can reach the port (every local user on a loopback address, every
+// host on the network otherwise) may then call every method, and handlers
+// cannot tell who called. Without TLS, only loopback peers are served. Use
+// it for a service that is public by design; otherwise require client
+// certificates ([WithTLS] with tls.RequireAndVerifyClientCert, or
+// [WithPins]). Only for tcp endpoints; [Listen] logs a warning when it is
+// used.
+func WithUnauthenticatedTCP() ListenOption {
+	return listenOptionFunc(func(c *listenConfig) error {
+		if c.ep.Transport != TCP {
+			return fmt.Errorf("listen %s: WithUnauthenticatedTCP applies only to tcp endpoints; local endpoints always check the caller's OS identity", c.ep)
+		}
+		c.unauthenticatedTCP = true
 		return nil
 	})
 }

@@ -2,79 +2,84 @@ package grpcipc
 
 import (
 	"fmt"
+	"net"
 	"os/user"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/grpcipc/grpcipc/internal/peercred"
 )
 
 // Creds is the OS identity of the process at the other end of a local
-// connection, as the OS reported it when the connection was made. Each
-// accessor says whether the OS supplied that field: a field it did not
-// supply is never guessed.
+// connection, read once when the connection was accepted (or, on the
+// client, made) and never again: nothing is looked up later by PID. Each
+// accessor says whether the OS supplied that field; a field it did not
+// supply is never guessed, and a policy treats it as unknown (see
+// [Policy]: a deny rule that needs it matches, an allow rule does not).
 //
-// Linux: PID, UID and GID come from SO_PEERCRED (socket(7): the effective
-// ids of the process that called connect, at that time). The supplementary
-// groups and the executable are read from /proc through a pidfd of the peer
-// from SO_PEERPIDFD (kernel 6.5 and later), and kept only if that same
-// process is still alive afterwards, so a recycled PID cannot lend another
-// process's identity; without SO_PEERPIDFD they are not known. Reading
+// Linux: PID, UID and GID from SO_PEERCRED and the supplementary groups
+// from SO_PEERGROUPS, both recorded by the kernel when the peer called
+// connect (socket(7): effective ids). The executable is read through a
+// pidfd of the peer (SO_PEERPIDFD, Linux 6.5 and later) when the
+// connection is accepted, and kept only if that same process was still
+// alive after the read and runs in the server's mount namespace. Reading
 // another user's executable needs root (ptrace access).
 //
 // macOS and FreeBSD: UID and groups from LOCAL_PEERCRED (the first group is
-// the effective GID), PID from LOCAL_PEERPID on macOS. Not run in CI.
+// the effective GID), PID from LOCAL_PEERPID on macOS; no executable. Not
+// run in CI.
 //
-// Windows: PID, user SID and group SIDs, for named pipes (coming with the
-// named-pipe transport).
+// Windows: PID, user SID, group SIDs and executable, through a handle to
+// the peer process opened when the connection is accepted.
 type Creds struct {
-	pid    int
-	hasPID bool
-	uid    int
-	gid    int
-	hasUID bool // uid and gid
-	sid    string
+	info peercred.Info
 
-	// groups and exe are read on first use, through the pinned process.
-	pinned     pinnedProcess
-	groupsOnce sync.Once
-	groups     []int
-	groupSIDs  []string
-	hasGroups  bool
-	exeOnce    sync.Once
-	exe        string
-	userOnce   sync.Once
-	username   string
+	userOnce sync.Once
+	username string
+}
+
+// readPeerCreds reads the identity of conn's peer; server says which end
+// this is. wantExe, when not nil, says from what was read first whether to
+// read the executable too.
+func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Creds, error) {
+	var want func(*peercred.Info) bool
+	if wantExe != nil {
+		want = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }
+	}
+	info, err := peercred.Read(conn, server, want)
+	if err != nil {
+		return nil, err
+	}
+	return &Creds{info: *info}, nil
 }
 
 // PID returns the peer's process ID.
-func (c *Creds) PID() (int, bool) { return c.pid, c.hasPID }
+func (c *Creds) PID() (int, bool) { return c.info.PID, c.info.HasPID }
 
 // UID returns the peer's effective user ID (Unix).
-func (c *Creds) UID() (int, bool) { return c.uid, c.hasUID }
+func (c *Creds) UID() (int, bool) { return c.info.UID, c.info.HasUID }
 
 // GID returns the peer's effective group ID (Unix).
-func (c *Creds) GID() (int, bool) { return c.gid, c.hasUID }
+func (c *Creds) GID() (int, bool) { return c.info.GID, c.info.HasUID }
 
 // Groups returns the peer's supplementary group IDs (Unix).
-func (c *Creds) Groups() ([]int, bool) {
-	c.loadGroups()
-	return c.groups, c.hasGroups && c.groupSIDs == nil
-}
+func (c *Creds) Groups() ([]int, bool) { return c.info.Groups, c.info.HasGroups }
 
 // SID returns the peer's user security identifier (Windows).
-func (c *Creds) SID() (string, bool) { return c.sid, c.sid != "" }
+func (c *Creds) SID() (string, bool) { return c.info.SID, c.info.SID != "" }
 
 // GroupSIDs returns the security identifiers of the peer's groups (Windows).
-func (c *Creds) GroupSIDs() ([]string, bool) {
-	c.loadGroups()
-	return c.groupSIDs, c.groupSIDs != nil
-}
+func (c *Creds) GroupSIDs() ([]string, bool) { return c.info.GroupSIDs, c.info.HasGroupSIDs }
 
-// Executable returns the path of the peer process's executable, read
-// through the pinned process (see [Creds]).
+// Executable returns the path of the peer process's executable, as read
+// when the connection was accepted (see [Creds]). The path is what the OS
+// named; policies compare the file itself, by device and inode.
 func (c *Creds) Executable() (string, bool) {
-	c.exeOnce.Do(func() { c.exe = c.pinned.executable() })
-	return c.exe, c.exe != ""
+	if c.info.Exe == nil {
+		return "", false
+	}
+	return c.info.Exe.Path, true
 }
 
 // Username returns the name of the peer's user, looked up from its UID
@@ -84,10 +89,10 @@ func (c *Creds) Username() (string, bool) {
 		var u *user.User
 		var err error
 		switch {
-		case c.hasUID:
-			u, err = user.LookupId(strconv.Itoa(c.uid))
-		case c.sid != "":
-			u, err = user.LookupId(c.sid)
+		case c.info.HasUID:
+			u, err = user.LookupId(strconv.Itoa(c.info.UID))
+		case c.info.SID != "":
+			u, err = user.LookupId(c.info.SID)
 		default:
 			return
 		}
@@ -98,15 +103,6 @@ func (c *Creds) Username() (string, bool) {
 	return c.username, c.username != ""
 }
 
-func (c *Creds) loadGroups() {
-	c.groupsOnce.Do(func() {
-		if c.hasGroups {
-			return // supplied with the connection (macOS, FreeBSD, Windows)
-		}
-		c.groups, c.hasGroups = c.pinned.groups()
-	})
-}
-
 // String describes the identity for logs and error messages, for example
 // "pid 4242 uid 1000 (alice) gid 1000".
 func (c *Creds) String() string {
@@ -114,19 +110,19 @@ func (c *Creds) String() string {
 		return "unknown peer"
 	}
 	var b strings.Builder
-	if c.hasPID {
-		fmt.Fprintf(&b, "pid %d ", c.pid)
+	if c.info.HasPID {
+		fmt.Fprintf(&b, "pid %d ", c.info.PID)
 	}
 	name, hasName := c.Username()
 	switch {
-	case c.hasUID:
-		fmt.Fprintf(&b, "uid %d ", c.uid)
+	case c.info.HasUID:
+		fmt.Fprintf(&b, "uid %d ", c.info.UID)
 		if hasName {
 			fmt.Fprintf(&b, "(%s) ", name)
 		}
-		fmt.Fprintf(&b, "gid %d ", c.gid)
-	case c.sid != "":
-		fmt.Fprintf(&b, "sid %s ", c.sid)
+		fmt.Fprintf(&b, "gid %d ", c.info.GID)
+	case c.info.SID != "":
+		fmt.Fprintf(&b, "sid %s ", c.info.SID)
 		if hasName {
 			fmt.Fprintf(&b, "(%s) ", name)
 		}
@@ -135,11 +131,4 @@ func (c *Creds) String() string {
 		return "peer of unknown identity"
 	}
 	return strings.TrimSuffix(b.String(), " ")
-}
-
-// release frees what the credentials hold (a pidfd on Linux).
-func (c *Creds) release() {
-	if c != nil {
-		c.pinned.release()
-	}
 }

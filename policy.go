@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -59,11 +60,30 @@ type Principal struct {
 //	user:alice       a user, looked up now (an unknown user is an error)
 //	group:wheel      member of a group, primary or supplementary, looked up now
 //	sid:S-1-5-18     a Windows user or group SID
-//	exe:/usr/bin/foo the calling process's executable (Linux, pinned process)
+//	exe:/usr/bin/foo the calling process's executable (Linux, Windows); only
+//	                 in an all_of with a user, group, uid, gid, root or SID
 //	*                anyone
 //
-// A principal that the OS did not supply the fields for (an executable it
-// could not read, a SID on Linux) admits nobody.
+// A principal whose fields the OS did not supply (groups it did not tell,
+// an executable it could not read, a caller it could not identify at all)
+// is unknown for that caller: it admits no one in an allow rule and
+// matches in a deny rule (fail closed). A SID never matches a Unix peer,
+// nor a uid a Windows one.
+//
+// What exe: is for, and what it is not. The executable is read once, when
+// the connection is accepted, through a pidfd that pins the very process
+// that connected (Linux 6.5+), and compared with the named file by device
+// and inode, not by name: a bind mount, a hard link elsewhere, a renamed
+// copy or a deleted-and-replaced file do not pass for it, and a caller in
+// another mount namespace than the server's has no known executable. It
+// tells which program a given user is running, to narrow that user's
+// rights (say, only mydctl of the admins group may call Reset). It is no
+// defence against the same user: a process can connect and then exec the
+// allowed file (the server sees the new executable if it reads after the
+// exec), another process of that user can inject code into it (ptrace,
+// LD_PRELOAD), and an interpreter (/bin/sh, python3) named as the file
+// admits any script it runs. That is why exe: alone is refused in an allow
+// rule: it would admit every user who can run the file.
 func ParsePrincipal(s string) (Principal, error) {
 	p, err := parsePrincipal(s)
 	if err != nil {
@@ -94,6 +114,9 @@ func parsePrincipal(s string) (Principal, error) {
 		n, err := strconv.ParseUint(val, 10, 32)
 		if err != nil || !isDigits(val) {
 			return Principal{}, fmt.Errorf("%s %q is not a number", kind, val)
+		}
+		if n == noID {
+			return Principal{}, fmt.Errorf("%s %s is (%s_t)-1, which means \"no %s\" and names no one", kind, val, kind, kind)
 		}
 		p.kind, p.id = pUID, int(n)
 		if kind == "gid" {
@@ -128,6 +151,10 @@ func parsePrincipal(s string) (Principal, error) {
 	}
 	return p, nil
 }
+
+// noID is (uid_t)-1 and (gid_t)-1: "no id" (as in setresuid's "leave
+// unchanged"), never a process's uid or gid.
+const noID = 1<<32 - 1
 
 // sidLocalSystem is the SID of Windows' LocalSystem account.
 const sidLocalSystem = "S-1-5-18"
@@ -169,89 +196,145 @@ type identity struct {
 	sid    string
 }
 
+// match is the outcome of checking a principal against a caller: yes, no,
+// or unknown when the OS did not supply a field the principal needs.
+type match uint8
+
+const (
+	matchNo match = iota
+	matchYes
+	matchUnknown
+)
+
+func boolMatch(b bool) match {
+	if b {
+		return matchYes
+	}
+	return matchNo
+}
+
+// matches reports whether p surely admits c: an unknown field never admits.
 func (p Principal) matches(c *Creds, self identity) bool {
+	return p.eval(c, self) == matchYes
+}
+
+// eval checks p against c. A field the OS did not supply gives
+// matchUnknown, which an allow rule treats as no and a deny rule as yes
+// (fail closed).
+func (p Principal) eval(c *Creds, self identity) match {
 	if p.kind == pAny {
-		return true
+		return matchYes
 	}
 	if c == nil {
-		return false
+		return matchUnknown
+	}
+	unixPeer, windowsPeer := c.info.HasUID, c.info.SID != ""
+	if !unixPeer && !windowsPeer && p.kind != pAllOf && p.kind != pAnyOf {
+		return matchUnknown // the OS told nothing of who this is
 	}
 	switch p.kind {
 	case pSameUser:
-		if uid, ok := c.UID(); ok && self.hasUID {
-			return uid == self.uid
+		if unixPeer {
+			return boolMatch(self.hasUID && c.info.UID == self.uid)
 		}
-		sid, ok := c.SID()
-		return ok && self.sid != "" && strings.EqualFold(sid, self.sid)
+		return boolMatch(self.sid != "" && strings.EqualFold(c.info.SID, self.sid))
 	case pUID:
-		uid, ok := c.UID()
-		return ok && uid == p.id
+		return boolMatch(unixPeer && c.info.UID == p.id)
 	case pGID:
+		if !unixPeer {
+			return matchNo
+		}
 		return c.inGroup(p.id)
 	case pUser:
 		if p.sid != "" {
-			sid, ok := c.SID()
-			return ok && strings.EqualFold(sid, p.sid)
+			return boolMatch(windowsPeer && strings.EqualFold(c.info.SID, p.sid))
 		}
-		uid, ok := c.UID()
-		return ok && uid == p.id
+		return boolMatch(unixPeer && c.info.UID == p.id)
 	case pGroup:
 		if p.sid != "" {
 			return c.hasSID(p.sid)
 		}
+		if !unixPeer {
+			return matchNo
+		}
 		return c.inGroup(p.id)
 	case pSID:
+		if !windowsPeer {
+			return matchNo
+		}
 		return c.hasSID(p.sid)
 	case pSystem:
-		if uid, ok := c.UID(); ok {
-			return uid == 0
+		if unixPeer {
+			return boolMatch(c.info.UID == 0)
 		}
-		sid, ok := c.SID()
-		return ok && sid == sidLocalSystem
+		return boolMatch(c.info.SID == sidLocalSystem)
 	case pExe:
-		exe, ok := c.Executable()
-		return ok && exe == p.exe
+		return p.evalExe(c)
 	case pAllOf:
+		out := matchYes
 		for _, s := range p.sub {
-			if !s.matches(c, self) {
-				return false
+			switch s.eval(c, self) {
+			case matchNo:
+				return matchNo
+			case matchUnknown:
+				out = matchUnknown
 			}
 		}
-		return len(p.sub) > 0
+		if len(p.sub) == 0 {
+			return matchNo
+		}
+		return out
 	case pAnyOf:
+		out := matchNo
 		for _, s := range p.sub {
-			if s.matches(c, self) {
-				return true
+			switch s.eval(c, self) {
+			case matchYes:
+				return matchYes
+			case matchUnknown:
+				out = matchUnknown
 			}
 		}
+		return out
 	}
-	return false
+	return matchNo
 }
 
-func (c *Creds) inGroup(gid int) bool {
-	if g, ok := c.GID(); ok && g == gid {
-		return true
+// evalExe compares the caller's executable, as read when it connected,
+// with the file p names, by identity (device and inode), not by name.
+func (p Principal) evalExe(c *Creds) match {
+	if c.info.Exe == nil || c.info.Exe.File == nil {
+		return matchUnknown
 	}
-	groups, _ := c.Groups()
-	for _, g := range groups {
-		if g == gid {
-			return true
-		}
+	want, err := os.Stat(p.exe)
+	if err != nil {
+		return matchUnknown // the configured file is gone: no one is it
 	}
-	return false
+	return boolMatch(os.SameFile(want, c.info.Exe.File))
 }
 
-func (c *Creds) hasSID(sid string) bool {
-	if s, ok := c.SID(); ok && strings.EqualFold(s, sid) {
-		return true
+func (c *Creds) inGroup(gid int) match {
+	if c.info.GID == gid {
+		return matchYes
 	}
-	groups, _ := c.GroupSIDs()
-	for _, g := range groups {
+	if !c.info.HasGroups {
+		return matchUnknown
+	}
+	return boolMatch(slices.Contains(c.info.Groups, gid))
+}
+
+func (c *Creds) hasSID(sid string) match {
+	if strings.EqualFold(c.info.SID, sid) {
+		return matchYes
+	}
+	if !c.info.HasGroupSIDs {
+		return matchUnknown
+	}
+	for _, g := range c.info.GroupSIDs {
 		if strings.EqualFold(g, sid) {
-			return true
+			return matchYes
 		}
 	}
-	return false
+	return matchNo
 }
 
 // Rule is one rule of a [Policy]: it applies to a call when the caller
@@ -289,16 +372,27 @@ func (r *Rule) allMethods() bool {
 	return false
 }
 
-func (r *Rule) matchesCaller(c *Creds, self identity) bool {
+// evalCaller checks the caller against the rule's principals (any of them).
+func (r *Rule) evalCaller(c *Creds, self identity) match {
 	if len(r.Principals) == 0 {
-		return true
+		return matchYes
 	}
-	for _, p := range r.Principals {
-		if p.matches(c, self) {
-			return true
-		}
+	return AnyOf(r.Principals...).eval(c, self)
+}
+
+// allows: an allow rule admits only a caller it surely matches.
+func (r *Rule) allows(c *Creds, self identity) bool { return r.evalCaller(c, self) == matchYes }
+
+// denies: a deny rule refuses a caller it matches, or may match because a
+// field it needs is unknown (fail closed).
+func (r *Rule) denies(c *Creds, self identity) (bool, string) {
+	switch r.evalCaller(c, self) {
+	case matchYes:
+		return true, r.Name
+	case matchUnknown:
+		return true, r.Name + " (the OS did not tell a field this rule needs, so it matches)"
 	}
-	return false
+	return false, ""
 }
 
 // Policy decides which callers may call which methods, as gRPC's
@@ -316,7 +410,10 @@ type Policy struct {
 
 // NewPolicy returns a policy of the given rules. Every rule needs a name,
 // and every method pattern must be "*", "/package.Service/*" or
-// "/package.Service/Method".
+// "/package.Service/Method". An allow rule's exe: principal must be
+// combined with a user, group, uid, gid, root or SID in an all_of: the
+// executable narrows who is admitted, it never admits alone (see
+// [ParsePrincipal]).
 func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: the policy has no name", ErrPolicy)
@@ -330,6 +427,13 @@ func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
 			for k, m := range r.Methods {
 				if err := checkMethodPattern(m); err != nil {
 					return nil, fmt.Errorf("%w: %s[%d].request.paths[%d]: %s", ErrPolicy, field, j, k, err)
+				}
+			}
+			if i == 1 {
+				for k, pr := range r.Principals {
+					if err := checkExeBounded(pr); err != nil {
+						return nil, fmt.Errorf("%w: %s[%d].source.principals[%d]: %s", ErrPolicy, field, j, k, err)
+					}
 				}
 			}
 		}
@@ -347,6 +451,45 @@ func checkMethodPattern(m string) error {
 		return fmt.Errorf("%q is not a method pattern: want \"*\", \"/package.Service/*\" or \"/package.Service/Method\"", m)
 	}
 	return nil
+}
+
+// checkExeBounded refuses an allow principal that an executable alone can
+// satisfy: anyone who can run a file would be admitted.
+func checkExeBounded(p Principal) error {
+	if !hasExe(p) || boundedByIdentity(p) {
+		return nil
+	}
+	return fmt.Errorf("%s admits any user who can run the file: combine exe: with a user, group or uid, as in {\"all_of\": [\"user:alice\", \"%s\"]}", p.text, firstExe(p))
+}
+
+func hasExe(p Principal) bool {
+	return p.kind == pExe || slices.ContainsFunc(p.sub, hasExe)
+}
+
+func firstExe(p Principal) string {
+	if p.kind == pExe {
+		return p.text
+	}
+	for _, s := range p.sub {
+		if e := firstExe(s); e != "" {
+			return e
+		}
+	}
+	return ""
+}
+
+// boundedByIdentity reports whether p admits only callers of some user,
+// group or SID, whatever their executable.
+func boundedByIdentity(p Principal) bool {
+	switch p.kind {
+	case pSameUser, pUID, pGID, pUser, pGroup, pSID, pSystem:
+		return true
+	case pAllOf:
+		return slices.ContainsFunc(p.sub, boundedByIdentity)
+	case pAnyOf:
+		return len(p.sub) > 0 && !slices.ContainsFunc(p.sub, func(s Principal) bool { return !boundedByIdentity(s) })
+	}
+	return false
 }
 
 // SameUserPolicy returns the default policy: only the server's own user may
@@ -377,12 +520,14 @@ func (p *Policy) Name() string { return p.name }
 // ("" when no allow rule matched).
 func (p *Policy) authorize(method string, c *Creds, self identity) (bool, string) {
 	for i := range p.deny {
-		if r := &p.deny[i]; r.matchesMethod(method) && r.matchesCaller(c, self) {
-			return false, r.Name
+		if r := &p.deny[i]; r.matchesMethod(method) {
+			if denied, why := r.denies(c, self); denied {
+				return false, why
+			}
 		}
 	}
 	for i := range p.allow {
-		if r := &p.allow[i]; r.matchesMethod(method) && r.matchesCaller(c, self) {
+		if r := &p.allow[i]; r.matchesMethod(method) && r.allows(c, self) {
 			return true, r.Name
 		}
 	}
@@ -393,16 +538,30 @@ func (p *Policy) authorize(method string, c *Creds, self identity) (bool, string
 // deny rule for every method matches it, or no allow rule does.
 func (p *Policy) admitsConn(c *Creds, self identity) (bool, string) {
 	for i := range p.deny {
-		if r := &p.deny[i]; r.allMethods() && r.matchesCaller(c, self) {
-			return false, r.Name
+		if r := &p.deny[i]; r.allMethods() {
+			if denied, why := r.denies(c, self); denied {
+				return false, why
+			}
 		}
 	}
 	for i := range p.allow {
-		if r := &p.allow[i]; r.matchesCaller(c, self) {
+		if r := &p.allow[i]; r.allows(c, self) {
 			return true, r.Name
 		}
 	}
 	return false, ""
+}
+
+// hasExe reports whether some rule names an executable.
+func (p *Policy) hasExe() bool {
+	for _, set := range [][]Rule{p.deny, p.allow} {
+		for _, r := range set {
+			if slices.ContainsFunc(r.Principals, hasExe) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasMethodRules reports whether some rule is for some methods only, which
@@ -545,8 +704,10 @@ func LoadPolicy(path string) (*Policy, error) {
 //
 // A rule without "source" matches every caller, one without "request" every
 // method. A principal is a string, or an object {"all_of": [...]} or
-// {"any_of": [...]}. Header matching ("headers") is not supported. The error
-// for a bad file names the field and the problem.
+// {"any_of": [...]}. Header matching ("headers") is not supported. Keys are
+// exactly the lower-case ones above, each at most once per object, and no
+// value may be null. The error for a bad file names the field and the
+// problem.
 func ParsePolicy(data []byte) (*Policy, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -559,8 +720,17 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrPolicy, strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: more than one JSON value", ErrPolicy)
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		if dec.More() {
+			return nil, fmt.Errorf("%w: more than one JSON value", ErrPolicy)
+		}
+		line, col := lineCol(data, int64(len(data)-len(rest)+1))
+		return nil, fmt.Errorf("%w: line %d, column %d: invalid character %q after the policy", ErrPolicy, line, col, rest[0])
+	}
+	// What decoded may still hold what encoding/json lets through: nulls,
+	// keys in another case, keys given twice.
+	if err := checkStrictJSON(data); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, err)
 	}
 	if f.Name == "" {
 		return nil, fmt.Errorf("%w: name: missing or empty", ErrPolicy)
@@ -649,6 +819,166 @@ func parsePrincipalJSON(raw json.RawMessage, depth int) (Principal, error) {
 		return AllOf(subs...), nil
 	}
 	return AnyOf(subs...), nil
+}
+
+// jsonShape is what the strict walk of a policy file expects of a value.
+type jsonShape uint8
+
+const (
+	shapeSkip       jsonShape = iota // not checked here: a later step judges it
+	shapePolicy                      // the top-level object
+	shapeRules                       // deny_rules, allow_rules
+	shapeRule                        // one rule
+	shapeSource                      // a rule's source
+	shapeRequest                     // a rule's request
+	shapePrincipals                  // principals, all_of, any_of
+	shapePrincipal                   // a string or {"all_of"|"any_of": [...]}
+	shapeStrings                     // paths
+	shapeScalar                      // name, one path
+	shapeHeaders                     // request.headers: refused later, if not null
+)
+
+// jsonFields are the keys each object of a policy file may have, and what
+// their values are.
+var jsonFields = map[jsonShape]map[string]jsonShape{
+	shapePolicy:    {"name": shapeScalar, "deny_rules": shapeRules, "allow_rules": shapeRules},
+	shapeRule:      {"name": shapeScalar, "source": shapeSource, "request": shapeRequest},
+	shapeSource:    {"principals": shapePrincipals},
+	shapeRequest:   {"paths": shapeStrings, "headers": shapeHeaders},
+	shapePrincipal: {"all_of": shapePrincipals, "any_of": shapePrincipals},
+}
+
+// checkStrictJSON walks the tokens of a policy file that decoded, refusing
+// what encoding/json accepts but a policy must not hold: a null (so that
+// "source": null cannot pass for a left-out source), a key that is not
+// exactly a documented one (json matches field names case-insensitively),
+// and a key given twice in one object (json keeps the last). Its errors
+// name the field. Values of the wrong type are left to the decode and to
+// parseRules, which say what they want.
+func checkStrictJSON(data []byte) error {
+	w := strictWalk{dec: json.NewDecoder(bytes.NewReader(data))}
+	return w.value("", shapePolicy)
+}
+
+type strictWalk struct{ dec *json.Decoder }
+
+// value checks the next value, of shape s, at the field at.
+func (w strictWalk) value(at string, s jsonShape) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	if s == shapeSkip {
+		return w.skipRest(tok)
+	}
+	switch tok {
+	case nil:
+		return nullError(at)
+	case json.Delim('{'):
+		fields := jsonFields[s]
+		if fields == nil {
+			return w.skipRest(tok)
+		}
+		return w.object(at, s, fields)
+	case json.Delim('['):
+		var elem jsonShape
+		switch s {
+		case shapeRules:
+			elem = shapeRule
+		case shapePrincipals:
+			elem = shapePrincipal
+		case shapeStrings:
+			elem = shapeScalar
+		default:
+			return w.skipRest(tok)
+		}
+		for i := 0; w.dec.More(); i++ {
+			if err := w.value(fmt.Sprintf("%s[%d]", at, i), elem); err != nil {
+				return err
+			}
+		}
+		_, err := w.dec.Token() // ']'
+		return err
+	}
+	return nil // a string, number or bool
+}
+
+// object checks the members of an object, its '{' read.
+func (w strictWalk) object(at string, s jsonShape, fields map[string]jsonShape) error {
+	seen := make(map[string]bool, len(fields))
+	for w.dec.More() {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		field := key
+		if at != "" {
+			field = at + "." + key
+		}
+		if seen[key] {
+			return fmt.Errorf("%s: duplicate key (each key may appear once)", field)
+		}
+		seen[key] = true
+		child, ok := fields[key]
+		if !ok && s != shapePrincipal { // an unknown operator is parsePrincipalJSON's to name
+			return unknownKeyError(at, key, fields)
+		}
+		if err := w.value(field, child); err != nil {
+			return err
+		}
+	}
+	_, err := w.dec.Token() // '}'
+	return err
+}
+
+// skipRest reads the rest of a value whose first token was tok.
+func (w strictWalk) skipRest(tok json.Token) error {
+	if tok != json.Delim('{') && tok != json.Delim('[') {
+		return nil
+	}
+	for depth := 1; depth > 0; {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return nil
+}
+
+func nullError(at string) error {
+	if at == "" {
+		return errors.New(`null is not a policy (want an object with "name" and "allow_rules")`)
+	}
+	hint := ""
+	switch at[strings.LastIndexByte(at, '.')+1:] {
+	case "source":
+		hint = ` (leave out "source" to match every caller)`
+	case "request":
+		hint = ` (leave out "request" to match every method)`
+	case "deny_rules":
+		hint = ` (leave out "deny_rules" for none)`
+	}
+	return fmt.Errorf("%s: null is not allowed%s", at, hint)
+}
+
+func unknownKeyError(at, key string, fields map[string]jsonShape) error {
+	prefix := ""
+	if at != "" {
+		prefix = at + ": "
+	}
+	for k := range fields {
+		if strings.EqualFold(k, key) {
+			return fmt.Errorf("%sunknown field %q (keys are case-sensitive: want %q)", prefix, key, k)
+		}
+	}
+	return fmt.Errorf("%sunknown field %q", prefix, key)
 }
 
 // lineCol turns the offset json reports (just past the offending byte)

@@ -1,7 +1,11 @@
 package grpcipc
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -9,14 +13,39 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
-// testCreds makes credentials as the OS would have supplied them.
+// testCreds makes credentials as the OS would have supplied them: exe ""
+// means that it did not tell the executable (else exe must exist: it is
+// compared by identity). See [testCredsNoGroups] for unknown groups.
 func testCreds(uid, gid int, groups []int, exe string) *Creds {
-	c := &Creds{pid: 42, hasPID: true, uid: uid, gid: gid, hasUID: true, groups: groups, hasGroups: groups != nil}
-	c.exeOnce.Do(func() { c.exe = exe })
+	c := &Creds{info: peercred.Info{PID: 42, HasPID: true, UID: uid, GID: gid, HasUID: true, Groups: groups, HasGroups: true}}
+	if exe != "" {
+		if fi, err := os.Stat(exe); err == nil {
+			c.info.Exe = &peercred.Executable{Path: exe, File: fi}
+		}
+	}
 	return c
+}
+
+// testCredsNoGroups makes credentials whose supplementary groups the OS
+// did not tell.
+func testCredsNoGroups(uid, gid int) *Creds {
+	c := testCreds(uid, gid, nil, "")
+	c.info.HasGroups = false
+	return c
+}
+
+// testExe is an executable file that exists, for exe: principals.
+func testExe(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 // lookupGroupWorks: Wine names groups that it cannot then look up.
@@ -91,17 +120,18 @@ func TestParsePrincipal(t *testing.T) {
 
 func TestPolicyDecisions(t *testing.T) {
 	self := identity{uid: 1000, hasUID: true}
-	adm := filepath.Clean(abs("/usr/bin/adm"))
+	adm := testExe(t)
 	p, err := ParsePolicy([]byte(`{
 		"name": "t",
 		"deny_rules": [
 			{"name": "no-7", "source": {"principals": ["uid:7"]}},
-			{"name": "no-admin-for-8", "source": {"principals": ["uid:8"]}, "request": {"paths": ["/admin.Admin/*"]}}
+			{"name": "no-admin-for-8", "source": {"principals": ["uid:8"]}, "request": {"paths": ["/admin.Admin/*"]}},
+			{"name": "no-admin-for-gid-30", "source": {"principals": ["gid:30"]}, "request": {"paths": ["/admin.Admin/*"]}}
 		],
 		"allow_rules": [
 			{"name": "hello", "request": {"paths": ["/greet.Greeter/SayHello"]}},
 			{"name": "admin", "source": {"principals": ["uid:0", "gid:10",
-				{"all_of": ["uid:8", "exe:` + abs("/usr/bin/adm") + `"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
+				{"all_of": ["uid:8", "exe:` + strings.ReplaceAll(adm, `\\`, `\\\\`) + `"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
 			{"name": "self", "source": {"principals": ["same-user"]}}
 		]}`))
 	if err != nil {
@@ -127,8 +157,13 @@ func TestPolicyDecisions(t *testing.T) {
 		{"per-method deny", testCreds(8, 8, nil, adm), "/admin.Admin/Reset", false, "no-admin-for-8"},
 		{"per-method deny leaves other methods", testCreds(8, 8, nil, adm), "/x.Y/Z", true, "admin"},
 		{"same user", testCreds(1000, 1000, nil, ""), "/any.Thing/At", true, "self"},
-		{"unknown caller", nil, "/any.Thing/At", false, ""},
-		{"unknown caller, open method", nil, "/greet.Greeter/SayHello", true, "hello"},
+		// Fail closed: a deny rule that needs a field the OS did not tell
+		// matches; an allow rule that needs one does not.
+		{"unknown caller", nil, "/any.Thing/At", false, "no-7 (the OS did not tell a field this rule needs, so it matches)"},
+		{"unknown caller, open method", nil, "/greet.Greeter/SayHello", false, "no-7 (the OS did not tell a field this rule needs, so it matches)"},
+		{"unknown groups: per-method deny on a gid matches", testCredsNoGroups(5, 5), "/admin.Admin/Reset", false, "no-admin-for-gid-30 (the OS did not tell a field this rule needs, so it matches)"},
+		{"known groups: per-method deny on a gid does not", testCreds(5, 5, []int{1}, ""), "/x.Y/Z", false, ""},
+		{"unknown executable: all_of(uid, exe) does not admit", testCreds(8, 8, []int{}, ""), "/x.Y/Z", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,14 +190,14 @@ func TestPolicyDecisions(t *testing.T) {
 func TestSameUserPolicyWindows(t *testing.T) {
 	self := identity{sid: "S-1-5-21-1-2-3-1001"}
 	p := SameUserPolicy()
-	if ok, _ := p.authorize("/a.B/C", &Creds{sid: "s-1-5-21-1-2-3-1001"}, self); !ok {
+	if ok, _ := p.authorize("/a.B/C", &Creds{info: peercred.Info{SID: "s-1-5-21-1-2-3-1001"}}, self); !ok {
 		t.Error("same SID refused")
 	}
-	if ok, _ := p.authorize("/a.B/C", &Creds{sid: "S-1-5-18"}, self); ok {
+	if ok, _ := p.authorize("/a.B/C", &Creds{info: peercred.Info{SID: "S-1-5-18"}}, self); ok {
 		t.Error("another SID admitted")
 	}
 	sidRule, _ := ParsePrincipal("sid:S-1-5-32-544")
-	c := &Creds{sid: "S-1-5-21-9", groupSIDs: []string{"S-1-5-32-544"}, hasGroups: true}
+	c := &Creds{info: peercred.Info{SID: "S-1-5-21-9", GroupSIDs: []string{"S-1-5-32-544"}, HasGroupSIDs: true}}
 	if !sidRule.matches(c, self) {
 		t.Error("group SID not matched")
 	}
@@ -207,7 +242,6 @@ func TestSocketAccess(t *testing.T) {
 		{"one gid", mk("same-user", "gid:100"), 0o660, 100},
 		{"two gids", mk("gid:100", "gid:101"), 0o666, -1},
 		{"other uid", mk("uid:0"), 0o666, -1},
-		{"exe", mk("exe:" + abs("/bin/x")), 0o666, -1},
 		{"anyone", mk("*"), 0o666, -1},
 		{"no source", noSource, 0o666, -1},
 		{"all_of with self", allOf("same-user", "exe:"+abs("/bin/x")), 0o600, -1},
@@ -274,6 +308,11 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte(`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["uid:0", {"all_of": ["gid:1", "exe:/x"]}]}, "request": {"paths": ["/a.B/*"]}}]}`))
 	f.Add([]byte(`{"name": "x", "deny_rules": [{"name": "d"}], "allow_rules": [{"name": "a"}]}`))
 	f.Add([]byte(`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"any_of": [{"all_of": ["*"]}]}]}}]}`))
+	f.Add([]byte(`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["uid:4294967294", "gid:4294967294"]}}]}`))
+	f.Add([]byte(`{"n\u0061me": "x", "allow_rules": [{"name": "a", "request": {"paths": ["*"]}}]}`))
+	for _, tt := range strictPolicyTests { // each refused; mutations near them are not all
+		f.Add([]byte(tt.js))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePolicy(data)
 		if err != nil {
@@ -287,5 +326,276 @@ func FuzzParsePolicy(f *testing.F) {
 		p.authorize("/a.B/C", testCreds(1, 1, []int{2}, abs("/x")), self)
 		p.admitsConn(nil, self)
 		p.socketAccess(self)
+
+		// Whatever parsed held no null, only documented keys and no key twice.
+		if err := checkPolicyKeys(data); err != nil {
+			t.Fatalf("ParsePolicy accepted %q: %v", data, err)
+		}
+		// And it survives being written out and read back.
+		again, err := ParsePolicy(policyToJSON(p))
+		if err != nil {
+			t.Fatalf("ParsePolicy(%q) parsed, but not its rewrite %s: %v", data, policyToJSON(p), err)
+		}
+		if diff := samePolicy(p, again); diff != "" {
+			t.Fatalf("ParsePolicy(%q) rewritten as %s reads back differently: %s", data, policyToJSON(p), diff)
+		}
 	})
+}
+
+// strictPolicyTests are what the strict reading of a policy file refuses
+// and encoding/json alone would let through.
+var strictPolicyTests = []struct{ js, why string }{
+	// null, anywhere
+	{`null`, "null is not a policy"},
+	{`{"name": null, "allow_rules": [{"name": "a"}]}`, "name: null is not allowed"},
+	{`{"name": "x", "deny_rules": null, "allow_rules": [{"name": "a"}]}`, `deny_rules: null is not allowed (leave out "deny_rules" for none)`},
+	{`{"name": "x", "allow_rules": null}`, "allow_rules: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a"}, null]}`, "allow_rules[1]: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": null}]}`, "allow_rules[0].name: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": null}]}`, `allow_rules[0].source: null is not allowed (leave out "source" to match every caller)`},
+	{`{"name": "x", "deny_rules": [{"name": "d", "source": null}], "allow_rules": [{"name": "a"}]}`, `deny_rules[0].source: null is not allowed`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": null}}]}`, "allow_rules[0].source.principals: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["uid:0", null]}}]}`, "allow_rules[0].source.principals[1]: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"all_of": null}]}}]}`, "allow_rules[0].source.principals[0].all_of: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"all_of": ["uid:0", null]}]}}]}`, "allow_rules[0].source.principals[0].all_of[1]: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"any_of": [{"all_of": [null]}]}]}}]}`, "principals[0].any_of[0].all_of[0]: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": null}]}`, `allow_rules[0].request: null is not allowed (leave out "request" to match every method)`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": {"paths": null}}]}`, "allow_rules[0].request.paths: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": {"paths": ["*", null]}}]}`, "allow_rules[0].request.paths[1]: null is not allowed"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": {"paths": ["*"], "headers": null}}]}`, "allow_rules[0].request.headers: null is not allowed"},
+	// a key twice
+	{`{"name": "x", "name": "y", "allow_rules": [{"name": "a"}]}`, "name: duplicate key"},
+	{`{"name": "x", "n\u0061me": "y", "allow_rules": [{"name": "a"}]}`, "name: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a"}], "allow_rules": [{"name": "b"}]}`, "allow_rules: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "name": "b"}]}`, "allow_rules[0].name: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["*"]}, "source": {"principals": ["uid:0"]}}]}`, "allow_rules[0].source: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["*"], "principals": ["uid:0"]}}]}`, "allow_rules[0].source.principals: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"all_of": ["*"], "all_of": ["uid:0"]}]}}]}`, "allow_rules[0].source.principals[0].all_of: duplicate key"},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": {"paths": ["*"], "paths": ["/a.B/C"]}}]}`, "allow_rules[0].request.paths: duplicate key"},
+	// a key in another case (encoding/json folds case, even ſ to s)
+	{`{"Name": "x", "allow_rules": [{"name": "a"}]}`, `unknown field "Name" (keys are case-sensitive: want "name")`},
+	{`{"name": "x", "ALLOW_RULES": [{"name": "a"}]}`, `unknown field "ALLOW_RULES" (keys are case-sensitive: want "allow_rules")`},
+	{`{"name": "x", "allow_rules": [{"Name": "a"}]}`, `allow_rules[0]: unknown field "Name" (keys are case-sensitive: want "name")`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "Source": {"principals": ["*"]}}]}`, `allow_rules[0]: unknown field "Source"`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "ſource": {"principals": ["*"]}}]}`, `allow_rules[0]: unknown field "ſource" (keys are case-sensitive: want "source")`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"Principals": ["*"]}}]}`, `allow_rules[0].source: unknown field "Principals" (keys are case-sensitive: want "principals")`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "request": {"PATHS": ["*"]}}]}`, `allow_rules[0].request: unknown field "PATHS"`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"All_Of": ["*"]}]}}]}`, `unknown operator "All_Of"`},
+	// (uid_t)-1 and (gid_t)-1
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": ["uid:4294967295"]}}]}`, `allow_rules[0].source.principals[0]: "uid:4294967295": uid 4294967295 is (uid_t)-1`},
+	{`{"name": "x", "allow_rules": [{"name": "a", "source": {"principals": [{"all_of": ["uid:0", "gid:4294967295"]}]}}]}`, `principals[0]: all_of[1]: "gid:4294967295": gid 4294967295 is (gid_t)-1`},
+	// something after the policy
+	{"{\"name\": \"x\", \"allow_rules\": [{\"name\": \"a\"}]}\n ]", "line 2, column 2: invalid character ']' after the policy"},
+	{`{"name": "x", "allow_rules": [{"name": "a"}]}}`, "line 1, column 46: invalid character '}' after the policy"},
+}
+
+func TestParsePolicyStrict(t *testing.T) {
+	for _, tt := range strictPolicyTests {
+		_, err := ParsePolicy([]byte(tt.js))
+		if err == nil || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tt.why) {
+			t.Errorf("ParsePolicy(%s) = %v; want ErrPolicy saying %q", tt.js, err, tt.why)
+		}
+	}
+	// Still read: the lower-case keys however escaped, empty deny_rules,
+	// the largest uid and gid that are ids.
+	for _, js := range []string{
+		`{"n\u0061me": "x", "allow_rules": [{"name": "a"}]}`,
+		`{"name": "x", "deny_rules": [], "allow_rules": [{"name": "a", "source": {"principals": ["uid:4294967294", {"any_of": ["gid:4294967294"]}]}}]}`,
+	} {
+		if _, err := ParsePolicy([]byte(js)); err != nil {
+			t.Errorf("ParsePolicy(%s): %v", js, err)
+		}
+	}
+}
+
+func TestParsePrincipalNoID(t *testing.T) {
+	for _, s := range []string{"uid:4294967295", "gid:4294967295", "uid:04294967295"} {
+		kind := s[:3]
+		why := kind + ` 4294967295 is (` + kind + `_t)-1`
+		if s == "uid:04294967295" {
+			why = `uid 04294967295 is (uid_t)-1`
+		}
+		_, err := ParsePrincipal(s)
+		if err == nil || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParsePrincipal(%q) = %v; want ErrPolicy saying %q", s, err, why)
+		}
+	}
+	for s, want := range map[string]Principal{
+		"uid:4294967294": {kind: pUID, id: 4294967294},
+		"gid:4294967294": {kind: pGID, id: 4294967294},
+	} {
+		p, err := ParsePrincipal(s)
+		if err != nil || p.kind != want.kind || p.id != want.id {
+			t.Errorf("ParsePrincipal(%q) = %+v, %v; want %+v", s, p, err, want)
+		}
+	}
+
+	dir := testutil.ShortTempDir(t)
+	for _, tt := range []struct{ principal, why string }{
+		{"uid:4294967295", `allow_rules[0].source.principals[0]: "uid:4294967295": uid 4294967295 is (uid_t)-1`},
+		{"gid:4294967295", `allow_rules[0].source.principals[0]: "gid:4294967295": gid 4294967295 is (gid_t)-1`},
+		{"uid:4294967294", ""},
+		{"gid:4294967294", ""},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tt.principal, ":", "-")+".json")
+		js := `{"name": "p", "allow_rules": [{"name": "a", "source": {"principals": ["` + tt.principal + `"]}}]}`
+		if err := os.WriteFile(path, []byte(js), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadPolicy(path)
+		switch {
+		case tt.why == "" && err != nil:
+			t.Errorf("LoadPolicy(%s): %v", tt.principal, err)
+		case tt.why == "" && p.allow[0].Principals[0].id != 4294967294:
+			t.Errorf("LoadPolicy(%s) = %+v", tt.principal, p.allow[0].Principals[0])
+		case tt.why != "" && (err == nil || !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.why)):
+			t.Errorf("LoadPolicy(%s) = %v; want ErrPolicy naming the file and saying %q", tt.principal, err, tt.why)
+		}
+	}
+}
+
+// checkPolicyKeys is the fuzzer's own check, by other means than
+// ParsePolicy's, that a file holds no null, no key but a documented one and
+// no key twice in an object.
+func checkPolicyKeys(data []byte) error {
+	documented := map[string]bool{"name": true, "deny_rules": true, "allow_rules": true, "source": true,
+		"principals": true, "all_of": true, "any_of": true, "request": true, "paths": true}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var open []map[string]bool // the keys of each object open (nil for an array)
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		switch tok {
+		case nil:
+			return errors.New("a null")
+		case json.Delim('{'):
+			open = append(open, map[string]bool{})
+		case json.Delim('['):
+			open = append(open, nil)
+		case json.Delim('}'), json.Delim(']'):
+			open = open[:len(open)-1]
+		}
+		// The decoder leaves the colon after a key unread.
+		rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")
+		if key, ok := tok.(string); ok && len(rest) > 0 && rest[0] == ':' {
+			if !documented[key] {
+				return fmt.Errorf("key %q", key)
+			}
+			if keys := open[len(open)-1]; keys[key] {
+				return fmt.Errorf("key %q twice", key)
+			} else {
+				keys[key] = true
+			}
+		}
+	}
+}
+
+// policyToJSON writes p in the form ParsePolicy reads.
+func policyToJSON(p *Policy) []byte {
+	var principal func(pr Principal) any
+	principal = func(pr Principal) any {
+		if pr.kind != pAllOf && pr.kind != pAnyOf {
+			return pr.text
+		}
+		subs := []any{}
+		for _, s := range pr.sub {
+			subs = append(subs, principal(s))
+		}
+		if pr.kind == pAllOf {
+			return map[string]any{"all_of": subs}
+		}
+		return map[string]any{"any_of": subs}
+	}
+	rules := func(rs []Rule) []any {
+		out := []any{}
+		for _, r := range rs {
+			m := map[string]any{"name": r.Name}
+			if len(r.Principals) > 0 {
+				var ps []any
+				for _, pr := range r.Principals {
+					ps = append(ps, principal(pr))
+				}
+				m["source"] = map[string]any{"principals": ps}
+			}
+			if len(r.Methods) > 0 {
+				m["request"] = map[string]any{"paths": r.Methods}
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	b, err := json.Marshal(map[string]any{"name": p.name, "deny_rules": rules(p.deny), "allow_rules": rules(p.allow)})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// samePolicy says how two policies differ in what their files said, or "".
+func samePolicy(a, b *Policy) string {
+	if a.name != b.name {
+		return fmt.Sprintf("name %q, then %q", a.name, b.name)
+	}
+	for i, sets := range [][2][]Rule{{a.deny, b.deny}, {a.allow, b.allow}} {
+		field := [...]string{"deny_rules", "allow_rules"}[i]
+		if len(sets[0]) != len(sets[1]) {
+			return fmt.Sprintf("%s: %d rules, then %d", field, len(sets[0]), len(sets[1]))
+		}
+		for j := range sets[0] {
+			ra, rb := sets[0][j], sets[1][j]
+			if ra.Name != rb.Name || fmt.Sprint(ra.Principals) != fmt.Sprint(rb.Principals) || fmt.Sprint(ra.Methods) != fmt.Sprint(rb.Methods) {
+				return fmt.Sprintf("%s[%d]: %q %v %q, then %q %v %q", field, j, ra.Name, ra.Principals, ra.Methods, rb.Name, rb.Principals, rb.Methods)
+			}
+		}
+	}
+	return ""
+}
+
+func TestExeAloneAdmitsNoOne(t *testing.T) {
+	exe := "exe:" + abs("/bin/x")
+	p := func(s string) Principal { return mustParsePrincipal(t, s) }
+	refused := map[string]Principal{
+		"exe alone":                    p(exe),
+		"any_of(uid, exe)":             AnyOf(p("uid:5"), p(exe)),
+		"all_of(*, exe)":               AllOf(p("*"), p(exe)),
+		"all_of(exe, any_of)":          AllOf(p(exe), AnyOf(p("uid:5"), p("*"))),
+		"any_of(all_of(uid,exe), exe)": AnyOf(AllOf(p("uid:5"), p(exe)), p(exe)),
+	}
+	for name, pr := range refused {
+		_, err := NewPolicy("p", nil, []Rule{{Name: "r", Principals: []Principal{pr}}})
+		if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "admits any user who can run the file") {
+			t.Errorf("%s in an allow rule: %v; want an error saying it admits any user", name, err)
+		}
+	}
+	allowed := map[string]Principal{
+		"all_of(uid, exe)":              AllOf(p("uid:5"), p(exe)),
+		"all_of(same-user, exe)":        AllOf(p("same-user"), p(exe)),
+		"all_of(any_of(uid, gid), exe)": AllOf(AnyOf(p("uid:5"), p("gid:7")), p(exe)),
+		"all_of(root, exe)":             AllOf(p("root"), p(exe)),
+	}
+	for name, pr := range allowed {
+		if _, err := NewPolicy("p", nil, []Rule{{Name: "r", Principals: []Principal{pr}}}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// A deny rule may name an executable alone: it only narrows.
+	if _, err := NewPolicy("p", []Rule{{Name: "d", Principals: []Principal{p(exe)}}}, []Rule{{Name: "a"}}); err != nil {
+		t.Errorf("exe alone in a deny rule: %v", err)
+	}
+	if _, err := AllowPolicy(exe); err == nil {
+		t.Error("AllowPolicy(exe:...) accepted")
+	}
+}
+
+func mustParsePrincipal(t *testing.T, s string) Principal {
+	t.Helper()
+	p, err := ParsePrincipal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -4,6 +4,7 @@ package grpcipc
 
 import (
 	"fmt"
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 		if !ok {
 			return nil
 		}
-		return &Creds{uid: int(st.Uid), gid: int(st.Gid), hasUID: true}
+		return &Creds{info: peercred.Info{UID: int(st.Uid), GID: int(st.Gid), HasUID: true}}
 	}
 	expected := func(c *Creds) bool {
 		for _, p := range expect {
@@ -47,7 +48,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 	if o := owner(fi); o == nil {
 		return mismatch(fmt.Sprintf("the owner of the socket file %s is unknown", path))
 	} else if !expected(o) {
-		return mismatch(fmt.Sprintf("the socket file %s is owned by uid %d", path, o.uid))
+		return mismatch(fmt.Sprintf("the socket file %s is owned by uid %d", path, o.info.UID))
 	}
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
@@ -63,12 +64,12 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 			if perm&fs.ModeSticky == 0 {
 				return mismatch(fmt.Sprintf("directory %s is writable by others (mode %04o), so the socket could have been replaced", dir, perm.Perm()))
 			}
-			if o.uid != 0 && !expected(o) {
-				return mismatch(fmt.Sprintf("sticky directory %s (mode %04o) is owned by uid %d", dir, perm.Perm(), o.uid))
+			if o.info.UID != 0 && !expected(o) {
+				return mismatch(fmt.Sprintf("sticky directory %s (mode %04o) is owned by uid %d", dir, perm.Perm(), o.info.UID))
 			}
 		}
-		if o.uid != 0 && !expected(o) && o.uid != self.uid {
-			return mismatch(fmt.Sprintf("directory %s is owned by uid %d, who could replace the socket", dir, o.uid))
+		if o.info.UID != 0 && !expected(o) && o.info.UID != self.uid {
+			return mismatch(fmt.Sprintf("directory %s is owned by uid %d, who could replace the socket", dir, o.info.UID))
 		}
 		if dir == filepath.Dir(dir) {
 			return nil

@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"fmt"
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"path/filepath"
 
 	"golang.org/x/sys/windows"
@@ -20,7 +21,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 	if err != nil || owner == nil {
 		return &ServerIdentityError{Endpoint: ep.String(), Expected: principalTexts(expect), Actual: "the socket file's owner is unknown"}
 	}
-	c := &Creds{sid: owner.String()}
+	c := &Creds{info: peercred.Info{SID: owner.String()}}
 	for _, p := range expect {
 		if p.matches(c, self) {
 			return nil

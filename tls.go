@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,8 +14,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -23,6 +28,12 @@ import (
 // ErrPinMismatch is wrapped by the TLS handshake error of a peer whose
 // certificate matches none of the pins given with [WithPins].
 var ErrPinMismatch = errors.New("certificate matches no pinned SHA-256 thumbprint")
+
+// ErrCertificateExpired is wrapped by the TLS handshake error of a peer
+// whose certificate matches a pin given with [WithPins] but has expired (or
+// is not valid yet): a pin names the certificate, and its validity period
+// still applies.
+var ErrCertificateExpired = errors.New("pinned certificate is outside its validity period")
 
 // Pin is the SHA-256 thumbprint of a certificate: of its DER encoding
 // ("cert") or of its SubjectPublicKeyInfo ("spki"), which survives
@@ -155,6 +166,12 @@ type tlsSettings struct {
 
 func (s *tlsSettings) enabled() bool { return s.cfg != nil || len(s.pins) > 0 }
 
+// requiresClientCert: on a server, every client must present a certificate
+// that is verified, against pins or a CA.
+func (s *tlsSettings) requiresClientCert() bool {
+	return len(s.pins) > 0 || s.cfg != nil && s.cfg.ClientAuth == tls.RequireAndVerifyClientCert
+}
+
 // credentials builds grpc-go's TLS credentials for the client (server
 // false) or the server.
 func (s *tlsSettings) credentials(server bool) (credentials.TransportCredentials, error) {
@@ -177,7 +194,7 @@ func (s *tlsSettings) credentials(server bool) (credentials.TransportCredentials
 			// on the certificate presented.
 			cfg.InsecureSkipVerify = true
 		}
-		next := cfg.VerifyConnection
+		next, clock := cfg.VerifyConnection, cfg.Time
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return fmt.Errorf("%w: the peer presented no certificate", ErrPinMismatch)
@@ -198,13 +215,138 @@ func (s *tlsSettings) credentials(server bool) (credentials.TransportCredentials
 				return fmt.Errorf("%w: the peer's certificate is %s (%s); want %s",
 					ErrPinMismatch, CertPin(leaf.Raw), SPKIPin(leaf), strings.Join(want, " or "))
 			}
+			now := time.Now()
+			if clock != nil {
+				now = clock()
+			}
+			if err := checkValidity(leaf, now); err != nil {
+				return err
+			}
 			if next != nil {
 				return next(cs)
 			}
 			return nil
 		}
 	}
-	return credentials.NewTLS(cfg), nil
+	creds := credentials.NewTLS(cfg)
+	if server {
+		return creds, nil
+	}
+	return &clientTLS{TransportCredentials: creds,
+		hasCert: len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil}, nil
+}
+
+// checkValidity refuses a pinned certificate outside its validity period
+// at now: the same rule as a CA's, since expiry is how the certificate's
+// issuer (for a self-signed one, its maker) retires it; an "spki:" pin
+// survives re-issuing, and the certificate presented must be current.
+func checkValidity(leaf *x509.Certificate, now time.Time) error {
+	const layout = time.RFC3339
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("%w: the peer's certificate %s (%s) expired at %s (now %s)", ErrCertificateExpired,
+			CertPin(leaf.Raw), SPKIPin(leaf), leaf.NotAfter.UTC().Format(layout), now.UTC().Format(layout))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("%w: the peer's certificate %s (%s) is not valid before %s (now %s)", ErrCertificateExpired,
+			CertPin(leaf.Raw), SPKIPin(leaf), leaf.NotBefore.UTC().Format(layout), now.UTC().Format(layout))
+	}
+	return nil
+}
+
+// clientTLS is the client's TLS credentials. In TLS 1.3 the client's
+// handshake ends before the server has checked the client's certificate,
+// so a refusal arrives as an alert after it, where grpc-go first writes
+// its preface and may see only "broken pipe" or a reset; the connection it
+// returns names the refusal instead (see refusalConn).
+type clientTLS struct {
+	credentials.TransportCredentials
+	hasCert bool // the configuration has a client certificate to offer
+}
+
+func (c *clientTLS) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tconn, ai, err := c.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if info, ok := ai.(credentials.TLSInfo); ok && info.State.Version >= tls.VersionTLS13 {
+		tconn = &refusalConn{Conn: tconn, hasCert: c.hasCert}
+	}
+	return tconn, ai, nil
+}
+
+func (c *clientTLS) Clone() credentials.TransportCredentials {
+	return &clientTLS{TransportCredentials: c.TransportCredentials.Clone(), hasCert: c.hasCert}
+}
+
+// refusalWait is how long a client whose write failed before it read
+// anything waits to read the server's alert.
+const refusalWait = time.Second
+
+// refusalConn is a TLS 1.3 client connection that, until it has read
+// something from the server, turns the server's alert, or a write failing
+// because the server closed the connection after sending one, into an
+// error that says the server refused the client (its certificate, as a
+// rule) and carries the alert.
+type refusalConn struct {
+	net.Conn
+	hasCert  bool
+	accepted atomic.Bool // data came from the server: it took the client
+}
+
+func (c *refusalConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.accepted.Store(true)
+	}
+	if err != nil && !c.accepted.Load() {
+		if r := refusal(err, c.hasCert); r != nil {
+			return n, r
+		}
+	}
+	return n, err
+}
+
+func (c *refusalConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil || c.accepted.Load() || !peerClosed(err) {
+		return n, err
+	}
+	// The server closed the connection; if it sent an alert first, the
+	// alert is there to read (or grpc-go's reader has read it, and the
+	// TLS connection returns it again).
+	c.Conn.SetReadDeadline(time.Now().Add(refusalWait))
+	rn, rerr := c.Conn.Read(make([]byte, 1))
+	if rn == 0 && rerr != nil {
+		if r := refusal(rerr, c.hasCert); r != nil {
+			return n, r
+		}
+	}
+	return n, err
+}
+
+// peerClosed tells whether a write failed because the other end closed.
+func peerClosed(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
+}
+
+// refusal returns the error for a client that read err, when err is a TLS
+// alert from the server, or nil.
+func refusal(err error, hasCert bool) error {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" {
+		return nil
+	}
+	required := op.Err != nil && op.Err.Error() == tls.AlertError(116).Error() // certificate_required
+	switch {
+	case required && hasCert:
+		// crypto/tls sends no certificate the server's CA list excludes.
+		return fmt.Errorf("grpcipc: the server requires a client certificate signed by a CA it accepts, and this client has none (so it sent none): %w", err)
+	case required:
+		return fmt.Errorf("grpcipc: the server requires a client certificate and this client has none: %w", err)
+	case hasCert:
+		return fmt.Errorf("grpcipc: the server refused this client's TLS certificate: %w", err)
+	}
+	return fmt.Errorf("grpcipc: the server refused the connection after the TLS handshake: %w", err)
 }
 
 // TLSOption is an option for both sides: [ServerOptions] and [NewClient].
@@ -239,6 +381,18 @@ func WithTLS(cfg *tls.Config) TLSOption {
 // server's certificate; on the server it requires a client certificate that
 // matches one of the pins (mutual TLS). A mismatch fails the handshake with
 // [ErrPinMismatch], naming the certificate's thumbprints.
+//
+// A pinned certificate must also be within its validity period (NotBefore
+// to NotAfter, by tls.Config.Time if set): a pin names one certificate, and
+// expiry is how its issuer retires it. An "spki:" pin survives re-issuing
+// with the same key, and the certificate presented must still be current.
+// Otherwise the handshake fails with [ErrCertificateExpired], saying when
+// the certificate expired.
+//
+// With TLS 1.3 a client learns that the server refused its certificate
+// only after its own handshake; its calls then fail with an error that
+// says so and carries the server's alert ("remote error: tls: bad
+// certificate"), while the server logs the reason.
 func WithPins(pins ...string) TLSOption {
 	return tlsOption(func(s *tlsSettings) error {
 		if len(pins) == 0 {

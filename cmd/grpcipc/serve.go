@@ -12,17 +12,22 @@ import (
 	"github.com/grpcipc/grpcipc/internal/demo"
 )
 
-// stopGrace is how long a stopping server waits for in-flight calls.
+// stopGrace is how long a stopping server waits for in-flight calls
+// (health Watch streams end at once, with Unavailable).
 const stopGrace = 10 * time.Second
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]]",
+	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]] [--unauthenticated-tcp]",
 		"Serve greet.Greeter/SayHello, grpc.health.v1.Health, server reflection and\n"+
 			"grpcipc.v1.Identity/WhoAmI until SIGINT or SIGTERM, then stop gracefully and\n"+
 			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.\n\n"+
-			"Only this user may call, unless --allow widens it (same-user, uid:N, gid:N,\n"+
-			"user:NAME, group:NAME, sid:SID, exe:/PATH or *) or --policy FILE sets a policy\n"+
-			"in gRPC's authorization-policy JSON with those principals.\n\n"+
+			"On a local endpoint only this user may call, unless --allow widens it\n"+
+			"(same-user, uid:N, gid:N, user:NAME, group:NAME, sid:SID, root or *; exe:/PATH\n"+
+			"only inside an all_of in a --policy file) or --policy FILE sets a policy in\n"+
+			"gRPC's authorization-policy JSON with those principals.\n\n"+
+			"A tcp:// endpoint has no OS identity: it needs --cert, --key and --client-ca\n"+
+			"(callers present a certificate), or --unauthenticated-tcp (anyone who can\n"+
+			"reach the port may call; without TLS, loopback only).\n\n"+
 			"With --cert and --key, calls run over TLS (on top of the identity check), and\n"+
 			"the certificate's SHA-256 pin is printed after the serving line; --client-ca\n"+
 			"also requires a client certificate signed by those CAs.",
@@ -37,6 +42,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	certFile := c.fs.String("cert", "", "serve TLS with this certificate (PEM `file`; with --key)")
 	keyFile := c.fs.String("key", "", "the private key of --cert (PEM `file`)")
 	clientCA := c.fs.String("client-ca", "", "require client certificates signed by the CAs in this PEM `file`")
+	unauthTCP := c.fs.Bool("unauthenticated-tcp", false, "serve a tcp:// endpoint to callers without a client certificate:\nevery process that can reach the port may call (tcp has no OS identity)")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
@@ -45,6 +51,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var opts []grpcipc.ListenOption
+	if ep.Transport == grpcipc.TCP {
+		switch {
+		case *unauthTCP && *clientCA != "":
+			return usageErrorf("serve: give --client-ca or --unauthenticated-tcp, not both")
+		case *unauthTCP:
+			opts = append(opts, grpcipc.WithUnauthenticatedTCP())
+		case *clientCA == "" && len(allow) == 0 && *policyFile == "":
+			return usageErrorf("serve: %s: tcp carries no OS identity, so callers must present a client certificate "+
+				"(--cert, --key and --client-ca), or say --unauthenticated-tcp to let every process that can reach the port call", ep)
+		}
+	} else if *unauthTCP {
+		return usageErrorf("serve: --unauthenticated-tcp applies only to tcp:// endpoints")
+	}
 	switch {
 	case len(allow) > 0 && *policyFile != "":
 		return usageErrorf("serve: give --allow or --policy, not both")

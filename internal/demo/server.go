@@ -6,16 +6,19 @@ package demo
 import (
 	"context"
 	"strconv"
+	"sync"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,6 +26,8 @@ import (
 type Server struct {
 	*grpc.Server
 	Health *health.Server
+
+	watch *healthWatch
 }
 
 // NewServer returns the demo server for a listener on ep, with grpcipc's
@@ -37,20 +42,95 @@ func NewServer(ep grpcipc.Endpoint, opts ...grpcipc.ServerOption) (*Server, erro
 	greetpb.RegisterGreeterServer(s, greeter{})
 	identitypb.RegisterIdentityServer(s, identity{ep: ep})
 	hs := health.NewServer()
-	healthpb.RegisterHealthServer(s, hs)
+	watch := &healthWatch{Server: hs, stopping: make(chan struct{})}
+	healthpb.RegisterHealthServer(s, watch)
 	reflection.Register(s)
 	for name := range s.GetServiceInfo() {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	return &Server{Server: s, Health: hs}, nil
+	return &Server{Server: s, Health: hs, watch: watch}, nil
 }
 
-// GracefulStop reports NOT_SERVING to health watchers, then stops the
-// server once in-flight calls are done.
+// GracefulStop reports NOT_SERVING to health watchers and ends their Watch
+// streams with codes.Unavailable, then stops the server once the other
+// in-flight calls are done.
 func (s *Server) GracefulStop() {
-	s.Health.Shutdown()
+	s.watch.shutdown()
 	s.Server.GracefulStop()
+}
+
+// errShuttingDown ends the Watch streams of a stopping server.
+var errShuttingDown = status.Error(codes.Unavailable, "the server is shutting down")
+
+// healthWatch is grpc.health.v1.Health with Watch streams that end when
+// the server stops. grpc-go's health.Server reports NOT_SERVING on
+// Shutdown but keeps each Watch open until the client goes away, and a
+// graceful stop waits for every open call: a watcher would hold the
+// server up until it is stopped by force.
+type healthWatch struct {
+	*health.Server
+	stopping chan struct{} // closed by shutdown
+	once     sync.Once
+}
+
+func (h *healthWatch) shutdown() {
+	h.once.Do(func() {
+		h.Server.Shutdown()
+		close(h.stopping)
+	})
+}
+
+// Watch runs health.Server's Watch until the client goes away or the
+// server shuts down. On shutdown the watcher gets the service's last
+// status (NOT_SERVING, unless the service is unknown) before its stream
+// ends with codes.Unavailable.
+func (h *healthWatch) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	ws := &watchStream{Health_WatchServer: stream, ctx: ctx, last: -1}
+	err := h.Server.Watch(req, ws)
+	select {
+	case <-h.stopping:
+	default:
+		return err // the client went away, or a Send failed
+	}
+	if stream.Context().Err() != nil {
+		return err
+	}
+	// health.Server.Watch may have seen the cancellation before the
+	// status Shutdown set: send that status if the watcher lacks it.
+	if st, cerr := h.Server.Check(stream.Context(), req); cerr == nil && st.GetStatus() != ws.last {
+		if err := stream.Send(st); err != nil {
+			return err
+		}
+	}
+	return errShuttingDown
+}
+
+// watchStream is a Watch stream whose context also ends when the server
+// shuts down, and which remembers the last status sent.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx  context.Context
+	last healthpb.HealthCheckResponse_ServingStatus
+}
+
+func (s *watchStream) Context() context.Context { return s.ctx }
+
+func (s *watchStream) Send(resp *healthpb.HealthCheckResponse) error {
+	if err := s.Health_WatchServer.Send(resp); err != nil {
+		return err
+	}
+	s.last = resp.GetStatus()
+	return nil
 }
 
 type greeter struct {

@@ -1,9 +1,10 @@
-package grpcipc
+package peercred
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
@@ -15,14 +16,17 @@ import (
 // _WSAIOR(IOC_VENDOR, 256): the PID of an AF_UNIX socket's peer.
 const sioAFUnixGetPeerPID = 0x58000100
 
-// readPeerCreds reads the identity of the process at the other end: its
+// Read reads the identity of the process at the other end: its
 // PID from GetNamedPipeClientProcessId (a pipe's server) or
 // GetNamedPipeServerProcessId (its client), or SIO_AF_UNIX_GETPEERPID (an
 // AF_UNIX socket); then, through a handle to that process opened first, its
 // token's user and group SIDs and its executable. A process created after
 // the connection was accepted is not the one that connected (its PID was
 // reused), and is refused.
-func readPeerCreds(conn net.Conn, server bool) (*Creds, error) {
+//
+// The executable is compared by file identity (volume and file index) with
+// the one a policy names; it is read when Read runs.
+func Read(conn net.Conn, server bool, _ func(*Info) bool) (*Info, error) {
 	accepted := time.Now()
 	pid, err := peerPID(conn, server)
 	if err != nil {
@@ -65,7 +69,7 @@ func peerPID(conn net.Conn, server bool) (uint32, error) {
 	return pid, nil
 }
 
-func processCreds(pid uint32, accepted time.Time) (*Creds, error) {
+func processCreds(pid uint32, accepted time.Time) (*Info, error) {
 	proc, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
 	if err != nil {
 		return nil, fmt.Errorf("peer credentials: opening pid %d: %w", pid, err)
@@ -87,22 +91,28 @@ func processCreds(pid uint32, accepted time.Time) (*Creds, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer credentials: token user of pid %d: %w", pid, err)
 	}
-	c := &Creds{pid: int(pid), hasPID: true, sid: tu.User.Sid.String()}
+	c := &Info{PID: int(pid), HasPID: true, SID: tu.User.Sid.String()}
 	if tg, err := tok.GetTokenGroups(); err == nil {
-		c.groupSIDs = []string{}
+		c.GroupSIDs = []string{}
 		for _, g := range tg.AllGroups() {
 			if g.Attributes&windows.SE_GROUP_ENABLED != 0 && g.Attributes&windows.SE_GROUP_LOGON_ID != windows.SE_GROUP_LOGON_ID {
-				c.groupSIDs = append(c.groupSIDs, g.Sid.String())
+				c.GroupSIDs = append(c.GroupSIDs, g.Sid.String())
 			}
 		}
-		c.hasGroups = true
+		c.HasGroupSIDs = true
 	}
 	buf := make([]uint16, windows.MAX_LONG_PATH)
 	size := uint32(len(buf))
-	exe := ""
-	if err := windows.QueryFullProcessImageName(proc, 0, &buf[0], &size); err == nil {
-		exe = windows.UTF16ToString(buf[:size])
+	if err := windows.QueryFullProcessImageName(proc, 0, &buf[0], &size); err != nil {
+		c.ExeErr = fmt.Errorf("reading the executable of pid %d: %w", pid, err)
+		return c, nil
 	}
-	c.exeOnce.Do(func() { c.exe = exe })
+	exe := windows.UTF16ToString(buf[:size])
+	fi, err := os.Stat(exe)
+	if err != nil {
+		c.ExeErr = fmt.Errorf("reading the executable of pid %d: %w", pid, err)
+		return c, nil
+	}
+	c.Exe = &Executable{Path: exe, File: fi}
 	return c, nil
 }

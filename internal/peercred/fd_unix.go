@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd
 
-package grpcipc
+package peercred
 
 import (
 	"fmt"

@@ -1,8 +1,9 @@
 //go:build darwin || freebsd
 
-package grpcipc
+package peercred
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,9 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readPeerCreds reads LOCAL_PEERCRED: the peer's effective uid and its
-// groups, the first of which is its effective gid.
-func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
+// Read reads LOCAL_PEERCRED: the peer's effective uid and its groups, the
+// first of which is its effective gid, as recorded when it connected. The
+// executable is not known here.
+func Read(conn net.Conn, _ bool, _ func(*Info) bool) (*Info, error) {
 	var (
 		xu      *unix.Xucred
 		pid     int
@@ -28,18 +30,19 @@ func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
 	if credErr != nil {
 		return nil, fmt.Errorf("peer credentials: %w", os.NewSyscallError("getsockopt LOCAL_PEERCRED", credErr))
 	}
-	c := &Creds{uid: int(xu.Uid), hasUID: true, pid: pid, hasPID: hasPID}
+	c := &Info{UID: int(xu.Uid), HasUID: true, PID: pid, HasPID: hasPID,
+		ExeErr: errors.New("the executable of a peer is known on Linux and Windows only")}
 	n := int(xu.Ngroups)
 	if n > len(xu.Groups) {
 		n = len(xu.Groups)
 	}
 	if n > 0 {
-		c.gid = int(xu.Groups[0])
-		c.groups = make([]int, 0, n)
+		c.GID = int(xu.Groups[0])
+		c.Groups = make([]int, 0, n)
 		for _, g := range xu.Groups[:n] {
-			c.groups = append(c.groups, int(g))
+			c.Groups = append(c.Groups, int(g))
 		}
-		c.hasGroups = true
+		c.HasGroups = true
 	}
 	return c, nil
 }

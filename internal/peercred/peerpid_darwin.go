@@ -1,4 +1,4 @@
-package grpcipc
+package peercred
 
 import "golang.org/x/sys/unix"
 

@@ -1,6 +1,6 @@
 //go:build !linux && !darwin && !freebsd && !windows
 
-package grpcipc
+package peercred
 
 import (
 	"errors"
@@ -8,8 +8,7 @@ import (
 	"net"
 )
 
-// readPeerCreds: the other BSDs', Solaris's and AIX's peer credentials are
-// not read.
-func readPeerCreds(conn net.Conn, _ bool) (*Creds, error) {
+// Read: the other BSDs', Solaris's and AIX's peer credentials are not read.
+func Read(conn net.Conn, _ bool, _ func(*Info) bool) (*Info, error) {
 	return nil, fmt.Errorf("peer credentials of %s: %w", conn.RemoteAddr(), errors.ErrUnsupported)
 }

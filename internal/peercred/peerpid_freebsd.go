@@ -1,4 +1,4 @@
-package grpcipc
+package peercred
 
 // peerPID: FreeBSD's xucred carries the pid in a union that x/sys does not
 // expose, so the PID is not known there.

@@ -1,0 +1,44 @@
+// Package peercred reads the OS identity of the process at the other end of
+// a local connection, once, when the connection is made: one file per OS,
+// each defining Read.
+//
+// Everything read is a plain value: nothing is looked up later by PID, so
+// nothing read here can change after Read returns (a process that execs or
+// exits afterwards changes nothing), and no descriptor is held.
+package peercred
+
+import "io/fs"
+
+// Info is what the OS told of the peer. Each Has field says whether the
+// OS supplied the fields it guards; a field it did not supply is never
+// guessed.
+type Info struct {
+	PID    int
+	HasPID bool
+
+	UID, GID int // effective ids at connect time (Unix)
+	HasUID   bool
+
+	// Groups are the supplementary group IDs (Unix).
+	Groups    []int
+	HasGroups bool
+
+	SID          string   // the user's security identifier (Windows)
+	GroupSIDs    []string // the enabled groups of the process token (Windows)
+	HasGroupSIDs bool
+
+	// Exe is the peer's executable as read when the connection was
+	// accepted, or nil when it could not be read (another user's process
+	// without root, no pidfd to pin the process, a process in another
+	// mount namespace).
+	Exe *Executable
+	// ExeErr says why Exe is nil.
+	ExeErr error
+}
+
+// Executable is the peer's executable: its path as the OS names it, and
+// the file itself, to compare by identity (device and inode), not by name.
+type Executable struct {
+	Path string
+	File fs.FileInfo // from a stat of the process's executable, not of Path
+}

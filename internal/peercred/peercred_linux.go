@@ -1,0 +1,144 @@
+package peercred
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Read reads the identity of the process at the other end of a Unix
+// socket connection:
+//
+//   - PID, UID and GID from SO_PEERCRED: the effective ids of the process
+//     that called connect(2), recorded by the kernel at that time (socket(7));
+//   - the supplementary groups from SO_PEERGROUPS (Linux 4.13), recorded at
+//     the same time, so they hold even if the process has since exited or
+//     changed its groups;
+//   - the executable, through a pidfd of the peer from SO_PEERPIDFD (Linux
+//     6.5): /proc/PID/exe is read, and kept only if the pidfd shows that the
+//     same process is still alive afterwards (a recycled PID lends nothing),
+//     and only if the process is in this process's mount namespace (in
+//     another, a path can name a different file). The pidfd is closed
+//     before Read returns.
+//
+// The executable is read when Read runs, not when the peer connected: a
+// process that execs between the two shows its new executable. See the
+// root package's documentation of exe: principals for what that means.
+//
+// wantExe, when not nil, is asked with what was read so far whether the
+// executable is needed, so that a caller refused on its uid costs no
+// reads of /proc.
+func Read(conn net.Conn, _ bool, wantExe func(*Info) bool) (*Info, error) {
+	var (
+		ucred  *unix.Ucred
+		groups []int
+		grpErr error
+		pidfd  = -1
+		err    error
+		info   *Info
+	)
+	if cerr := withFD(conn, func(fd int) {
+		ucred, err = unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil {
+			return
+		}
+		groups, grpErr = peerGroups(fd)
+		info = &Info{
+			PID: int(ucred.Pid), HasPID: ucred.Pid > 0,
+			UID: int(ucred.Uid), GID: int(ucred.Gid), HasUID: true,
+		}
+		if grpErr == nil {
+			info.Groups, info.HasGroups = groups, true
+		}
+		if wantExe != nil && !wantExe(info) {
+			return
+		}
+		if p, perr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEERPIDFD); perr == nil {
+			unix.CloseOnExec(p)
+			pidfd = p
+		}
+	}); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peer credentials: %w", os.NewSyscallError("getsockopt SO_PEERCRED", err))
+	}
+	switch {
+	case wantExe != nil && !wantExe(info):
+		info.ExeErr = errors.New("not read: the caller is refused whatever its executable")
+	case pidfd < 0:
+		info.ExeErr = errors.New("no pidfd for the peer (SO_PEERPIDFD needs Linux 6.5)")
+	case !info.HasPID:
+		unix.Close(pidfd)
+		info.ExeErr = errors.New("the peer has no PID in this PID namespace")
+	default:
+		info.Exe, info.ExeErr = readExe(info.PID, pidfd)
+		unix.Close(pidfd)
+	}
+	return info, nil
+}
+
+// peerGroups reads SO_PEERGROUPS: an array of gid_t whose size the kernel
+// reports (ERANGE, with the size needed, when the buffer is short).
+func peerGroups(fd int) ([]int, error) {
+	buf := make([]uint32, 64)
+	for range 2 {
+		n := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		switch errno {
+		case 0:
+			gs := make([]int, n/4)
+			for i := range gs {
+				gs[i] = int(buf[i])
+			}
+			return gs, nil
+		case unix.ERANGE:
+			buf = make([]uint32, n/4+1)
+			continue
+		default:
+			return nil, os.NewSyscallError("getsockopt SO_PEERGROUPS", errno)
+		}
+	}
+	return nil, errors.New("getsockopt SO_PEERGROUPS: the group list kept growing")
+}
+
+// selfMountNS is this process's mount namespace.
+var selfMountNS = sync.OnceValues(func() (os.FileInfo, error) { return os.Stat("/proc/self/ns/mnt") })
+
+// readExe reads the executable of the process pinned by pidfd.
+func readExe(pid, pidfd int) (*Executable, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	path, err := os.Readlink(dir + "/exe")
+	if err != nil {
+		return nil, fmt.Errorf("reading the executable: %w", err)
+	}
+	// Stat follows the link to the very file the process runs, whatever
+	// its name now or in the peer's mount namespace.
+	fi, err := os.Stat(dir + "/exe")
+	if err != nil {
+		return nil, fmt.Errorf("reading the executable: %w", err)
+	}
+	ns, err := os.Stat(dir + "/ns/mnt")
+	if err != nil {
+		return nil, fmt.Errorf("reading the mount namespace: %w", err)
+	}
+	self, err := selfMountNS()
+	if err != nil {
+		return nil, fmt.Errorf("reading this process's mount namespace: %w", err)
+	}
+	if !os.SameFile(ns, self) {
+		return nil, errors.New("the peer runs in another mount namespace, where paths may name other files")
+	}
+	// Only now is it known that pid was the pinned process throughout.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		return nil, errors.New("the peer exited before its executable could be read")
+	}
+	return &Executable{Path: path, File: fi}, nil
+}

@@ -1,0 +1,104 @@
+package grpcipc_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// serveTCP serves the counting server on a loopback port and returns its
+// endpoint.
+func serveTCP(t *testing.T, serverOpts []grpc.ServerOption, opts ...grpcipc.ListenOption) (string, *guardedServer) {
+	t.Helper()
+	gs := &guardedServer{srv: &countingServer{}, log: &syncBuffer{}}
+	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(gs.log, nil))))
+	l, err := grpcipc.Listen(context.Background(), "tcp://127.0.0.1:0", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs.endpoint = "tcp://" + l.Addr().String()
+	s := grpc.NewServer(serverOpts...)
+	greetpb.RegisterGreeterServer(s, gs.srv)
+	identitypb.RegisterIdentityServer(s, gs.srv)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(l) }()
+	t.Cleanup(func() { s.Stop(); <-done })
+	return gs.endpoint, gs
+}
+
+// Over tcp there is no OS identity: without client certificates, or the
+// explicit WithUnauthenticatedTCP, another local user must not get in.
+func TestTCPNeedsClientAuthentication(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Run("no client authentication: refused", func(t *testing.T) {
+		endpoint, gs := serveTCP(t, serverOpts(t))
+		res := call(t, nobody, endpoint, "SayHello")
+		if res.Code == "OK" {
+			t.Fatalf("uid 65534 called a tcp server that does not authenticate clients")
+		}
+		if gs.srv.calls.Load() != 0 {
+			t.Error("a handler ran")
+		}
+		if log := gs.log.String(); !strings.Contains(log, "tcp carries no OS identity") {
+			t.Errorf("the server log does not say why:\n%s", log)
+		}
+	})
+	t.Run("a plain grpc.Server: refused too", func(t *testing.T) {
+		endpoint, gs := serveTCP(t, nil)
+		if res := call(t, nobody, endpoint, "SayHello"); res.Code == "OK" {
+			t.Fatal("uid 65534 called a tcp server made without ServerOptions")
+		}
+		if gs.srv.calls.Load() != 0 {
+			t.Error("a handler ran")
+		}
+	})
+	t.Run("WithUnauthenticatedTCP: served, and said so", func(t *testing.T) {
+		endpoint, gs := serveTCP(t, serverOpts(t), grpcipc.WithUnauthenticatedTCP())
+		if res := call(t, nobody, endpoint, "SayHello"); res.Code != "OK" {
+			t.Fatalf("opted in, uid 65534 got %s %s", res.Code, res.Message)
+		}
+		if log := gs.log.String(); !strings.Contains(log, "without client authentication") {
+			t.Errorf("no warning logged for WithUnauthenticatedTCP:\n%s", log)
+		}
+	})
+	t.Run("client certificates: only the pinned client", func(t *testing.T) {
+		server, err := grpcipc.NewKeyPair("server")
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := grpcipc.NewKeyPair("client")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stranger, err := grpcipc.NewKeyPair("stranger")
+		if err != nil {
+			t.Fatal(err)
+		}
+		endpoint, gs := serveTCP(t, serverOpts(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String())))
+		for _, tc := range []struct {
+			kp   *grpcipc.KeyPair
+			want codes.Code
+		}{{client, codes.OK}, {stranger, codes.Unavailable}} {
+			conn := newClient(t, endpoint, grpcipc.WithTLS(tc.kp.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
+			_, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "x"})
+			if status.Code(err) != tc.want {
+				t.Errorf("client %s: %v, want %s", tc.kp.Certificate.Leaf.Subject.CommonName, err, tc.want)
+			}
+		}
+		if gs.srv.calls.Load() != 1 {
+			t.Errorf("%d handler calls, want 1", gs.srv.calls.Load())
+		}
+	})
+	if _, err := grpcipc.Listen(context.Background(), "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithUnauthenticatedTCP()); err == nil {
+		t.Error("WithUnauthenticatedTCP accepted on a local endpoint")
+	}
+}
