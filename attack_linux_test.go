@@ -257,7 +257,7 @@ func TestExeNotFooledByMountNamespace(t *testing.T) {
 	}
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
 	gs := serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
-	script := fmt.Sprintf("mount --bind %s %s && exec %s -test.run='^$' %s SayHello", own, allowed, allowed, endpoint)
+	script := fmt.Sprintf("mount --bind %s %s && exec %s -test.run='^$' %s SayHello '*'", own, allowed, allowed, endpoint)
 	cmd := exec.Command("unshare", "-Urm", "sh", "-c", script)
 	cmd.Env = append(os.Environ(), testutil.HelperEnv+"=call", testutil.QuickRaceExit)
 	cmd.Stderr = os.Stderr

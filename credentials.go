@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -70,6 +71,13 @@ type transportCreds struct {
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if len(c.expect) > 0 && c.ep.Transport == Unix && !slices.ContainsFunc(c.expect, func(p Principal) bool { return p.kind == pAny }) {
+		// The socket file and the directories above it must be the
+		// expected server's, or someone else could have swapped it.
+		if err := checkSocketPath(c.ep, c.expect, c.self); err != nil {
+			return nil, nil, err
+		}
+	}
 	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil, false)
 	if err != nil {
 		return nil, nil, err

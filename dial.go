@@ -2,11 +2,17 @@ package grpcipc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 // Dial connects to a local endpoint (see [ParseEndpoint]) and returns the
@@ -68,54 +74,145 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 // Connectivity state, health checking, retries, keepalive and reflection work
 // as they do over TCP.
 //
-// Connections use grpcipc's transport credentials: no TLS, the server's OS
-// identity read when connecting ([AuthInfoFromPeer] with [grpc.Peer]), and
-// a security level of PrivacyAndIntegrity over a local socket, so per-RPC
-// credentials that require a secure channel may be sent; for a tcp endpoint
-// they admit only loopback addresses. To reach another machine, pass TLS
-// credentials with [WithGRPCDialOptions]; a tcp endpoint is then resolved by
-// grpc-go's own DNS resolver.
+// Connections use grpcipc's transport credentials ([ClientCredentials]):
+// before a byte of a request is sent, the server's OS identity is read and
+// checked. By default a local server must run as the client's own user or
+// as root (a client cannot defend against root anyway), and a socket file
+// must be owned by one of them in directories no one else can write to;
+// [WithExpectedServer] widens or narrows that ("*" trusts any server).
+// Over a local socket the security level is PrivacyAndIntegrity, so per-RPC
+// credentials that require a secure channel may be sent. A tcp endpoint has
+// no OS identity: it needs [WithTLS] or [WithPins] to reach another
+// machine, and without TLS admits only loopback addresses; it is resolved
+// by grpc-go's own DNS resolver.
+//
+// When the socket file's permissions refuse this user (EACCES), calls fail
+// at once with codes.PermissionDenied and a message that says so, rather
+// than codes.Unavailable. Transport credentials given through
+// [WithGRPCDialOptions] are an error: they would replace the checks above;
+// use [WithTLS], or build your own [grpc.ClientConn] with
+// [ClientCredentials] and [Dial].
 func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) {
-	ep, err := ParseEndpoint(endpoint)
+	ep, cfg, creds, err := clientSetup(endpoint, opts)
 	if err != nil {
 		return nil, err
 	}
-	cfg := clientConfig{ep: ep}
-	for _, o := range opts {
-		if err := o.applyClient(&cfg); err != nil {
-			return nil, err
-		}
-	}
-	creds := &transportCreds{ep: ep, expect: cfg.expect}
-	if cfg.tls.enabled() {
-		if creds.tls, err = cfg.tls.credentials(false); err != nil {
-			return nil, err
-		}
-	}
-	if len(cfg.expect) > 0 {
-		if creds.self, err = selfIdentity(); err != nil {
-			return nil, err
-		}
+	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
+		return nil, err
 	}
 	dopts := append(localDialOptions(), grpc.WithTransportCredentials(creds))
 	var target string
 	if ep.Transport == TCP {
 		target = "dns:///" + ep.Address
 	} else {
+		var denied atomic.Pointer[error] // the last dial's permission error
 		target = (&url.URL{Scheme: "passthrough", Path: "/" + ep.String()}).String()
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-				if len(cfg.expect) > 0 && ep.Transport == Unix {
-					// Before connecting: the file and the directories
-					// above it must be the expected server's.
-					if err := checkSocketPath(ep, cfg.expect, creds.self); err != nil {
-						return nil, err
-					}
+				c, err := dialEndpoint(ctx, ep, cfg.identify)
+				if err != nil && isAccessDenied(err) {
+					err = accessDeniedError(ep, err)
+					denied.Store(&err)
+				} else {
+					denied.Store(nil)
 				}
-				return dialEndpoint(ctx, ep, cfg.identify)
+				return c, err
+			}),
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				return refineDialError(invoker(ctx, method, req, reply, cc, opts...), &denied)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				s, err := streamer(ctx, desc, cc, method, opts...)
+				return s, refineDialError(err, &denied)
 			}),
 			// What grpc-go sends for its own unix: targets.
 			grpc.WithAuthority("localhost"))
 	}
 	return grpc.NewClient(target, append(dopts, cfg.grpcOpts...)...)
+}
+
+// ClientCredentials returns the transport credentials [NewClient] uses for
+// endpoint with opts ([WithExpectedServer], [WithTLS], [WithPins]; the
+// default expectation included), for a [grpc.ClientConn] of your own:
+//
+//	creds, err := grpcipc.ClientCredentials("unix:///run/myd/myd.sock")
+//	conn, err := grpc.NewClient("passthrough:///unix:///run/myd/myd.sock",
+//		grpc.WithContextDialer(grpcipc.Dial), grpc.WithTransportCredentials(creds))
+//
+// They check the server's identity, and for a socket path its file and
+// directories, in the handshake, before a byte of a request is sent.
+func ClientCredentials(endpoint string, opts ...ClientOption) (credentials.TransportCredentials, error) {
+	_, cfg, creds, err := clientSetup(endpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.grpcOpts) > 0 {
+		return nil, errors.New("grpcipc: ClientCredentials: WithGRPCDialOptions does not apply; pass those options to grpc.NewClient")
+	}
+	return creds, nil
+}
+
+// defaultExpected is who a client trusts as the server when not told.
+var defaultExpected = []Principal{{kind: pSameUser, text: "same-user"}, {kind: pSystem, text: "root"}}
+
+// clientSetup applies opts and builds the client's transport credentials.
+func clientSetup(endpoint string, opts []ClientOption) (Endpoint, clientConfig, *transportCreds, error) {
+	ep, err := ParseEndpoint(endpoint)
+	if err != nil {
+		return Endpoint{}, clientConfig{}, nil, err
+	}
+	cfg := clientConfig{ep: ep}
+	for _, o := range opts {
+		if err := o.applyClient(&cfg); err != nil {
+			return Endpoint{}, clientConfig{}, nil, err
+		}
+	}
+	if len(cfg.expect) == 0 && ep.Transport != TCP {
+		cfg.expect = defaultExpected
+	}
+	creds := &transportCreds{ep: ep, expect: cfg.expect}
+	if cfg.tls.enabled() {
+		if creds.tls, err = cfg.tls.credentials(false); err != nil {
+			return Endpoint{}, clientConfig{}, nil, err
+		}
+	}
+	if len(cfg.expect) > 0 {
+		if creds.self, err = selfIdentity(); err != nil {
+			return Endpoint{}, clientConfig{}, nil, err
+		}
+	}
+	return ep, cfg, creds, nil
+}
+
+// checkNoTransportCredentials refuses dial options that set transport
+// credentials: grpc-go tells only by refusing a client that has none.
+func checkNoTransportCredentials(opts []grpc.DialOption) error {
+	if len(opts) == 0 {
+		return nil
+	}
+	probe, err := grpc.NewClient("passthrough:///probe", opts...)
+	if err != nil {
+		return nil // none set (or another problem, which NewClient reports)
+	}
+	probe.Close()
+	return errors.New("grpcipc: WithGRPCDialOptions sets transport credentials, which would replace grpcipc's check of the server: " +
+		"use WithTLS or WithPins for TLS, or build your own grpc.ClientConn with grpcipc.ClientCredentials and grpcipc.Dial")
+}
+
+// accessDeniedError says that the socket's permissions refuse this user.
+func accessDeniedError(ep Endpoint, err error) error {
+	return fmt.Errorf("grpcipc: %w: %s: %s refuses this process's user (%s); the server's policy decides who may connect: %w",
+		ErrPermissionDenied, ep, describeAccess(ep), describeSelf(), err)
+}
+
+// refineDialError turns the UNAVAILABLE of a call that failed because the
+// socket refused this user into PERMISSION_DENIED.
+func refineDialError(err error, denied *atomic.Pointer[error]) error {
+	if err == nil || status.Code(err) != codes.Unavailable {
+		return err
+	}
+	if d := denied.Load(); d != nil {
+		return status.Error(codes.PermissionDenied, (*d).Error())
+	}
+	return err
 }

@@ -34,10 +34,14 @@ type callResult struct {
 }
 
 func init() {
-	// call ENDPOINT METHOD: calls SayHello or WhoAmI once through
-	// grpcipc.NewClient and prints a callResult.
+	// call ENDPOINT METHOD [EXPECTED-SERVER...]: calls SayHello or WhoAmI
+	// once through grpcipc.NewClient and prints a callResult.
 	grpcipc.RegisterHelper("call", func(args []string) error {
-		conn, err := grpcipc.NewClient(args[0])
+		var opts []grpcipc.ClientOption
+		if len(args) > 2 {
+			opts = append(opts, grpcipc.WithExpectedServer(args[2:]...))
+		}
+		conn, err := grpcipc.NewClient(args[0], opts...)
 		if err != nil {
 			return err
 		}

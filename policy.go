@@ -20,7 +20,8 @@ var ErrPolicy = errors.New("invalid policy")
 
 // ErrPermissionDenied is wrapped by the error a refused caller's call
 // fails with on the server side, before it becomes codes.PermissionDenied
-// at the gRPC boundary.
+// at the gRPC boundary, and on the client side by the error of a dial that
+// the socket file's permissions (or a pipe's DACL) refused.
 var ErrPermissionDenied = errors.New("permission denied")
 
 type principalKind uint8

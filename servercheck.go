@@ -19,8 +19,12 @@ type ServerIdentityError struct {
 }
 
 func (e *ServerIdentityError) Error() string {
-	return fmt.Sprintf("grpcipc: %s: server at %s: %s; expected %s",
-		ErrUntrustedServer, e.Endpoint, e.Actual, strings.Join(e.Expected, " or "))
+	hint := ""
+	if strings.Join(e.Expected, " ") == "same-user root" {
+		hint = " (the default: WithExpectedServer, or --expect-server, names who else to trust)"
+	}
+	return fmt.Sprintf("grpcipc: %s: server at %s: %s; expected %s%s",
+		ErrUntrustedServer, e.Endpoint, e.Actual, strings.Join(e.Expected, " or "), hint)
 }
 
 // Unwrap returns [ErrUntrustedServer].

@@ -76,13 +76,20 @@ func TestClientRefusesImpostor(t *testing.T) {
 	} {
 		t.Run(strings.SplitN(endpoint, ":", 2)[0], func(t *testing.T) {
 			out := startImpostor(t, endpoint)
-			for _, expect := range [][]string{{"root"}, {"uid:0", "same-user"}} {
-				err := sayHello(t, endpoint, grpcipc.WithExpectedServer(expect...))
+			// nil: the default, same-user or root.
+			for _, expect := range [][]string{nil, {"root"}, {"uid:0", "same-user"}} {
+				var opts []grpcipc.ClientOption
+				wantExpected := "expected same-user or root (the default"
+				if expect != nil {
+					opts = append(opts, grpcipc.WithExpectedServer(expect...))
+					wantExpected = "expected " + strings.Join(expect, " or ")
+				}
+				err := sayHello(t, endpoint, opts...)
 				if err == nil {
 					t.Fatalf("a client expecting %v called a server running as uid 65534", expect)
 				}
 				msg := err.Error()
-				for _, want := range []string{"untrusted server", "expected " + strings.Join(expect, " or ")} {
+				for _, want := range []string{"untrusted server", wantExpected} {
 					if !strings.Contains(msg, want) {
 						t.Errorf("error %q does not say %q", msg, want)
 					}
@@ -130,12 +137,16 @@ func TestClientFlagsWritableDirectory(t *testing.T) {
 	if err := os.Chmod(base, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// Without an expectation nothing is checked.
+	// Without an expectation the default (same-user or root) is checked;
+	// "*" trusts any server, wherever its socket is.
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := sayHello(t, endpoint); err != nil {
-		t.Errorf("no expectation: %v", err)
+	if err := sayHello(t, endpoint); err == nil || !strings.Contains(err.Error(), "is writable by others (mode 0777)") {
+		t.Errorf("no expectation, a world-writable socket directory: %v", err)
+	}
+	if err := sayHello(t, endpoint, grpcipc.WithExpectedServer("*")); err != nil {
+		t.Errorf("WithExpectedServer(\"*\"): %v", err)
 	}
 }
 

@@ -277,10 +277,10 @@ func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 			served := gs.srv.calls.Load()
 			for _, c := range tt.refused {
 				// Refused by the file system: the call never reaches the
-				// server.
+				// server, and the client says why at once.
 				res := call(t, c, endpoint, "SayHello")
-				if res.Code != "Unavailable" || !strings.Contains(res.Message, "permission denied") {
-					t.Errorf("%v: got %s %q; want Unavailable, permission denied", c, res.Code, res.Message)
+				if res.Code != "PermissionDenied" || !strings.Contains(res.Message, "refuses this process's user") {
+					t.Errorf("%v: got %s %q; want PermissionDenied, the socket refuses this user", c, res.Code, res.Message)
 				}
 			}
 			if got := gs.srv.calls.Load(); got != served {
