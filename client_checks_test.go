@@ -20,7 +20,7 @@ func TestOwnTransportCredentialsRefused(t *testing.T) {
 		"insecure": grpc.WithTransportCredentials(insecure.NewCredentials()),
 		"local":    grpc.WithTransportCredentials(local.NewCredentials()),
 	} {
-		_, err := grpcipc.NewClient(endpoint, grpcipc.WithExpectedServer("user:nobody"), grpcipc.WithGRPCDialOptions(opt))
+		_, err := grpcipc.NewClient(endpoint, grpcipc.WithExpectedServer("same-user"), grpcipc.WithGRPCDialOptions(opt))
 		if err == nil || !strings.Contains(err.Error(), "ClientCredentials") {
 			t.Errorf("%s credentials through WithGRPCDialOptions: %v; want an error naming ClientCredentials", name, err)
 		}

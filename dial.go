@@ -19,9 +19,10 @@ import (
 // raw connection. It is the dialer [NewClient] uses; call it yourself to
 // build a [grpc.ClientConn] with your own options:
 //
+//	creds, err := grpcipc.ClientCredentials("unix:///run/app/app.sock")
 //	conn, err := grpc.NewClient("passthrough:///unix:///run/app/app.sock",
 //		grpc.WithContextDialer(grpcipc.Dial),
-//		grpc.WithTransportCredentials(local.NewCredentials()))
+//		grpc.WithTransportCredentials(creds))
 //
 // With the passthrough resolver, grpc-go hands Dial the endpoint string that
 // follows "passthrough:///".

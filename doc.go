@@ -17,14 +17,25 @@
 //
 // A socket file is created with mode 0600 before it accepts its first
 // connection. On every connection the listener reads the caller's OS
-// identity ([Creds]) and applies a [Policy] ([WithPolicy]); the default,
-// [SameUserPolicy], admits only the server's own user, on abstract sockets
-// (which have no file permissions) too. A server made with [ServerOptions]
+// identity ([Creds]) once, when it accepts it, and applies a [Policy]
+// ([WithPolicy]); the default, [SameUserPolicy], admits only the server's
+// own user, on abstract sockets (which have no file permissions) too. A
+// field the OS did not tell fails closed: a deny rule that needs it
+// matches, an allow rule does not. An exe: principal compares the file by
+// device and inode and never admits alone (see [ParsePrincipal] for what
+// it does not protect against). A server made with [ServerOptions]
 // applies per-method rules and gives handlers the caller's identity
 // ([AuthInfoFromContext]); a refused call fails with
-// codes.PermissionDenied and no handler runs. [Listen] never removes a live
-// server's socket, nor anything that is not a socket; it replaces a stale
-// socket, and refuses a directory another user could write to.
+// codes.PermissionDenied and no handler runs, and refused callers hold a
+// bounded share of the server. [Listen] never removes a live server's
+// socket, nor anything that is not a socket; it replaces a stale socket,
+// and refuses a directory another user could write to or repoint. A tcp
+// endpoint, which has no OS identity, serves only callers with a verified
+// TLS client certificate unless [WithUnauthenticatedTCP] says otherwise.
+//
+// A client made with [NewClient] checks the server before it sends a
+// request: by default the server must run as the client's own user or as
+// root ([WithExpectedServer] changes that).
 //
 // # Platforms
 //

@@ -158,7 +158,8 @@ func WithLogger(l *slog.Logger) ListenOption {
 // sticky and owned by root or the expected user, so that the socket could
 // not have been swapped. A mismatch fails the connection with an error
 // wrapping [ErrUntrustedServer] that names the expected and the actual
-// identity.
+// identity. Without this option a client expects "same-user" or "root";
+// "*" trusts any server and turns the socket file checks off.
 func WithExpectedServer(principals ...string) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) error {
 		if len(principals) == 0 {
@@ -194,9 +195,11 @@ func WithPipeIdentification() ClientOption {
 	})
 }
 
-// WithGRPCDialOptions adds grpc-go dial options to those [NewClient] sets.
-// They are applied after grpcipc's own, so that a later option (for example
-// [grpc.WithTransportCredentials]) replaces grpcipc's choice.
+// WithGRPCDialOptions adds grpc-go dial options to those [NewClient] sets,
+// after grpcipc's own. Options that set transport credentials are an
+// error: they would replace grpcipc's check of the server. Use [WithTLS]
+// or [WithPins] for TLS, or [ClientCredentials] with [Dial] for a
+// [grpc.ClientConn] of your own.
 func WithGRPCDialOptions(opts ...grpc.DialOption) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) error {
 		c.grpcOpts = append(c.grpcOpts, opts...)

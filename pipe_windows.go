@@ -137,7 +137,18 @@ func pipeSDDL(p *Policy, self identity) (string, error) {
 			if pr.sid != "" {
 				add(pr.sid)
 			}
-		case pAnyOf, pAllOf:
+		case pAllOf:
+			// All must match: one part bound to an identity bounds who can.
+			for _, s := range pr.sub {
+				if boundedByIdentity(s) {
+					visit(s)
+					return
+				}
+			}
+			for _, s := range pr.sub {
+				visit(s)
+			}
+		case pAnyOf:
 			for _, s := range pr.sub {
 				visit(s)
 			}

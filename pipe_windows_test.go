@@ -52,7 +52,7 @@ func TestPipeSDDL(t *testing.T) {
 		{"a SID", mk("sid:S-1-5-32-545"), base + "(A;;0x12018b;;;S-1-5-32-545)"},
 		{"system", mk("system"), base + "(A;;0x12018b;;;SY)"},
 		{"anyone", mk("*"), base + "(A;;0x12018b;;;WD)"},
-		{"an executable", mk(`exe:C:\bin\x.exe`), base + "(A;;0x12018b;;;WD)"},
+		{"a SID's executable", allOf(t, "sid:S-1-5-32-545", `exe:C:\bin\x.exe`), base + "(A;;0x12018b;;;S-1-5-32-545)"},
 		{"unix ids add nothing", mk("uid:0", "gid:5"), base},
 	} {
 		got, err := pipeSDDL(tc.p, self)
@@ -195,4 +195,14 @@ func impersonationLevel(t *testing.T, h windows.Handle) (uint32, bool) {
 		t.Fatalf("GetTokenInformation: %v", err)
 	}
 	return level, true
+}
+
+// allOf is a policy of one rule admitting all_of(a, b).
+func allOf(t *testing.T, a, b string) *Policy {
+	t.Helper()
+	p, err := NewPolicy("p", nil, []Rule{{Name: "r", Principals: []Principal{AllOf(mustParsePrincipal(t, a), mustParsePrincipal(t, b))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -131,7 +131,7 @@ func TestPolicyDecisions(t *testing.T) {
 		"allow_rules": [
 			{"name": "hello", "request": {"paths": ["/greet.Greeter/SayHello"]}},
 			{"name": "admin", "source": {"principals": ["uid:0", "gid:10",
-				{"all_of": ["uid:8", "exe:` + strings.ReplaceAll(adm, `\\`, `\\\\`) + `"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
+				{"all_of": ["uid:8", "exe:` + strings.ReplaceAll(adm, `\`, `\\`) + `"]}]}, "request": {"paths": ["/admin.Admin/*", "/x.Y/Z"]}},
 			{"name": "self", "source": {"principals": ["same-user"]}}
 		]}`))
 	if err != nil {

@@ -29,7 +29,7 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
 	}
-	fs.Func("expect-server", "refuse a server whose process does not run as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N)", func(s string) error {
+	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
 		f.expect = append(f.expect, s)
 		return nil
 	})

@@ -2,7 +2,6 @@ package demo_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 // (or what its service is), then ends its stream with Unavailable, and
 // returns without waiting for the watchers to go away.
 func TestGracefulStopEndsWatches(t *testing.T) {
-	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "d.sock")
+	endpoint := testutil.Endpoint(t)
 	l, err := grpcipc.Listen(context.Background(), endpoint)
 	if err != nil {
 		t.Fatal(err)
