@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -52,7 +53,7 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 				tuneSocket(c)
 				return c, nil
 			}
-			if !isBusy(err) {
+			if !sockfile.IsBusy(err) {
 				return nil, err
 			}
 			select {
@@ -111,7 +112,7 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 				c, err := dialEndpoint(ctx, ep, cfg.identify)
-				if err != nil && isAccessDenied(err) {
+				if err != nil && sockfile.IsAccessDenied(err) {
 					err = accessDeniedError(ep, err)
 					denied.Store(&err)
 				} else {

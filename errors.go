@@ -3,6 +3,8 @@ package grpcipc
 import (
 	"errors"
 	"fmt"
+
+	"github.com/grpcipc/grpcipc/internal/sockfile"
 )
 
 // Named errors. Test for them with [errors.Is]; the errors returned carry the
@@ -14,17 +16,17 @@ var (
 
 	// ErrAddressInUse is returned by [Listen] when a live server already
 	// accepts connections at the endpoint. Its socket file is left alone.
-	ErrAddressInUse = errors.New("address already in use")
+	ErrAddressInUse = sockfile.ErrAddressInUse
 
 	// ErrNotSocket is returned by [Listen] when something other than a socket
 	// (a regular file, a directory, a symbolic link, ...) stands at the
 	// socket path. It is never removed.
-	ErrNotSocket = errors.New("path exists and is not a socket")
+	ErrNotSocket = sockfile.ErrNotSocket
 
 	// ErrUnsafeDirectory is returned by [Listen] when the directory that
 	// would hold the socket could let another user replace it: it is owned
 	// by another user, or others may write to it and it is not sticky.
-	ErrUnsafeDirectory = errors.New("unsafe socket directory")
+	ErrUnsafeDirectory = sockfile.ErrUnsafeDirectory
 )
 
 // EndpointError describes why an endpoint string was refused. It wraps
@@ -55,20 +57,4 @@ func endpointErr(s, format string, args ...any) error {
 
 func unsupportedErr(s, format string, args ...any) error {
 	return &EndpointError{Endpoint: s, Reason: fmt.Sprintf(format, args...), err: errors.ErrUnsupported}
-}
-
-// inUseError is an [ErrAddressInUse] with the detail of who holds the
-// address and, when a system call reported it, that call's error.
-type inUseError struct {
-	detail string
-	cause  error
-}
-
-func (e *inUseError) Error() string { return ErrAddressInUse.Error() + ": " + e.detail }
-
-func (e *inUseError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{ErrAddressInUse}
-	}
-	return []error{ErrAddressInUse, e.cause}
 }

@@ -3,140 +3,33 @@ package grpcipc
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
-	"golang.org/x/sys/windows"
+	"github.com/grpcipc/grpcipc/internal/sockfile"
 )
 
-// listenUnixPath serves an AF_UNIX socket on Windows 10 and later. Go's
-// net package binds and listens in one step, so the socket file's first
-// ACL is the one it inherits from its directory: Listen therefore creates
-// a missing directory with a protected DACL for this user only (and
-// SYSTEM), inherited by what is made in it, and refuses an existing
-// directory whose DACL admits anyone else. After listening, the file gets
-// its own protected DACL from the policy (socketFileSDDL), which can only
-// widen access.
+// listenUnixPath serves an AF_UNIX socket on Windows 10 and later, in a
+// directory whose DACL admits this user alone, the file's own DACL from the
+// policy (see [sockfile.ListenACL]).
 func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
 	path := filepath.FromSlash(ep.Address)
-	l, err := listenUnixPathWindows(ctx, path, cfg)
-	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
 	}
-	return l, nil
-}
-
-func listenUnixPathWindows(ctx context.Context, path string, cfg listenConfig) (net.Listener, error) {
 	if cfg.modeSet {
-		return nil, errors.New("a socket file mode has no meaning on Windows; admit callers with WithPolicy")
+		return nil, opErr(errors.New("a socket file mode has no meaning on Windows; admit callers with WithPolicy"))
 	}
-	dir := filepath.Dir(path)
-	created, err := prepareSocketDirWindows(dir, cfg.self.sid)
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (net.Listener, error) {
-		if created {
-			os.Remove(dir)
-		}
-		return nil, err
-	}
-	if err := clearSocketPath(ctx, path); err != nil {
-		return fail(err)
-	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return fail(err)
-	}
-	ul.SetUnlinkOnClose(false) // unixListener removes it, if still ours
 	sddl, err := socketFileSDDL(cfg.policy, cfg.self)
-	if err == nil {
-		err = setFileDACL(path, sddl)
-	}
-	fi, statErr := os.Lstat(path)
-	if err == nil {
-		err = statErr
-	}
 	if err != nil {
-		ul.Close()
-		os.Remove(path)
-		return fail(err)
+		return nil, opErr(err)
 	}
-	l := &unixListener{Listener: ul, path: path, file: fi}
-	if created {
-		l.dir = dir
+	l, err := sockfile.ListenACL(ctx, path, cfg.self.sid, sddl)
+	if err != nil {
+		return nil, opErr(err)
 	}
 	return l, nil
-}
-
-// privateDirSDDL: a protected DACL, full control for this user and
-// SYSTEM, inherited by files (OI) and folders (CI) made inside.
-func privateDirSDDL(sid string) string {
-	return "D:P(A;OICI;FA;;;" + sid + ")(A;OICI;FA;;;SY)"
-}
-
-// prepareSocketDirWindows creates dir with a private DACL, in one step, or
-// checks that an existing one admits no one but this user, SYSTEM and
-// Administrators. It reports whether it created dir.
-func prepareSocketDirWindows(dir, sid string) (bool, error) {
-	sd, err := windows.SecurityDescriptorFromString(privateDirSDDL(sid))
-	if err != nil {
-		return false, fmt.Errorf("socket directory: %w", err)
-	}
-	p, err := windows.UTF16PtrFromString(dir)
-	if err != nil {
-		return false, fmt.Errorf("socket directory: %w", err)
-	}
-	sa := &windows.SecurityAttributes{Length: uint32(unsafe.Sizeof(windows.SecurityAttributes{})), SecurityDescriptor: sd}
-	if err := windows.CreateDirectory(p, sa); err == nil {
-		return true, nil
-	} else if !errors.Is(err, windows.ERROR_ALREADY_EXISTS) {
-		return false, &fs.PathError{Op: "mkdir", Path: dir, Err: err}
-	}
-	others, err := dirOthers(dir, sid)
-	if err != nil {
-		return false, err
-	}
-	if len(others) > 0 {
-		return false, fmt.Errorf("%w: the ACL of %s admits %s, who would get the socket file's inherited access",
-			ErrUnsafeDirectory, dir, strings.Join(others, ", "))
-	}
-	return false, nil
-}
-
-// dirOthers lists the SIDs other than sid, SYSTEM and Administrators that
-// dir's DACL grants anything to.
-func dirOthers(dir, sid string) ([]string, error) {
-	sd, err := windows.GetNamedSecurityInfo(dir, windows.SE_FILE_OBJECT, windows.DACL_SECURITY_INFORMATION)
-	if err != nil {
-		return nil, fmt.Errorf("socket directory %s: reading its ACL: %w", dir, err)
-	}
-	dacl, _, err := sd.DACL()
-	if err != nil || dacl == nil {
-		return []string{"everyone (no DACL)"}, nil
-	}
-	var others []string
-	for i := uint32(0); i < uint32(dacl.AceCount); i++ {
-		var ace *windows.ACCESS_ALLOWED_ACE
-		if err := windows.GetAce(dacl, i, &ace); err != nil {
-			return nil, fmt.Errorf("socket directory %s: %w", dir, err)
-		}
-		if ace.Header.AceType != windows.ACCESS_ALLOWED_ACE_TYPE {
-			continue
-		}
-		s := (*windows.SID)(unsafe.Pointer(&ace.SidStart)).String()
-		switch s {
-		case sid, sidLocalSystem, "S-1-5-32-544", "S-1-3-0": // this user, SYSTEM, Administrators, CREATOR OWNER
-		default:
-			others = append(others, s)
-		}
-	}
-	return others, nil
 }
 
 // socketFileSDDL is the socket file's DACL: full control for this user and
@@ -148,22 +41,6 @@ func socketFileSDDL(p *Policy, self identity) (string, error) {
 		return "", err
 	}
 	return strings.Replace(pipe, "(D;;GA;;;NU)", "(A;;FA;;;SY)", 1), nil
-}
-
-func setFileDACL(path, sddl string) error {
-	sd, err := windows.SecurityDescriptorFromString(sddl)
-	if err != nil {
-		return err
-	}
-	dacl, _, err := sd.DACL()
-	if err != nil {
-		return err
-	}
-	if err := windows.SetNamedSecurityInfo(path, windows.SE_FILE_OBJECT,
-		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil); err != nil {
-		return fmt.Errorf("setting the socket file's ACL: %w", err)
-	}
-	return nil
 }
 
 func listenAbstract(_ context.Context, ep Endpoint) (net.Listener, error) {

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/internal/winpipe"
 	"golang.org/x/sys/windows"
 )
 
@@ -89,7 +90,7 @@ func TestPipeSDDL(t *testing.T) {
 }
 
 func TestPipeDACLEnforced(t *testing.T) {
-	if underWine() {
+	if winpipe.UnderWine() {
 		t.Skip("Wine does not enforce named-pipe DACLs (anyone connects); this runs on real Windows")
 	}
 	// A pipe whose DACL admits only SYSTEM: this (non-SYSTEM) process may
@@ -99,7 +100,7 @@ func TestPipeDACLEnforced(t *testing.T) {
 		t.Skip("running as SYSTEM, whom the DACL admits")
 	}
 	ep, _ := ParseEndpoint(testutil.Endpoint(t))
-	inner, err := listenPipeSDDL(ep, "D:P(A;;GA;;;SY)")
+	inner, err := winpipe.Listen(ep.pipePath(), "D:P(A;;GA;;;SY)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestPipeDACLEnforced(t *testing.T) {
 // connects at the Anonymous level; with WithPipeIdentification it gets an
 // Identification-level token at most.
 func TestPipeNoImpersonation(t *testing.T) {
-	if underWine() {
+	if winpipe.UnderWine() {
 		// Measured under Wine 8.0: level 2 (Impersonation) for a client
 		// that asked for Anonymous.
 		t.Skip("Wine ignores the client's SECURITY_SQOS_PRESENT impersonation level; this runs on real Windows")

@@ -378,7 +378,16 @@ func (r *Rule) evalCaller(c *Creds, self identity) match {
 	if len(r.Principals) == 0 {
 		return matchYes
 	}
-	return AnyOf(r.Principals...).eval(c, self)
+	out := matchNo
+	for _, p := range r.Principals {
+		switch p.eval(c, self) {
+		case matchYes:
+			return matchYes
+		case matchUnknown:
+			out = matchUnknown
+		}
+	}
+	return out
 }
 
 // allows: an allow rule admits only a caller it surely matches.

@@ -4,11 +4,13 @@ package grpcipc
 
 import (
 	"fmt"
-	"github.com/grpcipc/grpcipc/internal/peercred"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/grpcipc/grpcipc/internal/peercred"
+	"github.com/grpcipc/grpcipc/internal/sockfile"
 )
 
 // checkSocketPath checks, before connecting, that the socket file belongs
@@ -43,7 +45,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 		return fmt.Errorf("grpcipc: server check: %w", err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return mismatch(fmt.Sprintf("%s is a %s, not a socket", path, fileKind(fi.Mode())))
+		return mismatch(fmt.Sprintf("%s is a %s, not a socket", path, sockfile.FileKind(fi.Mode())))
 	}
 	if o := owner(fi); o == nil {
 		return mismatch(fmt.Sprintf("the owner of the socket file %s is unknown", path))

@@ -2,9 +2,9 @@ package grpcipc
 
 import (
 	"fmt"
-	"github.com/grpcipc/grpcipc/internal/peercred"
 	"path/filepath"
 
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"golang.org/x/sys/windows"
 )
 

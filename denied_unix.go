@@ -3,22 +3,10 @@
 package grpcipc
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
-
-// isConnRefused: nothing accepts on the socket.
-func isConnRefused(err error) bool { return errors.Is(err, unix.ECONNREFUSED) }
-
-// isBusy: the socket's accept queue is full.
-func isBusy(err error) bool { return errors.Is(err, unix.EAGAIN) }
-
-// isAccessDenied: the socket file's permissions refuse this user.
-func isAccessDenied(err error) bool { return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) }
 
 // describeAccess names the socket file's owner and mode.
 func describeAccess(ep Endpoint) string {

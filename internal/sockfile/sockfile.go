@@ -1,4 +1,8 @@
-package grpcipc
+// Package sockfile makes, checks and removes Unix socket files and their
+// directories: a socket that accepts no one before its owner and mode are
+// right, a directory no other user can swap it in, a stale socket told from
+// a live one, and a listener that removes only its own file when closed.
+package sockfile
 
 import (
 	"context"
@@ -14,9 +18,9 @@ import (
 // probeTimeout bounds the dial that tells a live socket from a stale one.
 const probeTimeout = 2 * time.Second
 
-// clearSocketPath removes a stale socket at path and refuses anything else
+// ClearStale removes a stale socket at path and refuses anything else
 // standing there.
-func clearSocketPath(ctx context.Context, path string) error {
+func ClearStale(ctx context.Context, path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -24,7 +28,7 @@ func clearSocketPath(ctx context.Context, path string) error {
 		return err
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%w (it is a %s); refusing to replace it", ErrNotSocket, fileKind(fi.Mode()))
+		return fmt.Errorf("%w (it is a %s); refusing to replace it", ErrNotSocket, FileKind(fi.Mode()))
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -33,18 +37,18 @@ func clearSocketPath(ctx context.Context, path string) error {
 	switch {
 	case err == nil:
 		c.Close()
-		return &inUseError{detail: "a server is accepting connections there; its socket is left alone"}
-	case isConnRefused(err):
+		return &InUseError{Detail: "a server is accepting connections there; its socket is left alone"}
+	case IsConnRefused(err):
 		// Stale: nobody accepts on it. Remove it only if it is still the
 		// file that was probed.
-		if now, err := os.Lstat(path); err == nil && sameFile(fi, now) {
+		if now, err := os.Lstat(path); err == nil && SameFile(fi, now) {
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("removing stale socket: %w", err)
 			}
 		}
 		return nil
-	case isBusy(err) || errors.Is(err, context.DeadlineExceeded):
-		return &inUseError{detail: fmt.Sprintf("a server holds the socket but did not accept within %v; left alone", probeTimeout)}
+	case IsBusy(err) || errors.Is(err, context.DeadlineExceeded):
+		return &InUseError{Detail: fmt.Sprintf("a server holds the socket but did not accept within %v; left alone", probeTimeout)}
 	case ctx.Err() != nil:
 		return ctx.Err()
 	default:
@@ -52,13 +56,14 @@ func clearSocketPath(ctx context.Context, path string) error {
 	}
 }
 
-// sameFile reports whether a and b describe the same file, not merely one
+// SameFile reports whether a and b describe the same file, not merely one
 // that reuses the inode number of a removed one (tmpfs does at once).
-func sameFile(a, b fs.FileInfo) bool {
+func SameFile(a, b fs.FileInfo) bool {
 	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime())
 }
 
-func fileKind(m fs.FileMode) string {
+// FileKind names what kind of file m describes.
+func FileKind(m fs.FileMode) string {
 	switch m.Type() {
 	case 0:
 		return "regular file"
@@ -74,9 +79,9 @@ func fileKind(m fs.FileMode) string {
 	return "non-socket file"
 }
 
-// unixListener removes its socket file, and the directory Listen created for
+// Listener removes its socket file, and the directory Listen created for
 // it, when closed.
-type unixListener struct {
+type Listener struct {
 	net.Listener
 	path string
 	file fs.FileInfo // the socket file as bound, to recognise it at Close
@@ -86,12 +91,14 @@ type unixListener struct {
 	closeErr error
 }
 
-func (l *unixListener) Close() error {
+// Close closes the listener and removes its socket file, if it is still
+// the one it bound, and the directory Listen made for it, if empty.
+func (l *Listener) Close() error {
 	l.once.Do(func() {
 		l.closeErr = l.Listener.Close()
 		// Remove the file only if it is still ours: another server may have
 		// replaced a socket it found stale.
-		if now, err := os.Lstat(l.path); err == nil && sameFile(l.file, now) {
+		if now, err := os.Lstat(l.path); err == nil && SameFile(l.file, now) {
 			if err := os.Remove(l.path); err != nil && l.closeErr == nil {
 				l.closeErr = err
 			}
