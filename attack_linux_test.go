@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -417,9 +418,130 @@ loop:
 	if lines := strings.Count(gs.log.String(), "\n"); lines > 100 {
 		t.Errorf("the server logged %d lines for %d refused connections in 3 s; refusal logs must be rate-limited", lines, made)
 	}
-	if !strings.Contains(gs.log.String(), "refusals_not_logged") {
+	if !strings.Contains(gs.log.String(), "lines_not_logged") {
 		t.Errorf("the rate-limited log does not say how many refusals it left out")
 	}
 }
 
 func slicesSort(ds []time.Duration) { slices.Sort(ds) }
+
+func init() {
+	// hold ENDPOINT N: open N connections that each send the HTTP/2 preface
+	// and an empty SETTINGS frame, hold them 1.5 s, then print how many the
+	// server has not closed.
+	grpcipc.RegisterHelper("hold", func(args []string) error {
+		ep, err := grpcipc.ParseEndpoint(args[0])
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		addr := ep.Address
+		if ep.Transport == grpcipc.UnixAbstract {
+			addr = "@" + addr
+		}
+		hello := append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0) // + SETTINGS, empty
+		var conns []net.Conn
+		for range n {
+			c, err := net.DialTimeout("unix", addr, 2*time.Second)
+			if err != nil {
+				continue
+			}
+			c.Write(hello)
+			conns = append(conns, c)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		open := 0
+		buf := make([]byte, 4096)
+		for _, c := range conns {
+			c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+			for {
+				if _, err := c.Read(buf); err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						open++
+					}
+					break
+				}
+			}
+			c.Close()
+		}
+		fmt.Println(open)
+		return nil
+	})
+
+	// garbage ENDPOINT N: N times connect, send an HTTP/1.1 request, hang up.
+	grpcipc.RegisterHelper("garbage", func(args []string) error {
+		ep, err := grpcipc.ParseEndpoint(args[0])
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		addr := ep.Address
+		if ep.Transport == grpcipc.UnixAbstract {
+			addr = "@" + addr
+		}
+		for range n {
+			c, err := net.DialTimeout("unix", addr, 2*time.Second)
+			if err != nil {
+				continue
+			}
+			c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			c.Close()
+		}
+		return nil
+	})
+}
+
+// A user the policy admits to one method holds a bounded number of
+// connections, and cannot fill the log with bad ones.
+func TestAdmittedCallerConnectionsBounded(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := mustPolicy(t, `{"name": "hello-for-all",
+		"allow_rules": [{"name": "hello", "source": {"principals": ["*"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
+		                {"name": "self", "source": {"principals": ["same-user"]}}]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	gs := serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
+	baseFDs := countFDs(t)
+
+	const tries = 1000
+	hold := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "hold", endpoint, strconv.Itoa(tries))
+	out := testutil.Start(t, hold)
+	time.Sleep(750 * time.Millisecond) // the helper holds them now
+	fds := countFDs(t)
+	conn := newClient(t, endpoint)
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "root"}); err != nil {
+		t.Errorf("the server's own user, while uid 65534 holds its connections: %v", err)
+	}
+	line, err := out.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold.Wait()
+	open, _ := strconv.Atoi(strings.TrimSpace(line))
+	t.Logf("uid 65534 tried %d connections, %d stayed open; server descriptors %d before, %d while held", tries, open, baseFDs, fds)
+	if open > grpcipc.DefaultMaxConnsPerCaller || open == 0 {
+		t.Errorf("%d of uid 65534's connections stayed open; want between 1 and %d", open, grpcipc.DefaultMaxConnsPerCaller)
+	}
+	if fds-baseFDs > grpcipc.DefaultMaxConnsPerCaller+64 {
+		t.Errorf("the server held %d descriptors for one admitted user", fds-baseFDs)
+	}
+	if !strings.Contains(gs.log.String(), "holds its limit of open connections") {
+		t.Errorf("the server did not log the limit:\n%.2000s", gs.log.String())
+	}
+
+	before := strings.Count(gs.log.String(), "\n")
+	garbage := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "garbage", endpoint, "5000")
+	if err := garbage.Run(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if lines := strings.Count(gs.log.String(), "\n") - before; lines > 60 {
+		t.Errorf("5,000 bad connections from an admitted user wrote %d log lines; they must be rate-limited", lines)
+	}
+}

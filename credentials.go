@@ -162,8 +162,10 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 			if fromGuard {
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
-				pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
-					"caller", pc.creds.String(), "err", err)
+				if ok, skipped := pc.guard.logs.allow(time.Now()); ok {
+					pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
+						"caller", pc.creds.String(), "err", err, "lines_not_logged", skipped)
+				}
 			}
 			return nil, nil, err
 		}

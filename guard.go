@@ -40,14 +40,25 @@ func (g *guard) needsHandshake() bool { return g.methodRules || g.tcp && !g.tcpO
 // authenticate clients and WithUnauthenticatedTCP was not given.
 var errTCPNeedsAuth = errors.New("grpcipc: refusing a tcp connection: tcp carries no OS identity, and this server does not require TLS client certificates (ServerOptions with WithTLS and tls.RequireAndVerifyClientCert, or WithPins) nor was Listen given WithUnauthenticatedTCP")
 
-// wantExe says whether a caller's executable must be read: when the policy
-// names executables, or the caller is admitted (its handlers may ask).
-// A caller refused on its uid alone costs no reads of /proc.
-func (g *guard) wantExe(c *Creds) bool {
-	if g.policy.hasExe() {
-		return true
+// trusted: the server's own user and root, who are never bounded.
+func (g *guard) trusted(c *Creds) bool {
+	if c == nil {
+		return false
 	}
+	if c.info.HasUID {
+		return c.info.UID == 0 || g.self.hasUID && c.info.UID == g.self.uid
+	}
+	return c.info.SID != "" && (strings.EqualFold(c.info.SID, g.self.sid) || c.info.SID == sidLocalSystem)
+}
+
+// wantExe says whether a caller's executable must be read: only if the
+// policy could admit it (to some method) were its executable the one an
+// exe: principal names, so that a caller refused on its uid costs no reads
+// of /proc. Deny rules name no executable (NewPolicy refuses that).
+func (g *guard) wantExe(c *Creds) bool {
+	c.assumeExe = true
 	ok, _ := g.policy.admitsConn(c, g.self)
+	c.assumeExe = false
 	return ok
 }
 
@@ -66,7 +77,7 @@ func (g *guard) refuseQuiet(method string, c *Creds, rule string, shed bool) err
 	if ok, skipped := g.logs.allow(time.Now()); ok {
 		attrs := []any{"endpoint", g.ep.String(), "caller", c.String(), "policy", g.policy.name, "rule", rule}
 		if skipped > 0 {
-			attrs = append(attrs, "refusals_not_logged", skipped)
+			attrs = append(attrs, "lines_not_logged", skipped)
 		}
 		if shed {
 			attrs = append(attrs, "closed_at_once", "too many refused connections open")
@@ -103,6 +114,8 @@ type peerConn struct {
 	prefaceOK bool // the whole preface arrived
 	reported  bool // a problem with it was logged
 	closed    bool
+
+	onClose func() // gives back the caller's share of connections, if set
 }
 
 // http2Preface is what every HTTP/2 client sends first (RFC 9113, 3.4).
@@ -173,6 +186,16 @@ func (c *peerConn) prefaceProblem(timeout bool) (string, slog.Level) {
 func (c *peerConn) reportLocked(why string, level slog.Level, attrs ...any) {
 	c.reported = true
 	c.watched.Store(true)
+	if !c.guard.log.Enabled(context.Background(), level) {
+		return
+	}
+	ok, skipped := c.guard.logs.allow(time.Now())
+	if !ok {
+		return
+	}
+	if skipped > 0 {
+		attrs = append(attrs, "lines_not_logged", skipped)
+	}
 	c.guard.log.Log(context.Background(), level, "grpcipc: connection dropped: "+why,
 		append([]any{"endpoint", c.guard.ep.String(), "caller", c.creds.String()}, attrs...)...)
 }
@@ -182,9 +205,14 @@ func (c *peerConn) Close() error {
 	if !c.encrypted && c.handshaken.Load() && !c.prefaceOK && !c.reported && !c.closed {
 		c.reportLocked(c.prefaceProblem(false))
 	}
+	first := !c.closed
 	c.closed = true
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if first && c.onClose != nil {
+		c.onClose()
+	}
+	return err
 }
 
 // policyListener reads the identity of every caller as it is accepted and
@@ -192,15 +220,27 @@ func (c *peerConn) Close() error {
 // answered by a small gRPC server of their own, so that their calls fail
 // with codes.PermissionDenied and a message rather than a dropped
 // connection; what they can hold there is bounded (see [refusalLimits]).
+// Callers other than the server's own user and root may hold at most
+// maxPerCaller connections. acceptWorkers goroutines accept and decide,
+// so that a flood of refused connections drains from the kernel's queue
+// as fast as it can.
 type policyListener struct {
 	net.Listener
-	guard *guard
+	guard        *guard
+	maxPerCaller int
 
 	mu      sync.Mutex
 	refuser *refuser
 	closed  bool
 	held    int            // refused connections open
 	heldBy  map[string]int // of them, by caller (uid or SID)
+	openBy  map[string]int // admitted connections open, by caller
+
+	start sync.Once
+	ready chan net.Conn
+	errs  chan error
+	done  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // refusalLimits bound what refused callers cost the server. A refused
@@ -215,28 +255,119 @@ const (
 	refusalDeadline  = time.Second
 )
 
+// acceptWorkers is how many goroutines accept a listener's connections.
+const acceptWorkers = 4
+
+func newPolicyListener(l net.Listener, g *guard, maxPerCaller int) *policyListener {
+	return &policyListener{Listener: l, guard: g, maxPerCaller: maxPerCaller, done: make(chan struct{})}
+}
+
+// Accept returns the next admitted connection.
 func (l *policyListener) Accept() (net.Conn, error) {
+	l.start.Do(func() {
+		l.ready = make(chan net.Conn)
+		l.errs = make(chan error)
+		for range acceptWorkers {
+			l.wg.Add(1)
+			go l.acceptLoop()
+		}
+	})
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *policyListener) acceptLoop() {
+	defer l.wg.Done()
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			select {
+			case l.errs <- err:
+			case <-l.done:
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				continue // the caller decides how long to wait
+			}
+			return
 		}
-		if l.guard.tcp { // no OS identity: the handshake decides
-			return &peerConn{Conn: c, guard: l.guard}, nil
+		pc := l.admit(c)
+		if pc == nil {
+			continue
 		}
-		tuneSocket(c)
-		creds, err := readPeerCreds(c, true, l.guard.wantExe)
-		if err != nil {
-			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
-			creds = nil
+		select {
+		case l.ready <- pc:
+		case <-l.done:
+			pc.Close()
+			return
 		}
-		pc := &peerConn{Conn: c, creds: creds, guard: l.guard}
-		ok, rule := l.guard.policy.admitsConn(creds, l.guard.self)
-		if ok {
-			return pc, nil
-		}
-		l.refuse(pc, rule)
 	}
+}
+
+// isTemporary: an accept error worth retrying (EMFILE, ECONNABORTED).
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// admit reads the caller's identity and returns its connection if the
+// policy and the per-caller bound admit it, else answers or closes it and
+// returns nil.
+func (l *policyListener) admit(c net.Conn) *peerConn {
+	if l.guard.tcp { // no OS identity: the handshake decides
+		return &peerConn{Conn: c, guard: l.guard}
+	}
+	tuneSocket(c)
+	creds, err := readPeerCreds(c, true, l.guard.wantExe)
+	if err != nil {
+		if ok, _ := l.guard.logs.allow(time.Now()); ok {
+			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
+		}
+		creds = nil
+	}
+	pc := &peerConn{Conn: c, creds: creds, guard: l.guard}
+	ok, rule := l.guard.policy.admitsConn(creds, l.guard.self)
+	if !ok {
+		l.refuse(pc, rule)
+		return nil
+	}
+	if l.maxPerCaller <= 0 || l.guard.trusted(creds) {
+		return pc
+	}
+	key := callerKey(creds)
+	l.mu.Lock()
+	if l.openBy == nil {
+		l.openBy = map[string]int{}
+	}
+	full := l.openBy[key] >= l.maxPerCaller
+	if !full {
+		l.openBy[key]++
+	}
+	l.mu.Unlock()
+	if full {
+		if ok, skipped := l.guard.logs.allow(time.Now()); ok {
+			l.guard.log.Warn("grpcipc: connection closed: the caller holds its limit of open connections",
+				"endpoint", l.guard.ep.String(), "caller", creds.String(), "limit", l.maxPerCaller, "lines_not_logged", skipped)
+		}
+		pc.reported = true
+		pc.Close()
+		return nil
+	}
+	pc.onClose = func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.openBy[key]--; l.openBy[key] <= 0 {
+			delete(l.openBy, key)
+		}
+	}
+	return pc
 }
 
 // callerKey tells callers apart for the per-caller bound.
@@ -300,8 +431,14 @@ func (l *policyListener) Close() error {
 	err := l.Listener.Close()
 	l.mu.Lock()
 	r := l.refuser
+	first := !l.closed
 	l.closed = true
 	l.mu.Unlock()
+	if first {
+		close(l.done)
+	}
+	l.start.Do(func() {}) // no workers start after Close; those started end
+	l.wg.Wait()
 	if r != nil {
 		r.stop()
 	}

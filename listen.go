@@ -65,7 +65,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	cfg := listenConfig{ep: ep, mode: DefaultSocketMode}
+	cfg := listenConfig{ep: ep, mode: DefaultSocketMode, maxPerCaller: DefaultMaxConnsPerCaller}
 	for _, o := range opts {
 		if err := o.applyListen(&cfg); err != nil {
 			return nil, err
@@ -88,7 +88,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 			g.log.Warn("grpcipc: serving tcp without client authentication (WithUnauthenticatedTCP): every process that can reach the port may call, as no one",
 				"endpoint", "tcp://"+l.Addr().String())
 		}
-		return &policyListener{Listener: l, guard: g}, nil
+		return newPolicyListener(l, g, 0), nil
 	}
 	self, err := selfIdentity()
 	if err != nil {
@@ -116,7 +116,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	return &policyListener{Listener: l, guard: &guard{
+	return newPolicyListener(l, &guard{
 		ep: ep, policy: cfg.policy, self: self, log: cfg.logger, methodRules: cfg.policy.hasMethodRules(),
-	}}, nil
+	}, cfg.maxPerCaller), nil
 }

@@ -31,6 +31,7 @@ type listenConfig struct {
 	logger  *slog.Logger
 
 	unauthenticatedTCP bool
+	maxPerCaller       int
 }
 
 type clientConfig struct {
@@ -133,6 +134,29 @@ func WithUnauthenticatedTCP() ListenOption {
 			return fmt.Errorf("listen %s: WithUnauthenticatedTCP applies only to tcp endpoints; local endpoints always check the caller's OS identity", c.ep)
 		}
 		c.unauthenticatedTCP = true
+		return nil
+	})
+}
+
+// DefaultMaxConnsPerCaller is how many connections one caller (a uid, or a
+// SID) other than the server's own user and root may hold open on a
+// [Listen] listener: a client needs one or a few, and each costs the
+// server a descriptor and buffers, so a user the policy admits to some
+// method cannot use up the server's descriptors. Beyond it a connection is
+// closed at once, and logged.
+const DefaultMaxConnsPerCaller = 256
+
+// WithMaxConnsPerCaller sets the bound [DefaultMaxConnsPerCaller]
+// describes; 0 removes it.
+func WithMaxConnsPerCaller(n int) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) error {
+		if n < 0 {
+			return fmt.Errorf("listen %s: a connection limit of %d is negative", c.ep, n)
+		}
+		if c.ep.Transport == TCP {
+			return fmt.Errorf("listen %s: tcp callers have no OS identity to count connections by", c.ep)
+		}
+		c.maxPerCaller = n
 		return nil
 	})
 }

@@ -11,9 +11,11 @@ import (
 	"github.com/grpcipc/grpcipc/internal/peercred"
 )
 
-// Creds is the OS identity of the process at the other end of a local
-// connection, read once when the connection was accepted (or, on the
-// client, made) and never again: nothing is looked up later by PID. Each
+// Creds is the OS identity of the process that made a local connection
+// (on the client: that accepted it), read once when the connection was
+// accepted (or made) and never again: nothing is looked up later by PID.
+// A descriptor handed to another process (SCM_RIGHTS, inheritance) carries
+// this identity with it, as any Unix socket does. Each
 // accessor says whether the OS supplied that field; a field it did not
 // supply is never guessed, and a policy treats it as unknown (see
 // [Policy]: a deny rule that needs it matches, an allow rule does not).
@@ -34,6 +36,9 @@ import (
 // the peer process opened when the connection is accepted.
 type Creds struct {
 	info peercred.Info
+	// assumeExe makes exe: principals match without reading the
+	// executable: to tell whether reading it could admit the caller.
+	assumeExe bool
 
 	userOnce sync.Once
 	username string

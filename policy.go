@@ -74,8 +74,9 @@ type Principal struct {
 // What exe: is for, and what it is not. The executable is read once, when
 // the connection is accepted, through a pidfd that pins the very process
 // that connected (Linux 6.5+), and compared with the named file by device
-// and inode, not by name: a bind mount, a hard link elsewhere, a renamed
-// copy or a deleted-and-replaced file do not pass for it, and a caller in
+// and inode, not by name: a bind mount of another file, a copy or a
+// replacement at the same path do not pass for it (a hard link to the very
+// file does: it is the same program), and a caller in
 // another mount namespace than the server's has no known executable. It
 // tells which program a given user is running, to narrow that user's
 // rights (say, only mydctl of the admins group may call Reset). It is no
@@ -303,6 +304,9 @@ func (p Principal) eval(c *Creds, self identity) match {
 // evalExe compares the caller's executable, as read when it connected,
 // with the file p names, by identity (device and inode), not by name.
 func (p Principal) evalExe(c *Creds) match {
+	if c.assumeExe {
+		return matchYes
+	}
 	if c.info.Exe == nil || c.info.Exe.File == nil {
 		return matchUnknown
 	}
@@ -422,7 +426,8 @@ type Policy struct {
 // and every method pattern must be "*", "/package.Service/*" or
 // "/package.Service/Method". An allow rule's exe: principal must be
 // combined with a user, group, uid, gid, root or SID in an all_of: the
-// executable narrows who is admitted, it never admits alone (see
+// executable narrows who is admitted, it never admits alone; and a deny
+// rule may not name an executable, since a copy of the file dodges it (see
 // [ParsePrincipal]).
 func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
 	if name == "" {
@@ -439,11 +444,13 @@ func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
 					return nil, fmt.Errorf("%w: %s[%d].request.paths[%d]: %s", ErrPolicy, field, j, k, err)
 				}
 			}
-			if i == 1 {
-				for k, pr := range r.Principals {
-					if err := checkExeBounded(pr); err != nil {
-						return nil, fmt.Errorf("%w: %s[%d].source.principals[%d]: %s", ErrPolicy, field, j, k, err)
-					}
+			for k, pr := range r.Principals {
+				err := checkExeBounded(pr)
+				if i == 0 && hasExe(pr) {
+					err = fmt.Errorf("%s in a deny rule is dodged by running a copy of the file, which is another file; deny by user, group or uid instead", firstExe(pr))
+				}
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s[%d].source.principals[%d]: %s", ErrPolicy, field, j, k, err)
 				}
 			}
 		}
@@ -560,18 +567,6 @@ func (p *Policy) admitsConn(c *Creds, self identity) (bool, string) {
 		}
 	}
 	return false, ""
-}
-
-// hasExe reports whether some rule names an executable.
-func (p *Policy) hasExe() bool {
-	for _, set := range [][]Rule{p.deny, p.allow} {
-		for _, r := range set {
-			if slices.ContainsFunc(r.Principals, hasExe) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // hasMethodRules reports whether some rule is for some methods only, which

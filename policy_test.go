@@ -582,9 +582,12 @@ func TestExeAloneAdmitsNoOne(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	// A deny rule may name an executable alone: it only narrows.
-	if _, err := NewPolicy("p", []Rule{{Name: "d", Principals: []Principal{p(exe)}}}, []Rule{{Name: "a"}}); err != nil {
-		t.Errorf("exe alone in a deny rule: %v", err)
+	// A deny rule may not name an executable: a copy of the file dodges it.
+	for name, pr := range map[string]Principal{"exe": p(exe), "all_of(uid, exe)": AllOf(p("uid:5"), p(exe))} {
+		_, err := NewPolicy("p", []Rule{{Name: "d", Principals: []Principal{pr}}}, []Rule{{Name: "a"}})
+		if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "dodged by running a copy") {
+			t.Errorf("%s in a deny rule: %v; want an error saying a copy dodges it", name, err)
+		}
 	}
 	if _, err := AllowPolicy(exe); err == nil {
 		t.Error("AllowPolicy(exe:...) accepted")
