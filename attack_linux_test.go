@@ -545,3 +545,38 @@ func TestAdmittedCallerConnectionsBounded(t *testing.T) {
 		t.Errorf("5,000 bad connections from an admitted user wrote %d log lines; they must be rate-limited", lines)
 	}
 }
+
+// A liveness probe (connect, hang up: what a second server does before it
+// replaces a socket it thinks stale) is not a problem worth a warning, while
+// a client that sends something else than HTTP/2 still is.
+func TestLivenessProbeNotLoggedAsProblem(t *testing.T) {
+	path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+	gs := serveGuarded(t, "unix://"+path, serverOpts(t))
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// A second server racing for the path probes the live socket and
+	// backs off.
+	if _, err := grpcipc.Listen(context.Background(), "unix://"+path); !errors.Is(err, grpcipc.ErrAddressInUse) {
+		t.Fatalf("a second Listen on a live socket: %v; want ErrAddressInUse", err)
+	}
+	c, err = net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(gs.log.String(), "not an HTTP/2 client") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := gs.log.String()
+	if strings.Contains(log, "hung up") {
+		t.Errorf("a liveness probe was logged as a problem:\n%s", log)
+	}
+	if !strings.Contains(log, "not an HTTP/2 client") {
+		t.Errorf("a client that sent HTTP/1.1 was not logged:\n%s", log)
+	}
+}
