@@ -307,14 +307,14 @@ func (p Principal) evalExe(c *Creds) match {
 	if c.assumeExe {
 		return matchYes
 	}
-	if c.info.Exe == nil || c.info.Exe.File == nil {
+	if c.info.Exe == nil {
 		return matchUnknown
 	}
 	want, err := os.Stat(p.exe)
 	if err != nil {
 		return matchUnknown // the configured file is gone: no one is it
 	}
-	return boolMatch(os.SameFile(want, c.info.Exe.File))
+	return boolMatch(c.info.Exe.IsFile(want))
 }
 
 func (c *Creds) inGroup(gid int) match {

@@ -24,7 +24,7 @@ func testCreds(uid, gid int, groups []int, exe string) *Creds {
 	c := &Creds{info: peercred.Info{PID: 42, HasPID: true, UID: uid, GID: gid, HasUID: true, Groups: groups, HasGroups: true}}
 	if exe != "" {
 		if fi, err := os.Stat(exe); err == nil {
-			c.info.Exe = &peercred.Executable{Path: exe, File: fi}
+			c.info.Exe = peercred.NewExecutable(exe, fi)
 		}
 	}
 	return c

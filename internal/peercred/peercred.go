@@ -37,8 +37,20 @@ type Info struct {
 }
 
 // Executable is the peer's executable: its path as the OS names it, and
-// the file itself, to compare by identity (device and inode), not by name.
+// the file itself, to compare by identity (device and inode, or volume and
+// file index), not by name.
 type Executable struct {
 	Path string
-	File fs.FileInfo // from a stat of the process's executable, not of Path
+	id   fileID // of the very file the process runs, not of Path
+}
+
+// NewExecutable describes an executable at path whose file fi is, for
+// tests and for callers that stat it themselves.
+func NewExecutable(path string, fi fs.FileInfo) *Executable {
+	return &Executable{Path: path, id: fileIDOf(fi)}
+}
+
+// IsFile reports whether the executable is the file fi describes.
+func (e *Executable) IsFile(fi fs.FileInfo) bool {
+	return e != nil && fi != nil && e.id.valid() && e.id.same(fileIDOf(fi))
 }

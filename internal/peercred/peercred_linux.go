@@ -110,35 +110,50 @@ func peerGroups(fd int) ([]int, error) {
 }
 
 // selfMountNS is this process's mount namespace.
-var selfMountNS = sync.OnceValues(func() (os.FileInfo, error) { return os.Stat("/proc/self/ns/mnt") })
+var selfMountNS = sync.OnceValues(func() (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/mnt", &st); err != nil {
+		return fileID{}, err
+	}
+	return statID(&st), nil
+})
 
-// readExe reads the executable of the process pinned by pidfd.
+func statID(st *unix.Stat_t) fileID {
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), ok: true}
+}
+
+// readExe reads the executable of the process pinned by pidfd, through one
+// descriptor of its /proc directory.
 func readExe(pid, pidfd int) (*Executable, error) {
-	dir := "/proc/" + strconv.Itoa(pid)
-	path, err := os.Readlink(dir + "/exe")
+	dir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("reading the executable: %w", err)
+		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("open /proc/PID", err))
+	}
+	defer unix.Close(dir)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dir, "exe", buf)
+	if err != nil {
+		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("readlink", err))
 	}
 	// Stat follows the link to the very file the process runs, whatever
 	// its name now or in the peer's mount namespace.
-	fi, err := os.Stat(dir + "/exe")
-	if err != nil {
-		return nil, fmt.Errorf("reading the executable: %w", err)
+	var exe, ns unix.Stat_t
+	if err := unix.Fstatat(dir, "exe", &exe, 0); err != nil {
+		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("stat", err))
 	}
-	ns, err := os.Stat(dir + "/ns/mnt")
-	if err != nil {
-		return nil, fmt.Errorf("reading the mount namespace: %w", err)
+	if err := unix.Fstatat(dir, "ns/mnt", &ns, 0); err != nil {
+		return nil, fmt.Errorf("reading the mount namespace: %w", os.NewSyscallError("stat", err))
 	}
 	self, err := selfMountNS()
 	if err != nil {
 		return nil, fmt.Errorf("reading this process's mount namespace: %w", err)
 	}
-	if !os.SameFile(ns, self) {
+	if !statID(&ns).same(self) {
 		return nil, errors.New("the peer runs in another mount namespace, where paths may name other files")
 	}
 	// Only now is it known that pid was the pinned process throughout.
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
 		return nil, errors.New("the peer exited before its executable could be read")
 	}
-	return &Executable{Path: path, File: fi}, nil
+	return &Executable{Path: string(buf[:n]), id: statID(&exe)}, nil
 }

@@ -86,7 +86,7 @@ func TestReadAnotherUsersGroupsAndExecutable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !os.SameFile(want, info.Exe.File) || info.Exe.Path != exe {
+	if !info.Exe.IsFile(want) || info.Exe.Path != exe {
 		t.Errorf("executable %s; want %s, the same file", info.Exe.Path, exe)
 	}
 

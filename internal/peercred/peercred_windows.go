@@ -113,6 +113,6 @@ func processCreds(pid uint32, accepted time.Time) (*Info, error) {
 		c.ExeErr = fmt.Errorf("reading the executable of pid %d: %w", pid, err)
 		return c, nil
 	}
-	c.Exe = &Executable{Path: exe, File: fi}
+	c.Exe = NewExecutable(exe, fi)
 	return c, nil
 }
