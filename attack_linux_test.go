@@ -580,3 +580,27 @@ func TestLivenessProbeNotLoggedAsProblem(t *testing.T) {
 		t.Errorf("a client that sent HTTP/1.1 was not logged:\n%s", log)
 	}
 }
+
+// One user flooding the server with refused connections cannot hide
+// another user's refusals from the log: each caller has its own budget.
+func TestOneCallerCannotHideAnothersRefusals(t *testing.T) {
+	testutil.RequireRoot(t)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	gs := serveGuarded(t, endpoint, serverOpts(t)) // same-user: both are refused
+	flood := testutil.HelperCommand(t, 12345, 12345, "flood", endpoint, "2")
+	out := testutil.Start(t, flood)
+	time.Sleep(500 * time.Millisecond) // the flood has used up a shared budget by now
+	res := call(t, nobody, endpoint, "SayHello")
+	if res.Code != "PermissionDenied" {
+		t.Fatalf("uid 65534: %s %s", res.Code, res.Message)
+	}
+	out.ReadString('\n')
+	flood.Wait()
+	log := gs.log.String()
+	if !strings.Contains(log, "uid 65534") {
+		t.Errorf("uid 65534's refusal is missing from the log while uid 12345 flooded (%d lines):\n%.1500s", strings.Count(log, "\n"), log)
+	}
+	if n := strings.Count(log, "uid 12345"); n > 60 {
+		t.Errorf("uid 12345's flood wrote %d lines", n)
+	}
+}

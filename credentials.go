@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -130,13 +129,16 @@ func (c *transportCreds) tcpHandshake(pc *peerConn, conn net.Conn) (net.Conn, cr
 	pc.handshaken.Store(true)
 	pc.encrypted = c.tls != nil
 	if !c.clientAuth && !g.tcpOpen {
-		if ok, _ := g.logs.allow(time.Now()); ok {
+		if ok, _ := g.logOK("tcp"); ok {
 			g.log.Error(errTCPNeedsAuth.Error(), "endpoint", g.ep.String(), "remote", conn.RemoteAddr().String())
 		}
 		return nil, nil, errTCPNeedsAuth
 	}
 	if c.tls == nil {
 		if _, err := handshakeInfo(conn, TCP, false, true); err != nil {
+			if ok, _ := g.logOK("tcp"); ok {
+				g.log.Warn("grpcipc: connection refused: "+err.Error(), "endpoint", g.ep.String())
+			}
 			return nil, nil, err // not loopback
 		}
 	}
@@ -162,7 +164,7 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 			if fromGuard {
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
-				if ok, skipped := pc.guard.logs.allow(time.Now()); ok {
+				if ok, skipped := pc.guard.logOK(pc.logKey()); ok {
 					pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
 						"caller", pc.creds.String(), "err", err, "lines_not_logged", skipped)
 				}

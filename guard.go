@@ -25,8 +25,8 @@ type guard struct {
 	// methodRules: only ServerOptions' interceptors can apply the policy,
 	// so connections must go through its handshake.
 	methodRules bool
-	// logs bounds the refusal lines a flood of refused callers can write.
-	logs logLimiter
+	// logs bounds the lines each caller's connections can have logged.
+	logs callerLogs
 	// tcp: a tcp endpoint, which has no OS identity and no policy; only
 	// TLS-authenticated callers are served, unless tcpOpen.
 	tcp, tcpOpen bool
@@ -39,6 +39,61 @@ func (g *guard) needsHandshake() bool { return g.methodRules || g.tcp && !g.tcpO
 // errTCPNeedsAuth is what a tcp connection gets when the server does not
 // authenticate clients and WithUnauthenticatedTCP was not given.
 var errTCPNeedsAuth = errors.New("grpcipc: refusing a tcp connection: tcp carries no OS identity, and this server does not require TLS client certificates (ServerOptions with WithTLS and tls.RequireAndVerifyClientCert, or WithPins) nor was Listen given WithUnauthenticatedTCP")
+
+// logOK says whether a line about a connection of the caller key (see
+// callerKey) may be logged now, and how many of that caller's were left out
+// before it. Each caller has its own budget (see logLimiter), so that one
+// flooding user cannot hide another's refusals.
+func (g *guard) logOK(key string) (bool, int) {
+	if g.trustedKey(key) {
+		return true, 0 // the server's own user and root are not bounded
+	}
+	return g.logs.limiter(key).allow(time.Now(), func(n int) {
+		g.log.Warn("grpcipc: log lines left out by the rate limit", "endpoint", g.ep.String(), "caller", key, "lines_not_logged", n)
+	})
+}
+
+// trustedKey: key is the callerKey of the server's own user or root.
+func (g *guard) trustedKey(key string) bool {
+	switch {
+	case key == "uid:0" || key == "sid:"+sidLocalSystem:
+		return true
+	case g.self.hasUID:
+		return key == "uid:"+strconv.Itoa(g.self.uid)
+	case g.self.sid != "":
+		return key == "sid:"+strings.ToUpper(g.self.sid)
+	}
+	return false
+}
+
+// callerLogs holds a log budget per caller, for up to maxLogCallers
+// callers; those beyond share one.
+type callerLogs struct {
+	mu sync.Mutex
+	by map[string]*logLimiter
+}
+
+const maxLogCallers = 1024
+
+func (c *callerLogs) limiter(key string) *logLimiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.by == nil {
+		c.by = map[string]*logLimiter{}
+	}
+	if l, ok := c.by[key]; ok {
+		return l
+	}
+	if len(c.by) >= maxLogCallers {
+		key = "other callers"
+		if l, ok := c.by[key]; ok {
+			return l
+		}
+	}
+	l := &logLimiter{}
+	c.by[key] = l
+	return l
+}
 
 // trusted: the server's own user and root, who are never bounded.
 func (g *guard) trusted(c *Creds) bool {
@@ -74,8 +129,13 @@ func (g *guard) refuseQuiet(method string, c *Creds, rule string, shed bool) err
 	if rule == "" {
 		rule = "(no allow rule matched)"
 	}
-	if ok, skipped := g.logs.allow(time.Now()); ok {
+	if ok, skipped := g.logOK(callerKey(c)); ok {
 		attrs := []any{"endpoint", g.ep.String(), "caller", c.String(), "policy", g.policy.name, "rule", rule}
+		if c != nil {
+			if exe, ok := c.Executable(); ok {
+				attrs = append(attrs, "executable", exe)
+			}
+		}
 		if skipped > 0 {
 			attrs = append(attrs, "lines_not_logged", skipped)
 		}
@@ -118,6 +178,15 @@ type peerConn struct {
 	onClose func() // gives back the caller's share of connections, if set
 }
 
+// logKey is the caller key of the connection's log lines: tcp callers
+// have no identity and share one.
+func (c *peerConn) logKey() string {
+	if c.guard.tcp {
+		return "tcp"
+	}
+	return callerKey(c.creds)
+}
+
 // http2Preface is what every HTTP/2 client sends first (RFC 9113, 3.4).
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -128,7 +197,7 @@ func (c *peerConn) Read(b []byte) (int, error) {
 			err = errTCPNeedsAuth
 		}
 		c.once.Do(func() {
-			if ok, _ := c.guard.logs.allow(time.Now()); ok {
+			if ok, _ := c.guard.logOK(c.logKey()); ok {
 				c.guard.log.Error(err.Error(), "endpoint", c.guard.ep.String(), "remote", c.Conn.RemoteAddr().String())
 			}
 		})
@@ -189,7 +258,7 @@ func (c *peerConn) reportLocked(why string, level slog.Level, attrs ...any) {
 	if !c.guard.log.Enabled(context.Background(), level) {
 		return
 	}
-	ok, skipped := c.guard.logs.allow(time.Now())
+	ok, skipped := c.guard.logOK(c.logKey())
 	if !ok {
 		return
 	}
@@ -327,7 +396,7 @@ func (l *policyListener) admit(c net.Conn) *peerConn {
 	tuneSocket(c)
 	creds, err := readPeerCreds(c, true, l.guard.wantExe)
 	if err != nil {
-		if ok, _ := l.guard.logs.allow(time.Now()); ok {
+		if ok, _ := l.guard.logOK("unknown"); ok {
 			l.guard.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.guard.ep.String(), "err", err)
 		}
 		creds = nil
@@ -352,7 +421,7 @@ func (l *policyListener) admit(c net.Conn) *peerConn {
 	}
 	l.mu.Unlock()
 	if full {
-		if ok, skipped := l.guard.logs.allow(time.Now()); ok {
+		if ok, skipped := l.guard.logOK(key); ok {
 			l.guard.log.Warn("grpcipc: connection closed: the caller holds its limit of open connections",
 				"endpoint", l.guard.ep.String(), "caller", creds.String(), "limit", l.maxPerCaller, "lines_not_logged", skipped)
 		}
@@ -546,6 +615,7 @@ type logLimiter struct {
 	tokens  float64
 	last    time.Time
 	skipped int
+	timer   bool // a flush of the count is due
 }
 
 const (
@@ -553,7 +623,10 @@ const (
 	logLimitEvery = 100 * time.Millisecond
 )
 
-func (l *logLimiter) allow(now time.Time) (bool, int) {
+// allow says whether a line may be logged now, and how many were held back
+// since the last one. When it holds one back, flush is called a second
+// later with the count, unless a line logged by then carried it.
+func (l *logLimiter) allow(now time.Time, flush func(int)) (bool, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last.IsZero() {
@@ -564,6 +637,18 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 	l.last = now
 	if l.tokens < 1 {
 		l.skipped++
+		if !l.timer && flush != nil {
+			l.timer = true
+			time.AfterFunc(time.Second, func() {
+				l.mu.Lock()
+				n := l.skipped
+				l.skipped, l.timer = 0, false
+				l.mu.Unlock()
+				if n > 0 {
+					flush(n)
+				}
+			})
+		}
 		return false, 0
 	}
 	l.tokens--

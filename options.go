@@ -197,6 +197,9 @@ func WithExpectedServer(principals ...string) ClientOption {
 			if err != nil {
 				return err
 			}
+			if err := checkExeBounded(p); err != nil {
+				return fmt.Errorf("grpcipc: expected server: %w", err)
+			}
 			c.expect = append(c.expect, p)
 		}
 		return nil

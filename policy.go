@@ -149,7 +149,7 @@ func parsePrincipal(s string) (Principal, error) {
 		}
 		p.kind, p.exe = pExe, filepath.Clean(val)
 	default:
-		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, same-user or *)", kind)
+		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, same-user, root, system or *)", kind)
 	}
 	return p, nil
 }
@@ -476,7 +476,7 @@ func checkExeBounded(p Principal) error {
 	if !hasExe(p) || boundedByIdentity(p) {
 		return nil
 	}
-	return fmt.Errorf("%s admits any user who can run the file: combine exe: with a user, group or uid, as in {\"all_of\": [\"user:alice\", \"%s\"]}", p.text, firstExe(p))
+	return fmt.Errorf("%s admits any user who can run the file: combine exe: with a user, group, uid, gid, root or SID, as in {\"all_of\": [\"user:alice\", \"%s\"]}", p.text, firstExe(p))
 }
 
 func hasExe(p Principal) bool {
@@ -524,6 +524,9 @@ func AllowPolicy(principals ...string) (*Policy, error) {
 		p, err := ParsePrincipal(s)
 		if err != nil {
 			return nil, err
+		}
+		if err := checkExeBounded(p); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrPolicy, err)
 		}
 		ps = append(ps, p)
 	}

@@ -340,7 +340,7 @@ func refusal(err error, hasCert bool) error {
 	switch {
 	case required && hasCert:
 		// crypto/tls sends no certificate the server's CA list excludes.
-		return fmt.Errorf("grpcipc: the server requires a client certificate signed by a CA it accepts, and this client has none (so it sent none): %w", err)
+		return fmt.Errorf("grpcipc: the server requires a client certificate signed by a CA it accepts, and this client has no certificate from such a CA (so it sent none): %w", err)
 	case required:
 		return fmt.Errorf("grpcipc: the server requires a client certificate and this client has none: %w", err)
 	case hasCert:

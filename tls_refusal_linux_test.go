@@ -38,7 +38,7 @@ func TestTLSClientCertificateRefused(t *testing.T) {
 			[]string{"the server refused this client's TLS certificate", "remote error: tls: bad certificate"}, "expired at"},
 		{"certificate not from the client CA", withCA, []grpcipc.ClientOption{grpcipc.WithTLS(stranger.TLSConfig()), pinServer},
 			// crypto/tls leaves out a certificate the server's CA list excludes.
-			[]string{"the server requires a client certificate signed by a CA it accepts, and this client has none", "remote error: tls: certificate required"}, "TLS handshake failed"},
+			[]string{"the server requires a client certificate signed by a CA it accepts, and this client has no certificate from such a CA", "remote error: tls: certificate required"}, "TLS handshake failed"},
 		{"certificate not from the client CA, sent anyway", withCA, []grpcipc.ClientOption{grpcipc.WithTLS(&tls.Config{
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &stranger.Certificate, nil },
 		}), pinServer},

@@ -30,6 +30,9 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
 	}
 	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
+		if _, err := grpcipc.ParsePrincipal(s); err != nil {
+			return err // flag.Parse makes it a usage error
+		}
 		f.expect = append(f.expect, s)
 		return nil
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
@@ -55,6 +56,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch {
 		case *unauthTCP && *clientCA != "":
 			return usageErrorf("serve: give --client-ca or --unauthenticated-tcp, not both")
+		case *unauthTCP && *certFile == "" && !loopbackHost(ep.Address):
+			return usageErrorf("serve: %s: without TLS (--cert, --key) only loopback callers are served; listen on 127.0.0.1 or [::1], or add TLS", ep)
 		case *unauthTCP:
 			opts = append(opts, grpcipc.WithUnauthenticatedTCP())
 		case *clientCA == "" && len(allow) == 0 && *policyFile == "":
@@ -70,7 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case len(allow) > 0:
 		p, err := grpcipc.AllowPolicy(allow...)
 		if err != nil {
-			return fmt.Errorf("--allow: %w", err)
+			return usageErrorf("--allow: %w", err)
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
 	case *policyFile != "":
@@ -142,7 +145,11 @@ func endpointOrDefault(s string) (grpcipc.Endpoint, error) {
 	if s == "" {
 		return grpcipc.DefaultEndpoint("grpcipc")
 	}
-	return grpcipc.ParseEndpoint(s)
+	ep, err := grpcipc.ParseEndpoint(s)
+	if err != nil {
+		return ep, usageErrorf("%w", err) // a mistake in the command line
+	}
+	return ep, nil
 }
 
 func runEndpoint(args []string, stdout io.Writer) error {
@@ -162,4 +169,17 @@ func runEndpoint(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, ep)
 	return nil
+}
+
+// loopbackHost reports whether host:port names a loopback address.
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

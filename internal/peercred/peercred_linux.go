@@ -136,11 +136,15 @@ func readExe(pid, pidfd int) (*Executable, error) {
 		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("readlink", err))
 	}
 	// Stat follows the link to the very file the process runs, whatever
-	// its name now or in the peer's mount namespace.
-	var exe, ns unix.Stat_t
-	if err := unix.Fstatat(dir, "exe", &exe, 0); err != nil {
-		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("stat", err))
+	// its name now or in the peer's mount namespace. Only its device and
+	// inode are asked for, from what the kernel holds (AT_STATX_DONT_SYNC):
+	// a network or FUSE file system that stopped answering must not stall
+	// the accepting goroutine.
+	var exe unix.Statx_t
+	if err := unix.Statx(dir, "exe", unix.AT_STATX_DONT_SYNC, unix.STATX_INO, &exe); err != nil {
+		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("statx", err))
 	}
+	var ns unix.Stat_t
 	if err := unix.Fstatat(dir, "ns/mnt", &ns, 0); err != nil {
 		return nil, fmt.Errorf("reading the mount namespace: %w", os.NewSyscallError("stat", err))
 	}
@@ -155,5 +159,9 @@ func readExe(pid, pidfd int) (*Executable, error) {
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
 		return nil, errors.New("the peer exited before its executable could be read")
 	}
-	return &Executable{Path: string(buf[:n]), id: statID(&exe)}, nil
+	if exe.Mask&unix.STATX_INO == 0 {
+		return nil, errors.New("reading the executable: no inode number")
+	}
+	id := fileID{dev: unix.Mkdev(exe.Dev_major, exe.Dev_minor), ino: exe.Ino, ok: true}
+	return &Executable{Path: string(buf[:n]), id: id}, nil
 }
