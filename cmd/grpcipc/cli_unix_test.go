@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -217,6 +218,43 @@ func TestServeAbstract(t *testing.T) {
 	}
 }
 
+// TestServeUnauthenticatedTCP: with --unauthenticated-tcp a loopback tcp
+// endpoint serves, and says on stderr that anyone may call.
+func TestServeUnauthenticatedTCP(t *testing.T) {
+	cmd := cliCommand(t, nil, "serve", "--listen", "tcp://127.0.0.1:0", "--unauthenticated-tcp")
+	var stderr syncWriter
+	cmd.Stderr = &stderr
+	r := testutil.Start(t, cmd)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "serving tcp://127.0.0.1:") {
+		t.Fatalf("serve said %q, %v", line, err)
+	}
+	go io.Copy(io.Discard, r)
+	if !strings.Contains(stderr.String(), "without client authentication") {
+		t.Errorf("no warning on stderr: %q", stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+}
+
+// syncWriter collects a child's stderr safely.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
 func slicesContains(s []string, v string) bool {
 	for _, x := range s {
 		if x == v {
@@ -311,6 +349,10 @@ func TestServePolicyErrors(t *testing.T) {
 		{[]string{"serve", "--listen", sock, "--allow", "uid:x"}, 2, `--allow: invalid policy: principal "uid:x"`},
 		{[]string{"serve", "--listen", sock, "--allow", "uid:0", "--policy", bad}, 2, "--allow or --policy, not both"},
 		{[]string{"serve", "--listen", "tcp://127.0.0.1:0", "--allow", "uid:0"}, 1, "tcp connections carry no OS identity"},
+		{[]string{"serve", "--listen", "tcp://127.0.0.1:0"}, 2, "tcp carries no OS identity, so callers must present a client certificate"},
+		{[]string{"serve", "--listen", "tcp://0.0.0.0:0", "--unauthenticated-tcp"}, 2, "without TLS (--cert, --key) only loopback callers are served"},
+		{[]string{"serve", "--listen", sock, "--unauthenticated-tcp"}, 2, "--unauthenticated-tcp applies only to tcp:// endpoints"},
+		{[]string{"serve", "--listen", sock, "--allow", "exe:/bin/true"}, 2, "admits any user who can run the file"},
 	} {
 		code, stdout, stderr := runCLI(t, nil, tc.args...)
 		if code != tc.code || stdout != "" {
