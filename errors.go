@@ -24,8 +24,10 @@ var (
 	ErrNotSocket = sockfile.ErrNotSocket
 
 	// ErrUnsafeDirectory is returned by [Listen] when the directory that
-	// would hold the socket could let another user replace it: it is owned
-	// by another user, or others may write to it and it is not sticky.
+	// would hold the socket could let another user replace it: it, or a
+	// directory above it, is owned by another user, or writable by others
+	// and not sticky; or it is a symbolic link, or a link above it is
+	// another user's.
 	ErrUnsafeDirectory = sockfile.ErrUnsafeDirectory
 )
 
