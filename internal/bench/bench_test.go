@@ -139,3 +139,21 @@ func TestEveryTargetServes(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamMeasureShorterThanOpening: a stream measurement much shorter
+// than opening the stream takes (a fresh connection, a loaded machine) is
+// timed from the first message and never fails for the bench's own timer.
+func TestStreamMeasureShorterThanOpening(t *testing.T) {
+	for _, target := range serve(t) {
+		t.Run(name(target), func(t *testing.T) {
+			c := dial(t, target) // no connection yet: the stream opens one
+			s, err := Measure(context.Background(), c, Workload{Kind: Stream, Size: 1 << 20}, time.Microsecond)
+			if err != nil {
+				t.Fatalf("a 1 µs stream measurement on a fresh connection: %v", err)
+			}
+			if s.MBPerSec < 0 {
+				t.Errorf("MB/s %v", s.MBPerSec)
+			}
+		})
+	}
+}

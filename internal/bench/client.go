@@ -60,13 +60,20 @@ type Sample struct {
 	Ops         float64       // calls made, or MiB moved (Stream)
 }
 
+// streamOpenTimeout bounds how long a stream workload waits for its first
+// message.
+const streamOpenTimeout = 10 * time.Second
+
 // Client is a connection to a target that can run the workloads.
 type Client interface {
 	// Echo makes one round trip of payload.
 	Echo(ctx context.Context, payload []byte) error
 	// Stream receives messages of size bytes until ctx ends, and returns
-	// the bytes received.
-	Stream(ctx context.Context, size int) (int64, error)
+	// the bytes received after the first message; started is called when
+	// the first message has arrived, so that the caller times the stream
+	// from there and not from the call (opening a stream on a loaded
+	// machine may take longer than a short measurement).
+	Stream(ctx context.Context, size int, started func()) (int64, error)
 	// Receive opens a stream of messages of size bytes and receives n.
 	Receive(ctx context.Context, size, n int) error
 	// Parallel returns n clients that can call at the same time (one
@@ -107,7 +114,7 @@ func (g *grpcClient) Echo(ctx context.Context, payload []byte) error {
 	return err
 }
 
-func (g *grpcClient) Stream(ctx context.Context, size int) (int64, error) {
+func (g *grpcClient) Stream(ctx context.Context, size int, started func()) (int64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := g.c.Stream(sctx, &benchpb.StreamRequest{SizeBytes: int32(size)})
@@ -115,13 +122,19 @@ func (g *grpcClient) Stream(ctx context.Context, size int) (int64, error) {
 		return 0, err
 	}
 	var n int64
+	first := true
 	for {
 		m, err := s.Recv()
 		if err != nil {
-			if ctx.Err() != nil {
-				return n, nil
+			if ctx.Err() != nil && !first {
+				return n, nil // the caller's timer ended the stream
 			}
 			return n, err
+		}
+		if first {
+			first = false
+			started()
+			continue
 		}
 		n += int64(len(m.GetData()))
 	}
@@ -192,7 +205,7 @@ func (r *rawClient) Echo(ctx context.Context, payload []byte) error {
 	return err
 }
 
-func (r *rawClient) Stream(ctx context.Context, size int) (int64, error) {
+func (r *rawClient) Stream(ctx context.Context, size int, started func()) (int64, error) {
 	c, err := r.dial(ctx, rawStream)
 	if err != nil {
 		return 0, err
@@ -207,12 +220,18 @@ func (r *rawClient) Stream(ctx context.Context, size int) (int64, error) {
 	defer stop()
 	buf := make([]byte, 4+size)
 	var n int64
+	first := true
 	for {
 		if _, err := io.ReadFull(c, buf); err != nil {
-			if ctx.Err() != nil {
-				return n, nil
+			if ctx.Err() != nil && !first {
+				return n, nil // the caller's timer ended the stream
 			}
 			return n, err
+		}
+		if first {
+			first = false
+			started()
+			continue
 		}
 		n += int64(size)
 	}
@@ -308,14 +327,31 @@ func Measure(ctx context.Context, c Client, w Workload, d time.Duration) (Sample
 		return Sample{CallsPerSec: n / time.Since(start).Seconds(), Ops: n}, nil
 	case Stream:
 		// Cancel rather than set a deadline: a deadline travels to the
-		// server, which may end the stream first, with an error.
+		// server, which may end the stream first, with an error. The
+		// measurement starts with the first message: the bench's own
+		// timer must never cut the opening of a stream (on a loaded
+		// machine that took longer than a --quick measurement, and the
+		// stream failed with Canceled). Opening gets streamOpenTimeout.
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		timer := time.AfterFunc(d, cancel)
-		defer timer.Stop()
-		start := time.Now()
-		n, err := c.Stream(sctx, w.Size)
+		var (
+			start time.Time
+			timer *time.Timer
+		)
+		open := time.AfterFunc(streamOpenTimeout, cancel)
+		defer open.Stop()
+		n, err := c.Stream(sctx, w.Size, func() {
+			open.Stop()
+			start = time.Now()
+			timer = time.AfterFunc(d, cancel)
+		})
+		if timer != nil {
+			timer.Stop()
+		}
 		if err != nil {
+			if start.IsZero() && sctx.Err() != nil && ctx.Err() == nil {
+				return Sample{}, fmt.Errorf("no %d-byte message arrived within %v of opening the stream", w.Size, streamOpenTimeout)
+			}
 			return Sample{}, err
 		}
 		mib := float64(n) / (1 << 20)
