@@ -165,8 +165,11 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
 				if ok, skipped := pc.guard.logOK(pc.logKey()); ok {
-					pc.guard.log.Warn("grpcipc: TLS handshake failed", "endpoint", pc.guard.ep.String(),
-						"caller", pc.creds.String(), "err", err, "lines_not_logged", skipped)
+					attrs := []any{"endpoint", pc.guard.ep.String(), "caller", pc.creds.String(), "err", err}
+					if skipped > 0 {
+						attrs = append(attrs, "lines_not_logged", skipped)
+					}
+					pc.guard.log.Warn("grpcipc: TLS handshake failed", attrs...)
 				}
 			}
 			return nil, nil, err

@@ -422,8 +422,11 @@ func (l *policyListener) admit(c net.Conn) *peerConn {
 	l.mu.Unlock()
 	if full {
 		if ok, skipped := l.guard.logOK(key); ok {
-			l.guard.log.Warn("grpcipc: connection closed: the caller holds its limit of open connections",
-				"endpoint", l.guard.ep.String(), "caller", creds.String(), "limit", l.maxPerCaller, "lines_not_logged", skipped)
+			attrs := []any{"endpoint", l.guard.ep.String(), "caller", creds.String(), "limit", l.maxPerCaller}
+			if skipped > 0 {
+				attrs = append(attrs, "lines_not_logged", skipped)
+			}
+			l.guard.log.Warn("grpcipc: connection closed: the caller holds its limit of open connections", attrs...)
 		}
 		pc.reported = true
 		pc.Close()

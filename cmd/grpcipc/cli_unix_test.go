@@ -230,6 +230,10 @@ func TestServeUnauthenticatedTCP(t *testing.T) {
 		t.Fatalf("serve said %q, %v", line, err)
 	}
 	go io.Copy(io.Discard, r)
+	// stderr is copied by its own goroutine: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stderr.String(), "without client authentication") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !strings.Contains(stderr.String(), "without client authentication") {
 		t.Errorf("no warning on stderr: %q", stderr.String())
 	}
