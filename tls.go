@@ -19,7 +19,6 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -324,9 +323,10 @@ func (c *refusalConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// peerClosed tells whether a write failed because the other end closed.
+// peerClosed tells whether a write failed because the other end closed
+// (isPeerClosedErrno: the OS's own errors for that).
 func peerClosed(err error) bool {
-	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
+	return errors.Is(err, io.EOF) || isPeerClosedErrno(err)
 }
 
 // refusal returns the error for a client that read err, when err is a TLS
