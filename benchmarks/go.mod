@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/grpcipc/grpcipc => ../
 
 require (
+	github.com/containerd/log v0.1.0
 	github.com/containerd/ttrpc v1.2.10
 	github.com/grpcipc/grpcipc v0.0.0-00010101000000-000000000000
 	google.golang.org/grpc v1.85.0
@@ -14,7 +15,6 @@ require (
 
 require (
 	github.com/Microsoft/go-winio v0.6.4 // indirect
-	github.com/containerd/log v0.1.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
 	github.com/zeebo/errs v1.2.2 // indirect
 	golang.org/x/net v0.60.0 // indirect

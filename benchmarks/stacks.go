@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/grpcipc/grpcipc"
 	"google.golang.org/grpc"
@@ -205,6 +206,11 @@ func receive(ctx context.Context, started func(), recv func() (int, error)) (int
 // would write.
 
 func serveTTRPC(path string) (func(), error) {
+	// ttrpc logs every stream whose client went away, which is how every
+	// stream here ends.
+	if err := log.SetLevel("fatal"); err != nil {
+		return nil, err
+	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
