@@ -11,30 +11,44 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/bench"
 )
 
+// benchChildEnv, when set, makes "grpcipc bench" serve one target for the
+// parent bench (see benchChild): JSON of a childSpec.
+const benchChildEnv = "GRPCIPC_BENCH_CHILD"
+
+type childSpec struct {
+	Target  bench.Target `json:"target"`
+	Dir     string       `json:"dir"`
+	HeapMiB int          `json:"heap_mib"`
+}
+
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	if spec := os.Getenv(benchChildEnv); spec != "" {
+		return benchChild(ctx, spec, stdout)
+	}
 	c := newCommand("bench", "[--quick] [--reps N] [--json FILE] [--chart FILE.svg]",
-		"Measure the transports side by side on this machine, with the server in a child\n"+
-			"process: a raw socket (the floor), grpc-go with default options over TCP loopback\n"+
-			"and a Unix socket (what users get today), and grpcipc's defaults over each local\n"+
-			"transport. Workloads are measured round after round, interleaved, and the table\n"+
-			"shows medians, their spread, and ratios to grpc-go over TCP and to the raw socket.",
+		"Measure the transports side by side on this machine: a raw socket (the floor,\n"+
+			"read into one buffer, and as raw-alloc into a new one per message), grpc-go with\n"+
+			"default options over TCP loopback and a Unix socket (what users get today), and\n"+
+			"grpcipc's defaults over each local transport. Each target's server runs in a fresh\n"+
+			"process per round, with this process's GOMAXPROCS and GOGC; this process is the\n"+
+			"client. After a warm-up (0.5 s and 2,000 calls), every workload is measured;\n"+
+			"streams again with 64 MiB of live heap in both processes. Rounds are interleaved\n"+
+			"across targets; the table shows medians, their range, CPU and allocations per\n"+
+			"call of both processes, and ratios to grpc-go over TCP and to the raw socket.",
 		0, 0, stdout)
-	quick := c.fs.Bool("quick", false, "fewer workloads and shorter rounds: under a minute")
+	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about half a minute")
 	reps := c.fs.Int("reps", 3, "rounds; each measures every workload on every target")
-	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list")
+	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list (docs/bench.md)")
 	chartFile := c.fs.String("chart", "", "also draw the results to this SVG `file`")
-	serveChild := c.fs.String("serve-child", "", "(internal) run the benchmark servers with sockets in `dir`")
 	if _, err := c.parse(args); err != nil {
 		return err
-	}
-	if *serveChild != "" {
-		return benchChild(ctx, *serveChild, stdout)
 	}
 	if *reps < 1 || *reps > 100 {
 		return usageErrorf("bench: --reps must be from 1 to 100")
@@ -80,47 +94,32 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			err = fmt.Errorf("bench: %w", rmErr)
 		}
 	}()
-	child := exec.Command(exe, "bench", "--serve-child", dir)
-	child.Stderr = stderr
-	child.SysProcAttr = childProcAttr()
-	stdin, err := child.StdinPipe()
-	if err != nil {
-		return err
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
+		gogc = "100"
 	}
-	out, err := child.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := child.Start(); err != nil {
-		return fmt.Errorf("bench: starting the server: %w", err)
-	}
-	defer func() {
-		stdin.Close() // the child stops when its stdin closes
-		done := make(chan struct{})
-		go func() { child.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			child.Process.Kill()
-			<-done
-		}
-	}()
-	var targets []bench.Target
-	line, err := bufio.NewReader(out).ReadBytes('\n')
-	if err != nil || json.Unmarshal(line, &targets) != nil {
-		return fmt.Errorf("bench: the server did not start (see above)")
+	procs := runtime.GOMAXPROCS(0)
+	spawn := func(ctx context.Context, t bench.Target, heapMiB int) (bench.Server, error) {
+		spec, _ := json.Marshal(childSpec{Target: t, Dir: dir, HeapMiB: heapMiB})
+		return startBenchChild(exe, stderr, append(os.Environ(), benchChildEnv+"="+string(spec),
+			"GOMAXPROCS="+strconv.Itoa(procs), "GOGC="+gogc))
 	}
 
-	progress := func(int, int, string) {}
-	if isTerminal(stderr) {
-		progress = func(done, total int, what string) {
+	terminal := isTerminal(stderr)
+	progress := func(done, total int, what string) {
+		if terminal {
 			fmt.Fprintf(stderr, "\r\033[K[%d/%d] %s", done+1, total, what)
+		} else {
+			fmt.Fprintf(stderr, "[%d/%d] %s\n", done+1, total, what)
 		}
 	}
-	fmt.Fprintf(stdout, "grpcipc bench: %s/%s, %d CPUs, %s, %d rounds%s, server pid %d\n\n", runtime.GOOS, runtime.GOARCH,
-		runtime.NumCPU(), time.Now().Format("2006-01-02"), *reps, map[bool]string{true: " (quick)"}[*quick], child.Process.Pid)
-	results, err := bench.Run(ctx, targets, bench.Options{Quick: *quick, Reps: *reps, ServerPID: child.Process.Pid, Progress: progress})
-	if isTerminal(stderr) {
+	fmt.Fprintf(stdout, "grpcipc bench: %s/%s, %d CPUs, GOMAXPROCS %d, GOGC %s, %s, %d rounds%s;\n"+
+		"a server process per target and round, this process the client; CPU from getrusage (its\n"+
+		"user+system total is kept in nanoseconds on Linux), allocations from runtime/metrics\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), procs, gogc, time.Now().Format("2006-01-02"), *reps,
+		map[bool]string{true: " (quick)"}[*quick])
+	results, err := bench.Run(ctx, bench.Specs(), bench.Options{Quick: *quick, Rounds: *reps, Spawn: spawn, Progress: progress})
+	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
@@ -145,17 +144,94 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	return nil
 }
 
-// benchChild serves every target until its stdin closes, after printing
-// them as one JSON line.
-func benchChild(ctx context.Context, dir string, stdout io.Writer) error {
-	targets, stop, err := bench.Serve(ctx, dir)
+// benchServer is a target's server in a child process.
+type benchServer struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Reader
+	target bench.Target
+}
+
+func startBenchChild(exe string, stderr io.Writer, env []string) (*benchServer, error) {
+	cmd := exec.Command(exe, "bench")
+	cmd.Env = env
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = childProcAttr()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting a server: %w", err)
+	}
+	s := &benchServer{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	line, err := s.out.ReadBytes('\n')
+	if err != nil || json.Unmarshal(line, &s.target) != nil {
+		s.Close()
+		return nil, errors.New("a server did not start (see above)")
+	}
+	return s, nil
+}
+
+func (s *benchServer) Target() bench.Target { return s.target }
+
+func (s *benchServer) Stats() (time.Duration, uint64, error) {
+	if _, err := io.WriteString(s.in, "stats\n"); err != nil {
+		return 0, 0, fmt.Errorf("asking the server for its figures: %w", err)
+	}
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the server's figures: %w", err)
+	}
+	var cpu int64
+	var allocs uint64
+	if _, err := fmt.Sscanf(line, "%d %d", &cpu, &allocs); err != nil {
+		return 0, 0, fmt.Errorf("the server's figures %q: %w", line, err)
+	}
+	return time.Duration(cpu), allocs, nil
+}
+
+func (s *benchServer) Close() error {
+	s.in.Close() // the child stops when its stdin closes
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		return <-done
+	}
+}
+
+// benchChild serves one target until its stdin closes, after printing it
+// as one JSON line; each "stats" line on stdin gets a line with its CPU
+// time in nanoseconds and its heap allocations so far.
+func benchChild(ctx context.Context, spec string, stdout io.Writer) error {
+	var cs childSpec
+	if err := json.Unmarshal([]byte(spec), &cs); err != nil {
+		return fmt.Errorf("%s: %w", benchChildEnv, err)
+	}
+	if cs.HeapMiB > 0 {
+		release := bench.Ballast(cs.HeapMiB)
+		defer release()
+	}
+	t, stop, err := bench.ServeTarget(ctx, cs.Dir, cs.Target)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	b, _ := json.Marshal(targets)
+	b, _ := json.Marshal(t)
 	fmt.Fprintf(stdout, "%s\n", b)
-	io.Copy(io.Discard, os.Stdin)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		cpu, allocs := bench.SelfStats()
+		fmt.Fprintf(stdout, "%d %d\n", cpu.Nanoseconds(), allocs)
+	}
 	return nil
 }
 

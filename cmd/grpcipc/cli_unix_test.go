@@ -541,7 +541,7 @@ func TestBench(t *testing.T) {
 		t.Fatalf("bench exited %d: %s %s", code, stdout, stderr)
 	}
 	t.Logf("bench printed:\n%s", stdout)
-	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc unix-abstract"} {
+	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "raw-alloc unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc unix-abstract", "64MiB", "allocs/op"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q", want)
 		}
@@ -554,16 +554,29 @@ func TestBench(t *testing.T) {
 	if err := json.Unmarshal(b, &results); err != nil {
 		t.Fatalf("--json: %v", err)
 	}
-	if len(results) != 4*5 {
-		t.Errorf("--json has %d results, want 4 workloads x 5 targets", len(results))
+	// 3 workloads on 5 targets (raw-alloc streams only), the stream on 6
+	// targets with each heap.
+	if len(results) != 3*5+2*6 {
+		t.Errorf("--json has %d results, want %d", len(results), 3*5+2*6)
+	}
+	median := func(r map[string]any, k string) float64 {
+		f, _ := r[k].(map[string]any)
+		v, _ := f["median"].(float64)
+		return v
 	}
 	for _, r := range results {
-		for _, k := range []string{"transport", "stack", "workload", "size_bytes", "p50_us", "p99_us", "calls_per_s", "mb_per_s", "cpu_us_per_op", "reps"} {
+		for _, k := range []string{"stack", "transport", "workload", "callers", "size_bytes", "heap", "p50_us", "p99_us", "calls_per_s", "mb_per_s", "cpu_us_per_call", "allocs_per_call", "rounds"} {
 			if _, ok := r[k]; !ok {
 				t.Errorf("result %v lacks %s", r, k)
 			}
 		}
-		if r["workload"] == "unary" && r["p50_us"].(float64) <= 0 || r["workload"] == "stream" && r["mb_per_s"].(float64) <= 0 {
+		for _, k := range []string{"p50_us", "calls_per_s", "cpu_us_per_call"} {
+			f, ok := r[k].(map[string]any)
+			if _, hasMin := f["min"]; !ok || !hasMin || f["max"] == nil {
+				t.Errorf("%s of %v is not {median, min, max}", k, r)
+			}
+		}
+		if r["workload"] == "unary" && median(r, "p50_us") <= 0 || r["workload"] == "stream" && median(r, "mb_per_s") <= 0 || median(r, "cpu_us_per_call") <= 0 {
 			t.Errorf("result measured nothing: %v", r)
 		}
 	}

@@ -157,3 +157,33 @@ func TestStreamMeasureShorterThanOpening(t *testing.T) {
 		})
 	}
 }
+
+// TestEverySpecServesAlone: every target "grpcipc bench" measures can be
+// served on its own, as its server process does, and measured there.
+func TestEverySpecServesAlone(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	for _, spec := range Specs() {
+		tg, stop, err := ServeTarget(context.Background(), dir, spec)
+		if err != nil {
+			t.Fatalf("%s %s: %v", spec.Stack, spec.Transport, err)
+		}
+		c, err := Dial(context.Background(), tg)
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		w := Workload{Kind: Unary, Size: 1 << 10, Callers: 1}
+		if spec.Stack == StackRawAlloc {
+			w = Workload{Kind: Stream, Size: 64 << 10, Callers: 1}
+		}
+		s, err := Measure(context.Background(), c, w, 50*time.Millisecond)
+		c.Close()
+		stop()
+		if err != nil || s.Ops == 0 {
+			t.Errorf("%s on %s: %+v, %v", w, tg.Name(), s, err)
+		}
+	}
+	if cpu, allocs := SelfStats(); cpu <= 0 || allocs == 0 {
+		t.Errorf("SelfStats() = %v, %d", cpu, allocs)
+	}
+}

@@ -85,8 +85,8 @@ type Client interface {
 // Dial connects to a target.
 func Dial(ctx context.Context, t Target) (Client, error) {
 	switch t.Stack {
-	case StackRaw:
-		return &rawClient{target: t}, nil
+	case StackRaw, StackRawAlloc:
+		return &rawClient{target: t, alloc: t.Stack == StackRawAlloc}, nil
 	case StackGRPCGo:
 		target := strings.TrimPrefix(t.Endpoint, "tcp://")
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -168,6 +168,7 @@ func (g *grpcClient) Close() error { return g.conn.Close() }
 // rawClient speaks the raw protocol of serveRaw.
 type rawClient struct {
 	target Target
+	alloc  bool // a new buffer for every streamed message, as generated stubs do
 	echo   net.Conn
 	buf    []byte
 }
@@ -222,6 +223,9 @@ func (r *rawClient) Stream(ctx context.Context, size int, started func()) (int64
 	var n int64
 	first := true
 	for {
+		if r.alloc {
+			buf = make([]byte, 4+size)
+		}
 		if _, err := io.ReadFull(c, buf); err != nil {
 			if ctx.Err() != nil && !first {
 				return n, nil // the caller's timer ended the stream
@@ -260,7 +264,7 @@ func (r *rawClient) Receive(ctx context.Context, size, n int) error {
 func (r *rawClient) Parallel(n int) ([]Client, func(), error) {
 	cs := make([]Client, n)
 	for i := range cs {
-		cs[i] = &rawClient{target: r.target}
+		cs[i] = &rawClient{target: r.target, alloc: r.alloc}
 	}
 	return cs, func() {
 		for _, c := range cs {

@@ -8,56 +8,68 @@ import (
 	"text/tabwriter"
 )
 
-// baseline finds the result of the same workload on another target.
+// baseline finds the result of the same workload, with the same heap, on
+// another target.
 func baseline(results []Result, r Result, stack, transport string) (Result, bool) {
 	for _, b := range results {
-		if b.workload == r.workload && b.Stack == stack && (transport == "" || b.Transport == transport) {
+		if b.workload == r.workload && b.Heap == r.Heap && b.Stack == stack && (transport == "" || b.Transport == transport) {
 			return b, true
 		}
 	}
 	return Result{}, false
 }
 
+// main is a result's main figure: p50 for a unary workload, calls/s for
+// throughput, MB/s for a stream.
+func (r Result) main() Figure {
+	switch r.Workload {
+	case Unary:
+		return r.P50us
+	case Throughput:
+		return r.CallsPerSec
+	}
+	return r.MBPerSec
+}
+
 // Speedup is how many times better r does than b at its workload's main
 // figure: shorter p50, more calls, more MB per second.
 func Speedup(r, b Result) float64 {
-	switch r.Workload {
-	case Unary:
-		if r.P50us > 0 {
-			return b.P50us / r.P50us
-		}
-	case Throughput:
-		if b.CallsPerSec > 0 {
-			return r.CallsPerSec / b.CallsPerSec
-		}
-	case Stream:
-		if b.MBPerSec > 0 {
-			return r.MBPerSec / b.MBPerSec
-		}
+	rm, bm := r.main().Median, b.main().Median
+	if rm == 0 || bm == 0 {
+		return 0
 	}
-	return 0
+	if r.Workload == Unary {
+		return bm / rm
+	}
+	return rm / bm
 }
 
 // Table writes the results with their ratios to grpc-go over TCP loopback
 // and to the raw socket. "x2.00" means twice as good (half the latency,
-// twice the calls or bytes); CPU is the ratio of CPU time per operation.
+// twice the calls or bytes); CPU is the ratio of CPU time per operation;
+// "range" is the main figure's min-max over the rounds.
 func Table(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tstack transport\tp50\tp99\tcalls/s\tMB/s\tCPU/op\tspread\tvs grpc-go tcp\tCPU vs tcp\tvs raw\t")
+	fmt.Fprintln(tw, "workload\theap\tstack transport\tp50\tp99\tcalls/s\tMB/s\tCPU/op\tallocs/op\trange\tvs grpc-go tcp\tCPU vs tcp\tvs raw\t")
 	last := ""
 	for _, r := range results {
-		name := r.workload.String()
+		name := r.workload.String() + "\t" + r.Heap
 		if name == last {
-			name = ""
+			name = "\t"
 		} else {
 			last = name
 		}
-		cells := []string{name, r.target.Name(), us(r.P50us), us(r.P99us), num(r.CallsPerSec), num(r.MBPerSec),
-			cpuString(r), fmt.Sprintf("±%.0f%%", 100*r.Spread/2)}
+		m := r.main()
+		rng := ""
+		if m.Median > 0 {
+			rng = fmt.Sprintf("%.0f%%-%.0f%%", 100*m.Min/m.Median, 100*m.Max/m.Median)
+		}
+		cells := []string{name, r.target.Name(), us(r.P50us.Median), us(r.P99us.Median), num(r.CallsPerSec.Median), num(r.MBPerSec.Median),
+			cpuString(r), allocString(r), rng}
 		tcp, ok := baseline(results, r, StackGRPCGo, "tcp")
 		cells = append(cells, ratio(ok, Speedup(r, tcp)))
-		if ok && tcp.CPUusPerOp > 0 && r.CPUusPerOp > 0 {
-			cells = append(cells, fmt.Sprintf("%.2f", r.CPUusPerOp/tcp.CPUusPerOp))
+		if ok && tcp.CPUusPerCall.Median > 0 && r.CPUusPerCall.Median > 0 {
+			cells = append(cells, fmt.Sprintf("%.2f", r.CPUusPerCall.Median/tcp.CPUusPerCall.Median))
 		} else {
 			cells = append(cells, "")
 		}
@@ -93,13 +105,22 @@ func num(v float64) string {
 }
 
 func cpuString(r Result) string {
-	if r.CPUusPerOp == 0 {
+	v := r.CPUusPerCall.Median
+	if v == 0 {
 		return ""
 	}
 	if r.Workload == Stream {
-		return fmt.Sprintf("%.0fµs/MiB", r.CPUusPerOp)
+		return fmt.Sprintf("%.0fµs/MiB", v)
 	}
-	return fmt.Sprintf("%.1fµs", r.CPUusPerOp)
+	return fmt.Sprintf("%.1fµs", v)
+}
+
+func allocString(r Result) string {
+	v := r.AllocsPerCall.Median
+	if r.Workload == Stream {
+		return fmt.Sprintf("%.1f/MiB", v)
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 // Chart writes an SVG bar chart: for each workload, each target's speed
@@ -126,13 +147,13 @@ func Chart(w io.Writer, results []Result, title string) error {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
 	fmt.Fprintf(&b, `<text x="10" y="40" fill="#555">speed relative to grpc-go (default options) over TCP loopback; longer is better</text>`+"\n")
 	x1 := left + int(float64(width)/maxV)
-	colors := map[string]string{StackRaw: "#999999", StackGRPCGo: "#d9822b", StackGRPCIPC: "#2b6cd9"}
+	colors := map[string]string{StackRaw: "#999999", StackRawAlloc: "#bbbbbb", StackGRPCGo: "#d9822b", StackGRPCIPC: "#2b6cd9"}
 	y := 56
 	last := ""
 	for _, r := range rows {
 		tcp, _ := baseline(results, r, StackGRPCGo, "tcp")
 		v := Speedup(r, tcp)
-		if name := r.workload.String(); name != last {
+		if name := r.workload.String() + " (" + r.Heap + " heap)"; name != last {
 			last = name
 			fmt.Fprintf(&b, `<text x="10" y="%d" font-weight="bold">%s</text>`+"\n", y+12, html.EscapeString(name))
 		}

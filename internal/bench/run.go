@@ -4,17 +4,47 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"time"
 )
 
+// Server is one target's server, in a process of its own (see Spawn).
+type Server interface {
+	// Target is what it serves, with its endpoint.
+	Target() Target
+	// Stats returns the server process's CPU time (user and system) and
+	// heap allocations (objects) so far.
+	Stats() (cpu time.Duration, allocs uint64, err error)
+	Close() error
+}
+
+// Spawn starts a fresh server process for spec (a stack and a transport),
+// whose live heap carries heapMiB MiB of service data (0: none).
+type Spawn func(ctx context.Context, spec Target, heapMiB int) (Server, error)
+
 // Options say how much to measure.
 type Options struct {
-	Quick     bool
-	Reps      int                                // rounds; each measures every workload on every target
-	ServerPID int                                // the server process, for its CPU time (0: in this process)
-	Progress  func(done, total int, what string) // called before each measurement, if set
+	Quick    bool
+	Rounds   int                                // each runs every target once, in a fresh server process
+	Spawn    Spawn                              // starts the servers
+	Progress func(done, total int, what string) // called before each target's turn, if set
 }
+
+// Heaps: the stream workloads run with each.
+const (
+	HeapTiny    = "tiny"  // the processes' own small heaps
+	HeapService = "64MiB" // 64 MiB of live data in both processes, as a daemon carries
+	serviceMiB  = 64
+)
+
+// Warm-up, before a target's measurements: at least this long and this
+// many calls.
+const (
+	warmupTime  = 500 * time.Millisecond
+	warmupCalls = 2000
+)
 
 // Workloads returns what a run measures.
 func Workloads(quick bool) []Workload {
@@ -27,150 +57,213 @@ func Workloads(quick bool) []Workload {
 	}
 }
 
-// Result is the median over the rounds of one workload on one target,
-// with the spread of its main figure. Its JSON is one object of the
-// --json list.
-type Result struct {
-	Transport   string  `json:"transport"`
-	Stack       string  `json:"stack"`
-	Workload    string  `json:"workload"`
-	SizeBytes   int     `json:"size_bytes"`
-	Callers     int     `json:"callers"`
-	P50us       float64 `json:"p50_us"`
-	P99us       float64 `json:"p99_us"`
-	CallsPerSec float64 `json:"calls_per_s"`
-	MBPerSec    float64 `json:"mb_per_s"`
-	CPUusPerOp  float64 `json:"cpu_us_per_op"` // per call, or per MiB for streams
-	Reps        int     `json:"reps"`
-	Spread      float64 `json:"spread"` // (max-min)/median of the main figure over the rounds
-	target      Target
-	workload    Workload
+// Figure is a median over the rounds with their range.
+type Figure struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
 }
 
-// Run measures every workload on every target, round after round, so that
-// the machine's changing load falls on all of them alike.
-func Run(ctx context.Context, targets []Target, o Options) ([]Result, error) {
-	if o.Reps < 1 {
-		o.Reps = 3
+// Result is one workload on one target over the rounds. Its JSON is one
+// object of the --json list (see docs/bench.md).
+type Result struct {
+	Stack         string `json:"stack"`
+	Transport     string `json:"transport"`
+	Workload      string `json:"workload"`
+	Callers       int    `json:"callers"`
+	SizeBytes     int    `json:"size_bytes"`
+	Heap          string `json:"heap"`
+	P50us         Figure `json:"p50_us"`
+	P99us         Figure `json:"p99_us"`
+	CallsPerSec   Figure `json:"calls_per_s"`
+	MBPerSec      Figure `json:"mb_per_s"`
+	CPUusPerCall  Figure `json:"cpu_us_per_call"` // per call; per MiB for streams
+	AllocsPerCall Figure `json:"allocs_per_call"` // per call; per MiB for streams
+	Rounds        int    `json:"rounds"`
+	target        Target
+	workload      Workload
+}
+
+// measurement is one round's figures.
+type measurement struct {
+	Sample
+	cpuPerOp, allocsPerOp float64
+}
+
+// Run measures every workload on every target, one fresh server process
+// per target and round, rounds interleaved across targets (A B C A B C
+// ...), so that the machine's changing load falls on all of them alike.
+// CPU and allocations are the client's (this process) and the server's
+// together.
+func Run(ctx context.Context, specs []Target, o Options) ([]Result, error) {
+	if o.Rounds < 1 {
+		o.Rounds = 3
 	}
 	d := 400 * time.Millisecond
 	if o.Quick {
 		d = 150 * time.Millisecond
 	}
-	serverPID := o.ServerPID
-	if serverPID == 0 {
-		serverPID = os.Getpid()
-	}
 	workloads := Workloads(o.Quick)
-	clients := make([]Client, len(targets))
-	for i, t := range targets {
-		c, err := Dial(ctx, t)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name(), err)
-		}
-		defer c.Close()
-		clients[i] = c
+	type key struct {
+		t, w int
+		heap string
 	}
-	type key struct{ t, w int }
-	samples := map[key][]Sample{}
-	cpu := map[key][]float64{}
-	total, done := o.Reps*len(workloads)*len(targets), 0
-	for rep := 0; rep < o.Reps; rep++ {
-		for wi, w := range workloads {
-			for ti, t := range targets {
-				if o.Progress != nil {
-					o.Progress(done, total, fmt.Sprintf("round %d/%d: %s on %s", rep+1, o.Reps, w, t.Name()))
-				}
-				done++
+	got := map[key][]measurement{}
+	names := map[int]Target{}
+	total, done := o.Rounds*len(specs), 0
+	for round := range o.Rounds {
+		for ti, spec := range specs {
+			if o.Progress != nil {
+				o.Progress(done, total, fmt.Sprintf("round %d/%d: %s %s", round+1, o.Rounds, spec.Stack, spec.Transport))
+			}
+			done++
+			for _, heap := range []string{HeapTiny, HeapService} {
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}
-				// Warm the connection (and grow its windows) outside the clock.
-				if _, err := Measure(ctx, clients[ti], Workload{Kind: w.Kind, Size: w.Size, Callers: w.Callers}, 20*time.Millisecond); err != nil {
-					return nil, fmt.Errorf("%s on %s: %w", w, t.Name(), err)
-				}
-				c0, ok1 := cpuTime(os.Getpid())
-				s0, ok2 := cpuTime(serverPID)
-				s, err := Measure(ctx, clients[ti], w, d)
-				if err != nil {
-					return nil, fmt.Errorf("%s on %s: %w", w, t.Name(), err)
-				}
-				c1, _ := cpuTime(os.Getpid())
-				s1, _ := cpuTime(serverPID)
-				k := key{ti, wi}
-				samples[k] = append(samples[k], s)
-				if ok1 && ok2 && s.Ops > 0 {
-					used := c1 - c0
-					if serverPID != os.Getpid() {
-						used += s1 - s0
+				var ws []int
+				for wi, w := range workloads {
+					if (heap == HeapTiny || w.Kind == Stream) && (spec.Stack != StackRawAlloc || w.Kind == Stream) {
+						ws = append(ws, wi)
 					}
-					cpu[k] = append(cpu[k], float64(used.Microseconds())/s.Ops)
+				}
+				ms, t, err := runTarget(ctx, spec, heap, workloads, ws, d, o.Spawn)
+				if err != nil {
+					return nil, fmt.Errorf("%s %s: %w", spec.Stack, spec.Transport, err)
+				}
+				names[ti] = t
+				for i, wi := range ws {
+					k := key{ti, wi, heap}
+					got[k] = append(got[k], ms[i])
 				}
 			}
 		}
 	}
 	var out []Result
 	for wi, w := range workloads {
-		for ti, t := range targets {
-			k := key{ti, wi}
-			ss := samples[k]
-			r := Result{
-				Transport: t.Transport, Stack: t.Stack, Workload: w.Kind, SizeBytes: w.Size, Callers: w.Callers,
-				Reps: len(ss), target: t, workload: w,
-				P50us:       median(ss, func(s Sample) float64 { return float64(s.P50.Nanoseconds()) / 1e3 }),
-				P99us:       median(ss, func(s Sample) float64 { return float64(s.P99.Nanoseconds()) / 1e3 }),
-				CallsPerSec: median(ss, func(s Sample) float64 { return s.CallsPerSec }),
-				MBPerSec:    median(ss, func(s Sample) float64 { return s.MBPerSec }),
-				CPUusPerOp:  medianOf(cpu[k]),
+		for _, heap := range []string{HeapTiny, HeapService} {
+			for ti := range specs {
+				ms := got[key{ti, wi, heap}]
+				if len(ms) == 0 {
+					continue
+				}
+				t := names[ti]
+				r := Result{
+					Stack: t.Stack, Transport: t.Transport, Workload: w.Kind, Callers: w.Callers, SizeBytes: w.Size,
+					Heap: heap, Rounds: len(ms), target: t, workload: w,
+					CPUusPerCall:  figure(ms, func(m measurement) float64 { return m.cpuPerOp }),
+					AllocsPerCall: figure(ms, func(m measurement) float64 { return m.allocsPerOp }),
+				}
+				switch w.Kind {
+				case Unary:
+					r.P50us = figure(ms, func(m measurement) float64 { return float64(m.P50.Nanoseconds()) / 1e3 })
+					r.P99us = figure(ms, func(m measurement) float64 { return float64(m.P99.Nanoseconds()) / 1e3 })
+					r.CallsPerSec = figure(ms, func(m measurement) float64 { return m.CallsPerSec })
+				case Throughput:
+					r.CallsPerSec = figure(ms, func(m measurement) float64 { return m.CallsPerSec })
+				case Stream:
+					r.MBPerSec = figure(ms, func(m measurement) float64 { return m.MBPerSec })
+				}
+				out = append(out, r)
 			}
-			main := func(s Sample) float64 { return float64(s.P50) }
-			switch w.Kind {
-			case Throughput:
-				main = func(s Sample) float64 { return s.CallsPerSec }
-			case Stream:
-				main = func(s Sample) float64 { return s.MBPerSec }
-			}
-			r.Spread = spread(ss, main)
-			if w.Kind == Stream {
-				r.P50us, r.P99us, r.CallsPerSec = 0, 0, 0
-			}
-			if w.Kind == Throughput {
-				r.P50us, r.P99us = 0, 0
-			}
-			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-func median(ss []Sample, f func(Sample) float64) float64 {
-	v := make([]float64, len(ss))
-	for i, s := range ss {
-		v[i] = f(s)
+// runTarget starts spec's server with the given heap, warms it up, and
+// measures the workloads ws on it.
+func runTarget(ctx context.Context, spec Target, heap string, workloads []Workload, ws []int, d time.Duration, spawn Spawn) ([]measurement, Target, error) {
+	mib := 0
+	if heap == HeapService {
+		mib = serviceMiB
+		release := Ballast(mib) // this process carries the same
+		defer release()
 	}
-	return medianOf(v)
+	srv, err := spawn(ctx, spec, mib)
+	if err != nil {
+		return nil, Target{}, err
+	}
+	defer srv.Close()
+	t := srv.Target()
+	c, err := Dial(ctx, t)
+	if err != nil {
+		return nil, t, err
+	}
+	defer c.Close()
+	if err := warmUp(ctx, c); err != nil {
+		return nil, t, fmt.Errorf("warm-up: %w", err)
+	}
+	var out []measurement
+	for _, wi := range ws {
+		w := workloads[wi]
+		// Open what the workload uses (32 callers' connections, a stream)
+		// and grow its windows outside the clock.
+		if _, err := Measure(ctx, c, w, 20*time.Millisecond); err != nil {
+			return nil, t, fmt.Errorf("%s: %w", w, err)
+		}
+		c0, a0 := SelfStats()
+		sc0, sa0, err := srv.Stats()
+		if err != nil {
+			return nil, t, err
+		}
+		s, err := Measure(ctx, c, w, d)
+		if err != nil {
+			return nil, t, fmt.Errorf("%s: %w", w, err)
+		}
+		c1, a1 := SelfStats()
+		sc1, sa1, err := srv.Stats()
+		if err != nil {
+			return nil, t, err
+		}
+		m := measurement{Sample: s}
+		if s.Ops > 0 {
+			m.cpuPerOp = float64(((c1 - c0) + (sc1 - sc0)).Nanoseconds()) / 1e3 / s.Ops
+			m.allocsPerOp = float64((a1-a0)+(sa1-sa0)) / s.Ops
+		}
+		out = append(out, m)
+	}
+	return out, t, nil
 }
 
-func medianOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
+// warmUp makes at least warmupCalls 1 KiB calls over at least warmupTime.
+func warmUp(ctx context.Context, c Client) error {
+	payload := make([]byte, 1<<10)
+	start := time.Now()
+	for n := 0; n < warmupCalls || time.Since(start) < warmupTime; n++ {
+		if err := c.Echo(ctx, payload); err != nil {
+			return err
+		}
 	}
-	v = slices.Clone(v)
+	return nil
+}
+
+// SelfStats is this process's CPU time (user and system; see cpuTime) and
+// heap allocations (objects) so far.
+func SelfStats() (time.Duration, uint64) {
+	cpu, _ := cpuTime(os.Getpid())
+	m := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(m)
+	return cpu, m[0].Value.Uint64()
+}
+
+// Ballast keeps mib MiB of live data in 1 KiB objects, reachable through
+// one slice of pointers (so the collector has something to mark, as in a
+// service), until release is called.
+func Ballast(mib int) (release func()) {
+	objs := make([][]byte, mib<<10)
+	for i := range objs {
+		objs[i] = make([]byte, 1<<10)
+		objs[i][0] = byte(i)
+	}
+	return func() { runtime.KeepAlive(objs); objs = nil }
+}
+
+func figure(ms []measurement, f func(measurement) float64) Figure {
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
 	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func spread(ss []Sample, f func(Sample) float64) float64 {
-	if len(ss) < 2 {
-		return 0
-	}
-	v := make([]float64, len(ss))
-	for i, s := range ss {
-		v[i] = f(s)
-	}
-	m := medianOf(v)
-	if m == 0 {
-		return 0
-	}
-	return (slices.Max(v) - slices.Min(v)) / m
+	return Figure{Median: v[len(v)/2], Min: v[0], Max: v[len(v)-1]}
 }

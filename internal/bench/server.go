@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/grpcipc/grpcipc"
@@ -22,13 +23,14 @@ import (
 
 // Stacks measured.
 const (
-	StackRaw     = "raw"           // a bare socket: the floor
-	StackGRPCGo  = "grpc-go"       // grpc-go with default options: what users get today
-	StackGRPCIPC = "grpcipc"       // grpcipc's Listen, ServerOptions and NewClient
-	rawEcho      = byte('E')       // raw protocol: echo length-prefixed messages
-	rawStream    = byte('S')       // raw protocol: send messages until closed
-	maxRawSize   = 64 << 20        // refuse larger raw messages
-	benchApp     = "grpcipc-bench" // abstract socket names
+	StackRaw      = "raw"           // a bare socket: the floor
+	StackRawAlloc = "raw-alloc"     // the same, its client allocating every message as generated stubs do
+	StackGRPCGo   = "grpc-go"       // grpc-go with default options: what users get today
+	StackGRPCIPC  = "grpcipc"       // grpcipc's Listen, ServerOptions and NewClient
+	rawEcho       = byte('E')       // raw protocol: echo length-prefixed messages
+	rawStream     = byte('S')       // raw protocol: send messages until closed
+	maxRawSize    = 64 << 20        // refuse larger raw messages
+	benchApp      = "grpcipc-bench" // abstract socket names
 )
 
 // Target is one server to measure: a stack over a transport, at an
@@ -233,6 +235,82 @@ func rawConn(c net.Conn) {
 			}
 		}
 	}
+}
+
+// Specs are the targets "grpcipc bench" measures on this OS, without
+// endpoints: ServeTarget gives each one.
+func Specs() []Target {
+	specs := []Target{{Stack: StackRaw}, {Stack: StackRawAlloc}, {Stack: StackGRPCGo, Transport: "tcp"}}
+	probe, err := net.Listen("unix", filepath.Join(os.TempDir(), fmt.Sprintf("grpcipc-bench-probe-%d.sock", os.Getpid())))
+	unix := err == nil
+	if unix {
+		probe.Close()
+		specs[0].Transport, specs[1].Transport = "unix", "unix"
+		specs = append(specs, Target{Stack: StackGRPCGo, Transport: "unix"})
+	} else {
+		specs[0].Transport, specs[1].Transport = "tcp", "tcp"
+	}
+	if def, err := grpcipc.DefaultEndpoint(benchApp); err == nil && def.Transport == grpcipc.NamedPipe {
+		return append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.NamedPipe)})
+	}
+	specs = append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.Unix)})
+	if _, err := grpcipc.ParseEndpoint("unix-abstract:x"); err == nil {
+		specs = append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.UnixAbstract)})
+	}
+	return specs
+}
+
+// ServeTarget serves the target spec names (its stack and transport) with
+// its socket, if any, in dir, and returns it with its endpoint and a
+// function that stops it.
+func ServeTarget(ctx context.Context, dir string, spec Target) (Target, func(), error) {
+	name := fmt.Sprintf("%s-%d", strings.ReplaceAll(spec.Stack+"-"+spec.Transport, "/", "-"), os.Getpid())
+	path := filepath.Join(dir, name+".sock")
+	t := spec
+	var (
+		l     net.Listener
+		err   error
+		serve func(net.Listener) func()
+	)
+	switch spec.Stack {
+	case StackRaw, StackRawAlloc, StackGRPCGo:
+		serve = serveRaw
+		if spec.Stack == StackGRPCGo {
+			serve = serveGRPC(nil)
+		}
+		if spec.Transport == "tcp" {
+			l, err = net.Listen("tcp", "127.0.0.1:0")
+			if err == nil {
+				t.Endpoint = "tcp://" + l.Addr().String()
+			}
+		} else {
+			l, err = net.Listen("unix", path)
+			t.Endpoint = "unix://" + filepath.ToSlash(path)
+		}
+	case StackGRPCIPC:
+		var sopts []grpc.ServerOption
+		if sopts, err = grpcipc.ServerOptions(); err != nil {
+			return Target{}, nil, err
+		}
+		serve = serveGRPC(sopts)
+		switch grpcipc.Transport(spec.Transport) {
+		case grpcipc.Unix:
+			t.Endpoint = "unix://" + filepath.ToSlash(path)
+		case grpcipc.UnixAbstract:
+			t.Endpoint = "unix-abstract:" + benchApp + "-" + name
+		case grpcipc.NamedPipe:
+			t.Endpoint = "npipe:" + benchApp + "-" + name
+		default:
+			return Target{}, nil, fmt.Errorf("%w: grpcipc over %q", errUnknownStack, spec.Transport)
+		}
+		l, err = grpcipc.Listen(ctx, t.Endpoint)
+	default:
+		return Target{}, nil, fmt.Errorf("%w %q", errUnknownStack, spec.Stack)
+	}
+	if err != nil {
+		return Target{}, nil, err
+	}
+	return t, serve(l), nil
 }
 
 // errUnknownStack is returned for a target this package cannot measure.
