@@ -300,7 +300,9 @@ func measureStack(st stack, path string, d time.Duration) (sample, error) {
 
 // figure is a median with the range of the rounds.
 type figure struct {
-	Median, Min, Max float64
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
 }
 
 func summarize(ss []sample, f func(sample) float64) figure {
@@ -309,7 +311,11 @@ func summarize(ss []sample, f func(sample) float64) figure {
 		v[i] = f(s)
 	}
 	slices.Sort(v)
-	return figure{Median: v[len(v)/2], Min: v[0], Max: v[len(v)-1]}
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return figure{Median: med, Min: v[0], Max: v[len(v)-1]}
 }
 
 type jsonRow struct {
@@ -356,7 +362,7 @@ func report(samples map[string][]sample, rounds int, jsonFile string) error {
 			cell(r.MBPerS, r.MBPerS.Median/base.MBPerS.Median, 0))
 	}
 	w.Flush()
-	fmt.Printf("\nmedians of %d rounds (min-max); xN: how many times better than grpc-go in the same run (higher is better)\n", rounds)
+	fmt.Printf("\nmedians of %d round(s) (min-max); xN: how many times better than grpc-go in the same run (higher is better)\n", rounds)
 	if jsonFile == "" {
 		return nil
 	}

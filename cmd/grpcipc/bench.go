@@ -37,8 +37,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			"read into one buffer, and as raw-alloc into a new one per message), grpc-go with\n"+
 			"default options over TCP loopback and a Unix socket (what users get today), and\n"+
 			"grpcipc's defaults over each local transport. Each target's server runs in a fresh\n"+
-			"process per round, with this process's GOMAXPROCS and GOGC; this process is the\n"+
-			"client. After a warm-up (0.5 s and 2,000 calls), every workload is measured;\n"+
+			"process per round and heap, with this process's GOMAXPROCS and GOGC; this process\n"+
+			"is the client. After a warm-up (0.5 s and 2,000 calls), every workload is measured;\n"+
 			"streams again with 64 MiB of live heap in both processes. Rounds are interleaved\n"+
 			"across targets; the table shows medians, their range, CPU and allocations per\n"+
 			"call of both processes, and ratios to grpc-go over TCP and to the raw socket.",
@@ -114,7 +114,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 	}
 	fmt.Fprintf(stdout, "grpcipc bench: %s/%s, %d CPUs, GOMAXPROCS %d, GOGC %s, %s, %d rounds%s;\n"+
-		"a server process per target and round, this process the client; CPU from getrusage (its\n"+
+		"a server process per target, round and heap, this process the client; CPU from getrusage (its\n"+
 		"user+system total is kept in nanoseconds on Linux), allocations from runtime/metrics\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), procs, gogc, time.Now().Format("2006-01-02"), *reps,
 		map[bool]string{true: " (quick)"}[*quick])

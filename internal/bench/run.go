@@ -265,5 +265,9 @@ func figure(ms []measurement, f func(measurement) float64) Figure {
 		v[i] = f(m)
 	}
 	slices.Sort(v)
-	return Figure{Median: v[len(v)/2], Min: v[0], Max: v[len(v)-1]}
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return Figure{Median: med, Min: v[0], Max: v[len(v)-1]}
 }
