@@ -1,0 +1,138 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Reader reads frames from a byte stream, refusing any payload longer than
+// its limit before reading it.
+type Reader struct {
+	r   io.Reader
+	max uint32
+	hdr [HeaderSize]byte
+	buf []byte
+}
+
+// NewReader returns a Reader of r for payloads of at most maxPayload
+// bytes. r should be buffered: Reader reads a header, then a payload.
+func NewReader(r io.Reader, maxPayload uint32) *Reader {
+	return &Reader{r: r, max: maxPayload}
+}
+
+// Next reads the next frame. The payload is valid until the next call. At
+// a clean end of the stream, between frames, it returns io.EOF; a stream
+// that ends inside a frame is io.ErrUnexpectedEOF.
+func (r *Reader) Next() (Header, []byte, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		return Header{}, nil, err
+	}
+	h, err := ParseHeader(r.hdr[:])
+	if err != nil {
+		return Header{}, nil, err
+	}
+	if h.Length > r.max {
+		return h, nil, fmt.Errorf("%w: %w: a %v frame of %d bytes on stream %d (at most %d)",
+			ErrProtocol, ErrFrameTooLarge, h.Type, h.Length, h.Stream, r.max)
+	}
+	if cap(r.buf) < int(h.Length) {
+		r.buf = make([]byte, h.Length)
+	}
+	p := r.buf[:h.Length]
+	if _, err := io.ReadFull(r.r, p); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return h, nil, err
+	}
+	return h, p, nil
+}
+
+// Writer gathers frames to write them in one go: who holds it appends the
+// frames that are ready, then flushes them with one write.
+type Writer struct {
+	buf []byte
+}
+
+// Frame appends a frame of the given stream, type and flags with payload.
+func (w *Writer) Frame(stream uint32, t Type, f Flags, payload []byte) {
+	w.buf = AppendHeader(w.buf, Header{Length: uint32(len(payload)), Stream: stream, Type: t, Flags: f})
+	w.buf = append(w.buf, payload...)
+}
+
+// Begin appends the header of a frame whose payload the caller then
+// appends to Buf (a message marshalled in place, say), and returns the
+// offset to give End.
+func (w *Writer) Begin(stream uint32, t Type, f Flags) int {
+	at := len(w.buf)
+	w.buf = AppendHeader(w.buf, Header{Stream: stream, Type: t, Flags: f})
+	return at
+}
+
+// Buf is the pending bytes, to append a payload to between Begin and End.
+func (w *Writer) Buf() *[]byte { return &w.buf }
+
+// End sets the length of the frame Begin started at at.
+func (w *Writer) End(at int) {
+	n := uint32(len(w.buf) - at - HeaderSize)
+	w.buf[at], w.buf[at+1], w.buf[at+2], w.buf[at+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+}
+
+// Message appends msg as MESSAGE frames of at most maxFrame payload bytes
+// each, all but the last with FlagMore.
+func (w *Writer) Message(stream uint32, msg []byte, maxFrame int) {
+	for len(msg) > maxFrame {
+		w.Frame(stream, TypeMessage, FlagMore, msg[:maxFrame])
+		msg = msg[maxFrame:]
+	}
+	w.Frame(stream, TypeMessage, 0, msg)
+}
+
+// Buffered is how many bytes wait to be written.
+func (w *Writer) Buffered() int { return len(w.buf) }
+
+// Flush writes what waits to dst and empties the Writer, keeping its
+// memory for the next frames.
+func (w *Writer) Flush(dst io.Writer) error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := dst.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// ErrMessageTooLarge is wrapped by the error of a message longer than an
+// Assembler's limit (gRPC's RESOURCE_EXHAUSTED).
+var ErrMessageTooLarge = errors.New("message larger than the limit")
+
+// Assembler puts a stream's message back together from its MESSAGE
+// frames, refusing one longer than its limit as soon as it is.
+type Assembler struct {
+	max int
+	buf []byte
+}
+
+// NewAssembler returns an Assembler for messages of at most max bytes.
+func NewAssembler(max int) *Assembler { return &Assembler{max: max} }
+
+// Add takes a MESSAGE frame's flags and payload, and returns the whole
+// message once its last frame has come (done), valid until the next Add.
+func (a *Assembler) Add(f Flags, payload []byte) (msg []byte, done bool, err error) {
+	if len(a.buf)+len(payload) > a.max {
+		n := len(a.buf) + len(payload)
+		a.buf = a.buf[:0]
+		return nil, false, fmt.Errorf("%w: %d bytes or more, at most %d", ErrMessageTooLarge, n, a.max)
+	}
+	if f&FlagMore == 0 && len(a.buf) == 0 {
+		return payload, true, nil // a message in one frame: no copy
+	}
+	a.buf = append(a.buf, payload...)
+	if f&FlagMore != 0 {
+		return nil, false, nil
+	}
+	msg = a.buf
+	a.buf = a.buf[:0] // reused by the next message: msg is valid until then
+	return msg, true, nil
+}

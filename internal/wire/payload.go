@@ -1,0 +1,287 @@
+package wire
+
+import (
+	"encoding/binary"
+	"strings"
+	"time"
+)
+
+// Limits of what a payload may hold, whatever the frame size.
+const (
+	MaxMethodLen     = 1024  // bytes of a method name
+	MaxMetadata      = 1024  // metadata entries in one frame
+	MaxStatusMessage = 64 << 10
+)
+
+// KV is one metadata entry. Keys ending in "-bin" carry any bytes; other
+// values are printable ASCII, as in gRPC.
+type KV struct {
+	Key, Value string
+}
+
+// Call is a CALL frame's payload: the full method name
+// ("/package.Service/Method"), the client's timeout (0: none) and the
+// request metadata.
+type Call struct {
+	Method   string
+	Timeout  time.Duration
+	Metadata []KV
+}
+
+// Trailer is a TRAILERS frame's payload: the gRPC status code and
+// message, the status details (a serialized google.rpc.Status, or none)
+// and the trailing metadata.
+type Trailer struct {
+	Code     uint32
+	Message  string
+	Details  []byte
+	Metadata []KV
+}
+
+// GoAway is a GOAWAY frame's payload: the last stream the server started
+// (later ones were not, and may be retried), a gRPC status code and why.
+type GoAway struct {
+	LastStream uint32
+	Code       uint32
+	Message    string
+}
+
+func appendBytes(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// AppendCall appends c's payload.
+func AppendCall(b []byte, c *Call) []byte {
+	b = appendBytes(b, c.Method)
+	t := c.Timeout.Microseconds()
+	if t < 0 {
+		t = 0
+	}
+	if c.Timeout > 0 && t == 0 {
+		t = 1 // a timeout shorter than 1 µs is still a timeout
+	}
+	b = binary.AppendUvarint(b, uint64(t))
+	return AppendMetadata(b, c.Metadata)
+}
+
+// ParseCall reads a CALL payload.
+func ParseCall(p []byte) (Call, error) {
+	r := cursor{p: p}
+	var c Call
+	c.Method = r.str("method", MaxMethodLen)
+	t := r.uvarint("timeout")
+	if r.err == nil && t > uint64(maxTimeout/time.Microsecond) {
+		return Call{}, protoErr("timeout of %d µs is too long", t)
+	}
+	c.Timeout = time.Duration(t) * time.Microsecond
+	c.Metadata = r.metadata()
+	if err := r.end("CALL"); err != nil {
+		return Call{}, err
+	}
+	if err := checkMethod(c.Method); err != nil {
+		return Call{}, err
+	}
+	return c, nil
+}
+
+// maxTimeout is the longest timeout a CALL carries (about 100 years,
+// well inside time.Duration).
+const maxTimeout = 100 * 365 * 24 * time.Hour
+
+// checkMethod accepts "/service/method" with neither part empty.
+func checkMethod(m string) error {
+	svc, meth, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+	if !strings.HasPrefix(m, "/") || !ok || svc == "" || meth == "" || strings.Contains(meth, "/") {
+		return protoErr("method %q is not /package.Service/Method", m)
+	}
+	return nil
+}
+
+// AppendMetadata appends a metadata list (a HEADERS payload, and the end
+// of CALL and TRAILERS payloads).
+func AppendMetadata(b []byte, md []KV) []byte {
+	b = binary.AppendUvarint(b, uint64(len(md)))
+	for _, kv := range md {
+		b = appendBytes(b, kv.Key)
+		b = appendBytes(b, kv.Value)
+	}
+	return b
+}
+
+// ParseMetadata reads a HEADERS payload.
+func ParseMetadata(p []byte) ([]KV, error) {
+	r := cursor{p: p}
+	md := r.metadata()
+	if err := r.end("HEADERS"); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// AppendTrailer appends t's payload.
+func AppendTrailer(b []byte, t *Trailer) []byte {
+	b = binary.AppendUvarint(b, uint64(t.Code))
+	b = appendBytes(b, t.Message)
+	b = appendBytes(b, string(t.Details))
+	return AppendMetadata(b, t.Metadata)
+}
+
+// ParseTrailer reads a TRAILERS payload.
+func ParseTrailer(p []byte) (Trailer, error) {
+	r := cursor{p: p}
+	var t Trailer
+	code := r.uvarint("status code")
+	if r.err == nil && code > 16 {
+		return Trailer{}, protoErr("status code %d is not a gRPC code", code)
+	}
+	t.Code = uint32(code)
+	t.Message = r.str("status message", MaxStatusMessage)
+	if d := r.str("status details", len(p)); d != "" {
+		t.Details = []byte(d)
+	}
+	t.Metadata = r.metadata()
+	if err := r.end("TRAILERS"); err != nil {
+		return Trailer{}, err
+	}
+	return t, nil
+}
+
+// WindowSize is the length of a WINDOW payload.
+const WindowSize = 4
+
+// AppendWindow appends a WINDOW payload: the bytes of MESSAGE payload the
+// reader has taken, which the writer may now send.
+func AppendWindow(b []byte, increment uint32) []byte {
+	return binary.BigEndian.AppendUint32(b, increment)
+}
+
+// ParseWindow reads a WINDOW payload.
+func ParseWindow(p []byte) (uint32, error) {
+	if len(p) != WindowSize {
+		return 0, protoErr("WINDOW payload of %d bytes, want %d", len(p), WindowSize)
+	}
+	inc := binary.BigEndian.Uint32(p)
+	if inc == 0 {
+		return 0, protoErr("WINDOW increment of 0")
+	}
+	return inc, nil
+}
+
+// AppendGoAway appends g's payload.
+func AppendGoAway(b []byte, g *GoAway) []byte {
+	b = binary.BigEndian.AppendUint32(b, g.LastStream)
+	b = binary.AppendUvarint(b, uint64(g.Code))
+	return appendBytes(b, g.Message)
+}
+
+// ParseGoAway reads a GOAWAY payload.
+func ParseGoAway(p []byte) (GoAway, error) {
+	if len(p) < 4 {
+		return GoAway{}, protoErr("GOAWAY payload of %d bytes", len(p))
+	}
+	r := cursor{p: p[4:]}
+	g := GoAway{LastStream: binary.BigEndian.Uint32(p)}
+	code := r.uvarint("status code")
+	if r.err == nil && code > 16 {
+		return GoAway{}, protoErr("status code %d is not a gRPC code", code)
+	}
+	g.Code = uint32(code)
+	g.Message = r.str("message", MaxStatusMessage)
+	if err := r.end("GOAWAY"); err != nil {
+		return GoAway{}, err
+	}
+	return g, nil
+}
+
+// cursor reads a payload, remembering the first error.
+type cursor struct {
+	p   []byte
+	err error
+}
+
+func (r *cursor) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.p)
+	if n <= 0 {
+		r.err = protoErr("%s: bad or missing varint", what)
+		return 0
+	}
+	r.p = r.p[n:]
+	return v
+}
+
+func (r *cursor) str(what string, max int) string {
+	n := r.uvarint(what + " length")
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(len(r.p)) || n > uint64(max) {
+		r.err = protoErr("%s of %d bytes (%d left, at most %d)", what, n, len(r.p), max)
+		return ""
+	}
+	s := string(r.p[:n])
+	r.p = r.p[n:]
+	return s
+}
+
+func (r *cursor) metadata() []KV {
+	n := r.uvarint("metadata count")
+	if r.err != nil {
+		return nil
+	}
+	if n > MaxMetadata || n > uint64(len(r.p)) { // each entry takes two bytes at least
+		r.err = protoErr("%d metadata entries (at most %d)", n, MaxMetadata)
+		return nil
+	}
+	var md []KV
+	for range n {
+		k := r.str("metadata key", len(r.p))
+		v := r.str("metadata value", len(r.p))
+		if r.err != nil {
+			return nil
+		}
+		if err := checkKV(k, v); err != nil {
+			r.err = err
+			return nil
+		}
+		md = append(md, KV{k, v})
+	}
+	return md
+}
+
+func (r *cursor) end(frame string) error {
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.p) != 0 {
+		return protoErr("%s payload has %d bytes after its end", frame, len(r.p))
+	}
+	return nil
+}
+
+// checkKV applies gRPC's metadata rules: keys of lower-case letters,
+// digits, '-', '_' and '.'; values of printable ASCII unless the key ends
+// in "-bin".
+func checkKV(k, v string) error {
+	if k == "" {
+		return protoErr("empty metadata key")
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return protoErr("metadata key %q: byte %q is not allowed", k, c)
+		}
+	}
+	if strings.HasSuffix(k, "-bin") {
+		return nil
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e {
+			return protoErr("metadata %q: value byte %#x is not printable ASCII (use a -bin key)", k, c)
+		}
+	}
+	return nil
+}

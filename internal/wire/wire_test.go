@@ -1,0 +1,236 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPreface(t *testing.T) {
+	p := AppendPreface(nil, Version)
+	if len(p) != PrefaceSize {
+		t.Fatalf("preface is %d bytes", len(p))
+	}
+	if v, err := ParsePreface(p); err != nil || v != Version {
+		t.Fatalf("ParsePreface = %d, %v", v, err)
+	}
+	if p[0] == 'P' {
+		t.Fatal("a preface must not start as HTTP/2's does")
+	}
+	for _, bad := range [][]byte{p[:7], []byte("PRI * HT"), append([]byte("GIPC"), 1, 0, 0, 1), append([]byte("GIPC"), 0, 0, 0, 0)} {
+		if _, err := ParsePreface(bad); !errors.Is(err, ErrProtocol) {
+			t.Errorf("ParsePreface(%q) = %v; want ErrProtocol", bad, err)
+		}
+	}
+}
+
+func TestHeaderRoundTripAndRefusals(t *testing.T) {
+	h := Header{Length: 1 << 20, Stream: 7, Type: TypeMessage, Flags: FlagMore}
+	b := AppendHeader(nil, h)
+	if got, err := ParseHeader(b); err != nil || got != h {
+		t.Fatalf("ParseHeader = %+v, %v; want %+v", got, err, h)
+	}
+	for _, bad := range []Header{
+		{Type: TypeCall, Stream: 0}, {Type: TypeMessage}, {Type: TypeTrailers},
+		{Type: TypeGoAway, Stream: 1}, {Type: TypePing, Stream: 3},
+		{Type: 0, Stream: 1}, {Type: 10, Stream: 1}, {Type: 255},
+	} {
+		if _, err := ParseHeader(AppendHeader(nil, bad)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("ParseHeader(%+v) = %v; want ErrProtocol", bad, err)
+		}
+	}
+	if _, err := ParseHeader(b[:HeaderSize-1]); !errors.Is(err, ErrProtocol) {
+		t.Error("a short header parsed")
+	}
+}
+
+func TestCallRoundTrip(t *testing.T) {
+	for _, c := range []Call{
+		{Method: "/greet.Greeter/SayHello"},
+		{Method: "/a.B/C", Timeout: 1500 * time.Millisecond, Metadata: []KV{{"x-trace", "abc"}, {"blob-bin", "\x00\xff\n"}}},
+		{Method: "/a.B/C", Timeout: time.Nanosecond}, // rounds up to 1 µs, never to none
+	} {
+		got, err := ParseCall(AppendCall(nil, &c))
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		want := c
+		want.Timeout = c.Timeout.Truncate(time.Microsecond)
+		if c.Timeout > 0 && want.Timeout == 0 {
+			want.Timeout = time.Microsecond
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("round trip of %+v = %+v", want, got)
+		}
+	}
+}
+
+func TestPayloadRefusals(t *testing.T) {
+	call := func(c Call) []byte { return AppendCall(nil, &c) }
+	for name, p := range map[string][]byte{
+		"empty":                      nil,
+		"method without a slash":     call(Call{Method: "a.B/C"}),
+		"method without a method":    call(Call{Method: "/a.B/"}),
+		"method with three parts":    call(Call{Method: "/a/B/C"}),
+		"upper-case metadata key":    call(Call{Method: "/a.B/C", Metadata: []KV{{"X-Trace", "a"}}}),
+		"binary value in a text key": call(Call{Method: "/a.B/C", Metadata: []KV{{"x", "\x00"}}}),
+		"trailing bytes":             append(call(Call{Method: "/a.B/C"}), 0),
+		"length past the end":        {0x7f, 'a'},
+		"huge metadata count":        append(appendBytes(nil, "/a.B/C"), 0, 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"method longer than allowed": call(Call{Method: "/a.B/" + strings.Repeat("m", MaxMethodLen)}),
+		"timeout over 100 years":     append(appendBytes(nil, "/a.B/C"), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0),
+	} {
+		if _, err := ParseCall(p); !errors.Is(err, ErrProtocol) {
+			t.Errorf("ParseCall(%s) = %v; want ErrProtocol", name, err)
+		}
+	}
+	if _, err := ParseTrailer(AppendTrailer(nil, &Trailer{Code: 17})); !errors.Is(err, ErrProtocol) {
+		t.Error("status code 17 accepted")
+	}
+	if _, err := ParseWindow(AppendWindow(nil, 0)); !errors.Is(err, ErrProtocol) {
+		t.Error("a WINDOW of 0 accepted")
+	}
+	if _, err := ParseGoAway([]byte{0, 0}); !errors.Is(err, ErrProtocol) {
+		t.Error("a short GOAWAY accepted")
+	}
+}
+
+func TestTrailerAndGoAwayRoundTrip(t *testing.T) {
+	tr := Trailer{Code: 5, Message: "not found: x", Details: []byte{8, 5, 18, 1, 'x'}, Metadata: []KV{{"k", "v"}}}
+	if got, err := ParseTrailer(AppendTrailer(nil, &tr)); err != nil || !reflect.DeepEqual(got, tr) {
+		t.Errorf("trailer round trip = %+v, %v", got, err)
+	}
+	g := GoAway{LastStream: 41, Code: 14, Message: "server stopping"}
+	if got, err := ParseGoAway(AppendGoAway(nil, &g)); err != nil || got != g {
+		t.Errorf("goaway round trip = %+v, %v", got, err)
+	}
+	if inc, err := ParseWindow(AppendWindow(nil, 65536)); err != nil || inc != 65536 {
+		t.Errorf("window round trip = %d, %v", inc, err)
+	}
+}
+
+// TestReaderWriter: frames written in one flush come back in order; a
+// frame over the limit is refused before its payload is read; a stream
+// cut inside a frame is ErrUnexpectedEOF, between frames EOF.
+func TestReaderWriter(t *testing.T) {
+	var w Writer
+	w.Frame(1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C"}))
+	msg := bytes.Repeat([]byte("m"), 10_000)
+	w.Message(1, msg, 4096)
+	at := w.Begin(1, TypeMessage, 0)
+	*w.Buf() = append(*w.Buf(), "in place"...)
+	w.End(at)
+	w.Frame(1, TypeHalfClose, 0, nil)
+	var out bytes.Buffer
+	if err := w.Flush(&out); err != nil || w.Buffered() != 0 {
+		t.Fatal(err)
+	}
+	wire := out.Bytes()
+	r := NewReader(bufio.NewReader(bytes.NewReader(wire)), 4096)
+	a := NewAssembler(1 << 20)
+	var types []Type
+	var msgs []string
+	for {
+		h, p, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, h.Type)
+		if h.Type == TypeMessage {
+			if m, done, err := a.Add(h.Flags, p); err != nil {
+				t.Fatal(err)
+			} else if done {
+				msgs = append(msgs, string(m))
+			}
+		}
+	}
+	want := []Type{TypeCall, TypeMessage, TypeMessage, TypeMessage, TypeMessage, TypeHalfClose}
+	if !reflect.DeepEqual(types, want) {
+		t.Errorf("frames %v, want %v", types, want)
+	}
+	if len(msgs) != 2 || msgs[0] != string(msg) || msgs[1] != "in place" {
+		t.Errorf("messages %d: want the 10,000-byte message and \"in place\"", len(msgs))
+	}
+
+	// Over the limit: refused from the header alone.
+	big := AppendHeader(nil, Header{Length: 4097, Stream: 1, Type: TypeMessage})
+	if _, _, err := NewReader(bytes.NewReader(big), 4096).Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("a frame over the limit: %v; want ErrFrameTooLarge", err)
+	}
+	if _, _, err := NewReader(bytes.NewReader(wire[:len(wire)-3]), 4096).Next(); err != nil {
+		t.Errorf("first frame of a cut stream: %v", err)
+	}
+	cut := NewReader(bytes.NewReader(wire[:HeaderSize+2]), 4096)
+	if _, _, err := cut.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a stream cut inside a frame: %v; want ErrUnexpectedEOF", err)
+	}
+
+	// A message over the assembler's limit, refused as soon as it is.
+	a = NewAssembler(100)
+	if _, _, err := a.Add(FlagMore, make([]byte, 60)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Add(FlagMore, make([]byte, 60)); !errors.Is(err, ErrMessageTooLarge) {
+		t.Errorf("a message over the limit: %v; want ErrMessageTooLarge", err)
+	}
+}
+
+// FuzzReader: any bytes give frames with valid headers and payloads within
+// the limit, or an error; never a panic or a payload over the limit.
+func FuzzReader(f *testing.F) {
+	var w Writer
+	w.Frame(1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C", Metadata: []KV{{"k", "v"}}}))
+	w.Message(1, []byte("hello"), 2)
+	w.Frame(1, TypeTrailers, 0, AppendTrailer(nil, &Trailer{Code: 3, Message: "x"}))
+	w.Frame(0, TypeGoAway, 0, AppendGoAway(nil, &GoAway{LastStream: 1}))
+	var b bytes.Buffer
+	w.Flush(&b)
+	f.Add(b.Bytes())
+	f.Add(AppendHeader(nil, Header{Length: 1 << 31, Stream: 1, Type: TypeMessage}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const max = 64
+		r := NewReader(bytes.NewReader(data), max)
+		a := NewAssembler(128)
+		for {
+			h, p, err := r.Next()
+			if err != nil {
+				return
+			}
+			if len(p) > max || uint32(len(p)) != h.Length {
+				t.Fatalf("payload of %d bytes for header %+v", len(p), h)
+			}
+			switch h.Type {
+			case TypeCall:
+				if c, err := ParseCall(p); err == nil {
+					if again, err := ParseCall(AppendCall(nil, &c)); err != nil || !reflect.DeepEqual(again, c) {
+						t.Fatalf("CALL %+v does not round-trip: %+v, %v", c, again, err)
+					}
+				}
+			case TypeHeaders:
+				ParseMetadata(p)
+			case TypeTrailers:
+				if tr, err := ParseTrailer(p); err == nil {
+					if again, err := ParseTrailer(AppendTrailer(nil, &tr)); err != nil || !reflect.DeepEqual(again, tr) {
+						t.Fatalf("TRAILERS %+v does not round-trip: %+v, %v", tr, again, err)
+					}
+				}
+			case TypeWindow:
+				ParseWindow(p)
+			case TypeGoAway:
+				ParseGoAway(p)
+			case TypeMessage:
+				if m, done, err := a.Add(h.Flags, p); err == nil && done && len(m) > 128 {
+					t.Fatalf("assembled %d bytes past the limit", len(m))
+				}
+			}
+		}
+	})
+}
