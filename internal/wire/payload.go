@@ -8,8 +8,8 @@ import (
 
 // Limits of what a payload may hold, whatever the frame size.
 const (
-	MaxMethodLen     = 1024  // bytes of a method name
-	MaxMetadata      = 1024  // metadata entries in one frame
+	MaxMethodLen     = 1024 // bytes of a method name
+	MaxMetadata      = 1024 // metadata entries in one frame
 	MaxStatusMessage = 64 << 10
 )
 
