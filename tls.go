@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -323,10 +324,9 @@ func (c *refusalConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// peerClosed tells whether a write failed because the other end closed
-// (isPeerClosedErrno: the OS's own errors for that).
+// peerClosed tells whether a write failed because the other end closed.
 func peerClosed(err error) bool {
-	return errors.Is(err, io.EOF) || isPeerClosedErrno(err)
+	return errors.Is(err, io.EOF) || sockfile.IsPeerClosed(err)
 }
 
 // refusal returns the error for a client that read err, when err is a TLS
