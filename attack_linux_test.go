@@ -45,13 +45,9 @@ func init() {
 	//   exec EXE:        wait until the server has surely accepted, then exec
 	//                    EXE as a callfd helper over the same connection.
 	grpcipc.RegisterHelper("connect-then", func(args []string) error {
-		ep, err := grpcipc.ParseEndpoint(args[0])
+		addr, err := unixAddr(args[0])
 		if err != nil {
 			return err
-		}
-		addr := ep.Address
-		if ep.Transport == grpcipc.UnixAbstract {
-			addr = "@" + addr
 		}
 		c, err := net.Dial("unix", addr)
 		if err != nil {
@@ -136,6 +132,29 @@ func init() {
 		}
 		return json.NewEncoder(os.Stdout).Encode(out)
 	})
+}
+
+// unixAddr is the address net.Dial("unix", ...) takes for a local
+// endpoint: a path, or "@name" for an abstract socket.
+func unixAddr(endpoint string) (string, error) {
+	ep, err := grpcipc.ParseEndpoint(endpoint)
+	if err != nil {
+		return "", err
+	}
+	if ep.Transport == grpcipc.UnixAbstract {
+		return "@" + ep.Address, nil
+	}
+	return ep.Address, nil
+}
+
+// addrAndCount parses a helper's ENDPOINT N arguments.
+func addrAndCount(args []string) (string, int, error) {
+	addr, err := unixAddr(args[0])
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(args[1])
+	return addr, n, err
 }
 
 // runAttack runs cmd with a pipe for stdin and stdout, waits for the
@@ -284,17 +303,9 @@ func init() {
 	// SECONDS, holding up to 4,000 at a time and sending nothing, then
 	// print how many were made.
 	grpcipc.RegisterHelper("flood", func(args []string) error {
-		ep, err := grpcipc.ParseEndpoint(args[0])
+		addr, secs, err := addrAndCount(args)
 		if err != nil {
 			return err
-		}
-		secs, err := strconv.Atoi(args[1])
-		if err != nil {
-			return err
-		}
-		addr := ep.Address
-		if ep.Transport == grpcipc.UnixAbstract {
-			addr = "@" + addr
 		}
 		held := make([]net.Conn, 0, 4000)
 		made, failed := 0, 0
@@ -430,17 +441,9 @@ func init() {
 	// and an empty SETTINGS frame, hold them 1.5 s, then print how many the
 	// server has not closed.
 	grpcipc.RegisterHelper("hold", func(args []string) error {
-		ep, err := grpcipc.ParseEndpoint(args[0])
+		addr, n, err := addrAndCount(args)
 		if err != nil {
 			return err
-		}
-		n, err := strconv.Atoi(args[1])
-		if err != nil {
-			return err
-		}
-		addr := ep.Address
-		if ep.Transport == grpcipc.UnixAbstract {
-			addr = "@" + addr
 		}
 		hello := append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0) // + SETTINGS, empty
 		var conns []net.Conn
@@ -474,17 +477,9 @@ func init() {
 
 	// garbage ENDPOINT N: N times connect, send an HTTP/1.1 request, hang up.
 	grpcipc.RegisterHelper("garbage", func(args []string) error {
-		ep, err := grpcipc.ParseEndpoint(args[0])
+		addr, n, err := addrAndCount(args)
 		if err != nil {
 			return err
-		}
-		n, err := strconv.Atoi(args[1])
-		if err != nil {
-			return err
-		}
-		addr := ep.Address
-		if ep.Transport == grpcipc.UnixAbstract {
-			addr = "@" + addr
 		}
 		for range n {
 			c, err := net.DialTimeout("unix", addr, 2*time.Second)
