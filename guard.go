@@ -462,7 +462,8 @@ func (l *policyListener) refuse(c *peerConn, rule string) {
 	c.reported = true        // one line per refused connection: the refusal
 	key := callerKey(c.creds)
 	l.mu.Lock()
-	shed := l.closed || l.held >= refusedTotal || l.heldBy[key] >= refusedPerCaller
+	closed := l.closed
+	shed := closed || l.held >= refusedTotal || l.heldBy[key] >= refusedPerCaller
 	if !shed {
 		l.held++
 		if l.heldBy == nil {
@@ -475,19 +476,13 @@ func (l *policyListener) refuse(c *peerConn, rule string) {
 	}
 	r := l.refuser
 	l.mu.Unlock()
-	l.guard.refuseQuiet("", c.creds, rule, shed && !l.isClosed())
+	l.guard.refuseQuiet("", c.creds, rule, shed && !closed)
 	if shed {
 		c.Close()
 		return
 	}
 	c.SetDeadline(time.Now().Add(refusalDeadline))
 	r.take(&refusedConn{peerConn: c, done: func() { l.release(key) }})
-}
-
-func (l *policyListener) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
 }
 
 func (l *policyListener) release(key string) {
