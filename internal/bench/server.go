@@ -44,8 +44,11 @@ type Target struct {
 // Name is the target as the table shows it.
 func (t Target) Name() string { return t.Stack + " " + t.Transport }
 
-// Serve starts every target this OS has, with sockets in dir, and returns
-// them and a function that stops them all.
+// Serve starts every target this OS has in this process (raw-alloc is the
+// raw target read another way: Dial it with the raw target's endpoint),
+// with sockets in dir, and returns them and a function that stops them
+// all. "grpcipc bench" serves each in a process of its own instead
+// (ServeTarget).
 func Serve(ctx context.Context, dir string) ([]Target, func(), error) {
 	var (
 		targets []Target
@@ -56,61 +59,17 @@ func Serve(ctx context.Context, dir string) ([]Target, func(), error) {
 			closers[i]()
 		}
 	}
-	add := func(t Target, l net.Listener, serve func(net.Listener) func()) {
+	for _, spec := range Specs() {
+		if spec.Stack == StackRawAlloc {
+			continue
+		}
+		t, closeIt, err := ServeTarget(ctx, dir, spec)
+		if err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("%s %s: %w", spec.Stack, spec.Transport, err)
+		}
 		targets = append(targets, t)
-		closers = append(closers, serve(l))
-	}
-	fail := func(err error) ([]Target, func(), error) {
-		stop()
-		return nil, nil, err
-	}
-
-	// The floor: a raw socket, Unix where the OS has it, else TCP.
-	rawPath := filepath.Join(dir, "raw.sock")
-	if l, err := net.Listen("unix", rawPath); err == nil {
-		add(Target{StackRaw, "unix", "unix://" + filepath.ToSlash(rawPath)}, l, serveRaw)
-	} else if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		add(Target{StackRaw, "tcp", "tcp://" + l.Addr().String()}, l, serveRaw)
-	} else {
-		return fail(err)
-	}
-
-	// grpc-go as users get it today: default options, TCP and Unix.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
-	add(Target{StackGRPCGo, "tcp", "tcp://" + l.Addr().String()}, l, serveGRPC(nil))
-	goPath := filepath.Join(dir, "grpc.sock")
-	if l, err := net.Listen("unix", goPath); err == nil {
-		add(Target{StackGRPCGo, "unix", "unix://" + filepath.ToSlash(goPath)}, l, serveGRPC(nil))
-	}
-
-	// grpcipc's defaults on every local transport this OS has.
-	sopts, err := grpcipc.ServerOptions()
-	if err != nil {
-		return fail(err)
-	}
-	var local []string
-	if def, err := grpcipc.DefaultEndpoint(benchApp); err == nil && def.Transport == grpcipc.NamedPipe {
-		local = append(local, fmt.Sprintf("%s-%d", def, os.Getpid()))
-	} else {
-		local = append(local, "unix://"+filepath.ToSlash(filepath.Join(dir, "ipc.sock")))
-		abstract := fmt.Sprintf("unix-abstract:%s-%d", benchApp, os.Getpid())
-		if _, err := grpcipc.ParseEndpoint(abstract); err == nil {
-			local = append(local, abstract)
-		}
-	}
-	for _, endpoint := range local {
-		ep, err := grpcipc.ParseEndpoint(endpoint)
-		if err != nil {
-			return fail(err)
-		}
-		l, err := grpcipc.Listen(ctx, endpoint)
-		if err != nil {
-			return fail(err)
-		}
-		add(Target{StackGRPCIPC, string(ep.Transport), ep.String()}, l, serveGRPC(sopts))
+		closers = append(closers, closeIt)
 	}
 	return targets, stop, nil
 }
