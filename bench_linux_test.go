@@ -14,8 +14,9 @@ import (
 )
 
 // BenchmarkConnection is the cost of one connection: dial, accept, close,
-// on a plain net.Listen socket and on a grpcipc one, whose Accept reads the
-// caller's identity (SO_PEERCRED, SO_PEERPIDFD) and applies the policy.
+// on a plain net.Listen socket and on a grpcipc.Listen one (the server, not
+// the listener, reads the caller's identity and applies the policy: see
+// BenchmarkNewConnection for the whole of it).
 func BenchmarkConnection(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
@@ -59,9 +60,10 @@ func (benchGreeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*gre
 }
 
 // BenchmarkUnaryCall is one SayHello call on an open connection over a Unix
-// socket: plain grpc-go, grpcipc with the default policy, and grpcipc with
-// a per-method policy. The identity is read once per connection, so the
-// difference per call is the policy's lookup alone.
+// socket: plain grpc-go, and grpcipc's client and server (which speak the
+// fast path) with the default policy and with a per-method policy. The
+// identity is read once per connection, so the difference between the two
+// grpcipc cases is the policy's lookup alone.
 func BenchmarkUnaryCall(b *testing.B) {
 	perMethod, err := grpcipc.ParsePolicy([]byte(`{"name": "b", "allow_rules": [
 		{"name": "hello", "source": {"principals": ["same-user"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
@@ -82,17 +84,22 @@ func BenchmarkUnaryCall(b *testing.B) {
 			path := filepath.Join(testutil.ShortTempDir(b), "b.sock")
 			var (
 				l    net.Listener
-				srv  *grpc.Server
-				conn *grpc.ClientConn
-				err  error
+				srv  testServer
+				conn interface {
+					grpc.ClientConnInterface
+					Close() error
+				}
+				err error
 			)
 			if tc.grpcipc {
-				var opts []grpcipc.ListenOption
+				var lopts []grpcipc.ListenOption
+				var sopts []grpcipc.ServerOption
 				if tc.policy != nil {
-					opts = append(opts, grpcipc.WithPolicy(tc.policy))
+					lopts = append(lopts, grpcipc.WithPolicy(tc.policy))
+					sopts = append(sopts, grpcipc.WithPolicy(tc.policy))
 				}
-				l, err = grpcipc.Listen(context.Background(), "unix://"+path, opts...)
-				srv = grpc.NewServer(serverOpts(b)...)
+				l, err = grpcipc.Listen(context.Background(), "unix://"+path, lopts...)
+				srv = newServerKind.make(b, sopts...)
 			} else {
 				l, err = net.Listen("unix", path)
 				srv = grpc.NewServer()
@@ -157,7 +164,7 @@ func BenchmarkNewConnection(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := grpc.NewServer(serverOpts(b, tc.server...)...)
+			srv := newServerKind.make(b, tc.server...)
 			greetpb.RegisterGreeterServer(srv, benchGreeter{})
 			go srv.Serve(l)
 			defer srv.Stop()

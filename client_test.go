@@ -35,18 +35,18 @@ func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var opts []grpcipc.ListenOption
+	var opts []grpcipc.ServerOption
 	if ep.Transport == grpcipc.TCP {
 		opts = append(opts, grpcipc.WithUnauthenticatedTCP())
 	}
-	l, err := grpcipc.Listen(context.Background(), endpoint, opts...)
+	l, err := grpcipc.Listen(context.Background(), endpoint)
 	if err != nil {
 		t.Fatalf("Listen(%s): %v", endpoint, err)
 	}
 	if ep.Transport == grpcipc.TCP {
 		ep.Address = l.Addr().String()
 	}
-	srv, err := demo.NewServer(ep)
+	srv, err := demo.NewServer(ep, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server)
 	return ep, srv
 }
 
-func newClient(t *testing.T, endpoint string, opts ...grpcipc.ClientOption) *grpc.ClientConn {
+func newClient(t *testing.T, endpoint string, opts ...grpcipc.ClientOption) *grpcipc.ClientConn {
 	t.Helper()
 	conn, err := grpcipc.NewClient(endpoint, opts...)
 	if err != nil {
@@ -128,6 +128,16 @@ func TestTransports(t *testing.T) {
 				t.Errorf("health Check = %v, %v; want SERVING", health, err)
 			}
 
+			// Local endpoints speak grpcipc's fast path to grpcipc's server;
+			// tcp speaks HTTP/2.
+			wantProtocol := grpcipc.ProtocolFast
+			if ep.Transport == grpcipc.TCP {
+				wantProtocol = grpcipc.ProtocolHTTP2
+			}
+			if got := conn.Protocol(); got != wantProtocol {
+				t.Errorf("Protocol() = %q, want %q", got, wantProtocol)
+			}
+
 			refl := grpcreflect.NewClientAuto(ctx, conn)
 			defer refl.Reset()
 			services, err := refl.ListServices()
@@ -186,6 +196,8 @@ func waitForState(ctx context.Context, t *testing.T, conn *grpc.ClientConn, want
 
 // TestConnectivityState shows what the .NET docs say GrpcChannel loses over
 // IPC: the channel's state follows the server going away and coming back.
+// Connectivity state is grpc.ClientConn's: the client speaks HTTP/2
+// (WithHTTP2), here to grpcipc's server on its shared listener.
 func TestConnectivityState(t *testing.T) {
 	endpoint := testutil.Endpoint(t)
 	l, err := grpcipc.Listen(context.Background(), endpoint)
@@ -199,7 +211,14 @@ func TestConnectivityState(t *testing.T) {
 	}
 	go srv.Serve(l)
 
-	conn := newClient(t, endpoint)
+	cc := newClient(t, endpoint, grpcipc.WithHTTP2())
+	if p := cc.Protocol(); p != grpcipc.ProtocolHTTP2 {
+		t.Errorf("WithHTTP2: Protocol() = %q, want %q", p, grpcipc.ProtocolHTTP2)
+	}
+	conn := cc.GRPCClientConn()
+	if conn == nil {
+		t.Fatal("WithHTTP2: GRPCClientConn() = nil")
+	}
 	ctx := ctxFor(t)
 	if s := conn.GetState(); s != connectivity.Idle {
 		t.Errorf("a new client's state is %v, want IDLE (NewClient does no I/O)", s)
@@ -210,14 +229,14 @@ func TestConnectivityState(t *testing.T) {
 	srv.Stop()
 	s := waitForState(ctx, t, conn, connectivity.Idle, connectivity.TransientFailure, connectivity.Connecting)
 	t.Logf("after the server stopped: %v", s)
-	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{}); err == nil {
+	if _, err := greetpb.NewGreeterClient(cc).SayHello(ctx, &greetpb.HelloRequest{}); err == nil {
 		t.Error("a call with no server succeeded")
 	}
 
 	_, _ = startServer(t, endpoint)
 	conn.Connect()
 	waitForState(ctx, t, conn, connectivity.Ready)
-	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{}); err != nil {
+	if _, err := greetpb.NewGreeterClient(cc).SayHello(ctx, &greetpb.HelloRequest{}); err != nil {
 		t.Errorf("call after the server came back: %v", err)
 	}
 }
@@ -245,18 +264,26 @@ func TestNewClientOptions(t *testing.T) {
 		t.Errorf("NewClient(nope://x) = %v, want ErrInvalidEndpoint", err)
 	}
 	ep, _ := startServer(t, testutil.Endpoint(t))
-	// A user's grpc option is applied: this interceptor sees every call.
-	var seen []string
-	conn := newClient(t, ep.String(), grpcipc.WithGRPCDialOptions(grpc.WithUnaryInterceptor(
-		func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			seen = append(seen, method)
-			return invoker(ctx, method, req, reply, cc, opts...)
-		})))
-	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(seen, []string{"/greet.Greeter/SayHello"}) {
-		t.Errorf("interceptor saw %v", seen)
+	// A user's grpc option is applied: this interceptor sees every call,
+	// whichever protocol the client speaks.
+	for name, opts := range map[string][]grpcipc.ClientOption{
+		"default":   nil,
+		"WithHTTP2": {grpcipc.WithHTTP2()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var seen []string
+			conn := newClient(t, ep.String(), append(opts, grpcipc.WithGRPCDialOptions(grpc.WithUnaryInterceptor(
+				func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+					seen = append(seen, method)
+					return invoker(ctx, method, req, reply, cc, opts...)
+				})))...)
+			if _, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(seen, []string{"/greet.Greeter/SayHello"}) {
+				t.Errorf("interceptor saw %v (the client speaks %s)", seen, conn.Protocol())
+			}
+		})
 	}
 }
 
@@ -314,41 +341,65 @@ func (g *flakyGreeter) SayHello(_ context.Context, req *greetpb.HelloRequest) (*
 }
 
 // TestRetriesAndKeepalive: grpc-go's retry policy and client keepalive work
-// over a local endpoint as over TCP.
+// over a local endpoint as over TCP, for a client that speaks HTTP/2
+// (WithHTTP2: both are grpc.ClientConn's), against grpcipc's server given
+// grpc-go's keepalive enforcement (WithGRPCServerOptions) and against a
+// plain grpc.Server made with ServerOptions.
 func TestRetriesAndKeepalive(t *testing.T) {
-	endpoint := testutil.Endpoint(t)
-	l, err := grpcipc.Listen(context.Background(), endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := grpcipc.ServerOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &flakyGreeter{}
-	g.failures.Store(2)
-	srv := grpc.NewServer(append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-		MinTime: 50 * time.Millisecond, PermitWithoutStream: true}))...)
-	greetpb.RegisterGreeterServer(srv, g)
-	go srv.Serve(l)
-	defer srv.Stop()
+	enforce := grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+		MinTime: 50 * time.Millisecond, PermitWithoutStream: true})
+	for _, tc := range []struct {
+		name  string
+		serve func(t *testing.T, l net.Listener, g greetpb.GreeterServer)
+	}{
+		{"NewServer", func(t *testing.T, l net.Listener, g greetpb.GreeterServer) {
+			srv, err := grpcipc.NewServer(grpcipc.WithGRPCServerOptions(enforce))
+			if err != nil {
+				t.Fatal(err)
+			}
+			greetpb.RegisterGreeterServer(srv, g)
+			go srv.Serve(l)
+			t.Cleanup(srv.Stop)
+		}},
+		{"ServerOptions", func(t *testing.T, l net.Listener, g greetpb.GreeterServer) {
+			opts, err := grpcipc.ServerOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := grpc.NewServer(append(opts, enforce)...)
+			greetpb.RegisterGreeterServer(srv, g)
+			go srv.Serve(l)
+			t.Cleanup(srv.Stop)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint := testutil.Endpoint(t)
+			l, err := grpcipc.Listen(context.Background(), endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &flakyGreeter{}
+			g.failures.Store(2)
+			tc.serve(t, l, g)
 
-	conn := newClient(t, endpoint, grpcipc.WithGRPCDialOptions(
-		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{"service": "greet.Greeter"}],
-			"retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
-			"backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 100 * time.Millisecond, Timeout: time.Second, PermitWithoutStream: true})))
-	reply, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "retry"})
-	if err != nil {
-		t.Fatalf("with two Unavailable answers and a retry policy: %v", err)
-	}
-	if reply.GetMessage() != "Hello retry" || g.failures.Load() >= 0 {
-		t.Errorf("reply %q after %d failures left", reply.GetMessage(), g.failures.Load())
-	}
-	// Keepalive pings flow on the idle connection without the server
-	// closing it for pinging too often.
-	time.Sleep(500 * time.Millisecond)
-	if s := conn.GetState(); s != connectivity.Ready {
-		t.Errorf("after idle keepalive pings the connection is %v, want READY", s)
+			conn := newClient(t, endpoint, grpcipc.WithHTTP2(), grpcipc.WithGRPCDialOptions(
+				grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{"service": "greet.Greeter"}],
+					"retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+					"backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`),
+				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 100 * time.Millisecond, Timeout: time.Second, PermitWithoutStream: true})))
+			reply, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "retry"})
+			if err != nil {
+				t.Fatalf("with two Unavailable answers and a retry policy: %v", err)
+			}
+			if reply.GetMessage() != "Hello retry" || g.failures.Load() >= 0 {
+				t.Errorf("reply %q after %d failures left", reply.GetMessage(), g.failures.Load())
+			}
+			// Keepalive pings flow on the idle connection without the server
+			// closing it for pinging too often.
+			time.Sleep(500 * time.Millisecond)
+			if s := conn.GRPCClientConn().GetState(); s != connectivity.Ready {
+				t.Errorf("after idle keepalive pings the connection is %v, want READY", s)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,7 +29,8 @@ type AuthInfo struct {
 	// [WithPins]): the peer's certificates are in TLS.State.
 	TLS *credentials.TLSInfo
 
-	guard *guard // the policy of the Listen listener the connection came from
+	guard   *guard // the policy of the server that accepted the connection
+	refused bool   // the policy admits this caller to no method
 }
 
 // AuthType implements [credentials.AuthInfo].
@@ -67,6 +69,9 @@ type transportCreds struct {
 	// clientAuth: the server's TLS requires and verifies client
 	// certificates (a CA or pins).
 	clientAuth bool
+	// gates: a server made with ServerOptions checks connections of
+	// listeners it did not wrap itself here, one gate per local address.
+	gates *gates
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -96,6 +101,22 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		pc = v
 	case *refusedConn:
 		pc = v.peerConn
+	case *unservedConn:
+		conn = v.Conn
+	}
+	if pc == nil && c.gates != nil {
+		// A plain grpc.Server made with ServerOptions: this handshake is
+		// where its callers are checked, by the code NewServer's Serve runs.
+		g, err := c.gates.gate(conn)
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		if pc = g.admit(conn); pc == nil {
+			// Refused and closed, or over the caller's limit: logged.
+			return nil, nil, credentials.ErrConnDispatched
+		}
+		conn = pc
 	}
 	if pc != nil && pc.guard.tcp {
 		return c.tcpHandshake(pc, conn)
@@ -105,14 +126,15 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		pc.encrypted = c.tls != nil
 		ai := &AuthInfo{
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
+			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard, refused: pc.refused,
 		}
 		return c.finish(context.Background(), "", conn, ai, true)
 	}
-	// A connection from a listener not made by Listen: identity only, and
-	// over tcp, which has none, client certificates.
+	// The refusal server's connections, and those of a grpc.Server given
+	// these credentials some other way: identity only, and over tcp, which
+	// has none, client certificates.
 	if conn.RemoteAddr().Network() == "tcp" && !c.clientAuth {
-		return nil, nil, fmt.Errorf("%w (a tcp listener of your own: use grpcipc.Listen for WithUnauthenticatedTCP)", errTCPNeedsAuth)
+		return nil, nil, errTCPNeedsAuth
 	}
 	ai, err := handshakeInfo(conn, "", c.tls != nil, true)
 	if err != nil {
@@ -227,24 +249,36 @@ func (c *transportCreds) Clone() credentials.TransportCredentials {
 // OverrideServerName is deprecated in grpc-go and does nothing here.
 func (c *transportCreds) OverrideServerName(string) error { return nil }
 
-// ServerOptions returns the [grpc.Server] options that complete what
-// [Listen] starts: transport credentials that give each call the peer's OS
-// identity ([AuthInfoFromContext]), and interceptors that apply the
-// listener's [Policy] to every call, so that a refused caller gets
-// codes.PermissionDenied and no handler runs. [WithTLS] and [WithPins] add
-// TLS on top of the identity check.
-//
-// Listen itself refuses callers that the policy admits to no method at all,
-// even on a server made without these options; a policy with rules for some
-// methods only needs them, and a server without them has its connections
-// from such a listener closed.
+// ServerOptions returns [grpc.Server] options that check callers as
+// [NewServer] does, for a plain grpc.Server (HTTP/2 only, no fast path):
+// transport credentials that read each connection's OS identity when it
+// is accepted and apply the [Policy] ([WithPolicy]; [SameUserPolicy] by
+// default) on any listener the server is given, and interceptors that
+// apply its per-method rules to every call, so that a refused caller gets
+// codes.PermissionDenied and no handler runs. Handlers read the caller's
+// identity with [AuthInfoFromContext]. [WithTLS] and [WithPins] add TLS on
+// top of the identity check. Interceptors, stats handlers and limits given
+// as options apply too; grpc-go options of your own go after these, but
+// transport credentials among them are replaced by grpcipc's.
 func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
-	cfg := serverConfig{handshakeTimeout: DefaultHandshakeTimeout}
-	for _, o := range opts {
-		if err := o.applyServer(&cfg); err != nil {
-			return nil, err
-		}
+	cfg, err := newServerConfig(opts)
+	if err != nil {
+		return nil, err
 	}
+	creds, err := newServerCreds(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	creds.gates = &gates{cfg: &cfg}
+	return append(append(localServerOptions(),
+		grpc.UnknownServiceHandler(unknownService)),
+		append(cfg.grpcOptions(),
+			grpc.Creds(creds),
+			grpc.ConnectionTimeout(cfg.handshakeTimeout))...), nil
+}
+
+// newServerCreds makes a server's transport credentials.
+func newServerCreds(cfg *serverConfig) (*transportCreds, error) {
 	creds := &transportCreds{}
 	if cfg.tls.enabled() {
 		var err error
@@ -253,29 +287,54 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 		}
 		creds.clientAuth = cfg.tls.requiresClientCert()
 	}
-	return append(localServerOptions(),
-		grpc.Creds(creds),
-		grpc.ConnectionTimeout(cfg.handshakeTimeout),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if err := authorizeCall(ctx, info.FullMethod); err != nil {
-				return nil, err
-			}
-			return handler(ctx, req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			if err := authorizeCall(ss.Context(), info.FullMethod); err != nil {
-				return err
-			}
-			return handler(srv, ss)
-		}),
-	), nil
+	return creds, nil
 }
 
-// authorizeCall applies the policy of the connection's listener to a call.
+// unknownService answers a call of a method the server does not have:
+// UNIMPLEMENTED as grpc-go says it, unless the caller is refused, who
+// learns nothing of the server's methods.
+func unknownService(_ any, ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	method, _ := grpc.Method(ctx)
+	if err := authorizeCall(ctx, method); err != nil {
+		return err
+	}
+	return unimplemented(method)
+}
+
+// unimplemented is grpc-go's error for a method it does not know.
+func unimplemented(method string) error {
+	svc, m, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
+}
+
+func authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := authorizeCall(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := authorizeCall(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// authorizeCall applies the policy of the connection's server to a call.
 func authorizeCall(ctx context.Context, method string) error {
 	ai, ok := AuthInfoFromContext(ctx)
 	if !ok || ai.guard == nil || ai.guard.policy == nil {
-		return nil // not from a local Listen listener: no policy to apply
+		return nil // not checked by a grpcipc server: no policy to apply
+	}
+	return ai.authorize(method)
+}
+
+// authorize applies the policy to a call of method on this connection.
+func (ai *AuthInfo) authorize(method string) error {
+	if ai.refused {
+		return &RefusedError{Caller: ai.Peer.String()}
 	}
 	g := ai.guard
 	ok, rule := g.policy.authorize(method, ai.Peer, g.self)

@@ -70,44 +70,14 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 	return nil, endpointErr(ep.String(), "unknown transport %q", ep.Transport)
 }
 
-// NewClient returns a [grpc.ClientConn] for the endpoint (see
-// [ParseEndpoint]), made by [grpc.NewClient]: like it, NewClient does no I/O
-// and connects on the first call or on [grpc.ClientConn.Connect].
-// Connectivity state, health checking, retries, keepalive and reflection work
-// as they do over TCP.
-//
-// Connections use grpcipc's transport credentials ([ClientCredentials]):
-// before a byte of a request is sent, the server's OS identity is read and
-// checked. By default a local server must run as the client's own user or
-// as root (a client cannot defend against root anyway), and a socket file
-// must be owned by one of them in directories no one else can write to;
-// [WithExpectedServer] widens or narrows that ("*" trusts any server).
-// Over a local socket the security level is PrivacyAndIntegrity, so per-RPC
-// credentials that require a secure channel may be sent. A tcp endpoint has
-// no OS identity: it needs [WithTLS] or [WithPins] to reach another
-// machine, and without TLS admits only loopback addresses; it is resolved
-// by grpc-go's own DNS resolver.
-//
-// When the socket file's permissions refuse this user (EACCES), calls fail
-// at once with codes.PermissionDenied and a message that says so, rather
-// than codes.Unavailable. Transport credentials given through
-// [WithGRPCDialOptions] are an error: they would replace the checks above;
-// use [WithTLS], or build your own [grpc.ClientConn] with
-// [ClientCredentials] and [Dial].
-func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) {
-	ep, cfg, creds, err := clientSetup(endpoint, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
-		return nil, err
-	}
+// newGRPCClient makes the grpc.ClientConn that speaks HTTP/2 for a
+// ClientConn.
+func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied *atomic.Pointer[error]) (*grpc.ClientConn, error) {
 	dopts := append(localDialOptions(), grpc.WithTransportCredentials(creds))
 	var target string
 	if ep.Transport == TCP {
 		target = "dns:///" + ep.Address
 	} else {
-		var denied atomic.Pointer[error] // the last dial's permission error
 		target = (&url.URL{Scheme: "passthrough", Path: "/" + ep.String()}).String()
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -121,11 +91,11 @@ func NewClient(endpoint string, opts ...ClientOption) (*grpc.ClientConn, error) 
 				return c, err
 			}),
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				return refineDialError(invoker(ctx, method, req, reply, cc, opts...), &denied)
+				return refineDialError(invoker(ctx, method, req, reply, cc, opts...), denied)
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 				s, err := streamer(ctx, desc, cc, method, opts...)
-				return s, refineDialError(err, &denied)
+				return s, refineDialError(err, denied)
 			}),
 			// What grpc-go sends for its own unix: targets.
 			grpc.WithAuthority("localhost"))

@@ -30,16 +30,15 @@ func Example() {
 	endpoint := "unix://" + filepath.Join(dir, "app.sock")
 
 	// Server: the socket is created 0600 before it accepts anyone, and
-	// only this user's processes are served.
+	// the server serves only this user's processes.
 	lis, err := grpcipc.Listen(context.Background(), endpoint)
 	if err != nil {
 		log.Fatal(err)
 	}
-	opts, err := grpcipc.ServerOptions()
+	srv, err := grpcipc.NewServer()
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer(opts...)
 	greetpb.RegisterGreeterServer(srv, greeter{})
 	go srv.Serve(lis)
 	defer srv.Stop() // closes the listener, which removes the socket
@@ -56,6 +55,42 @@ func Example() {
 	}
 	fmt.Println(reply.GetMessage())
 	// Output: Hello gopher
+}
+
+// A grpc.Server of one's own checks callers as grpcipc.NewServer does, and
+// speaks HTTP/2 only: grpcipc's client finds that out and speaks it too.
+func ExampleServerOptions() {
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	endpoint := "unix://" + filepath.Join(dir, "app.sock")
+
+	lis, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	opts, err := grpcipc.ServerOptions()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(opts...)
+	greetpb.RegisterGreeterServer(srv, greeter{})
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	conn, err := grpcipc.NewClient(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	reply, err := greetpb.NewGreeterClient(conn).SayHello(context.Background(), &greetpb.HelloRequest{Name: "gopher"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply.GetMessage(), "over", conn.Protocol())
+	// Output: Hello gopher over http2
 }
 
 func ExampleParseEndpoint() {

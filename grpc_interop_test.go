@@ -13,10 +13,13 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // grpc-go's interop cases report a failure through grpclog's Fatal, which
@@ -64,7 +67,9 @@ func runInteropCase(t *testing.T, name string, f func(ctx context.Context)) {
 
 // TestGRPCInterop runs grpc-go's own interop cases (google.golang.org/grpc/
 // interop) across grpcipc and plain grpc-go, both ways: the judges of
-// whether grpcipc still speaks gRPC.
+// whether grpcipc still speaks gRPC. grpcipc's client speaks its fast path
+// to grpcipc's server and HTTP/2 to any other; with WithHTTP2 it speaks
+// HTTP/2 to grpcipc's server too, on the same listener.
 func TestGRPCInterop(t *testing.T) {
 	serveGRPCIPC := func(t *testing.T) string {
 		endpoint := testutil.Endpoint(t)
@@ -72,7 +77,7 @@ func TestGRPCInterop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := grpc.NewServer(grpcipcServerOptions(t)...)
+		s := newGRPCIPCServer(t)
 		testgrpc.RegisterTestServiceServer(s, interop.NewTestServer())
 		go s.Serve(l)
 		t.Cleanup(s.Stop)
@@ -90,8 +95,11 @@ func TestGRPCInterop(t *testing.T) {
 		t.Cleanup(s.Stop)
 		return "unix://" + filepath.ToSlash(path)
 	}
-	dialGRPCIPC := func(t *testing.T, endpoint string) *grpc.ClientConn { return newClient(t, endpoint) }
-	dialPlain := func(t *testing.T, endpoint string) *grpc.ClientConn {
+	dialGRPCIPC := func(t *testing.T, endpoint string) grpc.ClientConnInterface { return newClient(t, endpoint) }
+	dialGRPCIPCHTTP2 := func(t *testing.T, endpoint string) grpc.ClientConnInterface {
+		return newClient(t, endpoint, grpcipc.WithHTTP2())
+	}
+	dialPlain := func(t *testing.T, endpoint string) grpc.ClientConnInterface {
 		ep, err := grpcipc.ParseEndpoint(endpoint)
 		if err != nil {
 			t.Fatal(err)
@@ -107,14 +115,16 @@ func TestGRPCInterop(t *testing.T) {
 		return cc
 	}
 	for _, pair := range []struct {
-		name   string
-		serve  func(*testing.T) string
-		dial   func(*testing.T, string) *grpc.ClientConn
-		onlyOS string
+		name     string
+		serve    func(*testing.T) string
+		dial     func(*testing.T, string) grpc.ClientConnInterface
+		onlyOS   string
+		protocol string // what a grpcipc client speaks: ClientConn.Protocol
 	}{
-		{"grpcipc client, grpcipc server", serveGRPCIPC, dialGRPCIPC, ""},
-		{"grpcipc client, plain grpc-go server", servePlain, dialGRPCIPC, ""},
-		{"plain grpc-go client, grpcipc server", serveGRPCIPC, dialPlain, "!windows"},
+		{"grpcipc client, grpcipc server", serveGRPCIPC, dialGRPCIPC, "", grpcipc.ProtocolFast},
+		{"grpcipc client, plain grpc-go server", servePlain, dialGRPCIPC, "", grpcipc.ProtocolHTTP2},
+		{"plain grpc-go client, grpcipc server", serveGRPCIPC, dialPlain, "!windows", ""},
+		{"grpcipc client WithHTTP2, grpcipc server", serveGRPCIPC, dialGRPCIPCHTTP2, "", grpcipc.ProtocolHTTP2},
 	} {
 		t.Run(pair.name, func(t *testing.T) {
 			if pair.onlyOS == "!windows" && runtime.GOOS == "windows" {
@@ -145,8 +155,17 @@ func TestGRPCInterop(t *testing.T) {
 				interop.DoUnimplementedService(ctx, testgrpc.NewUnimplementedServiceClient(conn))
 			})
 			runInteropCase(t, "unimplemented_method", func(ctx context.Context) {
-				interop.DoUnimplementedMethod(ctx, conn)
+				if cc, ok := conn.(*grpc.ClientConn); ok {
+					interop.DoUnimplementedMethod(ctx, cc)
+				} else {
+					doUnimplementedMethod(ctx, conn)
+				}
 			})
+			if cc, ok := conn.(*grpcipc.ClientConn); ok {
+				if got := cc.Protocol(); got != pair.protocol {
+					t.Errorf("after the cases the grpcipc client speaks %q, want %q", got, pair.protocol)
+				}
+			}
 		})
 	}
 }
@@ -160,7 +179,7 @@ func TestInteropHarnessFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(grpcipcServerOptions(t)...) // no TestService: every case fails
+	s := newGRPCIPCServer(t) // no TestService: every case fails
 	go s.Serve(l)
 	t.Cleanup(s.Stop)
 	tc := testgrpc.NewTestServiceClient(newClient(t, endpoint))
@@ -172,11 +191,22 @@ func TestInteropHarnessFails(t *testing.T) {
 	interop.DoEmptyUnaryCall(context.Background(), tc)
 }
 
-func grpcipcServerOptions(t *testing.T) []grpc.ServerOption {
+// doUnimplementedMethod is interop.DoUnimplementedMethod, which takes a
+// *grpc.ClientConn, for any connection: grpcipc's speaking its fast path
+// has none.
+func doUnimplementedMethod(ctx context.Context, cc grpc.ClientConnInterface) {
+	var req, reply proto.Message
+	if err := cc.Invoke(ctx, "/grpc.testing.TestService/UnimplementedCall", req, reply); err == nil || status.Code(err) != codes.Unimplemented {
+		grpclog.Fatalf("ClientConn.Invoke(_, _, _, _, _) = %v, want error code %s", err, codes.Unimplemented)
+	}
+}
+
+// newGRPCIPCServer is grpcipc's server with its defaults.
+func newGRPCIPCServer(t *testing.T) *grpcipc.Server {
 	t.Helper()
-	opts, err := grpcipc.ServerOptions()
+	s, err := grpcipc.NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return opts
+	return s
 }

@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -22,19 +24,12 @@ type guard struct {
 	policy *Policy
 	self   identity
 	log    *slog.Logger
-	// methodRules: only ServerOptions' interceptors can apply the policy,
-	// so connections must go through its handshake.
-	methodRules bool
 	// logs bounds the lines each caller's connections can have logged.
 	logs callerLogs
 	// tcp: a tcp endpoint, which has no OS identity and no policy; only
 	// TLS-authenticated callers are served, unless tcpOpen.
 	tcp, tcpOpen bool
 }
-
-// needsHandshake: connections must pass grpcipc's handshake, which only a
-// grpc.Server made with ServerOptions runs.
-func (g *guard) needsHandshake() bool { return g.methodRules || g.tcp && !g.tcpOpen }
 
 // errTCPNeedsAuth is what a tcp connection gets when the server does not
 // authenticate clients and WithUnauthenticatedTCP was not given.
@@ -152,10 +147,6 @@ func (g *guard) refuseQuiet(method string, c *Creds, rule string, shed bool) err
 	return &RefusedError{Caller: c.String(), Method: method}
 }
 
-// errNoHandshake is what a connection reads when the server was not made
-// with ServerOptions although the policy needs it.
-var errNoHandshake = errors.New("grpcipc: this listener's policy has per-method rules, which need a grpc.Server made with grpcipc.ServerOptions(); closing the connection")
-
 // peerConn is an accepted connection with its peer's identity. Until the
 // client's HTTP/2 preface has arrived whole, it watches the bytes read, to
 // log one clear line for a client that sends something else, stops short,
@@ -165,7 +156,6 @@ type peerConn struct {
 	creds      *Creds
 	guard      *guard
 	handshaken atomic.Bool
-	once       sync.Once
 	encrypted  bool // TLS: the preface is inside it, not seen here
 
 	watched   atomic.Bool // the preface arrived or its problem was logged
@@ -176,6 +166,13 @@ type peerConn struct {
 	closed    bool
 
 	onClose func() // gives back the caller's share of connections, if set
+
+	// pending: bytes the server read to tell the protocols apart, which
+	// Read returns first. Set before the connection is handed on.
+	pending []byte
+	// refused: the policy admits this caller to no method; a server made
+	// with ServerOptions answers its calls with PermissionDenied.
+	refused bool
 }
 
 // logKey is the caller key of the connection's log lines: tcp callers
@@ -191,18 +188,13 @@ func (c *peerConn) logKey() string {
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func (c *peerConn) Read(b []byte) (int, error) {
-	if c.guard.needsHandshake() && !c.handshaken.Load() {
-		err := errNoHandshake
-		if c.guard.tcp {
-			err = errTCPNeedsAuth
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		if !c.watched.Load() && !c.encrypted && c.handshaken.Load() {
+			c.watchPreface(b[:n], nil)
 		}
-		c.once.Do(func() {
-			if ok, _ := c.guard.logOK(c.logKey()); ok {
-				c.guard.log.Error(err.Error(), "endpoint", c.guard.ep.String(), "remote", c.Conn.RemoteAddr().String())
-			}
-		})
-		c.Conn.Close()
-		return 0, err
+		return n, nil
 	}
 	n, err := c.Conn.Read(b)
 	if !c.watched.Load() && !c.encrypted && c.handshaken.Load() {
@@ -222,7 +214,13 @@ func (c *peerConn) watchPreface(b []byte, err error) {
 			break
 		}
 		if x != http2Preface[c.preface] {
-			c.reportLocked("not an HTTP/2 client: its first bytes are not the HTTP/2 preface", slog.LevelWarn,
+			if c.preface == 0 && bytes.HasPrefix(b, []byte(wire.Magic)) {
+				// A grpcipc client offering the fast path to a plain
+				// grpc.Server: it reconnects speaking HTTP/2.
+				c.reportLocked("a grpcipc client offered the fast path, which this server (a grpc.Server) does not speak; it falls back to HTTP/2", slog.LevelDebug)
+				return
+			}
+			c.reportLocked("its first bytes are neither HTTP/2's preface nor grpcipc's", slog.LevelWarn,
 				"first_bytes", fmt.Sprintf("%q", b[:min(len(b), 16)]))
 			return
 		}
@@ -297,6 +295,11 @@ type policyListener struct {
 	net.Listener
 	guard        *guard
 	maxPerCaller int
+	// inline: no listener of its own (ServerOptions' handshake admits
+	// connections one by one); refused callers come back marked refused,
+	// for the server's interceptors to answer, instead of going to a
+	// refusal server.
+	inline bool
 
 	mu      sync.Mutex
 	refuser *refuser
@@ -388,7 +391,8 @@ func isTemporary(err error) bool {
 
 // admit reads the caller's identity and returns its connection if the
 // policy and the per-caller bound admit it, else answers or closes it and
-// returns nil.
+// returns nil (an inline gate returns a refused caller's connection marked
+// refused).
 func (l *policyListener) admit(c net.Conn) *peerConn {
 	if l.guard.tcp { // no OS identity: the handshake decides
 		return &peerConn{Conn: c, guard: l.guard}
@@ -404,8 +408,7 @@ func (l *policyListener) admit(c net.Conn) *peerConn {
 	pc := &peerConn{Conn: c, creds: creds, guard: l.guard}
 	ok, rule := l.guard.policy.admitsConn(creds, l.guard.self)
 	if !ok {
-		l.refuse(pc, rule)
-		return nil
+		return l.refuse(pc, rule)
 	}
 	if l.maxPerCaller <= 0 || l.guard.trusted(creds) {
 		return pc
@@ -456,8 +459,9 @@ func callerKey(c *Creds) string {
 }
 
 // refuse hands a refused connection to the refusal server, or closes it at
-// once when refused callers already hold their share.
-func (l *policyListener) refuse(c *peerConn, rule string) {
+// once when refused callers already hold their share. An inline gate
+// returns it marked refused instead, for its server to answer.
+func (l *policyListener) refuse(c *peerConn, rule string) *peerConn {
 	c.handshaken.Store(true) // the refusal server's own handshake is grpcipc's
 	c.reported = true        // one line per refused connection: the refusal
 	key := callerKey(c.creds)
@@ -470,7 +474,7 @@ func (l *policyListener) refuse(c *peerConn, rule string) {
 			l.heldBy = map[string]int{}
 		}
 		l.heldBy[key]++
-		if l.refuser == nil {
+		if l.refuser == nil && !l.inline {
 			l.refuser = newRefuser(l.Listener.Addr())
 		}
 	}
@@ -479,10 +483,17 @@ func (l *policyListener) refuse(c *peerConn, rule string) {
 	l.guard.refuseQuiet("", c.creds, rule, shed && !closed)
 	if shed {
 		c.Close()
-		return
+		return nil
 	}
 	c.SetDeadline(time.Now().Add(refusalDeadline))
+	if l.inline {
+		var once sync.Once
+		c.refused = true
+		c.onClose = func() { once.Do(func() { l.release(key) }) }
+		return c
+	}
 	r.take(&refusedConn{peerConn: c, done: func() { l.release(key) }})
+	return nil
 }
 
 func (l *policyListener) release(key string) {
@@ -495,7 +506,10 @@ func (l *policyListener) release(key string) {
 }
 
 func (l *policyListener) Close() error {
-	err := l.Listener.Close()
+	var err error
+	if l.Listener != nil {
+		err = l.Listener.Close()
+	}
 	l.mu.Lock()
 	r := l.refuser
 	first := !l.closed

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	stdlog "log"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/demo"
@@ -63,18 +66,71 @@ type guardedServer struct {
 	log      *syncBuffer
 }
 
-// serveGuarded serves the counting server on endpoint with the options
-// given (a policy, say), logging to a buffer; for an endpoint that is a
-// path, in a directory every user may enter.
-func serveGuarded(t *testing.T, endpoint string, serverOpts []grpc.ServerOption, opts ...grpcipc.ListenOption) *guardedServer {
+// testServer is a server the tests serve on: a grpcipc.Server, or a
+// grpc.Server made with grpcipc.ServerOptions.
+type testServer interface {
+	grpc.ServiceRegistrar
+	Serve(net.Listener) error
+	Stop()
+}
+
+// serverKind makes a server that checks callers, with opts.
+type serverKind struct {
+	name string
+	make func(t testing.TB, opts ...grpcipc.ServerOption) testServer
+}
+
+var (
+	newServerKind = serverKind{"NewServer", func(t testing.TB, opts ...grpcipc.ServerOption) testServer {
+		t.Helper()
+		s, err := grpcipc.NewServer(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}}
+	serverOptionsKind = serverKind{"ServerOptions", func(t testing.TB, opts ...grpcipc.ServerOption) testServer {
+		t.Helper()
+		return grpc.NewServer(serverOpts(t, opts...)...)
+	}}
+	// serverKinds: both servers that check callers, for the suites that
+	// must hold for either.
+	serverKinds = []serverKind{newServerKind, serverOptionsKind}
+)
+
+// serveGuarded serves the counting server, made by grpcipc.NewServer with
+// opts (a policy, say) and logging to a buffer, on a listener that Listen
+// makes on endpoint, given the policy among opts too so that the socket
+// lets its callers in; for an endpoint that is a path, in a directory every
+// user may enter.
+func serveGuarded(t *testing.T, endpoint string, opts ...grpcipc.ServerOption) *guardedServer {
 	t.Helper()
-	gs := &guardedServer{endpoint: endpoint, srv: &countingServer{}, log: &syncBuffer{}}
-	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(gs.log, nil))))
-	l, err := grpcipc.Listen(context.Background(), endpoint, opts...)
+	return serveGuardedKind(t, newServerKind, endpoint, nil, opts...)
+}
+
+// serveGuardedKind is serveGuarded with a server of kind k and more Listen
+// options.
+func serveGuardedKind(t *testing.T, k serverKind, endpoint string, listenOpts []grpcipc.ListenOption, opts ...grpcipc.ServerOption) *guardedServer {
+	t.Helper()
+	for _, o := range opts {
+		if p, ok := o.(grpcipc.PolicyOption); ok {
+			listenOpts = append(listenOpts, p)
+		}
+	}
+	l, err := grpcipc.Listen(context.Background(), endpoint, listenOpts...)
 	if err != nil {
 		t.Fatalf("Listen(%s): %v", endpoint, err)
 	}
-	s := grpc.NewServer(serverOpts...)
+	return serveGuardedOn(t, k, l, endpoint, opts...)
+}
+
+// serveGuardedOn serves the counting server, made as k makes it with opts
+// and logging to a buffer, on l.
+func serveGuardedOn(t *testing.T, k serverKind, l net.Listener, endpoint string, opts ...grpcipc.ServerOption) *guardedServer {
+	t.Helper()
+	gs := &guardedServer{endpoint: endpoint, srv: &countingServer{}, log: &syncBuffer{}}
+	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(gs.log, nil))))
+	s := k.make(t, opts...)
 	greetpb.RegisterGreeterServer(s, gs.srv)
 	identitypb.RegisterIdentityServer(s, gs.srv)
 	done := make(chan struct{})
@@ -144,40 +200,64 @@ func mustPolicy(t *testing.T, js string) *grpcipc.Policy {
 	return p
 }
 
+// Both servers that check callers, grpcipc.NewServer and a grpc.Server
+// made with ServerOptions, serve the server's own user and refuse another,
+// on a Listen listener and on a net.Listen one alike.
 func TestSameUserServedOthersRefused(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, endpoint := range []string{"unix-abstract:" + testutil.AbstractName(t), sharedSocket(t)} {
-		t.Run(strings.SplitN(endpoint, ":", 2)[0], func(t *testing.T) {
-			// The abstract socket has no permissions; the path is opened to
-			// everyone so that only the peer check stands in the way.
-			var opts []grpcipc.ListenOption
-			if strings.HasPrefix(endpoint, "unix:") {
-				opts = append(opts, grpcipc.WithSocketMode(0o666))
-			}
-			gs := serveGuarded(t, endpoint, serverOpts(t), opts...)
+	for _, k := range serverKinds {
+		t.Run(k.name, func(t *testing.T) {
+			for _, listener := range []string{"unix-abstract", "unix", "net.Listen"} {
+				t.Run(listener, func(t *testing.T) {
+					var gs *guardedServer
+					switch listener {
+					case "unix-abstract":
+						// The abstract socket has no permissions.
+						gs = serveGuardedKind(t, k, "unix-abstract:"+testutil.AbstractName(t), nil)
+					case "unix":
+						// The path is opened to everyone so that only the
+						// peer check stands in the way.
+						gs = serveGuardedKind(t, k, sharedSocket(t), []grpcipc.ListenOption{grpcipc.WithSocketMode(0o666)})
+					case "net.Listen":
+						// A listener grpcipc did not make: the server checks
+						// its callers all the same.
+						endpoint := sharedSocket(t)
+						path := strings.TrimPrefix(endpoint, "unix://")
+						l, err := net.Listen("unix", path)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := os.Chmod(path, 0o666); err != nil {
+							t.Fatal(err)
+						}
+						gs = serveGuardedOn(t, k, l, endpoint)
+					}
+					endpoint := gs.endpoint
 
-			res := call(t, root, endpoint, "WhoAmI")
-			if res.Code != "OK" {
-				t.Fatalf("same-user caller: %s %s", res.Code, res.Message)
-			}
-			if res.Who.PID != int64(res.PID) || res.Who.UID != "0" || res.Who.GID != "0" || res.Who.User != "root" {
-				t.Errorf("WhoAmI = %+v; want pid %d uid 0 gid 0 user root", res.Who, res.PID)
-			}
-			before := gs.srv.calls.Load()
+					res := call(t, root, endpoint, "WhoAmI")
+					if res.Code != "OK" {
+						t.Fatalf("same-user caller: %s %s", res.Code, res.Message)
+					}
+					if res.Who.PID != int64(res.PID) || res.Who.UID != "0" || res.Who.GID != "0" || res.Who.User != "root" {
+						t.Errorf("WhoAmI = %+v; want pid %d uid 0 gid 0 user root", res.Who, res.PID)
+					}
+					before := gs.srv.calls.Load()
 
-			res = call(t, nobody, endpoint, "SayHello")
-			if res.Code != "PermissionDenied" {
-				t.Fatalf("uid 65534 got %s %q; want PermissionDenied", res.Code, res.Message)
-			}
-			wantMsg := fmt.Sprintf("pid %d uid 65534 (nobody) gid 65534", res.PID)
-			if !strings.Contains(res.Message, wantMsg) {
-				t.Errorf("refusal %q does not name the caller as %q", res.Message, wantMsg)
-			}
-			if got := gs.srv.calls.Load(); got != before {
-				t.Errorf("a handler ran for a refused caller (%d calls, %d before)", got, before)
-			}
-			if log := gs.log.String(); !strings.Contains(log, "connection refused") || !strings.Contains(log, wantMsg) || !strings.Contains(log, "policy=same-user") {
-				t.Errorf("the server log does not name the refused caller and the policy:\n%s", log)
+					res = call(t, nobody, endpoint, "SayHello")
+					if res.Code != "PermissionDenied" {
+						t.Fatalf("uid 65534 got %s %q; want PermissionDenied", res.Code, res.Message)
+					}
+					wantMsg := fmt.Sprintf("pid %d uid 65534 (nobody) gid 65534", res.PID)
+					if !strings.Contains(res.Message, wantMsg) {
+						t.Errorf("refusal %q does not name the caller as %q", res.Message, wantMsg)
+					}
+					if got := gs.srv.calls.Load(); got != before {
+						t.Errorf("a handler ran for a refused caller (%d calls, %d before)", got, before)
+					}
+					if log := gs.log.String(); !strings.Contains(log, "connection refused") || !strings.Contains(log, wantMsg) || !strings.Contains(log, "policy=same-user") {
+						t.Errorf("the server log does not name the refused caller and the policy:\n%s", log)
+					}
+				})
 			}
 		})
 	}
@@ -215,7 +295,7 @@ func TestPrincipalRulesAdmitExactlyWhoTheyName(t *testing.T) {
 				t.Fatal(err)
 			}
 			endpoint := "unix-abstract:" + testutil.AbstractName(t)
-			serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
+			serveGuarded(t, endpoint, grpcipc.WithPolicy(p))
 			for _, c := range tt.admitted {
 				if res := call(t, c, endpoint, "SayHello"); res.Code != "OK" {
 					t.Errorf("%s should admit %v: got %s %s", tt.principal, c, res.Code, res.Message)
@@ -248,55 +328,88 @@ func TestPerMethodRulesAndDenyBeatsAllow(t *testing.T) {
 			{"name": "hello-for-all", "source": {"principals": ["*"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
 			{"name": "root-only", "source": {"principals": ["uid:0"]}, "request": {"paths": ["/grpcipc.v1.Identity/*"]}}
 		]}`)
-	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	gs := serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(p))
-	for _, tc := range []struct {
-		c      caller
-		method string
-		code   string
-	}{
-		{nobody, "SayHello", "OK"},
-		{nobody, "WhoAmI", "PermissionDenied"},
-		{root, "SayHello", "OK"},
-		{root, "WhoAmI", "OK"},
-		{other, "SayHello", "PermissionDenied"}, // allowed by hello-for-all, denied by not-12345
-		{other, "WhoAmI", "PermissionDenied"},
-	} {
-		before := gs.srv.calls.Load()
-		res := call(t, tc.c, endpoint, tc.method)
-		if res.Code != tc.code {
-			t.Errorf("%v calling %s: %s %q, want %s", tc.c, tc.method, res.Code, res.Message, tc.code)
-		}
-		ran := gs.srv.calls.Load() != before
-		if ran != (tc.code == "OK") {
-			t.Errorf("%v calling %s: handler ran = %v", tc.c, tc.method, ran)
-		}
-		if tc.code == "PermissionDenied" && tc.c.uid == nobody.uid && !strings.Contains(res.Message, "may not call /grpcipc.v1.Identity/WhoAmI") {
-			t.Errorf("refusal %q does not name the method", res.Message)
-		}
-	}
-	log := gs.log.String()
-	for _, want := range []string{`rule=not-12345`, `method=/grpcipc.v1.Identity/WhoAmI`, `rule="(no allow rule matched)"`} {
-		if !strings.Contains(log, want) {
-			t.Errorf("server log lacks %s:\n%s", want, log)
-		}
+	// Both servers that check callers apply per-method rules.
+	for _, k := range serverKinds {
+		t.Run(k.name, func(t *testing.T) {
+			endpoint := "unix-abstract:" + testutil.AbstractName(t)
+			gs := serveGuardedKind(t, k, endpoint, nil, grpcipc.WithPolicy(p))
+			for _, tc := range []struct {
+				c      caller
+				method string
+				code   string
+			}{
+				{nobody, "SayHello", "OK"},
+				{nobody, "WhoAmI", "PermissionDenied"},
+				{root, "SayHello", "OK"},
+				{root, "WhoAmI", "OK"},
+				{other, "SayHello", "PermissionDenied"}, // allowed by hello-for-all, denied by not-12345
+				{other, "WhoAmI", "PermissionDenied"},
+			} {
+				before := gs.srv.calls.Load()
+				res := call(t, tc.c, endpoint, tc.method)
+				if res.Code != tc.code {
+					t.Errorf("%v calling %s: %s %q, want %s", tc.c, tc.method, res.Code, res.Message, tc.code)
+				}
+				ran := gs.srv.calls.Load() != before
+				if ran != (tc.code == "OK") {
+					t.Errorf("%v calling %s: handler ran = %v", tc.c, tc.method, ran)
+				}
+				if tc.code == "PermissionDenied" && tc.c.uid == nobody.uid && !strings.Contains(res.Message, "may not call /grpcipc.v1.Identity/WhoAmI") {
+					t.Errorf("refusal %q does not name the method", res.Message)
+				}
+			}
+			log := gs.log.String()
+			for _, want := range []string{`rule=not-12345`, `method=/grpcipc.v1.Identity/WhoAmI`, `rule="(no allow rule matched)"`} {
+				if !strings.Contains(log, want) {
+					t.Errorf("server log lacks %s:\n%s", want, log)
+				}
+			}
+		})
 	}
 }
 
-func TestMethodRulesNeedServerOptions(t *testing.T) {
+// A grpc.Server made without ServerOptions checks no one: given a Listen
+// listener, it has every connection closed at its first read, and the
+// listener logs (through slog.Default, the server having no logger of
+// grpcipc's) that grpcipc.NewServer is what serves it.
+func TestPlainServerGetsNoConnections(t *testing.T) {
+	log := &syncBuffer{}
+	oldSlog, oldOut, oldFlags := slog.Default(), stdlog.Writer(), stdlog.Flags()
+	slog.SetDefault(slog.New(slog.NewTextHandler(log, nil)))
+	defer func() {
+		slog.SetDefault(oldSlog)
+		stdlog.SetOutput(oldOut) // SetDefault routed the log package to the handler
+		stdlog.SetFlags(oldFlags)
+	}()
+
 	p := mustPolicy(t, `{"name": "m", "allow_rules": [{"name": "hello", "request": {"paths": ["/greet.Greeter/SayHello"]}}]}`)
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	gs := serveGuarded(t, endpoint, nil, grpcipc.WithPolicy(p)) // a plain grpc.Server
-	conn := newClient(t, endpoint)
-	_, err := identitypb.NewIdentityClient(conn).WhoAmI(ctxFor(t), &identitypb.WhoAmIRequest{})
-	if err == nil {
-		t.Fatal("a call the policy does not allow got through a server made without ServerOptions")
+	l, err := grpcipc.Listen(context.Background(), endpoint, grpcipc.WithPolicy(p))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if gs.srv.calls.Load() != 0 {
+	srv := &countingServer{}
+	s := grpc.NewServer() // no ServerOptions
+	greetpb.RegisterGreeterServer(s, srv)
+	identitypb.RegisterIdentityServer(s, srv)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(l) }()
+	defer func() { s.Stop(); <-done }()
+
+	conn := newClient(t, endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{}); err == nil {
+		t.Error("a call the policy does not allow got through a server made without ServerOptions")
+	}
+	if _, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"}); err == nil {
+		t.Error("a call got through a server made without ServerOptions, which checks no one")
+	}
+	if srv.calls.Load() != 0 {
 		t.Error("a handler ran")
 	}
-	if log := gs.log.String(); !strings.Contains(log, "grpcipc.ServerOptions()") {
-		t.Errorf("the server log does not say what is missing:\n%s", log)
+	if got := settleLog(log, "grpcipc.NewServer"); !strings.Contains(got, "grpcipc.NewServer") || !strings.Contains(got, "level=ERROR") || !strings.Contains(got, endpoint) {
+		t.Errorf("the log does not say, as an error naming the endpoint, that grpcipc.NewServer serves the listener:\n%s", got)
 	}
 }
 

@@ -2,10 +2,12 @@ package grpcipc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
+	"sync/atomic"
 )
 
 // DefaultSocketMode is the permission of a socket file that [Listen] creates
@@ -14,12 +16,18 @@ import (
 const DefaultSocketMode fs.FileMode = 0o600
 
 // Listen announces on a local endpoint (see [ParseEndpoint] for the syntax)
-// and returns a listener to pass to [grpc.Server.Serve].
+// and returns a listener to pass to [Server.Serve], or to the Serve of a
+// grpc.Server made with [ServerOptions]. Listen makes the socket; the
+// server checks who connects. The listener's connections are served only
+// by one of those two: any other server (a grpc.Server made without
+// [ServerOptions], say) has them closed at its first read, and logged, so
+// that no forgotten option leaves callers unchecked.
 //
 // For a Unix socket path, Listen never lets a connection in with looser
 // permissions than asked: it creates the socket, binds it, sets the file's
-// mode ([DefaultSocketMode] unless [WithSocketMode] says otherwise) and only
-// then listens. What already stands at the path decides what happens:
+// mode ([DefaultSocketMode] unless [WithSocketMode] or [WithPolicy] says
+// otherwise) and only then listens. What already stands at the path
+// decides what happens:
 //
 //   - a socket a live server accepts on: an error wrapping [ErrAddressInUse]
 //     that names the path; the file is left alone;
@@ -46,13 +54,10 @@ const DefaultSocketMode fs.FileMode = 0o600
 // An abstract socket (Linux) has no file and no permissions: any local
 // process may connect, so admit callers by their identity.
 //
-// A tcp endpoint carries no OS identity, so no policy applies to it, and it
-// is served only to callers that authenticate with a TLS client
-// certificate: the server must be made with [ServerOptions] and [WithTLS]
-// whose tls.Config sets ClientAuth to tls.RequireAndVerifyClientCert, or
-// [WithPins]. Other connections are closed, and logged, before a byte of
-// theirs is read. [WithUnauthenticatedTCP] lifts that, for those who mean
-// it.
+// A tcp endpoint carries no OS identity: the server serves it only to
+// callers that authenticate with a TLS client certificate ([WithTLS] whose
+// tls.Config sets ClientAuth to tls.RequireAndVerifyClientCert, or
+// [WithPins]), unless given [WithUnauthenticatedTCP].
 //
 // Windows: a named pipe is created exclusively (a name another process holds
 // is refused with [ErrAddressInUse]), refuses remote clients, and has a
@@ -65,8 +70,11 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	cfg := listenConfig{ep: ep, mode: DefaultSocketMode, maxPerCaller: DefaultMaxConnsPerCaller}
+	cfg := listenConfig{ep: ep, mode: DefaultSocketMode}
 	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("listen %s: nil ListenOption", ep)
+		}
 		if err := o.applyListen(&cfg); err != nil {
 			return nil, err
 		}
@@ -74,21 +82,13 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ep, err)
 	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
 	if ep.Transport == TCP {
 		var lc net.ListenConfig
 		l, err := lc.Listen(ctx, "tcp", ep.Address)
 		if err != nil {
 			return nil, err
 		}
-		g := &guard{ep: ep, log: cfg.logger, tcp: true, tcpOpen: cfg.unauthenticatedTCP}
-		if g.tcpOpen {
-			g.log.Warn("grpcipc: serving tcp without client authentication (WithUnauthenticatedTCP): every process that can reach the port may call, as no one",
-				"endpoint", "tcp://"+l.Addr().String())
-		}
-		return newPolicyListener(l, g, 0), nil
+		return &listener{Listener: l, ep: ep}, nil
 	}
 	self, err := selfIdentity()
 	if err != nil {
@@ -116,7 +116,41 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	return newPolicyListener(l, &guard{
-		ep: ep, policy: cfg.policy, self: self, log: cfg.logger, methodRules: cfg.policy.hasMethodRules(),
-	}, cfg.maxPerCaller), nil
+	return &listener{Listener: l, ep: ep}, nil
+}
+
+// listener is what Listen returns: its connections are served only by a
+// grpcipc server, which unwraps them; any other reader gets them closed.
+type listener struct {
+	net.Listener
+	ep     Endpoint
+	warned atomic.Bool
+}
+
+// Accept returns the next connection, for a grpcipc server.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &unservedConn{Conn: c, l: l}, nil
+}
+
+// errUnserved is what a connection of a Listen listener reads when the
+// server reading it is not grpcipc's.
+var errUnserved = errors.New("grpcipc: a grpcipc.Listen listener's connections are served only by grpcipc.NewServer, or a grpc.Server made with grpcipc.ServerOptions, which check who connects; closing the connection")
+
+// unservedConn is a Listen listener's connection before a grpcipc server
+// took it.
+type unservedConn struct {
+	net.Conn
+	l *listener
+}
+
+func (c *unservedConn) Read([]byte) (int, error) {
+	if !c.l.warned.Swap(true) {
+		slog.Error(errUnserved.Error(), "endpoint", c.l.ep.String())
+	}
+	c.Conn.Close()
+	return 0, errUnserved
 }

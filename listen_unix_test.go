@@ -522,7 +522,7 @@ func TestListenNoWindowBeforeChmod(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Accept what the other user may have got in.
-				inner := l.(*policyListener).Listener.(*sockfile.Listener).Listener.(*net.UnixListener)
+				inner := l.(*listener).Listener.(*sockfile.Listener).Listener.(*net.UnixListener)
 				inner.SetDeadline(time.Now().Add(time.Millisecond))
 				if c, err := inner.Accept(); err == nil {
 					c.Close()

@@ -1,12 +1,14 @@
 package grpcipc
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // ListenOption configures [Listen]. An option that does not apply to the
@@ -28,10 +30,6 @@ type listenConfig struct {
 	gid     int // group to give the socket file, or -1
 	self    identity
 	policy  *Policy
-	logger  *slog.Logger
-
-	unauthenticatedTCP bool
-	maxPerCaller       int
 }
 
 type clientConfig struct {
@@ -40,6 +38,9 @@ type clientConfig struct {
 	tls      tlsSettings
 	expect   []Principal // the server must match one (none: no check)
 	identify bool        // named pipes: Identification, not Anonymous
+	http2    bool        // speak HTTP/2 only
+	unary    []grpc.UnaryClientInterceptor
+	stream   []grpc.StreamClientInterceptor
 }
 
 // ServerOption configures [ServerOptions].
@@ -50,6 +51,43 @@ type ServerOption interface {
 type serverConfig struct {
 	tls              tlsSettings
 	handshakeTimeout time.Duration
+
+	policy             *Policy
+	logger             *slog.Logger
+	maxPerCaller       int
+	unauthenticatedTCP bool
+
+	unary    []grpc.UnaryServerInterceptor
+	stream   []grpc.StreamServerInterceptor
+	stats    []stats.Handler
+	maxRecv  int
+	maxSend  int
+	grpcOpts []grpc.ServerOption
+}
+
+// newServerConfig applies opts to the defaults.
+func newServerConfig(opts []ServerOption) (serverConfig, error) {
+	cfg := serverConfig{
+		handshakeTimeout: DefaultHandshakeTimeout,
+		maxPerCaller:     DefaultMaxConnsPerCaller,
+		maxRecv:          DefaultMaxRecvMsgSize,
+		maxSend:          DefaultMaxSendMsgSize,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return serverConfig{}, errors.New("grpcipc: nil ServerOption")
+		}
+		if err := o.applyServer(&cfg); err != nil {
+			return serverConfig{}, err
+		}
+	}
+	if cfg.policy == nil {
+		cfg.policy = SameUserPolicy()
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	return cfg, nil
 }
 
 // DefaultHandshakeTimeout is how long [ServerOptions] lets a new
@@ -99,40 +137,61 @@ func WithSocketMode(mode fs.FileMode) ListenOption {
 	})
 }
 
-// WithPolicy makes [Listen] admit callers by p instead of
-// [SameUserPolicy]. The socket file's permissions follow it: a policy that
-// admits only the server's user keeps 0600; one that admits one group makes
-// the socket 0660 and that group's (the server must be root or a member);
-// one that admits any other user makes it 0666, and the identity check on
-// every connection decides who is served. An explicit [WithSocketMode]
-// wins. Policies apply to unix and unix-abstract endpoints.
-func WithPolicy(p *Policy) ListenOption {
-	return listenOptionFunc(func(c *listenConfig) error {
-		if p == nil {
-			return fmt.Errorf("listen %s: nil policy", c.ep)
-		}
-		if c.ep.Transport == TCP {
-			return fmt.Errorf("listen %s: a policy needs a local endpoint: tcp connections carry no OS identity", c.ep)
-		}
-		c.policy = p
-		return nil
-	})
+// PolicyOption is what [WithPolicy] returns: a [ServerOption] that makes
+// the server admit callers by a policy, and a [ListenOption] that gives the
+// socket the permissions that policy needs.
+type PolicyOption struct{ p *Policy }
+
+func (o PolicyOption) applyServer(c *serverConfig) error {
+	if o.p == nil {
+		return errors.New("grpcipc: nil policy")
+	}
+	c.policy = o.p
+	return nil
 }
 
-// WithUnauthenticatedTCP lets a tcp endpoint serve callers that present no
+func (o PolicyOption) applyListen(c *listenConfig) error {
+	if o.p == nil {
+		return fmt.Errorf("listen %s: nil policy", c.ep)
+	}
+	if c.ep.Transport == TCP {
+		return fmt.Errorf("listen %s: a policy needs a local endpoint: tcp connections carry no OS identity", c.ep)
+	}
+	c.policy = o.p
+	return nil
+}
+
+// WithPolicy admits callers by p instead of [SameUserPolicy].
+//
+// Given to [NewServer] (or [ServerOptions]), it is what the server checks:
+// every connection's OS identity is read when it is accepted and a caller
+// the policy admits to no method is refused before a byte of its is read;
+// per-method rules are checked on every call. Policies apply to local
+// connections (unix, unix-abstract, npipe); tcp connections carry no OS
+// identity.
+//
+// Given to [Listen], it sets who the socket itself lets in, so that the
+// policy's callers can reach the server: a policy that admits only the
+// server's user keeps 0600; one that admits one group makes the socket
+// 0660 and that group's (the server must be root or a member); one that
+// admits any other user makes it 0666, and the server's check decides who
+// is served. On Windows it sets the named pipe's DACL. An explicit
+// [WithSocketMode] wins. Listen does not check callers: give the same
+// policy to both.
+func WithPolicy(p *Policy) PolicyOption { return PolicyOption{p: p} }
+
+// WithUnauthenticatedTCP lets a server serve tcp callers that present no
 // TLS client certificate. Over TCP there is no OS identity: every process
 // that can reach the port (every local user on a loopback address, every
 // host on the network otherwise) may then call every method, and handlers
 // cannot tell who called. Without TLS, only loopback peers are served. Use
 // it for a service that is public by design; otherwise require client
 // certificates ([WithTLS] with tls.RequireAndVerifyClientCert, or
-// [WithPins]). Only for tcp endpoints; [Listen] logs a warning when it is
-// used.
-func WithUnauthenticatedTCP() ListenOption {
-	return listenOptionFunc(func(c *listenConfig) error {
-		if c.ep.Transport != TCP {
-			return fmt.Errorf("listen %s: WithUnauthenticatedTCP applies only to tcp endpoints; local endpoints always check the caller's OS identity", c.ep)
-		}
+// [WithPins]). The server logs a warning when it serves a tcp listener
+// this way; it does not apply to local listeners, which always check the
+// caller's OS identity.
+func WithUnauthenticatedTCP() ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
 		c.unauthenticatedTCP = true
 		return nil
 	})
@@ -140,33 +199,30 @@ func WithUnauthenticatedTCP() ListenOption {
 
 // DefaultMaxConnsPerCaller is how many connections one caller (a uid, or a
 // SID) other than the server's own user and root may hold open on a
-// [Listen] listener: a client needs one or a few, and each costs the
-// server a descriptor and buffers, so a user the policy admits to some
-// method cannot use up the server's descriptors. Beyond it a connection is
+// server: a client needs one or a few, and each costs the server a
+// descriptor and buffers, so a user the policy admits to some method
+// cannot use up the server's descriptors. Beyond it a connection is
 // closed at once, and logged.
 const DefaultMaxConnsPerCaller = 256
 
 // WithMaxConnsPerCaller sets the bound [DefaultMaxConnsPerCaller]
 // describes; 0 removes it.
-func WithMaxConnsPerCaller(n int) ListenOption {
-	return listenOptionFunc(func(c *listenConfig) error {
+func WithMaxConnsPerCaller(n int) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
 		if n < 0 {
-			return fmt.Errorf("listen %s: a connection limit of %d is negative", c.ep, n)
-		}
-		if c.ep.Transport == TCP {
-			return fmt.Errorf("listen %s: tcp callers have no OS identity to count connections by", c.ep)
+			return fmt.Errorf("grpcipc: a connection limit of %d is negative", n)
 		}
 		c.maxPerCaller = n
 		return nil
 	})
 }
 
-// WithLogger sets where [Listen]'s listener logs refused callers (default
-// [slog.Default]).
-func WithLogger(l *slog.Logger) ListenOption {
-	return listenOptionFunc(func(c *listenConfig) error {
+// WithLogger sets where a server logs refused callers and dropped
+// connections (default [slog.Default]).
+func WithLogger(l *slog.Logger) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
 		if l == nil {
-			return fmt.Errorf("listen %s: nil logger", c.ep)
+			return errors.New("grpcipc: nil logger")
 		}
 		c.logger = l
 		return nil
@@ -223,13 +279,18 @@ func WithPipeIdentification() ClientOption {
 }
 
 // WithGRPCDialOptions adds grpc-go dial options to those [NewClient] sets,
-// after grpcipc's own. Options that set transport credentials are an
-// error: they would replace grpcipc's check of the server. Use [WithTLS]
-// or [WithPins] for TLS, or [ClientCredentials] with [Dial] for a
+// after grpcipc's own. They configure a grpc.ClientConn, so a client given
+// them speaks HTTP/2 (as with [WithHTTP2]): an interceptor or a per-RPC
+// credential among them is never skipped. Use [WithUnaryClientInterceptor]
+// and [WithStreamClientInterceptor] for interceptors that also run on the
+// fast path. Options that set transport credentials are an error: they
+// would replace grpcipc's check of the server. Use [WithTLS] or
+// [WithPins] for TLS, or [ClientCredentials] with [Dial] for a
 // [grpc.ClientConn] of your own.
 func WithGRPCDialOptions(opts ...grpc.DialOption) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) error {
 		c.grpcOpts = append(c.grpcOpts, opts...)
+		c.http2 = c.http2 || len(opts) > 0
 		return nil
 	})
 }

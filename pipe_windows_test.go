@@ -158,7 +158,7 @@ func TestPipeNoImpersonation(t *testing.T) {
 				t.Fatal("accept failed")
 			}
 			defer sc.Close()
-			h := windows.Handle(sc.(*peerConn).Conn.(interface{ Fd() uintptr }).Fd())
+			h := windows.Handle(sc.(*unservedConn).Conn.(interface{ Fd() uintptr }).Fd())
 			level, ok := impersonationLevel(t, h)
 			if !ok {
 				t.Logf("impersonation gave no token at all")

@@ -31,15 +31,15 @@ func init() {
 		if err != nil {
 			return err
 		}
-		opts, err := grpcipc.ServerOptions()
-		if err != nil {
-			return err
-		}
-		s := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(
+		s, err := grpcipc.NewServer(grpcipc.WithPolicy(p), grpcipc.WithUnaryInterceptor(
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				fmt.Println("call", info.FullMethod)
 				return h(ctx, req)
-			}))...)
+			}))
+		if err != nil {
+			l.Close()
+			return err
+		}
 		greetpb.RegisterGreeterServer(s, benchGreeter{})
 		fmt.Println("ready")
 		return s.Serve(l)
@@ -170,6 +170,9 @@ func TestExpectedServerOptionErrors(t *testing.T) {
 	if _, err := grpcipc.ServerOptions(grpcipc.WithTLS(&tls.Config{})); err == nil || !strings.Contains(err.Error(), "needs a certificate") {
 		t.Errorf("ServerOptions(WithTLS without a certificate) = %v", err)
 	}
+	if _, err := grpcipc.NewServer(grpcipc.WithTLS(&tls.Config{})); err == nil || !strings.Contains(err.Error(), "needs a certificate") {
+		t.Errorf("NewServer(WithTLS without a certificate) = %v", err)
+	}
 }
 
 func newKeyPair(t testing.TB, name string) *grpcipc.KeyPair {
@@ -181,10 +184,11 @@ func newKeyPair(t testing.TB, name string) *grpcipc.KeyPair {
 	return kp
 }
 
-// serveTLS serves the counting server on a fresh socket with TLS options.
+// serveTLS serves the counting server, made by grpcipc.NewServer, on a
+// fresh socket with TLS options.
 func serveTLS(t *testing.T, opts ...grpcipc.ServerOption) *guardedServer {
 	t.Helper()
-	return serveGuarded(t, "unix://"+filepath.Join(testutil.ShortTempDir(t), "s.sock"), serverOpts(t, opts...))
+	return serveGuarded(t, "unix://"+filepath.Join(testutil.ShortTempDir(t), "s.sock"), opts...)
 }
 
 func TestMutualTLSOverUnixSocket(t *testing.T) {
@@ -228,28 +232,35 @@ func TestMutualTLSOverUnixSocket(t *testing.T) {
 	}
 }
 
+// A handler sees the client's certificate next to its OS identity, on
+// both servers that check callers.
 func TestServerCertificateInHandler(t *testing.T) {
 	server, client := newKeyPair(t, "server"), newKeyPair(t, "client")
-	var seen []byte
-	l, err := grpcipc.Listen(context.Background(), "unix-abstract:"+testutil.AbstractName(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer(append(serverOpts(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String())),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if ai, ok := grpcipc.AuthInfoFromContext(ctx); ok && ai.TLS != nil && ai.Peer != nil {
-				seen = ai.TLS.State.PeerCertificates[0].Raw
+	for _, k := range serverKinds {
+		t.Run(k.name, func(t *testing.T) {
+			var seen []byte
+			endpoint := "unix-abstract:" + testutil.AbstractName(t)
+			l, err := grpcipc.Listen(context.Background(), endpoint)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return h(ctx, req)
-		}))...)
-	greetpb.RegisterGreeterServer(s, benchGreeter{})
-	go s.Serve(l)
-	defer s.Stop()
-	if err := sayHello(t, "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String())); err != nil {
-		t.Fatal(err)
-	}
-	if grpcipc.CertPin(seen) != client.Pin {
-		t.Error("the handler did not see the client's certificate next to its OS identity")
+			s := k.make(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()),
+				grpcipc.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					if ai, ok := grpcipc.AuthInfoFromContext(ctx); ok && ai.TLS != nil && ai.Peer != nil {
+						seen = ai.TLS.State.PeerCertificates[0].Raw
+					}
+					return h(ctx, req)
+				}))
+			greetpb.RegisterGreeterServer(s, benchGreeter{})
+			go s.Serve(l)
+			defer s.Stop()
+			if err := sayHello(t, endpoint, grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String())); err != nil {
+				t.Fatal(err)
+			}
+			if grpcipc.CertPin(seen) != client.Pin {
+				t.Error("the handler did not see the client's certificate next to its OS identity")
+			}
+		})
 	}
 }
 

@@ -259,7 +259,7 @@ func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 			base := traversableTempDir(t)
 			dir := filepath.Join(base, "app") // Listen creates it
 			endpoint := "unix://" + filepath.Join(dir, "s.sock")
-			gs := serveGuarded(t, endpoint, serverOpts(t), grpcipc.WithPolicy(tt.policy))
+			gs := serveGuarded(t, endpoint, grpcipc.WithPolicy(tt.policy))
 
 			fi, err := os.Lstat(dir)
 			if err != nil {

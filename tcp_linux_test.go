@@ -2,7 +2,6 @@ package grpcipc_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -15,45 +14,57 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// serveTCP serves the counting server on a loopback port and returns its
-// endpoint.
-func serveTCP(t *testing.T, serverOpts []grpc.ServerOption, opts ...grpcipc.ListenOption) (string, *guardedServer) {
+// serveTCP serves the counting server, made by grpcipc.NewServer with
+// opts, on a loopback port and returns its endpoint.
+func serveTCP(t *testing.T, opts ...grpcipc.ServerOption) (string, *guardedServer) {
 	t.Helper()
-	gs := &guardedServer{srv: &countingServer{}, log: &syncBuffer{}}
-	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(gs.log, nil))))
-	l, err := grpcipc.Listen(context.Background(), "tcp://127.0.0.1:0", opts...)
+	return serveTCPKind(t, newServerKind, opts...)
+}
+
+// serveTCPKind is serveTCP with a server of kind k; a nil k.make serves
+// with a plain grpc.Server, made without ServerOptions.
+func serveTCPKind(t *testing.T, k serverKind, opts ...grpcipc.ServerOption) (string, *guardedServer) {
+	t.Helper()
+	l, err := grpcipc.Listen(context.Background(), "tcp://127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs.endpoint = "tcp://" + l.Addr().String()
-	s := grpc.NewServer(serverOpts...)
-	greetpb.RegisterGreeterServer(s, gs.srv)
-	identitypb.RegisterIdentityServer(s, gs.srv)
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(l) }()
-	t.Cleanup(func() { s.Stop(); <-done })
-	return gs.endpoint, gs
+	endpoint := "tcp://" + l.Addr().String()
+	if k.make == nil {
+		gs := &guardedServer{endpoint: endpoint, srv: &countingServer{}, log: &syncBuffer{}}
+		s := grpc.NewServer()
+		greetpb.RegisterGreeterServer(s, gs.srv)
+		identitypb.RegisterIdentityServer(s, gs.srv)
+		done := make(chan struct{})
+		go func() { defer close(done); s.Serve(l) }()
+		t.Cleanup(func() { s.Stop(); <-done })
+		return endpoint, gs
+	}
+	gs := serveGuardedOn(t, k, l, endpoint, opts...)
+	return endpoint, gs
 }
 
 // Over tcp there is no OS identity: without client certificates, or the
 // explicit WithUnauthenticatedTCP, another local user must not get in.
 func TestTCPNeedsClientAuthentication(t *testing.T) {
 	testutil.RequireRoot(t)
-	t.Run("no client authentication: refused", func(t *testing.T) {
-		endpoint, gs := serveTCP(t, serverOpts(t))
-		res := call(t, nobody, endpoint, "SayHello")
-		if res.Code == "OK" {
-			t.Fatalf("uid 65534 called a tcp server that does not authenticate clients")
-		}
-		if gs.srv.calls.Load() != 0 {
-			t.Error("a handler ran")
-		}
-		if log := gs.log.String(); !strings.Contains(log, "tcp carries no OS identity") {
-			t.Errorf("the server log does not say why:\n%s", log)
-		}
-	})
+	for _, k := range serverKinds {
+		t.Run("no client authentication: refused by "+k.name, func(t *testing.T) {
+			endpoint, gs := serveTCPKind(t, k)
+			res := call(t, nobody, endpoint, "SayHello")
+			if res.Code == "OK" {
+				t.Fatalf("uid 65534 called a tcp server that does not authenticate clients")
+			}
+			if gs.srv.calls.Load() != 0 {
+				t.Error("a handler ran")
+			}
+			if log := gs.log.String(); !strings.Contains(log, "tcp carries no OS identity") {
+				t.Errorf("the server log does not say why:\n%s", log)
+			}
+		})
+	}
 	t.Run("a plain grpc.Server: refused too", func(t *testing.T) {
-		endpoint, gs := serveTCP(t, nil)
+		endpoint, gs := serveTCPKind(t, serverKind{name: "plain"})
 		if res := call(t, nobody, endpoint, "SayHello"); res.Code == "OK" {
 			t.Fatal("uid 65534 called a tcp server made without ServerOptions")
 		}
@@ -62,7 +73,7 @@ func TestTCPNeedsClientAuthentication(t *testing.T) {
 		}
 	})
 	t.Run("WithUnauthenticatedTCP: served, and said so", func(t *testing.T) {
-		endpoint, gs := serveTCP(t, serverOpts(t), grpcipc.WithUnauthenticatedTCP())
+		endpoint, gs := serveTCP(t, grpcipc.WithUnauthenticatedTCP())
 		if res := call(t, nobody, endpoint, "SayHello"); res.Code != "OK" {
 			t.Fatalf("opted in, uid 65534 got %s %s", res.Code, res.Message)
 		}
@@ -83,7 +94,7 @@ func TestTCPNeedsClientAuthentication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		endpoint, gs := serveTCP(t, serverOpts(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String())))
+		endpoint, gs := serveTCP(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
 		for _, tc := range []struct {
 			kp   *grpcipc.KeyPair
 			want codes.Code
@@ -98,7 +109,15 @@ func TestTCPNeedsClientAuthentication(t *testing.T) {
 			t.Errorf("%d handler calls, want 1", gs.srv.calls.Load())
 		}
 	})
-	if _, err := grpcipc.Listen(context.Background(), "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithUnauthenticatedTCP()); err == nil {
-		t.Error("WithUnauthenticatedTCP accepted on a local endpoint")
-	}
+	// WithUnauthenticatedTCP is about tcp listeners only: a local listener
+	// of the same server still checks who connects.
+	t.Run("WithUnauthenticatedTCP, local listener: checked", func(t *testing.T) {
+		gs := serveGuarded(t, "unix-abstract:"+testutil.AbstractName(t), grpcipc.WithUnauthenticatedTCP())
+		if res := call(t, nobody, gs.endpoint, "SayHello"); res.Code != "PermissionDenied" {
+			t.Fatalf("uid 65534 on a local listener of a server given WithUnauthenticatedTCP: %s %s; want PermissionDenied", res.Code, res.Message)
+		}
+		if gs.srv.calls.Load() != 0 {
+			t.Error("a handler ran")
+		}
+	})
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/bufbuild/protocompile"
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -30,7 +29,7 @@ type typeResolver interface {
 // server reflection, or .proto files given with --proto.
 type client struct {
 	ep    grpcipc.Endpoint
-	conn  *grpc.ClientConn
+	conn  *grpcipc.ClientConn
 	refl  *grpcreflect.Client // nil with --proto
 	files *protoregistry.Files
 	types typeResolver

@@ -541,7 +541,7 @@ func TestBench(t *testing.T) {
 		t.Fatalf("bench exited %d: %s %s", code, stdout, stderr)
 	}
 	t.Logf("bench printed:\n%s", stdout)
-	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "raw-alloc unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc unix-abstract", "64MiB", "allocs/op"} {
+	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "raw-alloc unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc-http2 unix", "grpcipc unix-abstract", "64MiB", "allocs/op"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q", want)
 		}
@@ -554,10 +554,11 @@ func TestBench(t *testing.T) {
 	if err := json.Unmarshal(b, &results); err != nil {
 		t.Fatalf("--json: %v", err)
 	}
-	// 3 workloads on 5 targets (raw-alloc streams only), the stream on 6
+	// 3 workloads on 6 targets (raw-alloc streams only; grpcipc-http2 is
+	// grpcipc's server with a client that asks for HTTP/2), the stream on 7
 	// targets with each heap.
-	if len(results) != 3*5+2*6 {
-		t.Errorf("--json has %d results, want %d", len(results), 3*5+2*6)
+	if len(results) != 3*6+2*7 {
+		t.Errorf("--json has %d results, want %d", len(results), 3*6+2*7)
 	}
 	median := func(r map[string]any, k string) float64 {
 		f, _ := r[k].(map[string]any)

@@ -52,6 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var opts []grpcipc.ListenOption
+	var sopts []grpcipc.ServerOption
 	if ep.Transport == grpcipc.TCP {
 		switch {
 		case *unauthTCP && *clientCA != "":
@@ -59,7 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case *unauthTCP && *certFile == "" && !loopbackHost(ep.Address):
 			return usageErrorf("serve: %s: without TLS (--cert, --key) only loopback callers are served; listen on 127.0.0.1 or [::1], or add TLS", ep)
 		case *unauthTCP:
-			opts = append(opts, grpcipc.WithUnauthenticatedTCP())
+			sopts = append(sopts, grpcipc.WithUnauthenticatedTCP())
 		case *clientCA == "" && len(allow) == 0 && *policyFile == "":
 			return usageErrorf("serve: %s: tcp carries no OS identity, so callers must present a client certificate "+
 				"(--cert, --key and --client-ca), or say --unauthenticated-tcp to let every process that can reach the port call", ep)
@@ -76,15 +77,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErrorf("--allow: %w", err)
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
+		sopts = append(sopts, grpcipc.WithPolicy(p))
 	case *policyFile != "":
 		p, err := grpcipc.LoadPolicy(*policyFile)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
+		sopts = append(sopts, grpcipc.WithPolicy(p))
 	}
-	opts = append(opts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
-	var sopts []grpcipc.ServerOption
+	sopts = append(sopts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
 	var pin string
 	if *certFile != "" || *keyFile != "" || *clientCA != "" {
 		kp, err := loadKeyPair(*certFile, *keyFile)

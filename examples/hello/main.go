@@ -15,7 +15,6 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
-	"google.golang.org/grpc"
 )
 
 // greeter answers with the caller's OS identity.
@@ -50,12 +49,11 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts, err := grpcipc.ServerOptions()
+	srv, err := grpcipc.NewServer()
 	if err != nil {
 		lis.Close()
 		return err
 	}
-	srv := grpc.NewServer(opts...)
 	greetpb.RegisterGreeterServer(srv, greeter{})
 	go srv.Serve(lis)
 	defer srv.Stop() // closes the listener, which removes the socket

@@ -94,8 +94,12 @@ func Dial(ctx context.Context, t Target) (Client, error) {
 			return nil, err
 		}
 		return &grpcClient{conn: conn, c: benchpb.NewBenchClient(conn)}, nil
-	case StackGRPCIPC:
-		conn, err := grpcipc.NewClient(t.Endpoint)
+	case StackGRPCIPC, StackGRPCIPC2:
+		var opts []grpcipc.ClientOption
+		if t.Stack == StackGRPCIPC2 {
+			opts = append(opts, grpcipc.WithHTTP2())
+		}
+		conn, err := grpcipc.NewClient(t.Endpoint, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +109,7 @@ func Dial(ctx context.Context, t Target) (Client, error) {
 }
 
 type grpcClient struct {
-	conn *grpc.ClientConn
+	conn io.Closer
 	c    benchpb.BenchClient
 }
 

@@ -26,7 +26,8 @@ const (
 	StackRaw      = "raw"           // a bare socket: the floor
 	StackRawAlloc = "raw-alloc"     // the same, its client allocating every message as generated stubs do
 	StackGRPCGo   = "grpc-go"       // grpc-go with default options: what users get today
-	StackGRPCIPC  = "grpcipc"       // grpcipc's Listen, ServerOptions and NewClient
+	StackGRPCIPC  = "grpcipc"       // grpcipc's Listen, NewServer and NewClient: the fast path
+	StackGRPCIPC2 = "grpcipc-http2" // the same server, its client asking for HTTP/2 (WithHTTP2)
 	rawEcho       = byte('E')       // raw protocol: echo length-prefixed messages
 	rawStream     = byte('S')       // raw protocol: send messages until closed
 	maxRawSize    = 64 << 20        // refuse larger raw messages
@@ -78,6 +79,18 @@ func serveGRPC(opts []grpc.ServerOption) func(net.Listener) func() {
 	return func(l net.Listener) func() {
 		s := grpc.NewServer(opts...)
 		benchpb.RegisterBenchServer(s, benchServer{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Serve(l)
+		}()
+		return func() { s.Stop(); <-done }
+	}
+}
+
+func serveGRPCIPC(s *grpcipc.Server) func(net.Listener) func() {
+	benchpb.RegisterBenchServer(s, benchServer{})
+	return func(l net.Listener) func() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -212,7 +225,8 @@ func Specs() []Target {
 	if def, err := grpcipc.DefaultEndpoint(benchApp); err == nil && def.Transport == grpcipc.NamedPipe {
 		return append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.NamedPipe)})
 	}
-	specs = append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.Unix)})
+	specs = append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.Unix)},
+		Target{Stack: StackGRPCIPC2, Transport: string(grpcipc.Unix)})
 	if _, err := grpcipc.ParseEndpoint("unix-abstract:x"); err == nil {
 		specs = append(specs, Target{Stack: StackGRPCIPC, Transport: string(grpcipc.UnixAbstract)})
 	}
@@ -246,12 +260,12 @@ func ServeTarget(ctx context.Context, dir string, spec Target) (Target, func(), 
 			l, err = net.Listen("unix", path)
 			t.Endpoint = "unix://" + filepath.ToSlash(path)
 		}
-	case StackGRPCIPC:
-		var sopts []grpc.ServerOption
-		if sopts, err = grpcipc.ServerOptions(); err != nil {
-			return Target{}, nil, err
+	case StackGRPCIPC, StackGRPCIPC2:
+		srv, serr := grpcipc.NewServer()
+		if serr != nil {
+			return Target{}, nil, serr
 		}
-		serve = serveGRPC(sopts)
+		serve = serveGRPCIPC(srv)
 		switch grpcipc.Transport(spec.Transport) {
 		case grpcipc.Unix:
 			t.Endpoint = "unix://" + filepath.ToSlash(path)

@@ -11,7 +11,6 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -24,21 +23,20 @@ import (
 
 // Server is the demo gRPC server with its health service.
 type Server struct {
-	*grpc.Server
+	*grpcipc.Server
 	Health *health.Server
 
 	watch *healthWatch
 }
 
-// NewServer returns the demo server for a listener on ep, with grpcipc's
-// server options (opts add TLS, say) and the services registered and
-// reported SERVING.
+// NewServer returns the demo server for a listener on ep, made by
+// grpcipc.NewServer with opts (a policy, TLS, say), with the services
+// registered and reported SERVING.
 func NewServer(ep grpcipc.Endpoint, opts ...grpcipc.ServerOption) (*Server, error) {
-	sopts, err := grpcipc.ServerOptions(opts...)
+	s, err := grpcipc.NewServer(opts...)
 	if err != nil {
 		return nil, err
 	}
-	s := grpc.NewServer(sopts...)
 	greetpb.RegisterGreeterServer(s, greeter{})
 	identitypb.RegisterIdentityServer(s, identity{ep: ep})
 	hs := health.NewServer()

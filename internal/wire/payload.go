@@ -285,3 +285,7 @@ func checkKV(k, v string) error {
 	}
 	return nil
 }
+
+// CheckKV applies gRPC's metadata rules to one entry, as a reader does:
+// senders call it to refuse what the peer would refuse.
+func CheckKV(k, v string) error { return checkKV(k, v) }

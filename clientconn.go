@@ -1,0 +1,582 @@
+package grpcipc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpcipc/grpcipc/internal/sockfile"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// The protocols a [ClientConn] speaks ([ClientConn.Protocol]).
+const (
+	ProtocolFast  = "grpcipc" // grpcipc's fast path (docs/protocol.md)
+	ProtocolHTTP2 = "http2"   // gRPC over HTTP/2, through a grpc.ClientConn
+)
+
+// DefaultMaxCallRecvMsgSize is the largest message a client receives
+// unless a call says otherwise ([grpc.MaxCallRecvMsgSize]): 4 MiB, as in
+// grpc-go.
+const DefaultMaxCallRecvMsgSize = 4 << 20
+
+// fallbackTimeout bounds the wait for a server's answer to the fast
+// path's preface; a server that says nothing for that long gets HTTP/2.
+const fallbackTimeout = 2 * time.Second
+
+// ClientConn is a client connection to a local endpoint, made by
+// [NewClient]. It implements [grpc.ClientConnInterface], so generated
+// clients take it (pb.NewXClient(conn)). Many goroutines may call through
+// it at once: their calls share one connection.
+type ClientConn struct {
+	ep      Endpoint
+	cfg     clientConfig
+	creds   *transportCreds
+	log     *slog.Logger
+	unary   grpc.UnaryClientInterceptor
+	stream  grpc.StreamClientInterceptor
+	invoker grpc.UnaryInvoker
+	streamr grpc.Streamer
+	denied  atomic.Pointer[error] // the last dial's permission error
+
+	mu       sync.Mutex
+	protocol string // "", ProtocolFast or ProtocolHTTP2
+	fc       *fastClientConn
+	dialing  chan struct{} // closed when the dial in progress ends
+	h2       *grpc.ClientConn
+	closed   bool
+}
+
+// NewClient returns a client connection to the endpoint (see
+// [ParseEndpoint]). Like grpc.NewClient it does no I/O: it connects on the
+// first call.
+//
+// It offers grpcipc's fast path first, and when the server does not speak
+// it (plain grpc-go, Python, any other gRPC stack) it speaks HTTP/2
+// through a [grpc.ClientConn] instead, for the rest of its life, with no
+// error to the caller (the choice is logged at debug level; see
+// [ClientConn.Protocol]). Endpoints with TLS ([WithTLS], [WithPins]) and
+// tcp endpoints speak HTTP/2; [WithHTTP2] asks for HTTP/2 everywhere, for
+// what only grpc.ClientConn offers.
+//
+// Before a byte of a request is sent, the server's OS identity is read and
+// checked. By default a local server must run as the client's own user or
+// as root (a client cannot defend against root anyway), and a socket file
+// must be owned by one of them in directories no one else can write to;
+// [WithExpectedServer] widens or narrows that ("*" trusts any server).
+// Over a local socket the security level is PrivacyAndIntegrity, so per-RPC
+// credentials that require a secure channel may be sent. A tcp endpoint has
+// no OS identity: it needs [WithTLS] or [WithPins] to reach another
+// machine, and without TLS admits only loopback addresses.
+//
+// When the socket file's permissions refuse this user (EACCES), calls fail
+// at once with codes.PermissionDenied and a message that says so, rather
+// than codes.Unavailable.
+//
+// Call options honoured on the fast path: grpc.Header, grpc.Trailer,
+// grpc.Peer, grpc.MaxCallRecvMsgSize, grpc.MaxCallSendMsgSize,
+// grpc.WaitForReady, grpc.PerRPCCredentials; grpc.UseCompressor fails the
+// call with codes.Unimplemented (the fast path does not compress; a local
+// socket gains nothing from it). Others are ignored.
+func NewClient(endpoint string, opts ...ClientOption) (*ClientConn, error) {
+	ep, cfg, creds, err := clientSetup(endpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
+		return nil, err
+	}
+	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default()}
+	cc.unary = chainUnaryClient(cfg.unary)
+	cc.stream = chainStreamClient(cfg.stream)
+	cc.invoker = cc.invoke
+	cc.streamr = cc.newStream
+	if cfg.http2 || ep.Transport == TCP || creds.tls != nil {
+		if cc.h2, err = newGRPCClient(ep, &cc.cfg, creds, &cc.denied); err != nil {
+			return nil, err
+		}
+		cc.protocol = ProtocolHTTP2
+	}
+	return cc, nil
+}
+
+// Protocol says which protocol the connection speaks: [ProtocolFast] or
+// [ProtocolHTTP2]; "" until the first connection to the server has told.
+func (cc *ClientConn) Protocol() string {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.protocol
+}
+
+// GRPCClientConn returns the grpc.ClientConn that speaks HTTP/2, or nil
+// while the connection speaks the fast path (see [WithHTTP2]).
+func (cc *ClientConn) GRPCClientConn() *grpc.ClientConn {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.h2
+}
+
+// Close closes the connection; calls in flight fail with codes.Canceled.
+func (cc *ClientConn) Close() error {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		return status.Error(codes.Canceled, "grpcipc: the client connection is already closed")
+	}
+	cc.closed = true
+	fc, h2 := cc.fc, cc.h2
+	cc.mu.Unlock()
+	if fc != nil {
+		fc.close(errors.New("the client connection is closing"))
+	}
+	if h2 != nil {
+		return h2.Close()
+	}
+	return nil
+}
+
+var errClosing = status.Error(codes.Canceled, "grpcipc: the client connection is closing")
+
+// Invoke makes a unary call (generated code calls it).
+func (cc *ClientConn) Invoke(ctx context.Context, method string, req, reply any, opts ...grpc.CallOption) error {
+	if cc.unary != nil {
+		return cc.unary(ctx, method, req, reply, cc.GRPCClientConn(), cc.invoker, opts...)
+	}
+	return cc.invoke(ctx, method, req, reply, nil, opts...)
+}
+
+func (cc *ClientConn) invoke(ctx context.Context, method string, req, reply any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+	ci, err := cc.callInfo(opts)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		fc, h2, err := cc.transport(ctx, ci.waitForReady)
+		if err != nil {
+			return err
+		}
+		if h2 != nil {
+			return h2.Invoke(ctx, method, req, reply, opts...)
+		}
+		err = fc.invoke(ctx, method, req, reply, &ci)
+		if err == errNotStarted && attempt < 3 {
+			continue // the server went away before it started the call
+		}
+		return err
+	}
+}
+
+// NewStream starts a streaming call (generated code calls it).
+func (cc *ClientConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if cc.stream != nil {
+		return cc.stream(ctx, desc, cc.GRPCClientConn(), method, cc.streamr, opts...)
+	}
+	return cc.newStream(ctx, desc, nil, method, opts...)
+}
+
+func (cc *ClientConn) newStream(ctx context.Context, desc *grpc.StreamDesc, _ *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ci, err := cc.callInfo(opts)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		fc, h2, err := cc.transport(ctx, ci.waitForReady)
+		if err != nil {
+			return nil, err
+		}
+		if h2 != nil {
+			return h2.NewStream(ctx, desc, method, opts...)
+		}
+		st, _, err := fc.open(ctx, method, &ci, desc, nil)
+		if err == errNotStarted && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		st.stop = context.AfterFunc(ctx, func() { st.abort(status.Convert(contextStatus(ctx))) })
+		return &fastStream{st: st, ci: ci}, nil
+	}
+}
+
+// callInfo reads a call's options.
+func (cc *ClientConn) callInfo(opts []grpc.CallOption) (callInfo, error) {
+	ci := callInfo{maxRecv: DefaultMaxCallRecvMsgSize, maxSend: math.MaxInt32}
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			ci.header = o.HeaderAddr
+		case grpc.TrailerCallOption:
+			ci.trailer = o.TrailerAddr
+		case grpc.PeerCallOption:
+			ci.peer = o.PeerAddr
+		case grpc.MaxRecvMsgSizeCallOption:
+			ci.maxRecv = o.MaxRecvMsgSize
+		case grpc.MaxSendMsgSizeCallOption:
+			ci.maxSend = o.MaxSendMsgSize
+		case grpc.FailFastCallOption:
+			ci.waitForReady = !o.FailFast
+		case grpc.PerRPCCredsCallOption:
+			ci.perRPC = append(ci.perRPC, grpcPerRPC{o.Creds})
+		case grpc.CompressorCallOption:
+			if o.CompressorType != "" && o.CompressorType != "identity" && cc.Protocol() != ProtocolHTTP2 {
+				return ci, status.Errorf(codes.Unimplemented, "grpcipc: the fast path does not compress (asked for %q): a local socket gains nothing from it; use WithHTTP2 to compress over HTTP/2", o.CompressorType)
+			}
+		}
+	}
+	return ci, nil
+}
+
+// transport returns the fast connection to call on, or the grpc.ClientConn
+// when the connection speaks HTTP/2, connecting first if need be.
+func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastClientConn, *grpc.ClientConn, error) {
+	backoff := 10 * time.Millisecond
+	for {
+		cc.mu.Lock()
+		switch {
+		case cc.closed:
+			cc.mu.Unlock()
+			return nil, nil, errClosing
+		case cc.protocol == ProtocolHTTP2:
+			h2 := cc.h2
+			cc.mu.Unlock()
+			return nil, h2, nil
+		case cc.fc != nil && cc.fc.usable():
+			fc := cc.fc
+			cc.mu.Unlock()
+			return fc, nil, nil
+		case cc.dialing != nil:
+			ch := cc.dialing
+			cc.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, nil, contextStatus(ctx)
+			}
+		}
+		ch := make(chan struct{})
+		cc.dialing = ch
+		cc.mu.Unlock()
+		fc, fallback, err := cc.dial(ctx)
+		cc.mu.Lock()
+		cc.dialing = nil
+		close(ch)
+		switch {
+		case err != nil:
+		case cc.closed:
+			if fc != nil {
+				fc.close(errClosing)
+			}
+		case fallback:
+			if cc.h2 == nil {
+				cc.h2, err = newGRPCClient(cc.ep, &cc.cfg, cc.creds, &cc.denied)
+			}
+			if err == nil {
+				cc.protocol = ProtocolHTTP2
+			}
+		default:
+			cc.fc, cc.protocol = fc, ProtocolFast
+		}
+		cc.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		if !waitForReady || status.Code(err) != codes.Unavailable {
+			return nil, nil, err
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		case <-ctx.Done():
+			return nil, nil, contextStatus(ctx)
+		}
+	}
+}
+
+// dial connects, checks the server and offers the fast path. fallback
+// says the server does not speak it.
+func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bool, err error) {
+	raw, err := dialEndpoint(ctx, cc.ep, cc.cfg.identify)
+	if err != nil {
+		if sockfile.IsAccessDenied(err) {
+			return nil, false, status.Error(codes.PermissionDenied, accessDeniedError(cc.ep, err).Error())
+		}
+		if ctx.Err() != nil {
+			return nil, false, contextStatus(ctx)
+		}
+		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: connecting to %s: %v", cc.ep, err)
+	}
+	conn, ai, err := cc.creds.ClientHandshake(ctx, "localhost", raw)
+	if err != nil {
+		raw.Close()
+		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+	}
+	deadline := time.Now().Add(fallbackTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	var preface [wire.PrefaceSize]byte
+	_, err = conn.Write(wire.AppendPreface(preface[:0], wire.Version))
+	br := bufio.NewReaderSize(conn, 32<<10)
+	var reply []byte
+	if err == nil {
+		reply, err = br.Peek(wire.PrefaceSize)
+		if err != nil && len(reply) > 0 && reply[0] != wire.Magic[0] {
+			err = nil // not ours, whatever follows
+		}
+	}
+	if err == nil {
+		if _, perr := wire.ParsePreface(reply); perr == nil {
+			br.Discard(wire.PrefaceSize)
+			conn.SetDeadline(time.Time{})
+			a, _ := ai.(*AuthInfo)
+			fc := newFastClientConn(conn, a)
+			go fc.read(br)
+			cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String())
+			return fc, false, nil
+		}
+	}
+	conn.Close()
+	if ctx.Err() != nil {
+		return nil, false, contextStatus(ctx)
+	}
+	why := "its answer is not grpcipc's preface"
+	if err != nil {
+		why = err.Error()
+	}
+	cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String(), "why", why)
+	return nil, true, nil
+}
+
+// grpcPerRPC is a call's per-RPC credentials.
+type grpcPerRPC struct{ c credentials.PerRPCCredentials }
+
+// metadata adds the credentials' metadata to md.
+func (p grpcPerRPC) metadata(ctx context.Context, ai *AuthInfo, method string, md []wire.KV) ([]wire.KV, error) {
+	if p.c.RequireTransportSecurity() && (ai == nil || ai.SecurityLevel < credentials.PrivacyAndIntegrity) {
+		return nil, status.Error(codes.Unauthenticated, "grpcipc: per-RPC credentials require transport security")
+	}
+	svc, _, _ := cutMethod(method)
+	ri := credentials.RequestInfo{Method: method, AuthInfo: ai}
+	m, err := p.c.GetRequestMetadata(credentials.NewContextWithRequestInfo(ctx, ri), "https://localhost/"+svc)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.Unavailable, "grpcipc: per-RPC credentials: %v", err)
+	}
+	return toKV(metadata.New(m), md)
+}
+
+func timeUntil(t time.Time) time.Duration { return time.Until(t) }
+
+// fastStream is a streaming call on the fast path: a grpc.ClientStream.
+type fastStream struct {
+	st *clientStream
+	ci callInfo
+}
+
+// Header waits for the server's header metadata.
+func (s *fastStream) Header() (metadata.MD, error) {
+	select {
+	case <-s.st.hdr:
+	case <-s.st.ctx.Done():
+		return nil, contextStatus(s.st.ctx)
+	}
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	if s.st.header == nil && s.st.status != nil && s.st.status.Code() != codes.OK {
+		return nil, s.st.status.Err()
+	}
+	if s.st.header == nil {
+		return metadata.MD{}, nil
+	}
+	return s.st.header, nil
+}
+
+// Trailer returns the trailer metadata once the call has ended.
+func (s *fastStream) Trailer() metadata.MD {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return s.st.trailer
+}
+
+// CloseSend tells the server that no more messages come.
+func (s *fastStream) CloseSend() error {
+	if s.ctxEnded() {
+		return nil // RecvMsg tells how the call ended
+	}
+	s.st.closeSend()
+	return nil
+}
+
+// ctxEnded ends the call at once when its context has ended, so that
+// what follows a cancel sees it, whatever the server has sent meanwhile.
+func (s *fastStream) ctxEnded() bool {
+	if s.st.ctx.Err() == nil {
+		return false
+	}
+	s.st.abort(status.Convert(contextStatus(s.st.ctx)))
+	return true
+}
+
+// Context returns the call's context.
+func (s *fastStream) Context() context.Context { return s.st.ctx }
+
+// SendMsg sends a message; io.EOF when the call has ended (RecvMsg says
+// how).
+func (s *fastStream) SendMsg(m any) error {
+	if s.ctxEnded() || s.st.sendDone() {
+		return io.EOF
+	}
+	err := s.st.sendMsg(m)
+	if err != nil && status.Code(err) == codes.ResourceExhausted {
+		s.st.abort(status.Convert(err))
+	}
+	return err
+}
+
+// RecvMsg receives the next message; io.EOF after the last of a call that
+// ended well, the call's status otherwise.
+func (s *fastStream) RecvMsg(m any) error {
+	st := s.st
+	s.ctxEnded()
+	b, credit, err := st.in.next(nil, nil)
+	if err == nil && b != nil {
+		uerr := unmarshal(*b, m)
+		putBuf(b)
+		if give := st.in.taken(credit); give > 0 {
+			st.fc.window(st.id, give)
+		}
+		if uerr != nil {
+			st.abort(status.Newf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
+			return s.finish(status.Errorf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
+		}
+		st.got++
+		if s.st.desc.ServerStreams {
+			return nil
+		}
+		// One message only: read on to the end for the status.
+		b2, _, err2 := st.in.next(nil, nil)
+		if b2 != nil {
+			putBuf(b2)
+			st.abort(status.New(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
+			return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
+		}
+		if err2 != nil {
+			return s.finish(err2)
+		}
+		s.finish(nil)
+		return nil
+	}
+	if err != nil {
+		return s.finish(err)
+	}
+	if !s.st.desc.ServerStreams && st.got == 0 {
+		return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
+	}
+	return s.finish(io.EOF)
+}
+
+// finish ends the watch of the context once the call has ended, and fills
+// the call options.
+func (s *fastStream) finish(err error) error {
+	s.st.stop()
+	return s.st.finishCall(&s.ci, err)
+}
+
+// WithHTTP2 makes [NewClient] speak HTTP/2 through a grpc.ClientConn
+// ([ClientConn.GRPCClientConn]) rather than offer the fast path, for what
+// only grpc.ClientConn has: service-config retries and load balancing,
+// channelz, connectivity state, keepalive pings, compression.
+func WithHTTP2() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) error {
+		c.http2 = true
+		return nil
+	})
+}
+
+// WithUnaryClientInterceptor adds unary interceptors to a client, on both
+// protocols; the first given runs first. On the fast path the interceptor's
+// *grpc.ClientConn is nil.
+func WithUnaryClientInterceptor(i ...grpc.UnaryClientInterceptor) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) error {
+		for _, x := range i {
+			if x == nil {
+				return errors.New("grpcipc: nil unary client interceptor")
+			}
+		}
+		c.unary = append(c.unary, i...)
+		return nil
+	})
+}
+
+// WithStreamClientInterceptor adds stream interceptors to a client, on
+// both protocols; the first given runs first. On the fast path the
+// interceptor's *grpc.ClientConn is nil.
+func WithStreamClientInterceptor(i ...grpc.StreamClientInterceptor) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) error {
+		for _, x := range i {
+			if x == nil {
+				return errors.New("grpcipc: nil stream client interceptor")
+			}
+		}
+		c.stream = append(c.stream, i...)
+		return nil
+	})
+}
+
+func chainUnaryClient(is []grpc.UnaryClientInterceptor) grpc.UnaryClientInterceptor {
+	if len(is) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var next func(i int) grpc.UnaryInvoker
+		next = func(i int) grpc.UnaryInvoker {
+			if i == len(is) {
+				return invoker
+			}
+			return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+				return is[i](ctx, method, req, reply, cc, next(i+1), opts...)
+			}
+		}
+		return is[0](ctx, method, req, reply, cc, next(1), opts...)
+	}
+}
+
+func chainStreamClient(is []grpc.StreamClientInterceptor) grpc.StreamClientInterceptor {
+	if len(is) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		var next func(i int) grpc.Streamer
+		next = func(i int) grpc.Streamer {
+			if i == len(is) {
+				return streamer
+			}
+			return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				return is[i](ctx, desc, cc, method, next(i+1), opts...)
+			}
+		}
+		return is[0](ctx, desc, cc, method, next(1), opts...)
+	}
+}
+
+var _ grpc.ClientConnInterface = (*ClientConn)(nil)
+
+// String names the connection's endpoint.
+func (cc *ClientConn) String() string { return fmt.Sprintf("grpcipc.ClientConn(%s)", cc.ep) }

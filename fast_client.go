@@ -1,0 +1,559 @@
+package grpcipc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// fastClientConn is the client's end of a fast-path connection: one
+// goroutine reads its frames; callers write theirs.
+type fastClientConn struct {
+	conn  net.Conn
+	ai    *AuthInfo
+	peer  peer.Peer
+	w     frameWriter
+	slots chan struct{} // one per stream that may be open
+
+	mu         sync.Mutex
+	streams    map[uint32]*clientStream
+	next       uint32 // the next stream id
+	goingAway  bool
+	lastStream uint32
+	err        error // why the connection ended
+	done       chan struct{}
+}
+
+// errNotStarted: the server's GOAWAY says it did not start the stream,
+// which may be retried on a new connection.
+var errNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stopping and did not start the call")
+
+func newFastClientConn(conn net.Conn, ai *AuthInfo) *fastClientConn {
+	fc := &fastClientConn{
+		conn: conn, ai: ai,
+		slots:   make(chan struct{}, maxStreams),
+		streams: map[uint32]*clientStream{},
+		next:    1,
+		done:    make(chan struct{}),
+	}
+	fc.w.conn = conn
+	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: ai}
+	return fc
+}
+
+// usable: new calls may start on this connection.
+func (fc *fastClientConn) usable() bool {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.err == nil && !fc.goingAway && fc.next < 1<<31
+}
+
+// read reads frames until the connection ends.
+func (fc *fastClientConn) read(br *bufio.Reader) {
+	r := wire.NewReader(br, wire.DefaultMaxFrame)
+	var err error
+	for {
+		var h wire.Header
+		var p []byte
+		if h, p, err = r.Next(); err != nil {
+			break
+		}
+		if err = fc.frame(h, p); err != nil {
+			break
+		}
+	}
+	fc.close(err)
+}
+
+// close ends the connection: its calls in flight fail with UNAVAILABLE.
+func (fc *fastClientConn) close(err error) {
+	fc.mu.Lock()
+	if fc.err != nil {
+		fc.mu.Unlock()
+		return
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("the server closed the connection")
+	}
+	fc.err = err
+	streams := fc.streams
+	fc.streams = map[uint32]*clientStream{}
+	fc.mu.Unlock()
+	fc.conn.Close()
+	close(fc.done)
+	for _, st := range streams {
+		st.end(status.New(codes.Unavailable, "grpcipc: connection closed: "+err.Error()), nil)
+	}
+}
+
+// frame handles one frame from the server.
+func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeHeaders:
+		md, err := wire.ParseMetadata(p)
+		if err != nil {
+			return err
+		}
+		if st := fc.stream(h.Stream); st != nil {
+			st.setHeader(fromKV(md))
+		}
+	case wire.TypeMessage:
+		st := fc.stream(h.Stream)
+		if st == nil {
+			return nil // a call that ended here first
+		}
+		give, tooLarge, err := st.in.add(h.Flags, p, st.maxRecv)
+		if err != nil {
+			return err
+		}
+		if give > 0 {
+			fc.window(h.Stream, give)
+		}
+		if tooLarge != nil {
+			st.abort(status.New(codes.ResourceExhausted, fmt.Sprintf("grpcipc: received message larger than max (%v)", tooLarge)))
+		} else {
+			st.sawResponse()
+		}
+	case wire.TypeTrailers:
+		t, err := wire.ParseTrailer(p)
+		if err != nil {
+			return err
+		}
+		if st := fc.stream(h.Stream); st != nil {
+			fc.remove(st)
+			st.end(statusOf(&t), fromKV(t.Metadata))
+		}
+	case wire.TypeWindow:
+		inc, err := wire.ParseWindow(p)
+		if err != nil {
+			return err
+		}
+		if st := fc.stream(h.Stream); st != nil {
+			st.in.grow(inc)
+		}
+	case wire.TypeGoAway:
+		g, err := wire.ParseGoAway(p)
+		if err != nil {
+			return err
+		}
+		fc.goAway(g.LastStream)
+	case wire.TypePing:
+		if h.Flags&wire.FlagAck == 0 {
+			if len(p) != 8 {
+				return fmt.Errorf("%w: PING payload of %d bytes, want 8", wire.ErrProtocol, len(p))
+			}
+			b := fc.w.lock()
+			*b = appendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
+			fc.w.unlock()
+		}
+	default:
+		return fmt.Errorf("%w: a server sent a %v frame, which only clients send", wire.ErrProtocol, h.Type)
+	}
+	return nil
+}
+
+// goAway: streams above last were not started; the others finish.
+func (fc *fastClientConn) goAway(last uint32) {
+	fc.mu.Lock()
+	fc.goingAway = true
+	fc.lastStream = last
+	var failed []*clientStream
+	for id, st := range fc.streams {
+		if id > last {
+			failed = append(failed, st)
+			delete(fc.streams, id)
+			<-fc.slots
+		}
+	}
+	idle := len(fc.streams) == 0
+	fc.mu.Unlock()
+	for _, st := range failed {
+		st.mu.Lock()
+		st.notStarted = true
+		st.mu.Unlock()
+		st.end(status.Convert(errNotStarted), nil)
+	}
+	if idle {
+		fc.close(errors.New("the server is stopping"))
+	}
+}
+
+func (fc *fastClientConn) stream(id uint32) *clientStream {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.streams[id]
+}
+
+func (fc *fastClientConn) remove(st *clientStream) {
+	fc.mu.Lock()
+	_, ok := fc.streams[st.id]
+	if ok {
+		delete(fc.streams, st.id)
+	}
+	idle := fc.goingAway && len(fc.streams) == 0
+	fc.mu.Unlock()
+	if ok {
+		<-fc.slots
+	}
+	if idle {
+		fc.close(errors.New("the server is stopping"))
+	}
+}
+
+// window gives n bytes of a stream's window back to the server.
+func (fc *fastClientConn) window(id uint32, n int) {
+	b := fc.w.lock()
+	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
+	*b = wire.AppendWindow(*b, uint32(n))
+	fc.w.unlock()
+}
+
+// callInfo is what a call's options ask for.
+type callInfo struct {
+	header, trailer *metadata.MD
+	peer            *peer.Peer
+	maxRecv         int
+	maxSend         int
+	waitForReady    bool
+	perRPC          []grpcPerRPC
+}
+
+// open starts a stream: it takes a slot, numbers the stream and sends
+// its CALL frame, followed by req and HALF_CLOSE when req is given and
+// fits the window (a unary or server-streaming call); sent says so.
+func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo, desc *grpc.StreamDesc, req any) (st *clientStream, sent bool, err error) {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	call := wire.Call{Method: method}
+	if dl, ok := ctx.Deadline(); ok {
+		call.Timeout = timeUntil(dl)
+		if call.Timeout <= 0 {
+			return nil, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+		}
+	}
+	if call.Metadata, err = toKV(md, nil); err != nil {
+		return nil, false, err
+	}
+	for _, c := range ci.perRPC {
+		if call.Metadata, err = c.metadata(ctx, fc.ai, method, call.Metadata); err != nil {
+			return nil, false, err
+		}
+	}
+	size := -1
+	if desc == nil {
+		if size = messageSize(req); size > ci.maxSend {
+			return nil, false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, ci.maxSend)
+		}
+	}
+	select {
+	case fc.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, contextStatus(ctx)
+	case <-fc.done:
+		return nil, false, status.Error(codes.Unavailable, "grpcipc: connection closed")
+	}
+	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
+	st.in.init()
+	if desc != nil {
+		st.hdr = make(chan struct{})
+	}
+	b := fc.w.lock()
+	fc.mu.Lock()
+	if fc.err != nil || fc.goingAway {
+		fc.mu.Unlock()
+		fc.w.mu.Unlock()
+		<-fc.slots
+		return nil, false, errNotStarted
+	}
+	st.id = fc.next
+	fc.next++
+	fc.streams[st.id] = st
+	fc.mu.Unlock()
+	*b, _ = beginFrameWith(*b, st.id, wire.TypeCall, 0, func(b []byte) []byte { return wire.AppendCall(b, &call) })
+	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
+		mark := len(*b)
+		var at int
+		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		var merr error
+		if *b, merr = marshal(*b, req); merr != nil {
+			*b = (*b)[:mark]
+			*b = appendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+			fc.w.unlock()
+			fc.remove(st)
+			return nil, false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", merr)
+		}
+		endFrame(*b, at)
+		*b = appendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
+		st.halfClosed = true
+		sent = true
+	}
+	if err := fc.w.unlock(); err != nil {
+		fc.close(err)
+	}
+	return st, sent, nil
+}
+
+// clientStream is one call on the client's side of the fast path.
+type clientStream struct {
+	fc      *fastClientConn
+	id      uint32
+	ctx     context.Context
+	method  string
+	desc    *grpc.StreamDesc // nil for a unary call
+	maxRecv int
+	maxSend int
+	in      inbox
+	stop    func() bool // ends the watch of ctx
+
+	hdr  chan struct{} // closed when the header is known (streams only)
+	done chan struct{} // closed when the call has ended
+
+	mu         sync.Mutex
+	header     metadata.MD
+	hdrSeen    bool
+	trailer    metadata.MD
+	status     *status.Status
+	halfClosed bool
+	notStarted bool
+	got        int // messages received (streams)
+}
+
+func (st *clientStream) setHeader(md metadata.MD) {
+	st.mu.Lock()
+	if !st.hdrSeen {
+		st.header, st.hdrSeen = md, true
+		if st.hdr != nil {
+			close(st.hdr)
+		}
+	}
+	st.mu.Unlock()
+}
+
+// sawResponse: a message came, so the header (if any) came before it.
+func (st *clientStream) sawResponse() {
+	if st.hdr == nil {
+		return
+	}
+	st.mu.Lock()
+	if !st.hdrSeen {
+		st.hdrSeen = true
+		close(st.hdr)
+	}
+	st.mu.Unlock()
+}
+
+// end records the call's outcome, once.
+func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
+	st.mu.Lock()
+	if st.status != nil {
+		st.mu.Unlock()
+		return
+	}
+	st.status, st.trailer = s, trailer
+	if !st.hdrSeen {
+		st.hdrSeen = true
+		if st.hdr != nil {
+			close(st.hdr)
+		}
+	}
+	st.mu.Unlock()
+	if s.Code() == codes.OK {
+		st.in.end(nil)
+	} else {
+		st.in.end(s.Err())
+	}
+	close(st.done)
+}
+
+// abort ends the call here and tells the server.
+func (st *clientStream) abort(s *status.Status) {
+	st.mu.Lock()
+	ended := st.status != nil
+	st.mu.Unlock()
+	if ended {
+		return
+	}
+	b := st.fc.w.lock()
+	*b = appendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+	st.fc.w.unlock()
+	st.fc.remove(st)
+	st.end(s, nil)
+}
+
+// result waits for the call's end, or its context's.
+func (st *clientStream) result() *status.Status {
+	select {
+	case <-st.done:
+	case <-st.ctx.Done():
+		st.abort(status.Convert(contextStatus(st.ctx)))
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.status
+}
+
+// invoke makes a unary call on the fast path.
+func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply any, ci *callInfo) error {
+	st, sent, err := fc.open(ctx, method, ci, nil, req)
+	if err != nil {
+		return err
+	}
+	if !sent {
+		if err := st.sendMsg(req); err != nil {
+			if err == io.EOF { // the call ended while the request went out
+				return st.finishCall(ci, st.result().Err())
+			}
+			st.abort(status.Convert(err))
+			return st.finishCall(ci, err)
+		}
+		st.closeSend()
+	}
+	s := st.result()
+	if s.Code() != codes.OK {
+		st.mu.Lock()
+		notStarted := st.notStarted
+		st.mu.Unlock()
+		if notStarted {
+			return errNotStarted
+		}
+		return st.finishCall(ci, s.Err())
+	}
+	b, _, err := st.in.next(nil, nil)
+	if err != nil {
+		return st.finishCall(ci, err)
+	}
+	if b == nil {
+		return st.finishCall(ci, status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
+	}
+	err = unmarshal(*b, reply)
+	putBuf(b)
+	st.in.drain()
+	if err != nil {
+		err = status.Errorf(codes.Internal, "grpcipc: failed to unmarshal the response: %v", err)
+	}
+	return st.finishCall(ci, err)
+}
+
+// finishCall fills the call options' header, trailer and peer.
+func (st *clientStream) finishCall(ci *callInfo, err error) error {
+	if ci.header != nil || ci.trailer != nil {
+		st.mu.Lock()
+		if ci.header != nil {
+			*ci.header = st.header
+			if *ci.header == nil {
+				*ci.header = metadata.MD{}
+			}
+		}
+		if ci.trailer != nil {
+			*ci.trailer = st.trailer
+			if *ci.trailer == nil {
+				*ci.trailer = metadata.MD{}
+			}
+		}
+		st.mu.Unlock()
+	}
+	if ci.peer != nil {
+		*ci.peer = st.fc.peer
+	}
+	return err
+}
+
+// sendMsg sends one message, part by part as the window allows.
+func (st *clientStream) sendMsg(m any) error {
+	size := messageSize(m)
+	if size > st.maxSend {
+		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, st.maxSend)
+	}
+	fc := st.fc
+	if size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
+		b := fc.w.lock()
+		if st.sendDone() {
+			fc.w.mu.Unlock()
+			return io.EOF
+		}
+		mark := len(*b)
+		var at int
+		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		var err error
+		if *b, err = marshal(*b, m); err != nil {
+			*b = (*b)[:mark]
+			fc.w.unlock()
+			return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
+		}
+		endFrame(*b, at)
+		if err := fc.w.unlock(); err != nil {
+			fc.close(err)
+		}
+		return nil
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	var err error
+	if *buf, err = marshal(*buf, m); err != nil {
+		return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
+	}
+	if len(*buf) > st.maxSend {
+		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), st.maxSend)
+	}
+	data := *buf
+	first := true
+	for first || len(data) > 0 {
+		n := 0
+		if len(data) > 0 {
+			if n, err = st.in.reserve(min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
+				return io.EOF // the call ended: RecvMsg tells how
+			}
+		}
+		b := fc.w.lock()
+		if st.sendDone() {
+			fc.w.mu.Unlock()
+			return io.EOF
+		}
+		var fl wire.Flags
+		if n < len(data) {
+			fl = wire.FlagMore
+		}
+		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
+		if err := fc.w.unlock(); err != nil {
+			fc.close(err)
+			return io.EOF
+		}
+		data = data[n:]
+		first = false
+	}
+	return nil
+}
+
+// sendDone: the call ended or the client half-closed (under the writer's
+// lock).
+func (st *clientStream) sendDone() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.status != nil || st.halfClosed
+}
+
+// closeSend sends HALF_CLOSE, once.
+func (st *clientStream) closeSend() {
+	b := st.fc.w.lock()
+	if st.sendDone() {
+		st.fc.w.mu.Unlock()
+		return
+	}
+	st.mu.Lock()
+	st.halfClosed = true
+	st.mu.Unlock()
+	*b = appendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
+	if err := st.fc.w.unlock(); err != nil {
+		st.fc.close(err)
+	}
+}

@@ -1,0 +1,724 @@
+package grpcipc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpcipc/grpcipc/internal/sockfile"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// fastServerConn is the server's end of a fast-path connection: one
+// goroutine reads its frames; handlers write theirs.
+type fastServerConn struct {
+	s      *Server
+	pc     *peerConn
+	ai     *AuthInfo
+	w      frameWriter
+	ctx    context.Context // ends when the connection closes; holds the peer
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	streams   map[uint32]*serverStream
+	last      uint32 // the highest stream the client opened
+	goingAway bool   // GOAWAY sent: no new streams
+	closed    bool
+	handlers  sync.WaitGroup
+}
+
+// serveFast serves a connection whose client sent grpcipc's preface.
+func (s *Server) serveFast(pc *peerConn, version uint8) {
+	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}}
+	c.w.conn = pc.Conn
+	c.ai = &AuthInfo{
+		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+		Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
+	}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: pc.RemoteAddr(), LocalAddr: pc.LocalAddr(), AuthInfo: c.ai})
+	for _, h := range s.cfg.stats {
+		ctx = h.TagConn(ctx, &stats.ConnTagInfo{RemoteAddr: pc.RemoteAddr(), LocalAddr: pc.LocalAddr()})
+		h.HandleConn(ctx, &stats.ConnBegin{})
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	s.mu.Lock()
+	if s.stopped && !s.draining {
+		s.mu.Unlock()
+		pc.Close()
+		c.cancel()
+		return
+	}
+	s.conns[c] = true
+	draining := s.draining
+	s.mu.Unlock()
+
+	b := c.w.lock()
+	*b = wire.AppendPreface(*b, version)
+	err := c.w.unlock()
+	if draining {
+		c.goAway()
+	}
+	if err == nil {
+		err = c.read()
+	}
+	c.close(err)
+	c.handlers.Wait()
+	for _, h := range s.cfg.stats {
+		h.HandleConn(ctx, &stats.ConnEnd{})
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.connsIdle.Broadcast()
+	s.mu.Unlock()
+}
+
+// read reads frames until the connection ends.
+func (c *fastServerConn) read() error {
+	r := wire.NewReader(bufio.NewReaderSize(c.pc.Conn, 32<<10), wire.DefaultMaxFrame)
+	for {
+		h, p, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if err := c.frame(h, p); err != nil {
+			return err
+		}
+	}
+}
+
+// close ends the connection: its calls in flight end with err.
+func (c *fastServerConn) close(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	streams := make([]*serverStream, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
+	}
+	c.mu.Unlock()
+	c.logEnd(err)
+	c.cancel()
+	c.pc.Close()
+	for _, st := range streams {
+		st.in.end(status.Error(codes.Unavailable, "grpcipc: connection closed"))
+		st.abandon()
+	}
+}
+
+// logEnd logs why a connection ended, unless its client simply left.
+func (c *fastServerConn) logEnd(err error) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errServerStopped) || sockfile.IsPeerClosed(err) {
+		return
+	}
+	g := c.pc.guard
+	if ok, skipped := g.logOK(c.pc.logKey()); ok {
+		attrs := []any{"endpoint", g.ep.String(), "caller", c.pc.creds.String(), "err", err}
+		if skipped > 0 {
+			attrs = append(attrs, "lines_not_logged", skipped)
+		}
+		g.log.Warn("grpcipc: fast-path connection closed", attrs...)
+	}
+}
+
+// goAway tells the client that no new streams will start, and closes the
+// connection once those in flight are done.
+func (c *fastServerConn) goAway() {
+	c.mu.Lock()
+	if c.goingAway || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.goingAway = true
+	last := c.last
+	idle := len(c.streams) == 0
+	c.mu.Unlock()
+	b := c.w.lock()
+	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
+		return wire.AppendGoAway(b, &wire.GoAway{LastStream: last, Code: uint32(codes.Unavailable), Message: "grpcipc: the server is stopping"})
+	})
+	c.w.unlock()
+	if idle {
+		c.close(errServerStopped)
+	}
+}
+
+// beginFrameWith appends a frame whose payload f appends.
+func beginFrameWith(b []byte, stream uint32, t wire.Type, fl wire.Flags, f func([]byte) []byte) ([]byte, int) {
+	b, at := beginFrame(b, stream, t, fl)
+	b = f(b)
+	endFrame(b, at)
+	return b, at
+}
+
+// frame handles one frame from the client.
+func (c *fastServerConn) frame(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeCall:
+		return c.onCall(h.Stream, p)
+	case wire.TypeMessage, wire.TypeHalfClose, wire.TypeCancel:
+		st, err := c.stream(h.Stream, h.Type)
+		if st == nil {
+			return err
+		}
+		switch h.Type {
+		case wire.TypeMessage:
+			give, tooLarge, err := st.in.add(h.Flags, p, c.s.cfg.maxRecv)
+			if err != nil {
+				return err
+			}
+			if give > 0 {
+				c.window(h.Stream, give)
+			}
+			if tooLarge != nil {
+				st.fail(status.Errorf(codes.ResourceExhausted, "grpcipc: received message larger than max (%v)", tooLarge))
+			}
+		case wire.TypeHalfClose:
+			st.in.end(nil)
+			if st.m != nil && st.m.md != nil && st.started() {
+				c.s.workers.run(st)
+			}
+		case wire.TypeCancel:
+			st.cancel()
+			st.in.end(status.Error(codes.Canceled, "grpcipc: the client cancelled the call"))
+			st.abandon()
+		}
+		return nil
+	case wire.TypeWindow:
+		inc, err := wire.ParseWindow(p)
+		if err != nil {
+			return err
+		}
+		if h.Stream == 0 {
+			return nil // reserved
+		}
+		if st, _ := c.stream(h.Stream, h.Type); st != nil {
+			st.in.grow(inc)
+		}
+		return nil
+	case wire.TypePing:
+		if h.Flags&wire.FlagAck != 0 {
+			return nil
+		}
+		if len(p) != 8 {
+			return fmt.Errorf("%w: PING payload of %d bytes, want 8", wire.ErrProtocol, len(p))
+		}
+		b := c.w.lock()
+		*b = appendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
+		c.w.unlock()
+		return nil
+	}
+	return fmt.Errorf("%w: a client sent a %v frame, which only servers send", wire.ErrProtocol, h.Type)
+}
+
+// stream returns the open stream id, nil for one that has ended, and an
+// error for one never opened.
+func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id > c.last {
+		return nil, fmt.Errorf("%w: %v frame on stream %d, which was never opened", wire.ErrProtocol, t, id)
+	}
+	return c.streams[id], nil
+}
+
+// window gives n bytes of stream id's window back to the client.
+func (c *fastServerConn) window(id uint32, n int) {
+	b := c.w.lock()
+	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
+	*b = wire.AppendWindow(*b, uint32(n))
+	c.w.unlock()
+}
+
+func (c *fastServerConn) remove(st *serverStream) {
+	c.mu.Lock()
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	idle := c.goingAway && len(c.streams) == 0
+	c.mu.Unlock()
+	if idle {
+		c.close(errServerStopped)
+	}
+}
+
+// onCall opens a stream.
+func (c *fastServerConn) onCall(id uint32, p []byte) error {
+	call, err := wire.ParseCall(p)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if id <= c.last {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: CALL on stream %d after stream %d: streams must increase", wire.ErrProtocol, id, c.last)
+	}
+	c.last = id
+	if c.goingAway || c.closed {
+		c.mu.Unlock()
+		return nil // not started: the client retries it elsewhere
+	}
+	if len(c.streams) >= maxStreams {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, maxStreams)
+	}
+	c.mu.Unlock()
+	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
+	st.in.init()
+	md := fromKV(call.Metadata)
+	ctx := metadata.NewIncomingContext(c.ctx, md)
+	if call.Timeout > 0 {
+		ctx, st.cancel = context.WithTimeout(ctx, call.Timeout)
+	} else {
+		ctx, st.cancel = context.WithCancel(ctx)
+	}
+	st.sts.st = st
+	ctx = grpc.NewContextWithServerTransportStream(ctx, &st.sts)
+	st.ctx = ctx
+	c.mu.Lock()
+	if c.goingAway || c.closed {
+		c.mu.Unlock()
+		st.cancel()
+		return nil
+	}
+	c.streams[id] = st
+	c.handlers.Add(1)
+	c.mu.Unlock()
+	if hs := c.s.cfg.stats; len(hs) > 0 {
+		st.begin = time.Now()
+		for _, h := range hs {
+			ctx = h.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: call.Method})
+		}
+		for _, h := range hs {
+			h.HandleRPC(ctx, &stats.InHeader{
+				FullMethod: call.Method, RemoteAddr: c.pc.RemoteAddr(), LocalAddr: c.pc.LocalAddr(),
+				Header: md, WireLength: len(p),
+			})
+		}
+		cs, ss := false, false
+		if st.m != nil && st.m.sd != nil {
+			cs, ss = st.m.sd.ClientStreams, st.m.sd.ServerStreams
+		}
+		for _, h := range hs {
+			h.HandleRPC(ctx, &stats.Begin{BeginTime: st.begin, IsClientStream: cs, IsServerStream: ss})
+		}
+		st.ctx = ctx
+	}
+
+	if err := c.ai.authorize(call.Method); err != nil {
+		st.fail(err)
+		return nil
+	}
+	if st.m == nil {
+		st.fail(c.s.unimplemented(call.Method))
+		return nil
+	}
+	st.ready.Store(true)
+	if st.m.sd != nil {
+		c.s.workers.run(st)
+	}
+	return nil
+}
+
+// unimplemented is grpc-go's UNIMPLEMENTED for a method this server lacks.
+func (s *Server) unimplemented(method string) error {
+	svc, m, _ := cutMethod(method)
+	if !s.services[svc] {
+		return status.Errorf(codes.Unimplemented, "unknown service %v", svc)
+	}
+	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
+}
+
+// cutMethod splits "/pkg.Service/Method".
+func cutMethod(full string) (svc, m string, ok bool) {
+	if len(full) > 0 && full[0] == '/' {
+		full = full[1:]
+	}
+	for i := len(full) - 1; i >= 0; i-- {
+		if full[i] == '/' {
+			return full[:i], full[i+1:], true
+		}
+	}
+	return full, "", false
+}
+
+// serverStream is one call on the server's side of the fast path. It is
+// the handler's grpc.ServerStream.
+type serverStream struct {
+	c      *fastServerConn
+	id     uint32
+	method string
+	m      *method
+	ctx    context.Context
+	cancel context.CancelFunc
+	begin  time.Time // for stats handlers
+	in     inbox
+	sts    transportStream
+
+	ready      atomic.Bool // authorized, a method found
+	dispatched atomic.Bool // a handler runs it, or it ended before one did
+	doneOnce   sync.Once
+
+	hmu        sync.Mutex // the fields below, and the order of sends
+	header     metadata.MD
+	headerSent bool
+	trailer    metadata.MD
+	finished   bool
+}
+
+func (st *serverStream) started() bool { return st.ready.Load() }
+
+// done tells the connection this stream's handler is over.
+func (st *serverStream) done() {
+	st.doneOnce.Do(func() {
+		st.cancel()
+		st.in.drain()
+		st.c.remove(st)
+		st.c.handlers.Done()
+	})
+}
+
+// abandon ends a stream no handler took (cancelled, or its connection
+// closed): it has no one to answer.
+func (st *serverStream) abandon() {
+	if st.dispatched.CompareAndSwap(false, true) {
+		st.done()
+	}
+}
+
+// run runs the stream's handler (on a worker).
+func (st *serverStream) run() {
+	if !st.dispatched.CompareAndSwap(false, true) {
+		return
+	}
+	s := st.c.s
+	if st.m.md != nil {
+		reply, err := st.m.md.Handler(st.m.impl, st.ctx, st.decodeRequest, s.unary)
+		st.finish(reply, err)
+		return
+	}
+	var err error
+	if s.stream == nil {
+		err = st.m.sd.Handler(st.m.impl, st)
+	} else {
+		err = s.stream(st.m.impl, st, &grpc.StreamServerInfo{
+			FullMethod: st.method, IsClientStream: st.m.sd.ClientStreams, IsServerStream: st.m.sd.ServerStreams,
+		}, st.m.sd.Handler)
+	}
+	st.finish(nil, err)
+}
+
+// decodeRequest reads a unary call's one request message into v.
+func (st *serverStream) decodeRequest(v any) error {
+	b, _, err := st.in.next(nil, nil)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return status.Error(codes.Internal, "grpcipc: the client sent no request message")
+	}
+	defer putBuf(b)
+	if err := unmarshal(*b, v); err != nil {
+		return status.Errorf(codes.Internal, "grpcipc: failed to unmarshal the request: %v", err)
+	}
+	st.inPayload(v, len(*b))
+	return nil
+}
+
+func (st *serverStream) inPayload(v any, n int) {
+	for _, h := range st.c.s.cfg.stats {
+		h.HandleRPC(st.ctx, &stats.InPayload{Payload: v, Length: n, CompressedLength: n, WireLength: n + wire.HeaderSize, RecvTime: time.Now()})
+	}
+}
+
+// fail ends a stream that no handler runs with err.
+func (st *serverStream) fail(err error) {
+	if st.dispatched.CompareAndSwap(false, true) {
+		st.finish(nil, err)
+	}
+}
+
+// finish sends the reply (if any and err is nil) and the trailers, in one
+// write when they fit, and ends the stream.
+func (st *serverStream) finish(reply any, err error) {
+	defer st.done()
+	c := st.c
+	if err == nil && reply != nil {
+		var sent bool
+		if sent, err = st.sendMessage(reply, true); sent || errors.Is(err, errStreamDone) {
+			return // the trailers went with the message, or the stream ended
+		}
+	}
+	st.hmu.Lock()
+	defer st.hmu.Unlock()
+	if st.finished {
+		return
+	}
+	st.finished = true
+	s := statusOfError(err)
+	t, terr := trailerOf(s, st.trailer)
+	if terr != nil {
+		s = status.Convert(terr)
+		t, _ = trailerOf(s, nil)
+	}
+	b := c.w.lock()
+	if !st.headerSent && len(st.header) > 0 {
+		st.appendHeaders(b)
+	}
+	*b, _ = beginFrameWith(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
+	c.w.unlock()
+	st.statsEnd(s)
+}
+
+// statusOfError is the status a handler's error becomes, as in grpc-go.
+func statusOfError(err error) *status.Status {
+	if err == nil {
+		return status.New(codes.OK, "")
+	}
+	if s, ok := status.FromError(err); ok {
+		return s
+	}
+	return status.FromContextError(err)
+}
+
+func (st *serverStream) statsEnd(s *status.Status) {
+	hs := st.c.s.cfg.stats
+	if len(hs) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, h := range hs {
+		h.HandleRPC(st.ctx, &stats.OutTrailer{Trailer: st.trailer.Copy()})
+	}
+	for _, h := range hs {
+		h.HandleRPC(st.ctx, &stats.End{BeginTime: st.begin, EndTime: now, Trailer: st.trailer.Copy(), Error: s.Err()})
+	}
+}
+
+// appendHeaders appends the HEADERS frame (hmu held).
+func (st *serverStream) appendHeaders(b *[]byte) {
+	st.headerSent = true
+	kv, err := toKV(st.header, nil)
+	if err != nil {
+		kv = nil
+	}
+	*b, _ = beginFrameWith(*b, st.id, wire.TypeHeaders, 0, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
+	for _, h := range st.c.s.cfg.stats {
+		h.HandleRPC(st.ctx, &stats.OutHeader{Header: st.header.Copy(), FullMethod: st.method, RemoteAddr: st.c.pc.RemoteAddr(), LocalAddr: st.c.pc.LocalAddr()})
+	}
+}
+
+// errStreamDone: the stream has ended; nothing more is sent.
+var errStreamDone = errors.New("grpcipc: the stream has ended")
+
+// sendMessage sends a message; last asks to send the OK trailers with it
+// (a unary reply), which it does, saying so, when the message fits in one
+// frame.
+func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err error) {
+	c := st.c
+	size := messageSize(m)
+	if size > c.s.cfg.maxSend {
+		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, c.s.cfg.maxSend)
+	}
+	if size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
+		st.hmu.Lock()
+		if st.finished {
+			st.hmu.Unlock()
+			return false, errStreamDone
+		}
+		b := c.w.lock()
+		if !st.headerSent {
+			if len(st.header) > 0 {
+				st.appendHeaders(b)
+			}
+			st.headerSent = true
+		}
+		mark := len(*b)
+		var at int
+		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		var err error
+		*b, err = marshal(*b, m)
+		if err != nil {
+			*b = (*b)[:mark]
+			c.w.unlock()
+			st.hmu.Unlock()
+			return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
+		}
+		endFrame(*b, at)
+		var t *wire.Trailer
+		if last {
+			st.finished = true
+			t, _ = trailerOf(status.New(codes.OK, ""), st.trailer)
+			*b, _ = beginFrameWith(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
+		}
+		c.w.unlock()
+		st.hmu.Unlock()
+		st.outPayload(m, size)
+		if last {
+			st.statsEnd(status.New(codes.OK, ""))
+		}
+		return last, nil
+	}
+	// Large, or the window is short: marshal, then send part by part as
+	// the window opens.
+	buf := getBuf()
+	defer putBuf(buf)
+	if *buf, err = marshal(*buf, m); err != nil {
+		return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
+	}
+	if len(*buf) > c.s.cfg.maxSend {
+		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), c.s.cfg.maxSend)
+	}
+	if err := st.sendParts(*buf); err != nil {
+		return false, err
+	}
+	st.outPayload(m, len(*buf))
+	return false, nil
+}
+
+// sendParts sends an encoded message as MESSAGE frames as the window
+// allows.
+func (st *serverStream) sendParts(data []byte) error {
+	c := st.c
+	first := true
+	for first || len(data) > 0 {
+		want := min(len(data), maxFramePayload)
+		n := 0
+		if want > 0 {
+			var err error
+			n, err = st.in.reserve(want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+			if err != nil {
+				return err
+			}
+		}
+		st.hmu.Lock()
+		if st.finished {
+			st.hmu.Unlock()
+			return errStreamDone
+		}
+		b := c.w.lock()
+		if !st.headerSent {
+			if len(st.header) > 0 {
+				st.appendHeaders(b)
+			}
+			st.headerSent = true
+		}
+		var fl wire.Flags
+		if n < len(data) {
+			fl = wire.FlagMore
+		}
+		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
+		err := c.w.unlock()
+		st.hmu.Unlock()
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "grpcipc: %v", err)
+		}
+		data = data[n:]
+		first = false
+	}
+	return nil
+}
+
+func (st *serverStream) outPayload(m any, n int) {
+	for _, h := range st.c.s.cfg.stats {
+		h.HandleRPC(st.ctx, &stats.OutPayload{Payload: m, Length: n, CompressedLength: n, WireLength: n + wire.HeaderSize, SentTime: time.Now()})
+	}
+}
+
+// Context returns the call's context: it holds the caller's identity
+// (peer.FromContext, AuthInfoFromContext), its metadata and deadline, and
+// ends when the client cancels, the deadline passes or the connection
+// closes.
+func (st *serverStream) Context() context.Context { return st.ctx }
+
+// SetHeader adds header metadata, sent with the first message or by
+// SendHeader.
+func (st *serverStream) SetHeader(md metadata.MD) error {
+	st.hmu.Lock()
+	defer st.hmu.Unlock()
+	if st.headerSent || st.finished {
+		return status.Error(codes.Internal, "grpcipc: SetHeader after the header was sent")
+	}
+	st.header = metadata.Join(st.header, md)
+	return nil
+}
+
+// SendHeader sends the header metadata now.
+func (st *serverStream) SendHeader(md metadata.MD) error {
+	st.hmu.Lock()
+	defer st.hmu.Unlock()
+	if st.headerSent || st.finished {
+		return status.Error(codes.Internal, "grpcipc: SendHeader called twice, or after the header was sent")
+	}
+	st.header = metadata.Join(st.header, md)
+	b := st.c.w.lock()
+	st.appendHeaders(b)
+	return st.c.w.unlock()
+}
+
+// SetTrailer adds trailer metadata, sent when the call ends.
+func (st *serverStream) SetTrailer(md metadata.MD) {
+	st.hmu.Lock()
+	defer st.hmu.Unlock()
+	if !st.finished {
+		st.trailer = metadata.Join(st.trailer, md)
+	}
+}
+
+// SendMsg sends a message to the client.
+func (st *serverStream) SendMsg(m any) error {
+	_, err := st.sendMessage(m, false)
+	if errors.Is(err, errStreamDone) {
+		return status.Error(codes.Internal, "grpcipc: SendMsg after the call ended")
+	}
+	return err
+}
+
+// RecvMsg receives the client's next message; io.EOF after its last.
+func (st *serverStream) RecvMsg(m any) error {
+	b, credit, err := st.in.next(st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return io.EOF
+	}
+	err = unmarshal(*b, m)
+	n := len(*b)
+	putBuf(b)
+	if give := st.in.taken(credit); give > 0 {
+		st.c.window(st.id, give)
+	}
+	if err != nil {
+		return status.Errorf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", err)
+	}
+	st.inPayload(m, n)
+	return nil
+}
+
+// transportStream is what grpc.SetHeader, SendHeader, SetTrailer and
+// Method find in a fast-path handler's context.
+type transportStream struct{ st *serverStream }
+
+func (t *transportStream) Method() string                  { return t.st.method }
+func (t *transportStream) SetHeader(md metadata.MD) error  { return t.st.SetHeader(md) }
+func (t *transportStream) SendHeader(md metadata.MD) error { return t.st.SendHeader(md) }
+func (t *transportStream) SetTrailer(md metadata.MD) error {
+	t.st.SetTrailer(md)
+	return nil
+}
