@@ -25,8 +25,9 @@ const (
 	// that opens more.
 	maxStreams = 256
 	// maxFramePayload is the largest MESSAGE payload a sender puts in one
-	// frame; readers accept wire.DefaultMaxFrame.
-	maxFramePayload = 1 << 20
+	// frame: a 1 MiB message and its field's few bytes of encoding fit;
+	// readers accept wire.DefaultMaxFrame.
+	maxFramePayload = 1<<20 + 32<<10
 	// windowThreshold: a reader gives bytes back once it has taken this many.
 	windowThreshold = wire.InitialWindow / 4
 	// maxKeptBuffer: write buffers larger than this are not kept.
@@ -119,6 +120,22 @@ func putBuf(b *[]byte) {
 	bufPool.Put(b)
 }
 
+// takeThreshold: a message payload at least this long is taken from the
+// frame reader's buffer rather than copied.
+const takeThreshold = 32 << 10
+
+// taker takes the frame reader's buffer holding the last payload, of n
+// bytes, giving the reader another.
+type taker interface{ take(n int) *[]byte }
+
+// takeFrom implements take for a connection's reader.
+func takeFrom(r *wire.Reader, n int) *[]byte {
+	nb := getBuf()
+	old := r.Swap(*nb)
+	*nb = old[:n]
+	return nb
+}
+
 // inMsg is a received message and the bytes of its last frame, which the
 // reader gives back to the sender when the message is taken.
 type inMsg struct {
@@ -132,29 +149,41 @@ type inMsg struct {
 type inbox struct {
 	mu      sync.Mutex
 	queue   []inMsg
+	first   [1]inMsg // the queue's first storage: most calls have one message
 	head    int
-	ended   bool  // the peer sends no more messages
-	err     error // the stream failed
-	ready   chan struct{}
+	ended   bool            // the peer sends no more messages
+	err     error           // the stream failed
+	ready   chan struct{}   // made by a waiter for the next message
 	asm     *wire.Assembler // a message arriving in parts (reader only)
 	recvWin int             // bytes the peer may still send (reader)
 	credit  int             // bytes taken, not yet given back
 	sendWin int             // bytes this side may still send
-	winUp   chan struct{}   // the send window grew, or the stream ended
+	winUp   chan struct{}   // made by a waiter for the send window
 }
 
 func (b *inbox) init() {
-	b.ready = make(chan struct{}, 1)
-	b.winUp = make(chan struct{}, 1)
+	b.queue = b.first[:0]
 	b.recvWin = wire.InitialWindow
 	b.sendWin = wire.InitialWindow
 }
 
+// wake signals c, if someone made it to wait (b.mu held).
 func wake(c chan struct{}) {
+	if c == nil {
+		return
+	}
 	select {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// waitChan returns *c, making it first (b.mu held).
+func waitChan(c *chan struct{}) chan struct{} {
+	if *c == nil {
+		*c = make(chan struct{}, 1)
+	}
+	return *c
 }
 
 // errFlowControl: the peer sent more than its window.
@@ -164,7 +193,7 @@ var errFlowControl = fmt.Errorf("%w: a stream's MESSAGE bytes exceed its window"
 // once (parts of a message, which are bounded by the size limit rather
 // than the window), a message-size error for the stream, or a protocol
 // error for the connection.
-func (b *inbox) add(f wire.Flags, p []byte, max int) (giveBack int, tooLarge, connErr error) {
+func (b *inbox) add(f wire.Flags, p []byte, max int, t taker) (giveBack int, tooLarge, connErr error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.recvWin -= len(p)
@@ -179,8 +208,13 @@ func (b *inbox) add(f wire.Flags, p []byte, max int) (giveBack int, tooLarge, co
 	}
 	if b.asm == nil {
 		if f&wire.FlagMore == 0 && len(p) <= max {
-			m := getBuf()
-			*m = append(*m, p...)
+			var m *[]byte
+			if len(p) >= takeThreshold {
+				m = t.take(len(p))
+			} else {
+				m = getBuf()
+				*m = append(*m, p...)
+			}
 			b.queue = append(b.queue, inMsg{buf: m, credit: len(p)})
 			wake(b.ready)
 			return 0, nil, nil
@@ -210,9 +244,9 @@ func (b *inbox) end(err error) {
 		b.err = err
 	}
 	b.ended = true
-	b.mu.Unlock()
 	wake(b.ready)
 	wake(b.winUp)
+	b.mu.Unlock()
 }
 
 // next waits for the next message. It returns nil and no error at the
@@ -236,9 +270,10 @@ func (b *inbox) next(done <-chan struct{}, doneErr func() error) (*[]byte, int, 
 			b.mu.Unlock()
 			return nil, 0, err
 		}
+		ready := waitChan(&b.ready)
 		b.mu.Unlock()
 		select {
-		case <-b.ready:
+		case <-ready:
 		case <-done:
 			return nil, 0, doneErr()
 		}
@@ -266,15 +301,16 @@ func (b *inbox) drain() {
 	for i := b.head; i < len(b.queue); i++ {
 		putBuf(b.queue[i].buf)
 	}
-	b.queue, b.head = nil, 0
+	b.queue, b.head = b.first[:0], 0
+	b.first[0] = inMsg{}
 }
 
 // grow adds a WINDOW frame's increment to the send window.
 func (b *inbox) grow(n uint32) {
 	b.mu.Lock()
 	b.sendWin += int(n)
-	b.mu.Unlock()
 	wake(b.winUp)
+	b.mu.Unlock()
 }
 
 // reserve waits until the send window is open and takes up to want bytes
@@ -293,9 +329,10 @@ func (b *inbox) reserve(want int, done <-chan struct{}, doneErr func() error) (i
 			b.mu.Unlock()
 			return n, nil
 		}
+		winUp := waitChan(&b.winUp)
 		b.mu.Unlock()
 		select {
-		case <-b.winUp:
+		case <-winUp:
 		case <-done:
 			return 0, doneErr()
 		}
@@ -377,11 +414,28 @@ func toKV(md metadata.MD, out []wire.KV) ([]wire.KV, error) {
 
 // fromKV turns the wire's list into metadata.
 func fromKV(kv []wire.KV) metadata.MD {
+	if len(kv) == 0 {
+		return nil
+	}
 	md := make(metadata.MD, len(kv))
 	for _, e := range kv {
 		md[e.Key] = append(md[e.Key], e.Value)
 	}
 	return md
+}
+
+// okStatus is the status of every call that ends well (status values are
+// not changed once made).
+var okStatus = status.New(codes.OK, "")
+
+// appendOKTrailer appends the payload of TRAILERS for a call that ended
+// well, with md.
+func appendOKTrailer(b []byte, md metadata.MD) ([]byte, error) {
+	kv, err := toKV(md, nil)
+	if err != nil {
+		return b, err
+	}
+	return wire.AppendTrailer(b, &wire.Trailer{Metadata: kv}), nil
 }
 
 // trailerOf is the TRAILERS payload of a call's outcome.
@@ -406,6 +460,9 @@ func trailerOf(st *status.Status, md metadata.MD) (*wire.Trailer, error) {
 
 // statusOf turns a TRAILERS payload into the call's status.
 func statusOf(t *wire.Trailer) *status.Status {
+	if t.Code == 0 && len(t.Details) == 0 && t.Message == "" {
+		return okStatus
+	}
 	if len(t.Details) > 0 {
 		var p spb.Status
 		if proto.Unmarshal(t.Details, &p) == nil && p.GetCode() == int32(t.Code) {

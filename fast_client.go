@@ -24,6 +24,7 @@ type fastClientConn struct {
 	ai    *AuthInfo
 	peer  peer.Peer
 	w     frameWriter
+	r     *wire.Reader  // the reader goroutine's
 	slots chan struct{} // one per stream that may be open
 
 	mu         sync.Mutex
@@ -62,6 +63,7 @@ func (fc *fastClientConn) usable() bool {
 // read reads frames until the connection ends.
 func (fc *fastClientConn) read(br *bufio.Reader) {
 	r := wire.NewReader(br, wire.DefaultMaxFrame)
+	fc.r = r
 	var err error
 	for {
 		var h wire.Header
@@ -113,7 +115,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		if st == nil {
 			return nil // a call that ended here first
 		}
-		give, tooLarge, err := st.in.add(h.Flags, p, st.maxRecv)
+		give, tooLarge, err := st.in.add(h.Flags, p, st.maxRecv, fc)
 		if err != nil {
 			return err
 		}
@@ -188,6 +190,8 @@ func (fc *fastClientConn) goAway(last uint32) {
 		fc.close(errors.New("the server is stopping"))
 	}
 }
+
+func (fc *fastClientConn) take(n int) *[]byte { return takeFrom(fc.r, n) }
 
 func (fc *fastClientConn) stream(id uint32) *clientStream {
 	fc.mu.Lock()
@@ -279,10 +283,12 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	fc.next++
 	fc.streams[st.id] = st
 	fc.mu.Unlock()
-	*b, _ = beginFrameWith(*b, st.id, wire.TypeCall, 0, func(b []byte) []byte { return wire.AppendCall(b, &call) })
+	var at int
+	*b, at = beginFrame(*b, st.id, wire.TypeCall, 0)
+	*b = wire.AppendCall(*b, &call)
+	endFrame(*b, at)
 	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
 		mark := len(*b)
-		var at int
 		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
 		var merr error
 		if *b, merr = marshal(*b, req); merr != nil {

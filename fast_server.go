@@ -29,6 +29,7 @@ type fastServerConn struct {
 	pc     *peerConn
 	ai     *AuthInfo
 	w      frameWriter
+	r      *wire.Reader    // the reader goroutine's
 	ctx    context.Context // ends when the connection closes; holds the peer
 	cancel context.CancelFunc
 
@@ -88,6 +89,7 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 // read reads frames until the connection ends.
 func (c *fastServerConn) read() error {
 	r := wire.NewReader(bufio.NewReaderSize(c.pc.Conn, 32<<10), wire.DefaultMaxFrame)
+	c.r = r
 	for {
 		h, p, err := r.Next()
 		if err != nil {
@@ -178,7 +180,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		}
 		switch h.Type {
 		case wire.TypeMessage:
-			give, tooLarge, err := st.in.add(h.Flags, p, c.s.cfg.maxRecv)
+			give, tooLarge, err := st.in.add(h.Flags, p, c.s.cfg.maxRecv, c)
 			if err != nil {
 				return err
 			}
@@ -226,6 +228,8 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 	return fmt.Errorf("%w: a client sent a %v frame, which only servers send", wire.ErrProtocol, h.Type)
 }
 
+func (c *fastServerConn) take(n int) *[]byte { return takeFrom(c.r, n) }
+
 // stream returns the open stream id, nil for one that has ended, and an
 // error for one never opened.
 func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
@@ -259,7 +263,7 @@ func (c *fastServerConn) remove(st *serverStream) {
 
 // onCall opens a stream.
 func (c *fastServerConn) onCall(id uint32, p []byte) error {
-	call, err := wire.ParseCall(p)
+	call, err := wire.ParseCallInterned(p, c.s.intern)
 	if err != nil {
 		return err
 	}
@@ -480,7 +484,10 @@ func (st *serverStream) finish(reply any, err error) {
 	if !st.headerSent && len(st.header) > 0 {
 		st.appendHeaders(b)
 	}
-	*b, _ = beginFrameWith(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
+	var at int
+	*b, at = beginFrame(*b, st.id, wire.TypeTrailers, 0)
+	*b = wire.AppendTrailer(*b, t)
+	endFrame(*b, at)
 	c.w.unlock()
 	st.statsEnd(s)
 }
@@ -488,7 +495,7 @@ func (st *serverStream) finish(reply any, err error) {
 // statusOfError is the status a handler's error becomes, as in grpc-go.
 func statusOfError(err error) *status.Status {
 	if err == nil {
-		return status.New(codes.OK, "")
+		return okStatus
 	}
 	if s, ok := status.FromError(err); ok {
 		return s
@@ -560,17 +567,23 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 			return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
 		}
 		endFrame(*b, at)
-		var t *wire.Trailer
 		if last {
 			st.finished = true
-			t, _ = trailerOf(status.New(codes.OK, ""), st.trailer)
-			*b, _ = beginFrameWith(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
+			mark := len(*b)
+			*b, at = beginFrame(*b, st.id, wire.TypeTrailers, 0)
+			if *b, err = appendOKTrailer(*b, st.trailer); err != nil {
+				*b = (*b)[:mark] // bad trailer metadata: finish says so
+				st.finished = false
+				last = false
+			} else {
+				endFrame(*b, at)
+			}
 		}
 		c.w.unlock()
 		st.hmu.Unlock()
 		st.outPayload(m, size)
 		if last {
-			st.statsEnd(status.New(codes.OK, ""))
+			st.statsEnd(okStatus)
 		}
 		return last, nil
 	}

@@ -38,6 +38,7 @@ type Server struct {
 	unary    grpc.UnaryServerInterceptor
 	stream   grpc.StreamServerInterceptor
 	workers  *workerPool
+	intern   func([]byte) string // a method's name without a copy, if registered
 
 	mu        sync.Mutex
 	serving   bool // grpc serves h2
@@ -93,6 +94,12 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 			grpc.Creds(creds),
 			grpc.ConnectionTimeout(cfg.handshakeTimeout))...)...)
 	s.h2 = newConnQueue()
+	s.intern = func(b []byte) string {
+		if m, ok := s.methods[string(b)]; ok {
+			return m.name
+		}
+		return string(b)
+	}
 	s.unary = chainUnary(cfg.unary)
 	s.stream = chainStream(cfg.stream)
 	return s, nil

@@ -1,19 +1,23 @@
 // Command peerbench measures grpcipc beside the RPC stacks Go users pick
-// for local calls, in one run on this machine: grpc-go, containerd's ttrpc
-// and storj's drpc, each over a Unix socket path, each server in a fresh
-// process of its own per round, the same protobuf message for all.
+// for local calls, in one run on this machine, each server in a fresh
+// process of its own per round, the same protobuf message for all: grpc-go
+// over TCP loopback (the baseline of the ratios) and over a Unix socket
+// path; grpcipc (NewServer and NewClient) on its fast path and, its client
+// given WithHTTP2, over HTTP/2; containerd's ttrpc and storj's drpc, each
+// over a Unix socket path. The run fails if a grpcipc client does not speak
+// the protocol it is there to measure.
 //
 //	cd benchmarks && go run . [--rounds 3] [--duration 1s] [--json FILE]
 //
 // Per stack and round: a warm-up (at least 0.5 s and 2,000 calls), then
 // 1 KiB unary calls from one caller (p50, p99), 1 KiB calls from 32
-// callers (calls/s, CPU and allocations per call, both processes), and a
-// stream of 1 MiB messages (MB/s). Rounds are interleaved across stacks;
-// each figure is the median of the rounds, with their min and max. CPU is
-// getrusage(RUSAGE_SELF) of each process, whose user+system total Linux
-// keeps in nanoseconds of run time (the split between the two follows
-// the tick; the sum does not). Allocations are runtime/metrics'
-// /gc/heap/allocs:objects of each process.
+// callers (calls/s, CPU and allocations per call of both processes
+// together, and of each), and a stream of 1 MiB messages (MB/s). Rounds
+// are interleaved across stacks; each figure is the median of the rounds,
+// with their min and max. CPU is getrusage(RUSAGE_SELF) of each process,
+// whose user+system total Linux keeps in nanoseconds of run time (the
+// split between the two follows the tick; the sum does not). Allocations
+// are runtime/metrics' /gc/heap/allocs:objects of each process.
 package main
 
 import (
@@ -39,7 +43,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-const serveEnv = "PEERBENCH_SERVE" // STACK PATH: run as that stack's server
+const serveEnv = "PEERBENCH_SERVE" // STACK/TRANSPORT PATH: run as that stack's server
 
 func main() {
 	if spec := os.Getenv(serveEnv); spec != "" {
@@ -65,11 +69,11 @@ func main() {
 
 // sample is one round's figures for one stack.
 type sample struct {
-	p50, p99     time.Duration
-	callsPerSec  float64
-	cpuPerCall   time.Duration
-	allocPerCall float64
-	mbPerSec     float64
+	p50, p99                            time.Duration
+	callsPerSec                         float64
+	clientCPUPerCall, srvCPUPerCall     time.Duration
+	clientAllocPerCall, srvAllocPerCall float64
+	mbPerSec                            float64
 }
 
 func run(rounds int, d time.Duration, jsonFile string) error {
@@ -81,12 +85,12 @@ func run(rounds int, d time.Duration, jsonFile string) error {
 	samples := map[string][]sample{}
 	for r := range rounds {
 		for i, st := range stacks {
-			fmt.Fprintf(os.Stderr, "round %d/%d: %s\n", r+1, rounds, st.name)
+			fmt.Fprintf(os.Stderr, "round %d/%d: %s\n", r+1, rounds, st)
 			s, err := measureStack(st, filepath.Join(dir, fmt.Sprintf("%d-%d.sock", r, i)), d)
 			if err != nil {
-				return fmt.Errorf("%s: %w", st.name, err)
+				return fmt.Errorf("%s: %w", st, err)
 			}
-			samples[st.name] = append(samples[st.name], s)
+			samples[st.key()] = append(samples[st.key()], s)
 		}
 	}
 	return report(samples, rounds, jsonFile)
@@ -94,9 +98,10 @@ func run(rounds int, d time.Duration, jsonFile string) error {
 
 // child is a stack's server process.
 type child struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	addr string // where it serves: a socket path or a TCP address
 }
 
 func startChild(st stack, path string) (*child, error) {
@@ -105,7 +110,7 @@ func startChild(st stack, path string) (*child, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), serveEnv+"="+st.name+" "+path)
+	cmd.Env = append(os.Environ(), serveEnv+"="+st.key()+" "+path)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -119,10 +124,13 @@ func startChild(st stack, path string) (*child, error) {
 		return nil, err
 	}
 	c := &child{cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
-	if line, err := c.out.ReadString('\n'); line != "ready\n" {
+	line, err := c.out.ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "ready ")
+	if err != nil || !ok || addr == "" {
 		c.stop()
 		return nil, fmt.Errorf("server said %q: %v", line, err)
 	}
+	c.addr = addr
 	return c, nil
 }
 
@@ -158,18 +166,18 @@ func (c *child) stop() {
 func serveChild(spec string) error {
 	name, path, ok := strings.Cut(spec, " ")
 	if !ok {
-		return fmt.Errorf("%s=%q: want STACK PATH", serveEnv, spec)
+		return fmt.Errorf("%s=%q: want STACK/TRANSPORT PATH", serveEnv, spec)
 	}
 	for _, st := range stacks {
-		if st.name != name {
+		if st.key() != name {
 			continue
 		}
-		stop, err := st.serve(path)
+		addr, stop, err := st.serve(path)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		fmt.Println("ready")
+		fmt.Println("ready", addr)
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
 			cpu, allocs := selfStats()
@@ -199,19 +207,40 @@ func measureStack(st stack, path string, d time.Duration) (sample, error) {
 	}
 	defer srv.stop()
 	const callers = 32
-	clients, err := st.dial(path, callers)
+	clients, err := st.dial(srv.addr, callers)
 	if err != nil {
 		return s, err
 	}
+	seen := map[client]bool{}
+	var conns []client // each connection once
+	for _, c := range clients {
+		if !seen[c] {
+			seen[c] = true
+			conns = append(conns, c)
+		}
+	}
 	defer func() {
-		seen := map[client]bool{}
-		for _, c := range clients {
-			if !seen[c] {
-				seen[c] = true
-				c.close()
-			}
+		for _, c := range conns {
+			c.close()
 		}
 	}()
+	// checkProtocol fails the round unless every connection speaks the
+	// protocol the stack is there to measure.
+	checkProtocol := func(when string) error {
+		if st.protocol == "" {
+			return nil
+		}
+		for _, c := range conns {
+			p, ok := c.(protocoler)
+			if !ok {
+				return fmt.Errorf("%s: client cannot tell its protocol", when)
+			}
+			if got := p.protocol(); got != st.protocol {
+				return fmt.Errorf("%s: the client speaks %q, want %q: this would not measure what it says", when, got, st.protocol)
+			}
+		}
+		return nil
+	}
 	ctx := context.Background()
 	payload := &wrapperspb.BytesValue{Value: make([]byte, 1<<10)}
 
@@ -221,6 +250,9 @@ func measureStack(st stack, path string, d time.Duration) (sample, error) {
 		if err := clients[n%callers].echo(ctx, payload, new(wrapperspb.BytesValue)); err != nil {
 			return s, fmt.Errorf("warm-up: %w", err)
 		}
+	}
+	if err := checkProtocol("after the warm-up"); err != nil {
+		return s, err
 	}
 
 	// One caller: latency.
@@ -272,8 +304,10 @@ func measureStack(st stack, path string, d time.Duration) (sample, error) {
 	}
 	n := calls.Load()
 	s.callsPerSec = float64(n) / elapsed.Seconds()
-	s.cpuPerCall = ((cpu1 - cpu0) + (scpu1 - scpu0)) / time.Duration(n)
-	s.allocPerCall = float64((alloc1-alloc0)+(salloc1-salloc0)) / float64(n)
+	s.clientCPUPerCall = (cpu1 - cpu0) / time.Duration(n)
+	s.srvCPUPerCall = (scpu1 - scpu0) / time.Duration(n)
+	s.clientAllocPerCall = float64(alloc1-alloc0) / float64(n)
+	s.srvAllocPerCall = float64(salloc1-salloc0) / float64(n)
 
 	// A stream of 1 MiB messages, timed from the first.
 	if st.streams {
@@ -295,7 +329,7 @@ func measureStack(st stack, path string, d time.Duration) (sample, error) {
 		}
 		s.mbPerSec = float64(got) / 1e6 / time.Since(began).Seconds()
 	}
-	return s, nil
+	return s, checkProtocol("at the end of the round")
 }
 
 // figure is a median with the range of the rounds.
@@ -319,50 +353,74 @@ func summarize(ss []sample, f func(sample) float64) figure {
 }
 
 type jsonRow struct {
-	Stack         string `json:"stack"`
-	Transport     string `json:"transport"`
-	Rounds        int    `json:"rounds"`
-	P50us         figure `json:"p50_us"`
-	P99us         figure `json:"p99_us"`
-	CallsPerS     figure `json:"calls_per_s"`
-	CPUusPerCall  figure `json:"cpu_us_per_call"`
-	AllocsPerCall figure `json:"allocs_per_call"`
-	MBPerS        figure `json:"mb_per_s"`
+	Stack               string `json:"stack"`
+	Transport           string `json:"transport"`
+	Rounds              int    `json:"rounds"`
+	P50us               figure `json:"p50_us"`
+	P99us               figure `json:"p99_us"`
+	CallsPerS           figure `json:"calls_per_s"`
+	CPUusPerCall        figure `json:"cpu_us_per_call"` // both processes
+	ClientCPUusPerCall  figure `json:"client_cpu_us_per_call"`
+	ServerCPUusPerCall  figure `json:"server_cpu_us_per_call"`
+	AllocsPerCall       figure `json:"allocs_per_call"` // both processes
+	ClientAllocsPerCall figure `json:"client_allocs_per_call"`
+	ServerAllocsPerCall figure `json:"server_allocs_per_call"`
+	MBPerS              figure `json:"mb_per_s"`
 }
 
 func report(samples map[string][]sample, rounds int, jsonFile string) error {
 	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
 	var rows []jsonRow
 	for _, st := range stacks {
-		ss := samples[st.name]
+		ss := samples[st.key()]
 		rows = append(rows, jsonRow{
-			Stack: st.name, Transport: "unix", Rounds: rounds,
-			P50us:         summarize(ss, func(s sample) float64 { return us(s.p50) }),
-			P99us:         summarize(ss, func(s sample) float64 { return us(s.p99) }),
-			CallsPerS:     summarize(ss, func(s sample) float64 { return s.callsPerSec }),
-			CPUusPerCall:  summarize(ss, func(s sample) float64 { return us(s.cpuPerCall) }),
-			AllocsPerCall: summarize(ss, func(s sample) float64 { return s.allocPerCall }),
-			MBPerS:        summarize(ss, func(s sample) float64 { return s.mbPerSec }),
+			Stack: st.name, Transport: st.transport, Rounds: rounds,
+			P50us:               summarize(ss, func(s sample) float64 { return us(s.p50) }),
+			P99us:               summarize(ss, func(s sample) float64 { return us(s.p99) }),
+			CallsPerS:           summarize(ss, func(s sample) float64 { return s.callsPerSec }),
+			CPUusPerCall:        summarize(ss, func(s sample) float64 { return us(s.clientCPUPerCall + s.srvCPUPerCall) }),
+			ClientCPUusPerCall:  summarize(ss, func(s sample) float64 { return us(s.clientCPUPerCall) }),
+			ServerCPUusPerCall:  summarize(ss, func(s sample) float64 { return us(s.srvCPUPerCall) }),
+			AllocsPerCall:       summarize(ss, func(s sample) float64 { return s.clientAllocPerCall + s.srvAllocPerCall }),
+			ClientAllocsPerCall: summarize(ss, func(s sample) float64 { return s.clientAllocPerCall }),
+			ServerAllocsPerCall: summarize(ss, func(s sample) float64 { return s.srvAllocPerCall }),
+			MBPerS:              summarize(ss, func(s sample) float64 { return s.mbPerSec }),
 		})
 	}
-	base := rows[0] // grpc-go
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "stack\t1 KiB p50 µs\tp99 µs\t32 callers calls/s\tCPU µs/call\tallocs/call\t1 MiB stream MB/s\t\n")
+	base := rows[0] // grpc-go tcp
 	cell := func(f figure, ratio float64, digits int) string {
 		return fmt.Sprintf("%s (%s-%s) x%.2f", strconv.FormatFloat(f.Median, 'f', digits, 64),
 			strconv.FormatFloat(f.Min, 'f', digits, 64), strconv.FormatFloat(f.Max, 'f', digits, 64), ratio)
 	}
+	// lower and higher: the ratio of a figure where less, or more, is better.
+	lower := func(b, r figure, digits int) string { return cell(r, b.Median/r.Median, digits) }
+	higher := func(b, r figure, digits int) string { return cell(r, r.Median/b.Median, digits) }
+	name := func(r jsonRow) string { return r.Stack + " " + r.Transport }
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "stack\t1 KiB p50 µs\tp99 µs\t32 callers calls/s\tCPU µs/call\tallocs/call\t1 MiB stream MB/s\t\n")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Stack,
-			cell(r.P50us, base.P50us.Median/r.P50us.Median, 1),
-			cell(r.P99us, base.P99us.Median/r.P99us.Median, 1),
-			cell(r.CallsPerS, r.CallsPerS.Median/base.CallsPerS.Median, 0),
-			cell(r.CPUusPerCall, base.CPUusPerCall.Median/r.CPUusPerCall.Median, 1),
-			cell(r.AllocsPerCall, base.AllocsPerCall.Median/r.AllocsPerCall.Median, 1),
-			cell(r.MBPerS, r.MBPerS.Median/base.MBPerS.Median, 0))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name(r),
+			lower(base.P50us, r.P50us, 1),
+			lower(base.P99us, r.P99us, 1),
+			higher(base.CallsPerS, r.CallsPerS, 0),
+			lower(base.CPUusPerCall, r.CPUusPerCall, 1),
+			lower(base.AllocsPerCall, r.AllocsPerCall, 1),
+			higher(base.MBPerS, r.MBPerS, 0))
 	}
 	w.Flush()
-	fmt.Printf("\nmedians of %d round(s) (min-max); xN: how many times better than grpc-go in the same run (higher is better)\n", rounds)
+	fmt.Printf("\nCPU and allocations per call of each process, 32 callers:\n\n")
+	w = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "stack\tclient CPU µs/call\tserver CPU µs/call\tclient allocs/call\tserver allocs/call\t\n")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t\n", name(r),
+			lower(base.ClientCPUusPerCall, r.ClientCPUusPerCall, 1),
+			lower(base.ServerCPUusPerCall, r.ServerCPUusPerCall, 1),
+			lower(base.ClientAllocsPerCall, r.ClientAllocsPerCall, 1),
+			lower(base.ServerAllocsPerCall, r.ServerAllocsPerCall, 1))
+	}
+	w.Flush()
+	fmt.Printf("\nmedians of %d round(s) (min-max); xN: how many times better than %s in the same run (higher is better)\n", rounds, name(base))
 	if jsonFile == "" {
 		return nil
 	}

@@ -21,14 +21,17 @@ import (
 	"storj.io/drpc/drpcserver"
 )
 
-// Every stack serves the same two methods on a Unix socket path, with the
-// same protobuf message (google.protobuf.BytesValue), so that each pays for
-// marshalling what the others do:
+// Every stack serves the same two methods with the same protobuf message
+// (google.protobuf.BytesValue), so that each pays for marshalling what the
+// others do:
 //
 //	Echo(BytesValue) BytesValue            unary: the request comes back
 //	Stream(BytesValue) stream BytesValue   the request's length, in bytes,
 //	                                       is the size of every message sent
 //	                                       until the client goes away
+//
+// All but one serve on a Unix socket path; grpc-go over TCP loopback, what
+// most users run today, is the baseline the ratios compare with.
 
 const (
 	serviceName = "peerbench.Bench"
@@ -46,20 +49,38 @@ type client interface {
 	close()
 }
 
-// stack is an RPC stack under test.
+// stack is an RPC stack under test, over one transport.
 type stack struct {
-	name    string
-	serve   func(path string) (stop func(), err error)
-	dial    func(path string, callers int) ([]client, error)
-	streams bool
+	name      string
+	transport string // "unix" or "tcp"
+	// serve starts the server; path is a Unix socket path it may use.
+	// addr is what dial is given: the path, or a TCP address.
+	serve func(path string) (addr string, stop func(), err error)
+	dial  func(addr string, callers int) ([]client, error)
+	// protocol, if set, is what every client's protocol() must say after
+	// the warm-up and at the end of the round; anything else fails the run.
+	protocol string
+	streams  bool
 }
 
+// key names the stack to its server process: no spaces.
+func (st stack) key() string { return st.name + "/" + st.transport }
+
+// String is the stack as the table shows it.
+func (st stack) String() string { return st.name + " " + st.transport }
+
+// The first is the baseline of the ratios.
 var stacks = []stack{
-	{name: "grpc-go", serve: serveGRPCGo, dial: dialGRPCGo, streams: true},
-	{name: "grpcipc", serve: serveGRPCIPC, dial: dialGRPCIPC, streams: true},
-	{name: "ttrpc", serve: serveTTRPC, dial: dialTTRPC, streams: true},
-	{name: "drpc", serve: serveDRPC, dial: dialDRPC, streams: true},
+	{name: "grpc-go", transport: "tcp", serve: serveGRPCGoTCP, dial: dialGRPCGo, streams: true},
+	{name: "grpc-go", transport: "unix", serve: serveGRPCGoUnix, dial: dialGRPCGoUnix, streams: true},
+	{name: "grpcipc", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPC, protocol: grpcipc.ProtocolFast, streams: true},
+	{name: "grpcipc-http2", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPCHTTP2, protocol: grpcipc.ProtocolHTTP2, streams: true},
+	{name: "ttrpc", transport: "unix", serve: serveTTRPC, dial: dialTTRPC, streams: true},
+	{name: "drpc", transport: "unix", serve: serveDRPC, dial: dialDRPC, streams: true},
 }
+
+// protocoler is a client that can tell which protocol it speaks.
+type protocoler interface{ protocol() string }
 
 // streamMessages sends messages of the requested size until send fails.
 func streamMessages(req *wrapperspb.BytesValue, send func(*wrapperspb.BytesValue) error) error {
@@ -101,34 +122,57 @@ var grpcDesc = grpc.ServiceDesc{
 	}},
 }
 
-func serveGRPC(l net.Listener, opts ...grpc.ServerOption) func() {
-	s := grpc.NewServer(opts...)
+// serveGRPC serves grpc-go on l.
+func serveGRPC(l net.Listener) func() {
+	s := grpc.NewServer()
 	s.RegisterService(&grpcDesc, grpcBench{})
-	go s.Serve(l)
-	return s.Stop
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(l) }()
+	return func() { s.Stop(); <-done }
 }
 
-func serveGRPCGo(path string) (func(), error) {
+func serveGRPCGoTCP(string) (string, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	return l.Addr().String(), serveGRPC(l), nil
+}
+
+func serveGRPCGoUnix(path string) (string, func(), error) {
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return serveGRPC(l), nil
+	return path, serveGRPC(l), nil
 }
 
-func serveGRPCIPC(path string) (func(), error) {
+// serveGRPCIPC serves grpcipc's NewServer on a socket from its Listen: the
+// fast path and HTTP/2 on one listener.
+func serveGRPCIPC(path string) (string, func(), error) {
 	l, err := grpcipc.Listen(context.Background(), "unix://"+path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	opts, err := grpcipc.ServerOptions()
+	s, err := grpcipc.NewServer()
 	if err != nil {
-		return nil, err
+		l.Close()
+		return "", nil, err
 	}
-	return serveGRPC(l, opts...), nil
+	s.RegisterService(&grpcDesc, grpcBench{})
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(l) }()
+	return path, func() { s.Stop(); <-done }, nil
 }
 
-type grpcClient struct{ cc *grpc.ClientConn }
+// grpcClient calls through grpc-go's or grpcipc's ClientConn, as generated
+// clients do.
+type grpcClient struct {
+	cc interface {
+		grpc.ClientConnInterface
+		Close() error
+	}
+}
 
 func (g grpcClient) echo(ctx context.Context, in, out *wrapperspb.BytesValue) error {
 	return g.cc.Invoke(ctx, "/"+serviceName+"/"+echoMethod, in, out)
@@ -154,6 +198,15 @@ func (g grpcClient) stream(ctx context.Context, size int, started func()) (int64
 
 func (g grpcClient) close() { g.cc.Close() }
 
+// grpcipcClient is a grpcClient on a grpcipc.ClientConn, which tells
+// which protocol it speaks.
+type grpcipcClient struct {
+	grpcClient
+	cc *grpcipc.ClientConn
+}
+
+func (g grpcipcClient) protocol() string { return g.cc.Protocol() }
+
 // shared returns callers copies of one client: a stack whose connection
 // takes concurrent calls, used as its users do.
 func shared(c client, callers int) []client {
@@ -164,20 +217,32 @@ func shared(c client, callers int) []client {
 	return cs
 }
 
-func dialGRPCGo(path string, callers int) ([]client, error) {
-	cc, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func dialGRPCGo(target string, callers int) ([]client, error) {
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	return shared(grpcClient{cc}, callers), nil
 }
 
+func dialGRPCGoUnix(path string, callers int) ([]client, error) {
+	return dialGRPCGo("unix://"+path, callers)
+}
+
 func dialGRPCIPC(path string, callers int) ([]client, error) {
-	cc, err := grpcipc.NewClient("unix://" + path)
+	return dialGRPCIPCWith(path, callers)
+}
+
+func dialGRPCIPCHTTP2(path string, callers int) ([]client, error) {
+	return dialGRPCIPCWith(path, callers, grpcipc.WithHTTP2())
+}
+
+func dialGRPCIPCWith(path string, callers int, opts ...grpcipc.ClientOption) ([]client, error) {
+	cc, err := grpcipc.NewClient("unix://"+path, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return shared(grpcClient{cc}, callers), nil
+	return shared(grpcipcClient{grpcClient{cc}, cc}, callers), nil
 }
 
 // receive calls recv until it fails; the first message starts the clock
@@ -205,19 +270,19 @@ func receive(ctx context.Context, started func(), recv func() (int, error)) (int
 // --- ttrpc (containerd): a hand-written ServiceDesc, as its generator
 // would write.
 
-func serveTTRPC(path string) (func(), error) {
+func serveTTRPC(path string) (string, func(), error) {
 	// ttrpc logs every stream whose client went away, which is how every
 	// stream here ends.
 	if err := log.SetLevel("fatal"); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	s, err := ttrpc.NewServer()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	s.RegisterService(serviceName, &ttrpc.ServiceDesc{
 		Methods: map[string]ttrpc.Method{
@@ -243,7 +308,7 @@ func serveTTRPC(path string) (func(), error) {
 		},
 	})
 	go s.Serve(context.Background(), l)
-	return func() { s.Close() }, nil
+	return path, func() { s.Close() }, nil
 }
 
 type ttrpcClient struct{ c *ttrpc.Client }
@@ -321,21 +386,21 @@ func (drpcImpl) Echo(context.Context, *wrapperspb.BytesValue) (*wrapperspb.Bytes
 
 func (drpcImpl) Stream(*wrapperspb.BytesValue, drpc.Stream) error { return errors.New("not called") }
 
-func serveDRPC(path string) (func(), error) {
+func serveDRPC(path string) (string, func(), error) {
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	mux := drpcmux.New()
 	if err := mux.Register(drpcImpl{}, drpcDesc{}); err != nil {
-		return nil, fmt.Errorf("drpc register: %w", err)
+		return "", nil, fmt.Errorf("drpc register: %w", err)
 	}
 	s := drpcserver.New(mux)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Serve(ctx, l) }()
-	return func() { cancel(); wg.Wait() }, nil
+	return path, func() { cancel(); wg.Wait() }, nil
 }
 
 type drpcClient struct{ c *drpcconn.Conn }

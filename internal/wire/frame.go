@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Reader reads frames from a byte stream, refusing any payload longer than
@@ -36,17 +37,48 @@ func (r *Reader) Next() (Header, []byte, error) {
 		return h, nil, fmt.Errorf("%w: %w: a %v frame of %d bytes on stream %d (at most %d)",
 			ErrProtocol, ErrFrameTooLarge, h.Type, h.Length, h.Stream, r.max)
 	}
-	if cap(r.buf) < int(h.Length) {
-		r.buf = make([]byte, h.Length)
-	}
-	p := r.buf[:h.Length]
-	if _, err := io.ReadFull(r.r, p); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	n := int(h.Length)
+	if cap(r.buf) >= n {
+		p := r.buf[:n]
+		if _, err := io.ReadFull(r.r, p); err != nil {
+			return h, nil, unexpected(err)
 		}
-		return h, nil, err
+		return h, p, nil
 	}
+	// A payload larger than the buffer: the buffer grows as the bytes
+	// arrive, so that a peer that announces a large frame and sends
+	// nothing holds no more memory than it has sent.
+	p := r.buf[:0]
+	for len(p) < n {
+		step := min(n-len(p), max(len(p), growStep))
+		p = slices.Grow(p, step)
+		if _, err := io.ReadFull(r.r, p[len(p):len(p)+step]); err != nil {
+			return h, nil, unexpected(err)
+		}
+		p = p[:len(p)+step]
+	}
+	r.buf = p
 	return h, p, nil
+}
+
+// Swap hands over the buffer that holds the last payload Next returned
+// (the payload is its first bytes) and reads on into b instead: a caller
+// that keeps a large payload saves its copy.
+func (r *Reader) Swap(b []byte) []byte {
+	old := r.buf
+	r.buf = b[:0]
+	return old
+}
+
+// growStep is how much a Reader's buffer grows at a time for a payload
+// larger than it.
+const growStep = 64 << 10
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Writer gathers frames to write them in one go: who holds it appends the

@@ -66,10 +66,19 @@ func AppendCall(b []byte, c *Call) []byte {
 }
 
 // ParseCall reads a CALL payload.
-func ParseCall(p []byte) (Call, error) {
+func ParseCall(p []byte) (Call, error) { return ParseCallInterned(p, nil) }
+
+// ParseCallInterned is ParseCall with a function that turns the method's
+// bytes into a string, so that a server can give the names it knows
+// without a copy; nil copies.
+func ParseCallInterned(p []byte, intern func([]byte) string) (Call, error) {
 	r := cursor{p: p}
 	var c Call
-	c.Method = r.str("method", MaxMethodLen)
+	if intern == nil {
+		c.Method = r.str("method", MaxMethodLen)
+	} else if b := r.bytes("method", MaxMethodLen); r.err == nil {
+		c.Method = intern(b)
+	}
 	t := r.uvarint("timeout")
 	if r.err == nil && t > uint64(maxTimeout/time.Microsecond) {
 		return Call{}, protoErr("timeout of %d µs is too long", t)
@@ -200,13 +209,17 @@ type cursor struct {
 	err error
 }
 
-func (r *cursor) uvarint(what string) uint64 {
+func (r *cursor) uvarint(what string) uint64 { return r.uvarintOf(what, "") }
+
+// uvarintOf reads a varint; what and suffix name it in an error (apart, so
+// that no string is built unless there is one).
+func (r *cursor) uvarintOf(what, suffix string) uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(r.p)
 	if n <= 0 {
-		r.err = protoErr("%s: bad or missing varint", what)
+		r.err = protoErr("%s%s: bad or missing varint", what, suffix)
 		return 0
 	}
 	r.p = r.p[n:]
@@ -214,17 +227,22 @@ func (r *cursor) uvarint(what string) uint64 {
 }
 
 func (r *cursor) str(what string, max int) string {
-	n := r.uvarint(what + " length")
+	return string(r.bytes(what, max))
+}
+
+// bytes reads a string's bytes, valid as long as the payload.
+func (r *cursor) bytes(what string, max int) []byte {
+	n := r.uvarintOf(what, " length")
 	if r.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(r.p)) || n > uint64(max) {
 		r.err = protoErr("%s of %d bytes (%d left, at most %d)", what, n, len(r.p), max)
-		return ""
+		return nil
 	}
-	s := string(r.p[:n])
+	b := r.p[:n]
 	r.p = r.p[n:]
-	return s
+	return b
 }
 
 func (r *cursor) metadata() []KV {

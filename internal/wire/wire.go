@@ -98,7 +98,7 @@ const (
 	DefaultMaxFrame = 1<<20 + 64<<10
 	// InitialWindow is how many MESSAGE payload bytes a stream may have in
 	// flight each way before the reader sends WINDOW frames.
-	InitialWindow = 1 << 20
+	InitialWindow = 4 << 20
 )
 
 // HeaderSize is the length of a frame header.

@@ -234,3 +234,32 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// A frame larger than the reader's buffer is read as it arrives: a peer
+// that announces a large payload and stops holds only what it sent.
+func TestReaderGrowsWithWhatArrives(t *testing.T) {
+	const size = 1 << 20
+	pr, pw := io.Pipe()
+	r := NewReader(pr, DefaultMaxFrame)
+	go func() {
+		pw.Write(AppendHeader(nil, Header{Length: size, Stream: 1, Type: TypeMessage}))
+		pw.Write(make([]byte, 1000))
+		pw.Close()
+	}()
+	if _, _, err := r.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("Next = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if c := cap(r.buf); c > 2*growStep {
+		t.Errorf("after 1,000 bytes of a %d-byte frame the buffer holds %d bytes", size, c)
+	}
+	// And a whole large frame still arrives intact.
+	payload := bytes.Repeat([]byte("grpcipc!"), size/8)
+	var w bytes.Buffer
+	w.Write(AppendHeader(nil, Header{Length: size, Stream: 3, Type: TypeMessage}))
+	w.Write(payload)
+	r = NewReader(&w, DefaultMaxFrame)
+	h, p, err := r.Next()
+	if err != nil || h.Stream != 3 || !bytes.Equal(p, payload) {
+		t.Fatalf("Next = %v, %d bytes, %v", h, len(p), err)
+	}
+}
