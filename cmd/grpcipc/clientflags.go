@@ -19,6 +19,7 @@ type clientFlags struct {
 	protos             []string
 	importPaths        []string
 	cacert, cert, keyf *string
+	http2              *bool
 }
 
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
@@ -28,6 +29,7 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 		cacert:  fs.String("cacert", "", "verify the server's TLS certificate against the CA certificates in this PEM `file`"),
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
+		http2:   fs.Bool("http2", false, "speak gRPC over HTTP/2 rather than offer grpcipc's fast path (which a server\nthat does not speak it gets HTTP/2 instead of anyway)"),
 	}
 	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
 		if _, err := grpcipc.ParsePrincipal(s); err != nil {
@@ -54,6 +56,9 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 // options turns the flags into NewClient options.
 func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
 	var opts []grpcipc.ClientOption
+	if *f.http2 {
+		opts = append(opts, grpcipc.WithHTTP2())
+	}
 	if len(f.expect) > 0 {
 		opts = append(opts, grpcipc.WithExpectedServer(f.expect...))
 	}

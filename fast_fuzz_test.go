@@ -1,0 +1,116 @@
+package grpcipc
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/internal/wire"
+)
+
+type fuzzGreeter struct {
+	greetpb.UnimplementedGreeterServer
+}
+
+func (fuzzGreeter) SayHello(_ context.Context, r *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	return &greetpb.HelloReply{Message: "hello " + r.GetName()}, nil
+}
+
+// fuzzSeeds are byte sequences a client or a server might send after the
+// preface: well-formed calls and replies, and their pieces.
+func fuzzSeeds() [][]byte {
+	req, _ := marshal(nil, &greetpb.HelloRequest{Name: "fuzz"})
+	call := wire.AppendCall(nil, &wire.Call{Method: "/greet.Greeter/SayHello", Timeout: time.Second,
+		Metadata: []wire.KV{{Key: "k", Value: "v"}, {Key: "k-bin", Value: "\x00\xff"}}})
+	var client []byte
+	client = appendFrame(client, 1, wire.TypeCall, 0, call)
+	client = appendFrame(client, 1, wire.TypeMessage, 0, req)
+	client = appendFrame(client, 1, wire.TypeHalfClose, 0, nil)
+	client = appendFrame(client, 3, wire.TypeCall, 0, call)
+	client = appendFrame(client, 3, wire.TypeMessage, wire.FlagMore, req[:2])
+	client = appendFrame(client, 3, wire.TypeMessage, 0, req[2:])
+	client = appendFrame(client, 3, wire.TypeWindow, 0, wire.AppendWindow(nil, 10))
+	client = appendFrame(client, 3, wire.TypeCancel, 0, nil)
+	client = appendFrame(client, 0, wire.TypePing, 0, make([]byte, 8))
+	var server []byte
+	server = appendFrame(server, 1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, []wire.KV{{Key: "h", Value: "1"}}))
+	server = appendFrame(server, 1, wire.TypeMessage, 0, req)
+	server = appendFrame(server, 1, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{Code: 5, Message: "nope", Metadata: []wire.KV{{Key: "t", Value: "2"}}}))
+	server = appendFrame(server, 1, wire.TypeWindow, 0, wire.AppendWindow(nil, 1))
+	server = appendFrame(server, 0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{LastStream: 0, Code: 14, Message: "bye"}))
+	return [][]byte{client, server, client[:25], server[:40], nil}
+}
+
+// FuzzServerConn feeds a fast-path server connection whatever a client
+// might send: it must neither panic nor hang, and must end when the
+// client goes away.
+func FuzzServerConn(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	srv, err := NewServer(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		f.Fatal(err)
+	}
+	greetpb.RegisterGreeterServer(srv, fuzzGreeter{})
+	self, err := selfIdentity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		cEnd, sEnd := net.Pipe()
+		pc := &peerConn{Conn: sEnd, guard: &guard{
+			ep: Endpoint{Transport: Unix, Address: "fuzz"}, policy: SameUserPolicy(), self: self, log: srv.cfg.logger,
+		}}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			srv.serveFast(pc, wire.Version)
+		}()
+		go io.Copy(io.Discard, cEnd) // the server's replies
+		cEnd.SetDeadline(time.Now().Add(5 * time.Second))
+		cEnd.Write(input)
+		cEnd.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server's connection did not end after its client left (input %q)", input)
+		}
+	})
+}
+
+// FuzzClientConn feeds a fast-path client connection whatever a server
+// might send while a call waits: the call must end, and nothing panics.
+func FuzzClientConn(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		cEnd, sEnd := net.Pipe()
+		fc := newFastClientConn(cEnd, &AuthInfo{})
+		go fc.read(bufio.NewReader(cEnd))
+		go io.Copy(io.Discard, sEnd) // the client's frames
+		ended := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var reply greetpb.HelloReply
+			ci := callInfo{maxRecv: DefaultMaxCallRecvMsgSize, maxSend: 1 << 20}
+			ended <- fc.invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: "fuzz"}, &reply, &ci)
+		}()
+		sEnd.SetDeadline(time.Now().Add(5 * time.Second))
+		sEnd.Write(input)
+		sEnd.Close()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a call did not end after its server left (input %q)", input)
+		}
+		fc.close(nil)
+	})
+}
