@@ -71,6 +71,13 @@ func FuzzServerConn(f *testing.F) {
 		go func() {
 			defer close(done)
 			srv.serveFast(pc, wire.Version)
+			// Reading may have moved to another goroutine: the
+			// connection has ended once the server forgets it.
+			srv.mu.Lock()
+			for len(srv.conns) > 0 {
+				srv.connsIdle.Wait()
+			}
+			srv.mu.Unlock()
 		}()
 		go io.Copy(io.Discard, cEnd) // the server's replies
 		cEnd.SetDeadline(time.Now().Add(5 * time.Second))

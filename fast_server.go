@@ -25,13 +25,15 @@ import (
 // fastServerConn is the server's end of a fast-path connection: one
 // goroutine reads its frames; handlers write theirs.
 type fastServerConn struct {
-	s      *Server
-	pc     *peerConn
-	ai     *AuthInfo
-	w      frameWriter
-	r      *wire.Reader    // the reader goroutine's
-	ctx    context.Context // ends when the connection closes; holds the peer
-	cancel context.CancelFunc
+	s        *Server
+	pc       *peerConn
+	ai       *AuthInfo
+	w        frameWriter
+	r        *wire.Reader  // the reading goroutine's
+	ready    *serverStream // a unary call to run once the frame is read (reader)
+	statsCtx context.Context
+	ctx      context.Context // ends when the connection closes; holds the peer
+	cancel   context.CancelFunc
 
 	mu        sync.Mutex
 	streams   map[uint32]*serverStream
@@ -66,39 +68,57 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 	draining := s.draining
 	s.mu.Unlock()
 
+	c.statsCtx = ctx
+	c.r = wire.NewReader(bufio.NewReaderSize(c.pc.Conn, 32<<10), wire.DefaultMaxFrame)
 	b := c.w.lock()
 	*b = wire.AppendPreface(*b, version)
 	err := c.w.unlock()
 	if draining {
 		c.goAway()
 	}
-	if err == nil {
-		err = c.read()
+	if err != nil {
+		c.end(err)
+		return
 	}
-	c.close(err)
-	c.handlers.Wait()
-	for _, h := range s.cfg.stats {
-		h.HandleConn(ctx, &stats.ConnEnd{})
-	}
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.connsIdle.Broadcast()
-	s.mu.Unlock()
+	c.readLoop()
 }
 
-// read reads frames until the connection ends.
-func (c *fastServerConn) read() error {
-	r := wire.NewReader(bufio.NewReaderSize(c.pc.Conn, 32<<10), wire.DefaultMaxFrame)
-	c.r = r
+// readLoop reads frames until the connection ends, or until a unary call
+// is ready: then another goroutine reads on, and this one runs the call's
+// handler at once (no hand-off between the request and its handler).
+func (c *fastServerConn) readLoop() {
 	for {
-		h, p, err := r.Next()
-		if err != nil {
-			return err
+		h, p, err := c.r.Next()
+		if err == nil {
+			err = c.frame(h, p)
 		}
-		if err := c.frame(h, p); err != nil {
-			return err
+		if err != nil {
+			c.end(err)
+			return
+		}
+		if st := c.ready; st != nil {
+			c.ready = nil
+			c.s.workers.run(c)
+			st.run()
+			return
 		}
 	}
+}
+
+// run reads on (a worker's task).
+func (c *fastServerConn) run() { c.readLoop() }
+
+// end closes the connection, waits for its handlers, and forgets it.
+func (c *fastServerConn) end(err error) {
+	c.close(err)
+	c.handlers.Wait()
+	for _, h := range c.s.cfg.stats {
+		h.HandleConn(c.statsCtx, &stats.ConnEnd{})
+	}
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.connsIdle.Broadcast()
+	c.s.mu.Unlock()
 }
 
 // close ends the connection: its calls in flight end with err.
@@ -193,7 +213,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		case wire.TypeHalfClose:
 			st.in.end(nil)
 			if st.m != nil && st.m.md != nil && st.started() {
-				c.s.workers.run(st)
+				c.ready = st // readLoop runs it
 			}
 		case wire.TypeCancel:
 			st.cancel()

@@ -460,7 +460,7 @@ func TestHalfOpenConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	fds := stable(func() int { return openFDs(t) })
-	goroutines := stable(runtime.NumGoroutine)
+	goroutines := stable(goroutinesBesidesIdleWorkers)
 	conns := make([]net.Conn, 0, n)
 	for range n {
 		c, err := grpcipc.Dial(context.Background(), endpoint)
@@ -480,7 +480,7 @@ func TestHalfOpenConnections(t *testing.T) {
 	if got := settle(fds, func() int { return openFDs(t) }); got != fds {
 		t.Errorf("open files: %d before %d half-open connections, %d after", fds, n, got)
 	}
-	if got := settle(goroutines, runtime.NumGoroutine); got != goroutines {
+	if got := settle(goroutines, goroutinesBesidesIdleWorkers); got != goroutines {
 		t.Errorf("goroutines: %d before, %d after", goroutines, got)
 	}
 }
