@@ -501,7 +501,8 @@ func (st *serverStream) finish(reply any, err error) {
 		t, _ = trailerOf(s, nil)
 	}
 	b := c.w.lock()
-	if !st.headerSent && len(st.header) > 0 {
+	sentHeader := !st.headerSent && len(st.header) > 0
+	if sentHeader {
 		st.appendHeaders(b)
 	}
 	var at int
@@ -509,6 +510,11 @@ func (st *serverStream) finish(reply any, err error) {
 	*b = wire.AppendTrailer(*b, t)
 	endFrame(*b, at)
 	c.w.unlock()
+	if sentHeader {
+		st.hmu.Unlock()
+		st.outHeader()
+		st.hmu.Lock()
+	}
 	st.statsEnd(s)
 }
 
@@ -545,8 +551,23 @@ func (st *serverStream) appendHeaders(b *[]byte) {
 		kv = nil
 	}
 	*b, _ = beginFrameWith(*b, st.id, wire.TypeHeaders, 0, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
-	for _, h := range st.c.s.cfg.stats {
-		h.HandleRPC(st.ctx, &stats.OutHeader{Header: st.header.Copy(), FullMethod: st.method, RemoteAddr: st.c.pc.RemoteAddr(), LocalAddr: st.c.pc.LocalAddr()})
+}
+
+// outHeader tells the stats handlers that the header went out (outside
+// the writer's lock: a slow handler holds up this call only).
+func (st *serverStream) outHeader() {
+	hs := st.c.s.cfg.stats
+	if len(hs) == 0 {
+		return
+	}
+	st.hmu.Lock()
+	md := st.header.Copy()
+	st.hmu.Unlock()
+	if md == nil {
+		md = metadata.MD{}
+	}
+	for _, h := range hs {
+		h.HandleRPC(st.ctx, &stats.OutHeader{Header: md})
 	}
 }
 
@@ -569,7 +590,8 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 			return false, errStreamDone
 		}
 		b := c.w.lock()
-		if !st.headerSent {
+		sentHeader := !st.headerSent
+		if sentHeader {
 			if len(st.header) > 0 {
 				st.appendHeaders(b)
 			}
@@ -601,6 +623,9 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 		}
 		c.w.unlock()
 		st.hmu.Unlock()
+		if sentHeader {
+			st.outHeader()
+		}
 		st.outPayload(m, size)
 		if last {
 			st.statsEnd(okStatus)
@@ -645,7 +670,8 @@ func (st *serverStream) sendParts(data []byte) error {
 			return errStreamDone
 		}
 		b := c.w.lock()
-		if !st.headerSent {
+		sentHeader := !st.headerSent
+		if sentHeader {
 			if len(st.header) > 0 {
 				st.appendHeaders(b)
 			}
@@ -658,6 +684,9 @@ func (st *serverStream) sendParts(data []byte) error {
 		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
 		err := c.w.unlock()
 		st.hmu.Unlock()
+		if sentHeader {
+			st.outHeader()
+		}
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "grpcipc: %v", err)
 		}
@@ -701,7 +730,11 @@ func (st *serverStream) SendHeader(md metadata.MD) error {
 	st.header = metadata.Join(st.header, md)
 	b := st.c.w.lock()
 	st.appendHeaders(b)
-	return st.c.w.unlock()
+	err := st.c.w.unlock()
+	st.hmu.Unlock()
+	st.outHeader()
+	st.hmu.Lock() // for the deferred unlock
+	return err
 }
 
 // SetTrailer adds trailer metadata, sent when the call ends.

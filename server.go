@@ -89,7 +89,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	}
 	s.connsIdle = sync.NewCond(&s.mu)
 	s.grpc = grpc.NewServer(append(append(localServerOptions(),
-		grpc.UnknownServiceHandler(unknownService)),
+		grpc.UnknownServiceHandler(s.unknownService)),
 		append(cfg.grpcOptions(),
 			grpc.Creds(creds),
 			grpc.ConnectionTimeout(cfg.handshakeTimeout))...)...)
@@ -121,6 +121,17 @@ func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 		name := "/" + sd.ServiceName + "/" + d.StreamName
 		s.methods[name] = &method{name: name, impl: impl, sd: d}
 	}
+}
+
+// unknownService answers HTTP/2 calls of a method the server lacks, as
+// the fast path does (grpc-go's words), unless the caller is refused.
+func (s *Server) unknownService(_ any, ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	method, _ := grpc.Method(ctx)
+	if err := authorizeCall(ctx, method); err != nil {
+		return err
+	}
+	return s.unimplemented(method)
 }
 
 // GetServiceInfo returns the registered services, as

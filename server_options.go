@@ -50,11 +50,14 @@ func WithStreamInterceptor(i ...grpc.StreamServerInterceptor) ServerOption {
 }
 
 // WithStatsHandler adds a [stats.Handler] to a server (otelgrpc's server
-// handler, say). It sees the calls of both protocols alike: TagRPC,
-// InHeader, Begin, InPayload, OutHeader, OutPayload, OutTrailer and End for
-// every call, TagConn, ConnBegin and ConnEnd for every connection. On the
-// fast path WireLength is the frames' payload length, and there is no
-// compression.
+// handler, say; examples/otel shows its traces and metrics alike on both
+// protocols). It sees the calls of both protocols alike: TagRPC, InHeader,
+// Begin, InPayload and OutPayload per message, OutHeader with the first
+// message (or SendHeader), OutTrailer and End for every call; TagConn,
+// ConnBegin and ConnEnd for every connection. On the fast path
+// InHeader.Header holds the caller's metadata only (HTTP/2 adds
+// :authority, content-type and user-agent), WireLength counts the fast
+// path's frame headers, and there is no compression.
 func WithStatsHandler(h stats.Handler) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) error {
 		if h == nil {
