@@ -30,6 +30,9 @@ const (
 	maxFramePayload = 1<<20 + 32<<10
 	// windowThreshold: a reader gives bytes back once it has taken this many.
 	windowThreshold = wire.InitialWindow / 4
+	// minSendChunk: a sender waits for this much window (or what it has
+	// left to send) rather than send slivers.
+	minSendChunk = 64 << 10
 	// maxKeptBuffer: write buffers larger than this are not kept.
 	maxKeptBuffer = 2 << 20
 )
@@ -157,6 +160,7 @@ type inbox struct {
 	asm     *wire.Assembler // a message arriving in parts (reader only)
 	recvWin int             // bytes the peer may still send (reader)
 	credit  int             // bytes taken, not yet given back
+	held    int             // bytes of parts kept while messages waited
 	sendWin int             // bytes this side may still send
 	winUp   chan struct{}   // made by a waiter for the send window
 }
@@ -227,8 +231,16 @@ func (b *inbox) add(f wire.Flags, p []byte, max int, t taker) (giveBack int, too
 		return len(p), err, nil
 	}
 	if !done {
-		b.recvWin += len(p)
-		return len(p), nil, nil
+		// A part: the size limit bounds a message in parts, so its bytes
+		// go back at once while the application has taken every message
+		// (a message larger than the window must get through); while
+		// messages wait, they count against the window like the rest.
+		if b.head == len(b.queue) {
+			b.recvWin += len(p)
+			return len(p), nil, nil
+		}
+		b.held += len(p)
+		return 0, nil, nil
 	}
 	m := getBuf()
 	*m = append(*m, msg...)
@@ -286,7 +298,17 @@ func (b *inbox) taken(n int) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.credit += n
-	if b.credit < windowThreshold || b.ended {
+	empty := b.head == len(b.queue)
+	if empty {
+		b.credit += b.held
+		b.held = 0
+	}
+	if b.ended {
+		return 0
+	}
+	// Give back in batches, or at once when the application waits and the
+	// sender may be short of the window for its next part.
+	if b.credit < windowThreshold && !(empty && b.recvWin < 2*minSendChunk && b.credit > 0) {
 		return 0
 	}
 	n, b.credit = b.credit, 0
@@ -323,7 +345,7 @@ func (b *inbox) reserve(want int, done <-chan struct{}, doneErr func() error) (i
 			b.mu.Unlock()
 			return 0, err
 		}
-		if b.sendWin > 0 {
+		if b.sendWin >= min(want, minSendChunk) {
 			n := min(want, b.sendWin)
 			b.sendWin -= n
 			b.mu.Unlock()

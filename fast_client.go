@@ -304,9 +304,25 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		sent = true
 	}
 	if err := fc.w.unlock(); err != nil {
-		fc.close(err)
+		// The CALL did not go out: the server did not start the call.
+		fc.writeFailed()
+		fc.remove(st)
+		st.mu.Lock()
+		st.notStarted = true
+		st.mu.Unlock()
+		st.end(status.Convert(errNotStarted), nil)
+		return nil, false, errNotStarted
 	}
 	return st, sent, nil
+}
+
+// writeFailed: the connection cannot be written to (the server closed
+// it). No new call starts on it; its reader reads on to the end, so that
+// calls whose replies arrived before the close still get them.
+func (fc *fastClientConn) writeFailed() {
+	fc.mu.Lock()
+	fc.goingAway = true
+	fc.mu.Unlock()
 }
 
 // clientStream is one call on the client's side of the fast path.
@@ -498,7 +514,7 @@ func (st *clientStream) sendMsg(m any) error {
 		}
 		endFrame(*b, at)
 		if err := fc.w.unlock(); err != nil {
-			fc.close(err)
+			fc.writeFailed()
 		}
 		return nil
 	}
@@ -531,7 +547,7 @@ func (st *clientStream) sendMsg(m any) error {
 		}
 		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
 		if err := fc.w.unlock(); err != nil {
-			fc.close(err)
+			fc.writeFailed()
 			return io.EOF
 		}
 		data = data[n:]
@@ -560,6 +576,6 @@ func (st *clientStream) closeSend() {
 	st.mu.Unlock()
 	*b = appendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
 	if err := st.fc.w.unlock(); err != nil {
-		st.fc.close(err)
+		st.fc.writeFailed()
 	}
 }

@@ -30,6 +30,8 @@ type fastServerConn struct {
 	ai       *AuthInfo
 	w        frameWriter
 	r        *wire.Reader  // the reading goroutine's
+	br       *bufio.Reader // what r reads
+	deadline bool          // a read deadline is set (reader)
 	ready    *serverStream // a unary call to run once the frame is read (reader)
 	statsCtx context.Context
 	ctx      context.Context // ends when the connection closes; holds the peer
@@ -37,7 +39,8 @@ type fastServerConn struct {
 
 	mu        sync.Mutex
 	streams   map[uint32]*serverStream
-	last      uint32 // the highest stream the client opened
+	last      uint32 // the highest stream started
+	seen      uint32 // the highest stream the client opened (started or not)
 	goingAway bool   // GOAWAY sent: no new streams
 	closed    bool
 	handlers  sync.WaitGroup
@@ -69,7 +72,8 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 	s.mu.Unlock()
 
 	c.statsCtx = ctx
-	c.r = wire.NewReader(bufio.NewReaderSize(c.pc.Conn, 32<<10), wire.DefaultMaxFrame)
+	c.br = bufio.NewReaderSize(c.pc.Conn, 32<<10)
+	c.r = wire.NewReader(c.br, wire.DefaultMaxFrame)
 	b := c.w.lock()
 	*b = wire.AppendPreface(*b, version)
 	err := c.w.unlock()
@@ -88,6 +92,10 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 // handler at once (no hand-off between the request and its handler).
 func (c *fastServerConn) readLoop() {
 	for {
+		if err := c.frameDeadline(); err != nil {
+			c.end(err)
+			return
+		}
 		h, p, err := c.r.Next()
 		if err == nil {
 			err = c.frame(h, p)
@@ -103,6 +111,31 @@ func (c *fastServerConn) readLoop() {
 			return
 		}
 	}
+}
+
+// frameDeadline waits, as long as need be, for the next frame to begin;
+// once it has, the whole frame must arrive within the handshake timeout,
+// so that a peer that stops inside a frame does not hold its connection
+// (an idle client, between frames, keeps it).
+func (c *fastServerConn) frameDeadline() error {
+	br := c.br
+	if br.Buffered() == 0 {
+		if c.deadline {
+			c.pc.Conn.SetReadDeadline(time.Time{})
+			c.deadline = false
+		}
+		if _, err := br.Peek(1); err != nil {
+			return err
+		}
+	}
+	if hdr, err := br.Peek(min(br.Buffered(), wire.HeaderSize)); err == nil && len(hdr) == wire.HeaderSize {
+		if h, err := wire.ParseHeader(hdr); err == nil && br.Buffered() >= wire.HeaderSize+int(h.Length) {
+			return nil // all here: no timer needed
+		}
+	}
+	c.pc.Conn.SetReadDeadline(time.Now().Add(c.s.cfg.handshakeTimeout))
+	c.deadline = true
+	return nil
 }
 
 // run reads on (a worker's task).
@@ -127,6 +160,14 @@ func (c *fastServerConn) close(err error) {
 	if c.closed {
 		c.mu.Unlock()
 		return
+	}
+	if errors.Is(err, wire.ErrProtocol) {
+		// Say why before closing; the client fails its calls with it.
+		msg := err.Error()
+		if len(msg) > 1024 {
+			msg = msg[:1024]
+		}
+		c.writeGoAway(codes.Internal, msg)
 	}
 	c.closed = true
 	streams := make([]*serverStream, 0, len(c.streams))
@@ -167,17 +208,26 @@ func (c *fastServerConn) goAway() {
 		return
 	}
 	c.goingAway = true
-	last := c.last
+	// Written before anyone can see goingAway and close the connection.
+	c.writeGoAway(codes.Unavailable, "grpcipc: the server is stopping")
 	idle := len(c.streams) == 0
 	c.mu.Unlock()
-	b := c.w.lock()
-	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
-		return wire.AppendGoAway(b, &wire.GoAway{LastStream: last, Code: uint32(codes.Unavailable), Message: "grpcipc: the server is stopping"})
-	})
-	c.w.unlock()
 	if idle {
 		c.close(errServerStopped)
 	}
+}
+
+// writeGoAway sends GOAWAY with the last stream started (c.mu held). A
+// client that does not read gets a second to take it.
+func (c *fastServerConn) writeGoAway(code codes.Code, msg string) {
+	last := c.last
+	c.pc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	b := c.w.lock()
+	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
+		return wire.AppendGoAway(b, &wire.GoAway{LastStream: last, Code: uint32(code), Message: msg})
+	})
+	c.w.unlock()
+	c.pc.Conn.SetWriteDeadline(time.Time{})
 }
 
 // beginFrameWith appends a frame whose payload f appends.
@@ -208,7 +258,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 				c.window(h.Stream, give)
 			}
 			if tooLarge != nil {
-				st.fail(status.Errorf(codes.ResourceExhausted, "grpcipc: received message larger than max (%v)", tooLarge))
+				st.recvFailed(status.Errorf(codes.ResourceExhausted, "grpcipc: received message larger than max (%v)", tooLarge))
 			}
 		case wire.TypeHalfClose:
 			st.in.end(nil)
@@ -255,7 +305,7 @@ func (c *fastServerConn) take(n int) *[]byte { return takeFrom(c.r, n) }
 func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id > c.last {
+	if id > c.seen {
 		return nil, fmt.Errorf("%w: %v frame on stream %d, which was never opened", wire.ErrProtocol, t, id)
 	}
 	return c.streams[id], nil
@@ -287,21 +337,6 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	if id <= c.last {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: CALL on stream %d after stream %d: streams must increase", wire.ErrProtocol, id, c.last)
-	}
-	c.last = id
-	if c.goingAway || c.closed {
-		c.mu.Unlock()
-		return nil // not started: the client retries it elsewhere
-	}
-	if len(c.streams) >= maxStreams {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, maxStreams)
-	}
-	c.mu.Unlock()
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
 	st.in.init()
 	md := fromKV(call.Metadata)
@@ -314,12 +349,26 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	st.sts.st = st
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &st.sts)
 	st.ctx = ctx
+	// One locked section: a GOAWAY names the last stream started, and
+	// every stream up to it is started.
 	c.mu.Lock()
+	if id <= c.seen {
+		c.mu.Unlock()
+		st.cancel()
+		return fmt.Errorf("%w: CALL on stream %d after stream %d: streams must increase", wire.ErrProtocol, id, c.seen)
+	}
+	c.seen = id
 	if c.goingAway || c.closed {
 		c.mu.Unlock()
 		st.cancel()
-		return nil
+		return nil // not started (above the GOAWAY's last stream): the client retries it
 	}
+	if len(c.streams) >= maxStreams {
+		c.mu.Unlock()
+		st.cancel()
+		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, maxStreams)
+	}
+	c.last = id
 	c.streams[id] = st
 	c.handlers.Add(1)
 	c.mu.Unlock()
@@ -403,6 +452,7 @@ type serverStream struct {
 	headerSent bool
 	trailer    metadata.MD
 	finished   bool
+	recvErr    error // a message the client sent could not be received
 }
 
 func (st *serverStream) started() bool { return st.ready.Load() }
@@ -470,6 +520,19 @@ func (st *serverStream) inPayload(v any, n int) {
 	}
 }
 
+// recvFailed: a message could not be received (over the size limit). A
+// handler that runs gets err from RecvMsg, and the call ends with it
+// whatever the handler returns; one not yet run never will.
+func (st *serverStream) recvFailed(err error) {
+	st.hmu.Lock()
+	if st.recvErr == nil {
+		st.recvErr = err
+	}
+	st.hmu.Unlock()
+	st.in.end(err)
+	st.fail(err)
+}
+
 // fail ends a stream that no handler runs with err.
 func (st *serverStream) fail(err error) {
 	if st.dispatched.CompareAndSwap(false, true) {
@@ -494,6 +557,9 @@ func (st *serverStream) finish(reply any, err error) {
 		return
 	}
 	st.finished = true
+	if st.recvErr != nil {
+		err = st.recvErr // the call failed whatever the handler made of it
+	}
 	s := statusOfError(err)
 	t, terr := trailerOf(s, st.trailer)
 	if terr != nil {
