@@ -2,10 +2,13 @@
 // operating system's local transports instead of a TCP port: Unix domain
 // sockets, Linux abstract sockets and Windows named pipes.
 //
-// A server listens with [Listen] and serves with an ordinary
-// [google.golang.org/grpc.Server] made with [ServerOptions]; a client gets an ordinary
-// [google.golang.org/grpc.ClientConn] from [NewClient]. Both take the same
-// endpoint strings (see [ParseEndpoint]), and [DefaultEndpoint] picks a
+// A server listens with [Listen] and serves with [NewServer], which speaks
+// gRPC over HTTP/2 (for every gRPC client) and grpcipc's fast path (a lean
+// framing of the same calls, docs/protocol.md) on one listener; generated
+// code registers on it unchanged. A client from [NewClient] offers the fast
+// path and falls back to HTTP/2; generated clients take it unchanged.
+// [ServerOptions] makes the same checks for a plain grpc.Server (HTTP/2
+// only). Both take the same endpoint strings (see [ParseEndpoint]), and [DefaultEndpoint] picks a
 // per-user one for this OS:
 //
 //	unix:///run/app/app.sock     Unix socket file (also unix:/abs, unix:rel)
@@ -16,15 +19,15 @@
 // # Security
 //
 // A socket file is created with mode 0600 before it accepts its first
-// connection. On every connection the listener reads the caller's OS
+// connection. On every connection the server reads the caller's OS
 // identity ([Creds]) once, when it accepts it, and applies a [Policy]
-// ([WithPolicy]); the default, [SameUserPolicy], admits only the server's
+// ([WithPolicy]), whatever listener it serves; the default, [SameUserPolicy], admits only the server's
 // own user, on abstract sockets (which have no file permissions) too. A
 // field the OS did not tell fails closed: a deny rule that needs it
 // matches, an allow rule does not. An exe: principal compares the file by
 // device and inode and never admits alone (see [ParsePrincipal] for what
-// it does not protect against). A server made with [ServerOptions]
-// applies per-method rules and gives handlers the caller's identity
+// it does not protect against). The server applies per-method rules on
+// both protocols and gives handlers the caller's identity
 // ([AuthInfoFromContext]); a refused call fails with
 // codes.PermissionDenied and no handler runs, and refused callers hold a
 // bounded share of the server. [Listen] never removes a live server's
