@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/grpcipc/grpcipc/internal/wire"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -44,6 +46,10 @@ var errServerStopped = errors.New("grpcipc: the server stopped")
 // appends its frames under the lock, and whoever finds no write in
 // progress writes everything queued so far in one system call, so that
 // frames queued while a write runs go out together with the next.
+//
+// A peer that stops reading cannot make it hold more than maxQueued
+// bytes (those who would add more wait for the write in progress), nor
+// hold a write for more than writeTimeout: then the connection is closed.
 type frameWriter struct {
 	conn     net.Conn
 	mu       sync.Mutex
@@ -51,11 +57,28 @@ type frameWriter struct {
 	spare    []byte // the other buffer, reused
 	flushing bool
 	err      error
+	waiters  int        // goroutines waiting for the queue to drain
+	drained  *sync.Cond // made by the first waiter
 }
 
-// lock returns the buffer to append frames to, until unlock.
+// Bounds of a frameWriter.
+const (
+	maxQueued    = 8 << 20
+	writeTimeout = 10 * time.Second
+)
+
+// lock returns the buffer to append frames to, until unlock; it waits
+// while a write is in progress and the queue is full.
 func (w *frameWriter) lock() *[]byte {
 	w.mu.Lock()
+	for w.flushing && len(w.buf) >= maxQueued && w.err == nil {
+		if w.drained == nil {
+			w.drained = sync.NewCond(&w.mu)
+		}
+		w.waiters++
+		w.drained.Wait()
+		w.waiters--
+	}
 	return &w.buf
 }
 
@@ -75,7 +98,13 @@ func (w *frameWriter) unlock() error {
 		b := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
+		w.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		_, err := w.conn.Write(b)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The peer has not read for writeTimeout: it is stuck or
+			// hostile, and its connection goes.
+			w.conn.Close()
+		}
 		w.mu.Lock()
 		if cap(b) <= maxKeptBuffer {
 			w.spare = b[:0]
@@ -85,6 +114,9 @@ func (w *frameWriter) unlock() error {
 		if err != nil {
 			w.err = err
 			w.buf = w.buf[:0]
+		}
+		if w.waiters > 0 {
+			w.drained.Broadcast()
 		}
 	}
 	w.flushing = false

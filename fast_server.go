@@ -217,17 +217,14 @@ func (c *fastServerConn) goAway() {
 	}
 }
 
-// writeGoAway sends GOAWAY with the last stream started (c.mu held). A
-// client that does not read gets a second to take it.
+// writeGoAway sends GOAWAY with the last stream started (c.mu held).
 func (c *fastServerConn) writeGoAway(code codes.Code, msg string) {
 	last := c.last
-	c.pc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	b := c.w.lock()
 	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
 		return wire.AppendGoAway(b, &wire.GoAway{LastStream: last, Code: uint32(code), Message: msg})
 	})
 	c.w.unlock()
-	c.pc.Conn.SetWriteDeadline(time.Time{})
 }
 
 // beginFrameWith appends a frame whose payload f appends.

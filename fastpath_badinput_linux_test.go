@@ -19,6 +19,7 @@ import (
 	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/protobuf/proto"
 )
 
 // A fast-path peer that breaks the protocol (docs/protocol.md) loses its
@@ -552,4 +553,65 @@ func goAwayRound(t *testing.T) goAwayResult {
 		}
 	}
 	return res
+}
+
+// TestFastPathNonReaderBounded: a client that sends PINGs (each answered)
+// and never reads what the server writes cannot make the server queue
+// without bound: once the socket and the writer's queue are full, the
+// server stops reading it (its writes wait), and a well-behaved client
+// keeps being served meanwhile. (A red-team run before the bound grew a
+// server to 4.5 GB this way.)
+func TestFastPathNonReaderBounded(t *testing.T) {
+	endpoint, _, _, _ := startSlowServer(t)
+	good := greetpb.NewGreeterClient(newClient(t, endpoint))
+	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	rf := dialFast(t, endpoint)
+	rf.c.SetReadBuffer(4 << 10) // the attacker reads nothing and keeps its buffer small
+	before := heapInuse()
+	// First unary calls, unread replies and all, until a handler's write
+	// of its reply blocks: that handler is then the connection's writer,
+	// and what others queue waits for it.
+	req, _ := proto.Marshal(&greetpb.HelloRequest{Name: strings.Repeat("x", 200)})
+	var calls []byte
+	id := uint32(1)
+	for range 20000 {
+		calls = append(calls, rawCall(id)...)
+		calls = append(calls, rawFrame(id, wire.TypeMessage, 0, req)...)
+		calls = append(calls, rawFrame(id, wire.TypeHalfClose, 0, nil)...)
+		id += 2
+		if len(calls) > 64<<10 {
+			rf.c.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := rf.c.Write(calls); err != nil {
+				break
+			}
+			calls = calls[:0]
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ping := rawFrame(0, wire.TypePing, 0, make([]byte, 8))
+	batch := bytes.Repeat(ping, 4096)
+	sent := 0
+	const most = 96 << 20 // enough answers to fill the socket and the queue many times over
+	for sent < most {
+		rf.c.SetWriteDeadline(time.Now().Add(time.Second))
+		n, err := rf.c.Write(batch)
+		sent += n
+		if err != nil {
+			break // the server stopped reading: what it owes is bounded
+		}
+	}
+	grown := int64(heapInuse()) - int64(before)
+	t.Logf("sent %d MiB of PINGs without reading; the server's heap grew by %d MiB", sent>>20, grown>>20)
+	if sent >= most {
+		t.Errorf("the server read %d MiB of PINGs from a client that reads nothing: no back-pressure", sent>>20)
+	}
+	if grown > 48<<20 {
+		t.Errorf("the server's heap grew by %d MiB for one client that does not read", grown>>20)
+	}
+	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+		t.Errorf("a well-behaved client during the flood: %v", err)
+	}
+	rf.c.Close()
 }
