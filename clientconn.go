@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
@@ -455,11 +456,11 @@ func (s *fastStream) SendMsg(m any) error {
 func (s *fastStream) RecvMsg(m any) error {
 	st := s.st
 	s.ctxEnded()
-	b, credit, err := st.in.next(nil, nil)
+	b, credit, err := st.in.Next(nil, nil)
 	if err == nil && b != nil {
 		uerr := unmarshal(*b, m)
-		putBuf(b)
-		if give := st.in.taken(credit); give > 0 {
+		fastio.PutBuf(b)
+		if give := st.in.Taken(credit); give > 0 {
 			st.fc.window(st.id, give)
 		}
 		if uerr != nil {
@@ -471,9 +472,9 @@ func (s *fastStream) RecvMsg(m any) error {
 			return nil
 		}
 		// One message only: read on to the end for the status.
-		b2, _, err2 := st.in.next(nil, nil)
+		b2, _, err2 := st.in.Next(nil, nil)
 		if b2 != nil {
-			putBuf(b2)
+			fastio.PutBuf(b2)
 			st.abort(status.New(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
 			return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,7 +24,7 @@ type fastClientConn struct {
 	conn  net.Conn
 	ai    *AuthInfo
 	peer  peer.Peer
-	w     frameWriter
+	w     fastio.Writer
 	r     *wire.Reader  // the reader goroutine's
 	slots chan struct{} // one per stream that may be open
 
@@ -48,7 +49,7 @@ func newFastClientConn(conn net.Conn, ai *AuthInfo) *fastClientConn {
 		next:    1,
 		done:    make(chan struct{}),
 	}
-	fc.w.conn = conn
+	fc.w.Conn = conn
 	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: ai}
 	return fc
 }
@@ -115,7 +116,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		if st == nil {
 			return nil // a call that ended here first
 		}
-		give, tooLarge, err := st.in.add(h.Flags, p, st.maxRecv, fc)
+		give, tooLarge, err := st.in.Add(h.Flags, p, st.maxRecv, fc)
 		if err != nil {
 			return err
 		}
@@ -142,7 +143,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 			return err
 		}
 		if st := fc.stream(h.Stream); st != nil {
-			st.in.grow(inc)
+			st.in.Grow(inc)
 		}
 	case wire.TypeGoAway:
 		g, err := wire.ParseGoAway(p)
@@ -155,9 +156,9 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 			if len(p) != 8 {
 				return fmt.Errorf("%w: PING payload of %d bytes, want 8", wire.ErrProtocol, len(p))
 			}
-			b := fc.w.lock()
-			*b = appendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
-			fc.w.unlock()
+			b := fc.w.Lock()
+			*b = wire.AppendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
+			fc.w.Unlock()
 		}
 	default:
 		return fmt.Errorf("%w: a server sent a %v frame, which only clients send", wire.ErrProtocol, h.Type)
@@ -191,7 +192,7 @@ func (fc *fastClientConn) goAway(last uint32) {
 	}
 }
 
-func (fc *fastClientConn) take(n int) *[]byte { return takeFrom(fc.r, n) }
+func (fc *fastClientConn) Take(n int) *[]byte { return fastio.TakeFrom(fc.r, n) }
 
 func (fc *fastClientConn) stream(id uint32) *clientStream {
 	fc.mu.Lock()
@@ -217,10 +218,10 @@ func (fc *fastClientConn) remove(st *clientStream) {
 
 // window gives n bytes of a stream's window back to the server.
 func (fc *fastClientConn) window(id uint32, n int) {
-	b := fc.w.lock()
+	b := fc.w.Lock()
 	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
 	*b = wire.AppendWindow(*b, uint32(n))
-	fc.w.unlock()
+	fc.w.Unlock()
 }
 
 // callInfo is what a call's options ask for.
@@ -267,15 +268,15 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		return nil, false, status.Error(codes.Unavailable, "grpcipc: connection closed")
 	}
 	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
-	st.in.init()
+	st.in.Init()
 	if desc != nil {
 		st.hdr = make(chan struct{})
 	}
-	b := fc.w.lock()
+	b := fc.w.Lock()
 	fc.mu.Lock()
 	if fc.err != nil || fc.goingAway {
 		fc.mu.Unlock()
-		fc.w.mu.Unlock()
+		fc.w.Release()
 		<-fc.slots
 		return nil, false, errNotStarted
 	}
@@ -284,26 +285,26 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	fc.streams[st.id] = st
 	fc.mu.Unlock()
 	var at int
-	*b, at = beginFrame(*b, st.id, wire.TypeCall, 0)
+	*b, at = wire.BeginFrame(*b, st.id, wire.TypeCall, 0)
 	*b = wire.AppendCall(*b, &call)
-	endFrame(*b, at)
-	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
+	wire.EndFrame(*b, at)
+	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
 		mark := len(*b)
-		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)
 		var merr error
 		if *b, merr = marshal(*b, req); merr != nil {
 			*b = (*b)[:mark]
-			*b = appendFrame(*b, st.id, wire.TypeCancel, 0, nil)
-			fc.w.unlock()
+			*b = wire.AppendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+			fc.w.Unlock()
 			fc.remove(st)
 			return nil, false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", merr)
 		}
-		endFrame(*b, at)
-		*b = appendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
+		wire.EndFrame(*b, at)
+		*b = wire.AppendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
 		st.halfClosed = true
 		sent = true
 	}
-	if err := fc.w.unlock(); err != nil {
+	if err := fc.w.Unlock(); err != nil {
 		// The CALL did not go out: the server did not start the call.
 		fc.writeFailed()
 		fc.remove(st)
@@ -334,7 +335,7 @@ type clientStream struct {
 	desc    *grpc.StreamDesc // nil for a unary call
 	maxRecv int
 	maxSend int
-	in      inbox
+	in      fastio.Inbox
 	stop    func() bool // ends the watch of ctx
 
 	hdr  chan struct{} // closed when the header is known (streams only)
@@ -390,9 +391,9 @@ func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
 	}
 	st.mu.Unlock()
 	if s.Code() == codes.OK {
-		st.in.end(nil)
+		st.in.End(nil)
 	} else {
-		st.in.end(s.Err())
+		st.in.End(s.Err())
 	}
 	close(st.done)
 }
@@ -405,9 +406,9 @@ func (st *clientStream) abort(s *status.Status) {
 	if ended {
 		return
 	}
-	b := st.fc.w.lock()
-	*b = appendFrame(*b, st.id, wire.TypeCancel, 0, nil)
-	st.fc.w.unlock()
+	b := st.fc.w.Lock()
+	*b = wire.AppendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+	st.fc.w.Unlock()
 	st.fc.remove(st)
 	st.end(s, nil)
 }
@@ -450,7 +451,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		}
 		return st.finishCall(ci, s.Err())
 	}
-	b, _, err := st.in.next(nil, nil)
+	b, _, err := st.in.Next(nil, nil)
 	if err != nil {
 		return st.finishCall(ci, err)
 	}
@@ -458,8 +459,8 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		return st.finishCall(ci, status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
 	}
 	err = unmarshal(*b, reply)
-	putBuf(b)
-	st.in.drain()
+	fastio.PutBuf(b)
+	st.in.Drain()
 	if err != nil {
 		err = status.Errorf(codes.Internal, "grpcipc: failed to unmarshal the response: %v", err)
 	}
@@ -497,29 +498,29 @@ func (st *clientStream) sendMsg(m any) error {
 		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, st.maxSend)
 	}
 	fc := st.fc
-	if size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
-		b := fc.w.lock()
+	if size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
+		b := fc.w.Lock()
 		if st.sendDone() {
-			fc.w.mu.Unlock()
+			fc.w.Release()
 			return io.EOF
 		}
 		mark := len(*b)
 		var at int
-		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)
 		var err error
 		if *b, err = marshal(*b, m); err != nil {
 			*b = (*b)[:mark]
-			fc.w.unlock()
+			fc.w.Unlock()
 			return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
 		}
-		endFrame(*b, at)
-		if err := fc.w.unlock(); err != nil {
+		wire.EndFrame(*b, at)
+		if err := fc.w.Unlock(); err != nil {
 			fc.writeFailed()
 		}
 		return nil
 	}
-	buf := getBuf()
-	defer putBuf(buf)
+	buf := fastio.GetBuf()
+	defer fastio.PutBuf(buf)
 	var err error
 	if *buf, err = marshal(*buf, m); err != nil {
 		return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
@@ -532,21 +533,21 @@ func (st *clientStream) sendMsg(m any) error {
 	for first || len(data) > 0 {
 		n := 0
 		if len(data) > 0 {
-			if n, err = st.in.reserve(min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
+			if n, err = st.in.Reserve(min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
 				return io.EOF // the call ended: RecvMsg tells how
 			}
 		}
-		b := fc.w.lock()
+		b := fc.w.Lock()
 		if st.sendDone() {
-			fc.w.mu.Unlock()
+			fc.w.Release()
 			return io.EOF
 		}
 		var fl wire.Flags
 		if n < len(data) {
 			fl = wire.FlagMore
 		}
-		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
-		if err := fc.w.unlock(); err != nil {
+		*b = wire.AppendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
+		if err := fc.w.Unlock(); err != nil {
 			fc.writeFailed()
 			return io.EOF
 		}
@@ -566,16 +567,16 @@ func (st *clientStream) sendDone() bool {
 
 // closeSend sends HALF_CLOSE, once.
 func (st *clientStream) closeSend() {
-	b := st.fc.w.lock()
+	b := st.fc.w.Lock()
 	if st.sendDone() {
-		st.fc.w.mu.Unlock()
+		st.fc.w.Release()
 		return
 	}
 	st.mu.Lock()
 	st.halfClosed = true
 	st.mu.Unlock()
-	*b = appendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
-	if err := st.fc.w.unlock(); err != nil {
+	*b = wire.AppendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
+	if err := st.fc.w.Unlock(); err != nil {
 		st.fc.writeFailed()
 	}
 }

@@ -28,21 +28,21 @@ func fuzzSeeds() [][]byte {
 	call := wire.AppendCall(nil, &wire.Call{Method: "/greet.Greeter/SayHello", Timeout: time.Second,
 		Metadata: []wire.KV{{Key: "k", Value: "v"}, {Key: "k-bin", Value: "\x00\xff"}}})
 	var client []byte
-	client = appendFrame(client, 1, wire.TypeCall, 0, call)
-	client = appendFrame(client, 1, wire.TypeMessage, 0, req)
-	client = appendFrame(client, 1, wire.TypeHalfClose, 0, nil)
-	client = appendFrame(client, 3, wire.TypeCall, 0, call)
-	client = appendFrame(client, 3, wire.TypeMessage, wire.FlagMore, req[:2])
-	client = appendFrame(client, 3, wire.TypeMessage, 0, req[2:])
-	client = appendFrame(client, 3, wire.TypeWindow, 0, wire.AppendWindow(nil, 10))
-	client = appendFrame(client, 3, wire.TypeCancel, 0, nil)
-	client = appendFrame(client, 0, wire.TypePing, 0, make([]byte, 8))
+	client = wire.AppendFrame(client, 1, wire.TypeCall, 0, call)
+	client = wire.AppendFrame(client, 1, wire.TypeMessage, 0, req)
+	client = wire.AppendFrame(client, 1, wire.TypeHalfClose, 0, nil)
+	client = wire.AppendFrame(client, 3, wire.TypeCall, 0, call)
+	client = wire.AppendFrame(client, 3, wire.TypeMessage, wire.FlagMore, req[:2])
+	client = wire.AppendFrame(client, 3, wire.TypeMessage, 0, req[2:])
+	client = wire.AppendFrame(client, 3, wire.TypeWindow, 0, wire.AppendWindow(nil, 10))
+	client = wire.AppendFrame(client, 3, wire.TypeCancel, 0, nil)
+	client = wire.AppendFrame(client, 0, wire.TypePing, 0, make([]byte, 8))
 	var server []byte
-	server = appendFrame(server, 1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, []wire.KV{{Key: "h", Value: "1"}}))
-	server = appendFrame(server, 1, wire.TypeMessage, 0, req)
-	server = appendFrame(server, 1, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{Code: 5, Message: "nope", Metadata: []wire.KV{{Key: "t", Value: "2"}}}))
-	server = appendFrame(server, 1, wire.TypeWindow, 0, wire.AppendWindow(nil, 1))
-	server = appendFrame(server, 0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{LastStream: 0, Code: 14, Message: "bye"}))
+	server = wire.AppendFrame(server, 1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, []wire.KV{{Key: "h", Value: "1"}}))
+	server = wire.AppendFrame(server, 1, wire.TypeMessage, 0, req)
+	server = wire.AppendFrame(server, 1, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{Code: 5, Message: "nope", Metadata: []wire.KV{{Key: "t", Value: "2"}}}))
+	server = wire.AppendFrame(server, 1, wire.TypeWindow, 0, wire.AppendWindow(nil, 1))
+	server = wire.AppendFrame(server, 0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{LastStream: 0, Code: 14, Message: "bye"}))
 	return [][]byte{client, server, client[:25], server[:40], nil}
 }
 

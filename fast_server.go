@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
@@ -28,7 +29,7 @@ type fastServerConn struct {
 	s        *Server
 	pc       *peerConn
 	ai       *AuthInfo
-	w        frameWriter
+	w        fastio.Writer
 	r        *wire.Reader  // the reading goroutine's
 	br       *bufio.Reader // what r reads
 	deadline bool          // a read deadline is set (reader)
@@ -49,7 +50,7 @@ type fastServerConn struct {
 // serveFast serves a connection whose client sent grpcipc's preface.
 func (s *Server) serveFast(pc *peerConn, version uint8) {
 	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}}
-	c.w.conn = pc.Conn
+	c.w.Conn = pc.Conn
 	c.ai = &AuthInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 		Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
@@ -74,9 +75,9 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 	c.statsCtx = ctx
 	c.br = bufio.NewReaderSize(c.pc.Conn, 32<<10)
 	c.r = wire.NewReader(c.br, wire.DefaultMaxFrame)
-	b := c.w.lock()
+	b := c.w.Lock()
 	*b = wire.AppendPreface(*b, version)
-	err := c.w.unlock()
+	err := c.w.Unlock()
 	if draining {
 		c.goAway()
 	}
@@ -179,7 +180,7 @@ func (c *fastServerConn) close(err error) {
 	c.cancel()
 	c.pc.Close()
 	for _, st := range streams {
-		st.in.end(status.Error(codes.Unavailable, "grpcipc: connection closed"))
+		st.in.End(status.Error(codes.Unavailable, "grpcipc: connection closed"))
 		st.abandon()
 	}
 }
@@ -220,18 +221,18 @@ func (c *fastServerConn) goAway() {
 // writeGoAway sends GOAWAY with the last stream started (c.mu held).
 func (c *fastServerConn) writeGoAway(code codes.Code, msg string) {
 	last := c.last
-	b := c.w.lock()
+	b := c.w.Lock()
 	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
 		return wire.AppendGoAway(b, &wire.GoAway{LastStream: last, Code: uint32(code), Message: msg})
 	})
-	c.w.unlock()
+	c.w.Unlock()
 }
 
 // beginFrameWith appends a frame whose payload f appends.
 func beginFrameWith(b []byte, stream uint32, t wire.Type, fl wire.Flags, f func([]byte) []byte) ([]byte, int) {
-	b, at := beginFrame(b, stream, t, fl)
+	b, at := wire.BeginFrame(b, stream, t, fl)
 	b = f(b)
-	endFrame(b, at)
+	wire.EndFrame(b, at)
 	return b, at
 }
 
@@ -247,7 +248,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		}
 		switch h.Type {
 		case wire.TypeMessage:
-			give, tooLarge, err := st.in.add(h.Flags, p, c.s.cfg.maxRecv, c)
+			give, tooLarge, err := st.in.Add(h.Flags, p, c.s.cfg.maxRecv, c)
 			if err != nil {
 				return err
 			}
@@ -258,13 +259,13 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 				st.recvFailed(status.Errorf(codes.ResourceExhausted, "grpcipc: received message larger than max (%v)", tooLarge))
 			}
 		case wire.TypeHalfClose:
-			st.in.end(nil)
+			st.in.End(nil)
 			if st.m != nil && st.m.md != nil && st.started() {
 				c.ready = st // readLoop runs it
 			}
 		case wire.TypeCancel:
 			st.cancel()
-			st.in.end(status.Error(codes.Canceled, "grpcipc: the client cancelled the call"))
+			st.in.End(status.Error(codes.Canceled, "grpcipc: the client cancelled the call"))
 			st.abandon()
 		}
 		return nil
@@ -277,7 +278,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 			return nil // reserved
 		}
 		if st, _ := c.stream(h.Stream, h.Type); st != nil {
-			st.in.grow(inc)
+			st.in.Grow(inc)
 		}
 		return nil
 	case wire.TypePing:
@@ -287,15 +288,15 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		if len(p) != 8 {
 			return fmt.Errorf("%w: PING payload of %d bytes, want 8", wire.ErrProtocol, len(p))
 		}
-		b := c.w.lock()
-		*b = appendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
-		c.w.unlock()
+		b := c.w.Lock()
+		*b = wire.AppendFrame(*b, 0, wire.TypePing, wire.FlagAck, p)
+		c.w.Unlock()
 		return nil
 	}
 	return fmt.Errorf("%w: a client sent a %v frame, which only servers send", wire.ErrProtocol, h.Type)
 }
 
-func (c *fastServerConn) take(n int) *[]byte { return takeFrom(c.r, n) }
+func (c *fastServerConn) Take(n int) *[]byte { return fastio.TakeFrom(c.r, n) }
 
 // stream returns the open stream id, nil for one that has ended, and an
 // error for one never opened.
@@ -310,10 +311,10 @@ func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
 
 // window gives n bytes of stream id's window back to the client.
 func (c *fastServerConn) window(id uint32, n int) {
-	b := c.w.lock()
+	b := c.w.Lock()
 	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
 	*b = wire.AppendWindow(*b, uint32(n))
-	c.w.unlock()
+	c.w.Unlock()
 }
 
 func (c *fastServerConn) remove(st *serverStream) {
@@ -335,7 +336,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 		return err
 	}
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
-	st.in.init()
+	st.in.Init()
 	md := fromKV(call.Metadata)
 	ctx := metadata.NewIncomingContext(c.ctx, md)
 	if call.Timeout > 0 {
@@ -437,7 +438,7 @@ type serverStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	begin  time.Time // for stats handlers
-	in     inbox
+	in     fastio.Inbox
 	sts    transportStream
 
 	ready      atomic.Bool // authorized, a method found
@@ -458,7 +459,7 @@ func (st *serverStream) started() bool { return st.ready.Load() }
 func (st *serverStream) done() {
 	st.doneOnce.Do(func() {
 		st.cancel()
-		st.in.drain()
+		st.in.Drain()
 		st.c.remove(st)
 		st.c.handlers.Done()
 	})
@@ -496,14 +497,14 @@ func (st *serverStream) run() {
 
 // decodeRequest reads a unary call's one request message into v.
 func (st *serverStream) decodeRequest(v any) error {
-	b, _, err := st.in.next(nil, nil)
+	b, _, err := st.in.Next(nil, nil)
 	if err != nil {
 		return err
 	}
 	if b == nil {
 		return status.Error(codes.Internal, "grpcipc: the client sent no request message")
 	}
-	defer putBuf(b)
+	defer fastio.PutBuf(b)
 	if err := unmarshal(*b, v); err != nil {
 		return status.Errorf(codes.Internal, "grpcipc: failed to unmarshal the request: %v", err)
 	}
@@ -526,7 +527,7 @@ func (st *serverStream) recvFailed(err error) {
 		st.recvErr = err
 	}
 	st.hmu.Unlock()
-	st.in.end(err)
+	st.in.End(err)
 	st.fail(err)
 }
 
@@ -563,16 +564,16 @@ func (st *serverStream) finish(reply any, err error) {
 		s = status.Convert(terr)
 		t, _ = trailerOf(s, nil)
 	}
-	b := c.w.lock()
+	b := c.w.Lock()
 	sentHeader := !st.headerSent && len(st.header) > 0
 	if sentHeader {
 		st.appendHeaders(b)
 	}
 	var at int
-	*b, at = beginFrame(*b, st.id, wire.TypeTrailers, 0)
+	*b, at = wire.BeginFrame(*b, st.id, wire.TypeTrailers, 0)
 	*b = wire.AppendTrailer(*b, t)
-	endFrame(*b, at)
-	c.w.unlock()
+	wire.EndFrame(*b, at)
+	c.w.Unlock()
 	if sentHeader {
 		st.hmu.Unlock()
 		st.outHeader()
@@ -646,13 +647,13 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 	if size > c.s.cfg.maxSend {
 		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, c.s.cfg.maxSend)
 	}
-	if size >= 0 && size <= maxFramePayload && st.in.tryReserve(size) {
+	if size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
 		st.hmu.Lock()
 		if st.finished {
 			st.hmu.Unlock()
 			return false, errStreamDone
 		}
-		b := c.w.lock()
+		b := c.w.Lock()
 		sentHeader := !st.headerSent
 		if sentHeader {
 			if len(st.header) > 0 {
@@ -662,29 +663,29 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 		}
 		mark := len(*b)
 		var at int
-		*b, at = beginFrame(*b, st.id, wire.TypeMessage, 0)
+		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)
 		var err error
 		*b, err = marshal(*b, m)
 		if err != nil {
 			*b = (*b)[:mark]
-			c.w.unlock()
+			c.w.Unlock()
 			st.hmu.Unlock()
 			return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
 		}
-		endFrame(*b, at)
+		wire.EndFrame(*b, at)
 		if last {
 			st.finished = true
 			mark := len(*b)
-			*b, at = beginFrame(*b, st.id, wire.TypeTrailers, 0)
+			*b, at = wire.BeginFrame(*b, st.id, wire.TypeTrailers, 0)
 			if *b, err = appendOKTrailer(*b, st.trailer); err != nil {
 				*b = (*b)[:mark] // bad trailer metadata: finish says so
 				st.finished = false
 				last = false
 			} else {
-				endFrame(*b, at)
+				wire.EndFrame(*b, at)
 			}
 		}
-		c.w.unlock()
+		c.w.Unlock()
 		st.hmu.Unlock()
 		if sentHeader {
 			st.outHeader()
@@ -697,8 +698,8 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 	}
 	// Large, or the window is short: marshal, then send part by part as
 	// the window opens.
-	buf := getBuf()
-	defer putBuf(buf)
+	buf := fastio.GetBuf()
+	defer fastio.PutBuf(buf)
 	if *buf, err = marshal(*buf, m); err != nil {
 		return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
 	}
@@ -722,7 +723,7 @@ func (st *serverStream) sendParts(data []byte) error {
 		n := 0
 		if want > 0 {
 			var err error
-			n, err = st.in.reserve(want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+			n, err = st.in.Reserve(want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
 			if err != nil {
 				return err
 			}
@@ -732,7 +733,7 @@ func (st *serverStream) sendParts(data []byte) error {
 			st.hmu.Unlock()
 			return errStreamDone
 		}
-		b := c.w.lock()
+		b := c.w.Lock()
 		sentHeader := !st.headerSent
 		if sentHeader {
 			if len(st.header) > 0 {
@@ -744,8 +745,8 @@ func (st *serverStream) sendParts(data []byte) error {
 		if n < len(data) {
 			fl = wire.FlagMore
 		}
-		*b = appendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
-		err := c.w.unlock()
+		*b = wire.AppendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
+		err := c.w.Unlock()
 		st.hmu.Unlock()
 		if sentHeader {
 			st.outHeader()
@@ -791,9 +792,9 @@ func (st *serverStream) SendHeader(md metadata.MD) error {
 		return status.Error(codes.Internal, "grpcipc: SendHeader called twice, or after the header was sent")
 	}
 	st.header = metadata.Join(st.header, md)
-	b := st.c.w.lock()
+	b := st.c.w.Lock()
 	st.appendHeaders(b)
-	err := st.c.w.unlock()
+	err := st.c.w.Unlock()
 	st.hmu.Unlock()
 	st.outHeader()
 	st.hmu.Lock() // for the deferred unlock
@@ -820,7 +821,7 @@ func (st *serverStream) SendMsg(m any) error {
 
 // RecvMsg receives the client's next message; io.EOF after its last.
 func (st *serverStream) RecvMsg(m any) error {
-	b, credit, err := st.in.next(st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+	b, credit, err := st.in.Next(st.ctx.Done(), func() error { return contextStatus(st.ctx) })
 	if err != nil {
 		return err
 	}
@@ -829,8 +830,8 @@ func (st *serverStream) RecvMsg(m any) error {
 	}
 	err = unmarshal(*b, m)
 	n := len(*b)
-	putBuf(b)
-	if give := st.in.taken(credit); give > 0 {
+	fastio.PutBuf(b)
+	if give := st.in.Taken(credit); give > 0 {
 		st.c.window(st.id, give)
 	}
 	if err != nil {

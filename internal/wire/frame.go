@@ -81,58 +81,34 @@ func unexpected(err error) error {
 	return err
 }
 
-// Writer gathers frames to write them in one go: who holds it appends the
-// frames that are ready, then flushes them with one write.
-type Writer struct {
-	buf []byte
+// AppendFrame appends a frame of the given stream, type and flags with
+// payload.
+func AppendFrame(b []byte, stream uint32, t Type, f Flags, payload []byte) []byte {
+	b = AppendHeader(b, Header{Length: uint32(len(payload)), Stream: stream, Type: t, Flags: f})
+	return append(b, payload...)
 }
 
-// Frame appends a frame of the given stream, type and flags with payload.
-func (w *Writer) Frame(stream uint32, t Type, f Flags, payload []byte) {
-	w.buf = AppendHeader(w.buf, Header{Length: uint32(len(payload)), Stream: stream, Type: t, Flags: f})
-	w.buf = append(w.buf, payload...)
+// BeginFrame appends the header of a frame whose payload the caller then
+// appends (a message marshalled in place, say), and returns the offset to
+// give EndFrame.
+func BeginFrame(b []byte, stream uint32, t Type, f Flags) ([]byte, int) {
+	return AppendHeader(b, Header{Stream: stream, Type: t, Flags: f}), len(b)
 }
 
-// Begin appends the header of a frame whose payload the caller then
-// appends to Buf (a message marshalled in place, say), and returns the
-// offset to give End.
-func (w *Writer) Begin(stream uint32, t Type, f Flags) int {
-	at := len(w.buf)
-	w.buf = AppendHeader(w.buf, Header{Stream: stream, Type: t, Flags: f})
-	return at
+// EndFrame sets the length of the frame BeginFrame started at at.
+func EndFrame(b []byte, at int) {
+	n := uint32(len(b) - at - HeaderSize)
+	b[at], b[at+1], b[at+2], b[at+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 }
 
-// Buf is the pending bytes, to append a payload to between Begin and End.
-func (w *Writer) Buf() *[]byte { return &w.buf }
-
-// End sets the length of the frame Begin started at at.
-func (w *Writer) End(at int) {
-	n := uint32(len(w.buf) - at - HeaderSize)
-	w.buf[at], w.buf[at+1], w.buf[at+2], w.buf[at+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-}
-
-// Message appends msg as MESSAGE frames of at most maxFrame payload bytes
-// each, all but the last with FlagMore.
-func (w *Writer) Message(stream uint32, msg []byte, maxFrame int) {
+// AppendMessage appends msg as MESSAGE frames of at most maxFrame payload
+// bytes each, all but the last with FlagMore.
+func AppendMessage(b []byte, stream uint32, msg []byte, maxFrame int) []byte {
 	for len(msg) > maxFrame {
-		w.Frame(stream, TypeMessage, FlagMore, msg[:maxFrame])
+		b = AppendFrame(b, stream, TypeMessage, FlagMore, msg[:maxFrame])
 		msg = msg[maxFrame:]
 	}
-	w.Frame(stream, TypeMessage, 0, msg)
-}
-
-// Buffered is how many bytes wait to be written.
-func (w *Writer) Buffered() int { return len(w.buf) }
-
-// Flush writes what waits to dst and empties the Writer, keeping its
-// memory for the next frames.
-func (w *Writer) Flush(dst io.Writer) error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	_, err := dst.Write(w.buf)
-	w.buf = w.buf[:0]
-	return err
+	return AppendFrame(b, stream, TypeMessage, 0, msg)
 }
 
 // ErrMessageTooLarge is wrapped by the error of a message longer than an

@@ -114,23 +114,18 @@ func TestTrailerAndGoAwayRoundTrip(t *testing.T) {
 	}
 }
 
-// TestReaderWriter: frames written in one flush come back in order; a
+// TestReaderWriter: frames appended one after another come back in order; a
 // frame over the limit is refused before its payload is read; a stream
 // cut inside a frame is ErrUnexpectedEOF, between frames EOF.
 func TestReaderWriter(t *testing.T) {
-	var w Writer
-	w.Frame(1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C"}))
+	w := AppendFrame(nil, 1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C"}))
 	msg := bytes.Repeat([]byte("m"), 10_000)
-	w.Message(1, msg, 4096)
-	at := w.Begin(1, TypeMessage, 0)
-	*w.Buf() = append(*w.Buf(), "in place"...)
-	w.End(at)
-	w.Frame(1, TypeHalfClose, 0, nil)
-	var out bytes.Buffer
-	if err := w.Flush(&out); err != nil || w.Buffered() != 0 {
-		t.Fatal(err)
-	}
-	wire := out.Bytes()
+	w = AppendMessage(w, 1, msg, 4096)
+	w, at := BeginFrame(w, 1, TypeMessage, 0)
+	w = append(w, "in place"...)
+	EndFrame(w, at)
+	w = AppendFrame(w, 1, TypeHalfClose, 0, nil)
+	wire := w
 	r := NewReader(bufio.NewReader(bytes.NewReader(wire)), 4096)
 	a := NewAssembler(1 << 20)
 	var types []Type
@@ -186,14 +181,11 @@ func TestReaderWriter(t *testing.T) {
 // FuzzReader: any bytes give frames with valid headers and payloads within
 // the limit, or an error; never a panic or a payload over the limit.
 func FuzzReader(f *testing.F) {
-	var w Writer
-	w.Frame(1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C", Metadata: []KV{{"k", "v"}}}))
-	w.Message(1, []byte("hello"), 2)
-	w.Frame(1, TypeTrailers, 0, AppendTrailer(nil, &Trailer{Code: 3, Message: "x"}))
-	w.Frame(0, TypeGoAway, 0, AppendGoAway(nil, &GoAway{LastStream: 1}))
-	var b bytes.Buffer
-	w.Flush(&b)
-	f.Add(b.Bytes())
+	w := AppendFrame(nil, 1, TypeCall, 0, AppendCall(nil, &Call{Method: "/a.B/C", Metadata: []KV{{"k", "v"}}}))
+	w = AppendMessage(w, 1, []byte("hello"), 2)
+	w = AppendFrame(w, 1, TypeTrailers, 0, AppendTrailer(nil, &Trailer{Code: 3, Message: "x"}))
+	w = AppendFrame(w, 0, TypeGoAway, 0, AppendGoAway(nil, &GoAway{LastStream: 1}))
+	f.Add(w)
 	f.Add(AppendHeader(nil, Header{Length: 1 << 31, Stream: 1, Type: TypeMessage}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const max = 64
