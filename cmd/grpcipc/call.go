@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
+
+	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // google.rpc details, printed by name
 
 	"github.com/bufbuild/protocompile"
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -140,6 +144,7 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 			"and print the reply as JSON.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs)
+	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -149,8 +154,22 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	reqJSON := "{}"
-	if len(pos) == 2 {
+	switch {
+	case len(pos) == 2 && *data != "":
+		return usageErrorf("call: give the request as -d or as an argument, not both")
+	case len(pos) == 2:
 		reqJSON = pos[1]
+	case *data == "@":
+		b, err := io.ReadAll(io.LimitReader(stdin, maxRequestJSON+1))
+		if err != nil {
+			return fmt.Errorf("reading the request from standard input: %w", err)
+		}
+		if len(b) > maxRequestJSON {
+			return fmt.Errorf("the request on standard input is larger than %d bytes", maxRequestJSON)
+		}
+		reqJSON = string(b)
+	case *data != "":
+		reqJSON = *data
 	}
 	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
 	defer cancel()
@@ -182,7 +201,7 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	reply := dynamicpb.NewMessage(md.Output())
 	if err := cl.conn.Invoke(ctx, "/"+svcName+"/"+methodName, req, reply); err != nil {
-		return fmt.Errorf("call %s/%s on %s: %w", svcName, methodName, cl.ep, err)
+		return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
 	}
 	out, err := (protojson.MarshalOptions{Resolver: types}).Marshal(reply)
 	var indented bytes.Buffer
@@ -256,4 +275,35 @@ func streamWord(b bool) string {
 		return "stream "
 	}
 	return ""
+}
+
+// stdin is where -d @ reads the request.
+var stdin io.Reader = os.Stdin
+
+// maxRequestJSON bounds a request read from standard input.
+const maxRequestJSON = 64 << 20
+
+// callError is the error of a failed call: its message names the status
+// and prints the status details as JSON, and the exit status is 64 plus
+// the gRPC code, as grpcurl's (so that scripts move over unchanged).
+func callError(what string, err error, types interface {
+	protoregistry.MessageTypeResolver
+	protoregistry.ExtensionTypeResolver
+}) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	msg := fmt.Sprintf("%s: %v", what, err)
+	for _, d := range st.Proto().GetDetails() {
+		j, jerr := (protojson.MarshalOptions{Resolver: types}).Marshal(d)
+		if jerr != nil { // not among the server's types: maybe a well-known detail
+			j, jerr = protojson.Marshal(d)
+		}
+		if jerr != nil {
+			j = []byte(fmt.Sprintf("(a %s that cannot be printed: %v)", d.GetTypeUrl(), jerr))
+		}
+		msg += "; detail: " + string(j)
+	}
+	return &exitError{code: 64 + int(st.Code()), err: errors.New(msg)}
 }

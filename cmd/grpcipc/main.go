@@ -8,7 +8,9 @@
 //	grpcipc endpoint [APP]                        print this OS's default endpoint
 //	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
 //
-// Errors are one line on stderr and a non-zero exit status.
+// Errors are one line on stderr and a non-zero exit status: 2 for a wrong
+// command line, 64 plus the gRPC status code for a call that failed (as
+// grpcurl's), 1 otherwise.
 package main
 
 import (
@@ -19,6 +21,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -40,6 +44,7 @@ Usage:
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
   grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
   grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
+  grpcipc --version                                which grpcipc this is
 
 Endpoints: unix:///abs/path, unix:rel/path, unix-abstract:name (or unix:@name),
 npipe:name (or \\.\pipe\name), tcp://host:port. The default is the one
@@ -47,6 +52,22 @@ npipe:name (or \\.\pipe\name), tcp://host:port. The default is the one
 
 Run "grpcipc COMMAND --help" for a command's flags.
 `
+
+// versionLine says which grpcipc this is: the module version it was
+// installed at ("(devel)" when built in a checkout, with the commit), and
+// the Go that built it.
+func versionLine() string {
+	v, commit := "(unknown)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				commit = " commit " + s.Value[:12]
+			}
+		}
+	}
+	return fmt.Sprintf("grpcipc %s%s, %s %s/%s", v, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 // exitError carries an exit status other than 1.
 type exitError struct {
@@ -72,6 +93,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "serve":
 		err = runServe(ctx, rest, stdout, stderr)

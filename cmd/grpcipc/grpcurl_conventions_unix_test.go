@@ -1,0 +1,68 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// TestCallGrpcurlConventions: what grpcurl users rely on works the same:
+// -d @ reads the request from standard input, a failed call exits with
+// 64 plus its gRPC code, --version says which grpcipc this is.
+func TestCallGrpcurlConventions(t *testing.T) {
+	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
+	startServe(t, endpoint)
+
+	cmd := cliCommand(t, nil, "call", "--connect", endpoint, "-d", "@", "greet.Greeter/SayHello")
+	cmd.Stdin = strings.NewReader(`{"name": "from stdin"}`)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), `"Hello from stdin"`) {
+		t.Errorf("call -d @: %v, stdout %q, stderr %q", err, out.String(), errOut.String())
+	}
+	if code, stdout, _ := runCLI(t, nil, "call", "--connect", endpoint, "-d", `{"name":"flag"}`, "greet.Greeter/SayHello"); code != 0 || !strings.Contains(stdout, `"Hello flag"`) {
+		t.Errorf("call -d JSON: exit %d, %q", code, stdout)
+	}
+	if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-d", "{}", "greet.Greeter/SayHello", "{}"); code != 2 || !strings.Contains(stderr, "not both") {
+		t.Errorf("a request given twice: exit %d, %q; want 2 and a usage error", code, stderr)
+	}
+
+	// NOT_FOUND (5): exit 69, as grpcurl's.
+	code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-d", `{"service":"no.such.Service"}`, "grpc.health.v1.Health/Check")
+	if code != 64+int(codes.NotFound) || !strings.Contains(stderr, "NotFound") {
+		t.Errorf("a call that fails with NotFound: exit %d, %q; want %d", code, stderr, 64+int(codes.NotFound))
+	}
+
+	if code, stdout, _ := runCLI(t, nil, "--version"); code != 0 || !strings.HasPrefix(stdout, "grpcipc ") || !strings.Contains(stdout, "go1.") {
+		t.Errorf("--version: exit %d, %q", code, stdout)
+	}
+}
+
+// TestCallErrorDetails: a failed call's status details are printed, by
+// name and as JSON, and its exit status is 64 plus its code.
+func TestCallErrorDetails(t *testing.T) {
+	st, err := status.New(codes.FailedPrecondition, "not ready").WithDetails(&errdetails.ErrorInfo{Reason: "WARMING_UP", Domain: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := callError("call x.Y/Z on unix:///s", st.Err(), protoregistry.GlobalTypes)
+	var ee *exitError
+	if !errors.As(got, &ee) || ee.code != 64+int(codes.FailedPrecondition) {
+		t.Fatalf("callError = %v; want an exit status of %d", got, 64+int(codes.FailedPrecondition))
+	}
+	for _, want := range []string{"FailedPrecondition", "not ready", "google.rpc.ErrorInfo", "WARMING_UP", "example.com"} {
+		if !strings.Contains(got.Error(), want) {
+			t.Errorf("callError's message %q lacks %q", got, want)
+		}
+	}
+}
