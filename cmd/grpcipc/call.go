@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,10 +13,12 @@ import (
 	"strings"
 
 	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // google.rpc details, printed by name
+	"google.golang.org/grpc"
 
 	"github.com/bufbuild/protocompile"
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -137,13 +140,20 @@ func (c *client) services() ([]string, error) {
 	return names, nil
 }
 
-func runCall(ctx context.Context, args []string, stdout io.Writer) error {
+func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] METHOD [JSON]",
 		"Call the unary METHOD (package.Service/Method) with the request written as JSON\n"+
 			"(default {}), finding its types by server reflection (or in the --proto files),\n"+
 			"and print the reply as JSON.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs)
+	var headers []string
+	c.fs.Func("H", "add request metadata `\"name: value\"` (repeatable; a -bin name takes base64, as with grpcurl)", func(h string) error {
+		headers = append(headers, h)
+		return nil
+	})
+	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
+	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
 	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -170,6 +180,10 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		reqJSON = string(b)
 	case *data != "":
 		reqJSON = *data
+	}
+	reqMD, err := parseHeaders(headers)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
 	defer cancel()
@@ -200,10 +214,16 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
 	}
 	reply := dynamicpb.NewMessage(md.Output())
-	if err := cl.conn.Invoke(ctx, "/"+svcName+"/"+methodName, req, reply); err != nil {
+	var header, trailer metadata.MD
+	err = cl.conn.Invoke(metadata.NewOutgoingContext(ctx, reqMD), "/"+svcName+"/"+methodName, req, reply, grpc.Header(&header), grpc.Trailer(&trailer))
+	if *verbose {
+		printMetadata(stderr, "response headers", header)
+		printMetadata(stderr, "response trailers", trailer)
+	}
+	if err != nil {
 		return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
 	}
-	out, err := (protojson.MarshalOptions{Resolver: types}).Marshal(reply)
+	out, err := (protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}).Marshal(reply)
 	var indented bytes.Buffer
 	if err == nil {
 		// protojson varies its spacing on purpose; print it the same way
@@ -306,4 +326,48 @@ func callError(what string, err error, types interface {
 		msg += "; detail: " + string(j)
 	}
 	return &exitError{code: 64 + int(st.Code()), err: errors.New(msg)}
+}
+
+// parseHeaders reads -H's "name: value" pairs; the values of -bin names
+// are base64, as grpcurl takes them.
+func parseHeaders(hs []string) (metadata.MD, error) {
+	md := metadata.MD{}
+	for _, h := range hs {
+		name, value, ok := strings.Cut(h, ":")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if !ok || name == "" {
+			return nil, usageErrorf("-H %q: want \"name: value\"", h)
+		}
+		value = strings.TrimSpace(value)
+		if strings.HasSuffix(name, "-bin") {
+			b, err := base64.StdEncoding.DecodeString(value)
+			if err != nil {
+				if b, err = base64.RawStdEncoding.DecodeString(value); err != nil {
+					return nil, usageErrorf("-H %q: a -bin value is base64: %v", h, err)
+				}
+			}
+			value = string(b)
+		}
+		md.Append(name, value)
+	}
+	return md, nil
+}
+
+// printMetadata prints metadata one "name: value" line each, sorted, -bin
+// values in base64.
+func printMetadata(w io.Writer, what string, md metadata.MD) {
+	fmt.Fprintf(w, "%s:\n", what)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range md[k] {
+			if strings.HasSuffix(k, "-bin") {
+				v = base64.StdEncoding.EncodeToString([]byte(v))
+			}
+			fmt.Fprintf(w, "  %s: %s\n", k, v)
+		}
+	}
 }

@@ -4,14 +4,21 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/interop"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -64,5 +71,50 @@ func TestCallErrorDetails(t *testing.T) {
 		if !strings.Contains(got.Error(), want) {
 			t.Errorf("callError's message %q lacks %q", got, want)
 		}
+	}
+}
+
+// TestCallHeadersVerboseDefaults: -H sends request metadata (-bin values
+// in base64), -v prints the response headers and trailers, and
+// -emit-defaults prints fields that hold their default. grpc-go's interop
+// server echoes two of the request's metadata into its reply's.
+func TestCallHeadersVerboseDefaults(t *testing.T) {
+	endpoint := testutil.Endpoint(t)
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := grpcipc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+	reflection.Register(srv)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-v",
+		"-H", "x-grpc-test-echo-initial: hello header",
+		"-H", "x-grpc-test-echo-trailing-bin: "+base64.StdEncoding.EncodeToString([]byte{0, 0xff, 'x'}),
+		"grpc.testing.TestService/UnaryCall")
+	if code != 0 {
+		t.Fatalf("call -H -v: exit %d: %s", code, stderr)
+	}
+	headers, trailers, _ := strings.Cut(stderr, "response trailers:")
+	if !strings.Contains(headers, "x-grpc-test-echo-initial: hello header") {
+		t.Errorf("-v printed no echoed header: %q", stderr)
+	}
+	if !strings.Contains(trailers, "x-grpc-test-echo-trailing-bin: "+base64.StdEncoding.EncodeToString([]byte{0, 0xff, 'x'})) {
+		t.Errorf("-v printed no echoed binary trailer: %q", stderr)
+	}
+	if strings.Contains(stdout, "username") {
+		t.Errorf("without -emit-defaults the reply shows empty fields: %q", stdout)
+	}
+	code, stdout, stderr = runCLI(t, nil, "call", "--connect", endpoint, "-emit-defaults", "grpc.testing.TestService/UnaryCall")
+	if code != 0 || !strings.Contains(stdout, `"username": ""`) {
+		t.Errorf("-emit-defaults: exit %d, %q, %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-H", "no colon", "grpc.testing.TestService/EmptyCall"); code != 2 || !strings.Contains(stderr, `want "name: value"`) {
+		t.Errorf("-H without a colon: exit %d, %q; want 2 and what is wanted", code, stderr)
 	}
 }

@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = runServe(ctx, rest, stdout, stderr)
 	case "call":
-		err = runCall(ctx, rest, stdout)
+		err = runCall(ctx, rest, stdout, stderr)
 	case "list":
 		err = runList(ctx, rest, stdout)
 	case "endpoint":
