@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -141,10 +142,12 @@ func (c *client) services() ([]string, error) {
 }
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] METHOD [JSON]",
-		"Call the unary METHOD (package.Service/Method) with the request written as JSON\n"+
-			"(default {}), finding its types by server reflection (or in the --proto files),\n"+
-			"and print the reply as JSON.",
+	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [-d JSON|@] [-H HEADER]... [-v] METHOD [JSON]",
+		"Call METHOD (package.Service/Method) with the request written as JSON (default {}),\n"+
+			"finding its types by server reflection (or in the --proto files), and print the\n"+
+			"reply as JSON. A streaming method takes its requests as a sequence of JSON\n"+
+			"messages (-d @ reads them from standard input as they come, as grpcurl does) and\n"+
+			"prints each reply as it arrives. A failed call exits with 64 plus its gRPC code.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs)
 	var headers []string
@@ -170,14 +173,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case len(pos) == 2:
 		reqJSON = pos[1]
 	case *data == "@":
-		b, err := io.ReadAll(io.LimitReader(stdin, maxRequestJSON+1))
-		if err != nil {
-			return fmt.Errorf("reading the request from standard input: %w", err)
-		}
-		if len(b) > maxRequestJSON {
-			return fmt.Errorf("the request on standard input is larger than %d bytes", maxRequestJSON)
-		}
-		reqJSON = string(b)
+		reqJSON = "" // read when the method is known: a stream's messages as they come
 	case *data != "":
 		reqJSON = *data
 	}
@@ -204,11 +200,36 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return fmt.Errorf("service %s has no method %q (it has %s)", svcName, methodName, strings.Join(names, ", "))
 	}
-	if md.IsStreamingClient() || md.IsStreamingServer() {
-		return fmt.Errorf("%s/%s is a streaming method; call makes unary calls only", svcName, methodName)
-	}
 	// Types inside google.protobuf.Any are looked up on the server too.
 	types := cl.types
+	var src io.Reader = strings.NewReader(reqJSON)
+	if *data == "@" {
+		src = io.LimitReader(stdin, maxRequestJSON)
+	}
+	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}}
+	full := "/" + svcName + "/" + methodName
+	if md.IsStreamingClient() || md.IsStreamingServer() {
+		var header, trailer metadata.MD
+		err := callStream(metadata.NewOutgoingContext(ctx, reqMD), cl, md, full, src, types, printer, grpc.Header(&header), grpc.Trailer(&trailer))
+		if *verbose {
+			printMetadata(stderr, "response headers", header)
+			printMetadata(stderr, "response trailers", trailer)
+		}
+		if err != nil {
+			return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
+		}
+		return nil
+	}
+	if *data == "@" {
+		b, err := io.ReadAll(io.LimitReader(stdin, maxRequestJSON+1))
+		if err != nil {
+			return fmt.Errorf("reading the request from standard input: %w", err)
+		}
+		if len(b) > maxRequestJSON {
+			return fmt.Errorf("the request on standard input is larger than %d bytes", maxRequestJSON)
+		}
+		reqJSON = string(b)
+	}
 	req := dynamicpb.NewMessage(md.Input())
 	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(reqJSON), req); err != nil {
 		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
@@ -223,7 +244,17 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
 	}
-	out, err := (protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}).Marshal(reply)
+	return printer.print(reply)
+}
+
+// replyPrinter prints replies as indented JSON, one after another.
+type replyPrinter struct {
+	w    io.Writer
+	opts protojson.MarshalOptions
+}
+
+func (p *replyPrinter) print(m proto.Message) error {
+	out, err := p.opts.Marshal(m)
 	var indented bytes.Buffer
 	if err == nil {
 		// protojson varies its spacing on purpose; print it the same way
@@ -233,8 +264,88 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("formatting the reply: %w", err)
 	}
-	fmt.Fprintf(stdout, "%s\n", indented.Bytes())
-	return nil
+	_, err = fmt.Fprintf(p.w, "%s\n", indented.Bytes())
+	return err
+}
+
+// callStream makes a streaming call: it sends the JSON messages src holds
+// one after another (grpcurl's convention; none is an empty stream for a
+// client stream, {} for a server stream), as they come, and prints the
+// replies as they arrive.
+func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescriptor, method string, src io.Reader,
+	types interface {
+		protoregistry.MessageTypeResolver
+		protoregistry.ExtensionTypeResolver
+	}, printer *replyPrinter, opts ...grpc.CallOption) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	desc := &grpc.StreamDesc{StreamName: string(md.Name()), ClientStreams: md.IsStreamingClient(), ServerStreams: md.IsStreamingServer()}
+	stream, err := cl.conn.NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		return err
+	}
+	sent := make(chan error, 1)
+	go func() {
+		dec := json.NewDecoder(src)
+		n := 0
+		for {
+			var raw json.RawMessage
+			err := dec.Decode(&raw)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				sent <- fmt.Errorf("request %d is not JSON: %w", n+1, err)
+				cancel()
+				return
+			}
+			req := dynamicpb.NewMessage(md.Input())
+			if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal(raw, req); err != nil {
+				sent <- fmt.Errorf("request %d is not a valid %s in JSON: %w", n+1, md.Input().FullName(), err)
+				cancel()
+				return
+			}
+			if err := stream.SendMsg(req); err != nil {
+				break // the call ended: RecvMsg says how
+			}
+			n++
+			if !md.IsStreamingClient() {
+				break // a server stream takes one request
+			}
+		}
+		if n == 0 && !md.IsStreamingClient() {
+			stream.SendMsg(dynamicpb.NewMessage(md.Input())) // a server stream's one request: {}
+		}
+		sent <- stream.CloseSend()
+	}()
+	for {
+		reply := dynamicpb.NewMessage(md.Output())
+		err := stream.RecvMsg(reply)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			select {
+			case serr := <-sent:
+				if serr != nil {
+					return serr
+				}
+			default:
+			}
+			return err
+		}
+		if err := printer.print(reply); err != nil {
+			return err
+		}
+	}
+	// The call ended well; requests still unread (standard input not
+	// closed) no longer matter.
+	select {
+	case err := <-sent:
+		return err
+	default:
+		return nil
+	}
 }
 
 // splitMethod accepts package.Service/Method, /package.Service/Method and

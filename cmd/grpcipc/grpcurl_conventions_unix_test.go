@@ -79,19 +79,7 @@ func TestCallErrorDetails(t *testing.T) {
 // -emit-defaults prints fields that hold their default. grpc-go's interop
 // server echoes two of the request's metadata into its reply's.
 func TestCallHeadersVerboseDefaults(t *testing.T) {
-	endpoint := testutil.Endpoint(t)
-	l, err := grpcipc.Listen(context.Background(), endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := grpcipc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
-	reflection.Register(srv)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
+	endpoint := serveInteropTestService(t)
 
 	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-v",
 		"-H", "x-grpc-test-echo-initial: hello header",
@@ -116,5 +104,60 @@ func TestCallHeadersVerboseDefaults(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-H", "no colon", "grpc.testing.TestService/EmptyCall"); code != 2 || !strings.Contains(stderr, `want "name: value"`) {
 		t.Errorf("-H without a colon: exit %d, %q; want 2 and what is wanted", code, stderr)
+	}
+}
+
+// serveInteropTestService serves grpc-go's interop test service, with
+// reflection, in this process, and returns its endpoint.
+func serveInteropTestService(t *testing.T) string {
+	t.Helper()
+	endpoint := testutil.Endpoint(t)
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := grpcipc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+	reflection.Register(srv)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	return endpoint
+}
+
+// TestCallStreams: server, client and bidi streaming calls, their
+// requests a sequence of JSON messages (from -d, or from standard input
+// with -d @), each reply printed as it arrives.
+func TestCallStreams(t *testing.T) {
+	endpoint := serveInteropTestService(t)
+	countReplies := func(stdout string) int { return strings.Count(stdout, `"payload"`) }
+
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint,
+		"-d", `{"responseParameters": [{"size": 1}, {"size": 2}, {"size": 3}]}`, "grpc.testing.TestService/StreamingOutputCall")
+	if code != 0 || countReplies(stdout) != 3 {
+		t.Errorf("a server stream: exit %d, %d replies in %q (%s); want 3", code, countReplies(stdout), stdout, stderr)
+	}
+
+	cmd := cliCommand(t, nil, "call", "--connect", endpoint, "-d", "@", "grpc.testing.TestService/StreamingInputCall")
+	cmd.Stdin = strings.NewReader(`{"payload": {"body": "AAA="}}` + "\n" + `{"payload": {"body": "AAAA"}}`)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), `"aggregatedPayloadSize": 5`) {
+		t.Errorf("a client stream from standard input: %v, %q, %q; want an aggregated size of 5", err, out.String(), errOut.String())
+	}
+
+	cmd = cliCommand(t, nil, "call", "--connect", endpoint, "-d", "@", "grpc.testing.TestService/FullDuplexCall")
+	cmd.Stdin = strings.NewReader(`{"responseParameters": [{"size": 4}]} {"responseParameters": [{"size": 5}]}`)
+	out.Reset()
+	errOut.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil || countReplies(out.String()) != 2 {
+		t.Errorf("a bidi stream: %v, %d replies in %q (%s); want 2", err, countReplies(out.String()), out.String(), errOut.String())
+	}
+
+	if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "-d", `{"payload": 1} not json`, "grpc.testing.TestService/StreamingInputCall"); code == 0 || !strings.Contains(stderr, "request 1") {
+		t.Errorf("a stream of bad JSON: exit %d, %q; want a failure naming the request", code, stderr)
 	}
 }

@@ -3,7 +3,7 @@
 //
 //	grpcipc demo                                  try it: a server in a child process, two calls
 //	grpcipc serve [--listen ENDPOINT]             the demo server
-//	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method by reflection
+//	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method by reflection
 //	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
 //	grpcipc endpoint [APP]                        print this OS's default endpoint
 //	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
@@ -40,7 +40,7 @@ Linux abstract sockets and Windows named pipes.
 Usage:
   grpcipc demo [--count N]                         start a server in a child process, call it, clean up
   grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, health, reflection, Identity
-  grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a unary method, found by server reflection
+  grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
   grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
   grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
