@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -74,6 +75,7 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 
 // compileProtos parses .proto files, for servers without reflection.
 func compileProtos(ctx context.Context, protos, importPaths []string) (*protoregistry.Files, error) {
+	protos, importPaths = protoNames(protos, importPaths)
 	comp := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: importPaths})}
 	compiled, err := comp.Compile(ctx, protos...)
 	if err != nil {
@@ -481,4 +483,41 @@ func printMetadata(w io.Writer, what string, md metadata.MD) {
 			fmt.Fprintf(w, "  %s: %s\n", k, v)
 		}
 	}
+}
+
+// protoNames turns --proto paths into names the compiler finds through the
+// import paths, as protoc does: a file under an import path is named
+// relative to it; an absolute path under none gets its directory as one
+// more import path (the compiler would otherwise join it to each import
+// path: "/x/proto/x/proto/a.proto").
+func protoNames(protos, importPaths []string) ([]string, []string) {
+	if len(importPaths) == 0 {
+		return protos, importPaths
+	}
+	names := make([]string, len(protos))
+	paths := slices.Clone(importPaths)
+	for i, p := range protos {
+		names[i] = p
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		found := false
+		for _, ip := range importPaths {
+			abs, err := filepath.Abs(ip)
+			if err != nil {
+				continue
+			}
+			if rel, err := filepath.Rel(abs, p); err == nil && filepath.IsLocal(rel) {
+				names[i], found = filepath.ToSlash(rel), true
+				break
+			}
+		}
+		if !found {
+			names[i] = filepath.Base(p)
+			if dir := filepath.Dir(p); !slices.Contains(paths, dir) {
+				paths = append(paths, dir)
+			}
+		}
+	}
+	return names, paths
 }

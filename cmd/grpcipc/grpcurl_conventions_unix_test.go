@@ -161,3 +161,26 @@ func TestCallStreams(t *testing.T) {
 		t.Errorf("a stream of bad JSON: exit %d, %q; want a failure naming the request", code, stderr)
 	}
 }
+
+// TestProtoAbsolutePath: an absolute --proto path with --import-path is
+// found (it was joined to the import path: "/x/proto/x/proto/...").
+func TestProtoAbsolutePath(t *testing.T) {
+	root, err := filepath.Abs("../../proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ protos, imports []string }{
+		{[]string{filepath.Join(root, "greet/greet.proto")}, []string{root}},
+		{[]string{filepath.Join(root, "greet/greet.proto")}, []string{t.TempDir()}},
+		{[]string{"greet/greet.proto"}, []string{root}},
+	} {
+		files, err := compileProtos(context.Background(), tc.protos, tc.imports)
+		if err != nil {
+			t.Errorf("--proto %v --import-path %v: %v", tc.protos, tc.imports, err)
+			continue
+		}
+		if _, err := files.FindDescriptorByName("greet.Greeter"); err != nil {
+			t.Errorf("--proto %v --import-path %v: no greet.Greeter: %v", tc.protos, tc.imports, err)
+		}
+	}
+}
