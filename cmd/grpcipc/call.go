@@ -19,6 +19,7 @@ import (
 	"github.com/bufbuild/protocompile"
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
+	"github.com/jhump/protoreflect/v2/protoprint"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -520,4 +521,79 @@ func protoNames(protos, importPaths []string) ([]string, []string) {
 		}
 	}
 	return names, paths
+}
+
+func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
+	c := newCommand("describe", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] SYMBOL",
+		"Print the definition of SYMBOL, a service, method (package.Service/Method or\n"+
+			"package.Service.Method), message or enum, in .proto syntax, found by server\n"+
+			"reflection (or in the --proto files), as grpcurl describe does.", 1, 1, stdout)
+	flags := addClientFlags(c.fs)
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(pos[0], "/")
+	if svc, m, ok := strings.Cut(name, "/"); ok {
+		name = svc + "." + m
+	}
+	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+	defer cancel()
+	cl, err := connect(ctx, flags)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	d, err := cl.find(name)
+	if err != nil {
+		return err
+	}
+	var p protoprint.Printer
+	text, err := p.PrintProtoToString(d)
+	if err != nil {
+		return fmt.Errorf("printing %s: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "%s is a %s:\n%s", d.FullName(), kindOf(d), strings.TrimLeft(text, "\n"))
+	if !strings.HasSuffix(text, "\n") {
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+// find looks a symbol up by reflection or in the --proto files.
+func (c *client) find(name string) (protoreflect.Descriptor, error) {
+	var d protoreflect.Descriptor
+	var err error
+	where := "the server's reflection"
+	if c.files != nil {
+		d, err = c.files.FindDescriptorByName(protoreflect.FullName(name))
+		where = "the --proto files"
+	} else {
+		d, err = c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
+	}
+	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
+		return nil, fmt.Errorf("%s: no symbol %q in %s", c.ep, name, where)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
+	}
+	return d, nil
+}
+
+// kindOf names a descriptor's kind, as grpcurl does.
+func kindOf(d protoreflect.Descriptor) string {
+	switch d.(type) {
+	case protoreflect.ServiceDescriptor:
+		return "service"
+	case protoreflect.MethodDescriptor:
+		return "method"
+	case protoreflect.MessageDescriptor:
+		return "message"
+	case protoreflect.EnumDescriptor:
+		return "enum"
+	case protoreflect.FieldDescriptor:
+		return "field"
+	case protoreflect.EnumValueDescriptor:
+		return "enum value"
+	}
+	return "symbol"
 }

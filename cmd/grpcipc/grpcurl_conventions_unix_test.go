@@ -184,3 +184,25 @@ func TestProtoAbsolutePath(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribe: describe prints a service, a method and a message in
+// .proto syntax, and names a symbol the server does not have.
+func TestDescribe(t *testing.T) {
+	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
+	startServe(t, endpoint)
+	for _, tc := range []struct{ symbol, want string }{
+		{"greet.Greeter", "greet.Greeter is a service:\nservice Greeter {\n  rpc SayHello ( HelloRequest ) returns ( HelloReply );\n}\n"},
+		{"greet.Greeter/SayHello", "greet.Greeter.SayHello is a method:\nrpc SayHello ( HelloRequest ) returns ( HelloReply );\n"},
+		{"greet.HelloRequest", "greet.HelloRequest is a message:\nmessage HelloRequest {\n  string name = 1;\n}\n"},
+	} {
+		code, stdout, stderr := runCLI(t, nil, "describe", "--connect", endpoint, tc.symbol)
+		if code != 0 || stdout != tc.want {
+			t.Errorf("describe %s: exit %d, %q (%s); want %q", tc.symbol, code, stdout, stderr, tc.want)
+		}
+	}
+	code, _, stderr := runCLI(t, nil, "describe", "--connect", endpoint, "greet.Nope")
+	if code != 1 {
+		t.Errorf("describe greet.Nope exited %d, want 1", code)
+	}
+	oneErrorLine(t, stderr, `no symbol "greet.Nope"`)
+}

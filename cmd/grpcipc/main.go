@@ -5,6 +5,7 @@
 //	grpcipc serve [--listen ENDPOINT]             the demo server
 //	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method by reflection
 //	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
+//	grpcipc describe [--connect ENDPOINT] SYMBOL  a service, method or message in .proto syntax
 //	grpcipc endpoint [APP]                        print this OS's default endpoint
 //	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
 //
@@ -42,6 +43,7 @@ Usage:
   grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, health, reflection, Identity
   grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
+  grpcipc describe [--connect ENDPOINT] SYMBOL     print a service, method or message in .proto syntax
   grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
   grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
   grpcipc --version                                which grpcipc this is
@@ -103,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCall(ctx, rest, stdout, stderr)
 	case "list":
 		err = runList(ctx, rest, stdout)
+	case "describe":
+		err = runDescribe(ctx, rest, stdout)
 	case "endpoint":
 		err = runEndpoint(rest, stdout)
 	case "demo":
