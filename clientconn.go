@@ -497,6 +497,9 @@ func (s *fastStream) RecvMsg(m any) error {
 // the call options.
 func (s *fastStream) finish(err error) error {
 	s.st.stop()
+	if err != io.EOF {
+		err = preferContext(s.st.ctx, err)
+	}
 	return s.st.finishCall(&s.ci, err)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/grpcipc/grpcipc/internal/wire"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -155,5 +156,26 @@ func statusOf(t *wire.Trailer) *status.Status {
 
 // contextStatus is the status of a call whose context ended.
 func contextStatus(ctx context.Context) error {
-	return status.FromContextError(ctx.Err()).Err()
+	err := ctx.Err()
+	if err == nil {
+		err = context.DeadlineExceeded // the deadline passed; the timer has yet to fire
+	}
+	return status.FromContextError(err).Err()
+}
+
+// preferContext: a call that failed once its context had ended (its
+// deadline passed, or cancelled) failed because of that, whatever the
+// server made of it (its handler's context ended too, maybe a moment
+// earlier), as grpc-go reports it.
+func preferContext(ctx context.Context, err error) error {
+	if err == nil || status.Code(err) == codes.OK {
+		return err
+	}
+	if ctx.Err() != nil {
+		return contextStatus(ctx)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return contextStatus(ctx)
+	}
+	return err
 }

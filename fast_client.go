@@ -449,7 +449,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		if notStarted {
 			return errNotStarted
 		}
-		return st.finishCall(ci, s.Err())
+		return st.finishCall(ci, preferContext(ctx, s.Err()))
 	}
 	b, _, err := st.in.Next(nil, nil)
 	if err != nil {
