@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	_ "google.golang.org/genproto/googleapis/rpc/errdetails" // google.rpc details, printed by name
 	"google.golang.org/grpc"
@@ -160,6 +163,8 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
 	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
+	var maxTime seconds
+	c.fs.Var(&maxTime, "max-time", "give the call itself this long (`seconds`, as grpcurl's -max-time, or a duration\nsuch as 1m30s; default --timeout)")
 	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -184,13 +189,18 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+	// --connect-timeout bounds connecting and reflection, --max-time the
+	// call itself (grpcurl's two); --timeout is the default of both.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(parent, flags.connectTimeout.or(*flags.timeout))
 	defer cancel()
 	cl, err := connect(ctx, flags)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	callCtx, cancelCall := context.WithTimeout(parent, maxTime.or(*flags.timeout))
+	defer cancelCall()
 	sd, err := cl.service(svcName)
 	if err != nil {
 		return err
@@ -213,7 +223,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	full := "/" + svcName + "/" + methodName
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		var header, trailer metadata.MD
-		err := callStream(metadata.NewOutgoingContext(ctx, reqMD), cl, md, full, src, types, printer, grpc.Header(&header), grpc.Trailer(&trailer))
+		err := callStream(metadata.NewOutgoingContext(callCtx, reqMD), cl, md, full, src, types, printer, grpc.Header(&header), grpc.Trailer(&trailer))
 		if *verbose {
 			printMetadata(stderr, "response headers", header)
 			printMetadata(stderr, "response trailers", trailer)
@@ -239,7 +249,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	reply := dynamicpb.NewMessage(md.Output())
 	var header, trailer metadata.MD
-	err = cl.conn.Invoke(metadata.NewOutgoingContext(ctx, reqMD), "/"+svcName+"/"+methodName, req, reply, grpc.Header(&header), grpc.Trailer(&trailer))
+	err = cl.conn.Invoke(metadata.NewOutgoingContext(callCtx, reqMD), "/"+svcName+"/"+methodName, req, reply, grpc.Header(&header), grpc.Trailer(&trailer))
 	if *verbose {
 		printMetadata(stderr, "response headers", header)
 		printMetadata(stderr, "response trailers", trailer)
@@ -374,7 +384,7 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+	ctx, cancel := context.WithTimeout(ctx, flags.connectTimeout.or(*flags.timeout))
 	defer cancel()
 	cl, err := connect(ctx, flags)
 	if err != nil {
@@ -537,7 +547,7 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	if svc, m, ok := strings.Cut(name, "/"); ok {
 		name = svc + "." + m
 	}
-	ctx, cancel := context.WithTimeout(ctx, *flags.timeout)
+	ctx, cancel := context.WithTimeout(ctx, flags.connectTimeout.or(*flags.timeout))
 	defer cancel()
 	cl, err := connect(ctx, flags)
 	if err != nil {
@@ -596,4 +606,34 @@ func kindOf(d protoreflect.Descriptor) string {
 		return "enum value"
 	}
 	return "symbol"
+}
+
+// seconds is a time limit given as grpcurl gives it (seconds, "2.5") or as
+// a Go duration ("2.5s", "1m"); zero when not given.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+
+func (s *seconds) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || f > float64(math.MaxInt64/int64(time.Second)) {
+			return fmt.Errorf("%q is neither seconds nor a duration", v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return fmt.Errorf("%q is not positive", v)
+	}
+	*s = seconds(d)
+	return nil
+}
+
+// or is the limit given, or def.
+func (s seconds) or(def time.Duration) time.Duration {
+	if s == 0 {
+		return def
+	}
+	return time.Duration(s)
 }

@@ -15,6 +15,7 @@ import (
 type clientFlags struct {
 	connect            *string
 	timeout            *time.Duration
+	connectTimeout     seconds
 	expect, pins       []string
 	protos             []string
 	importPaths        []string
@@ -25,12 +26,13 @@ type clientFlags struct {
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
 	f := &clientFlags{
 		connect: fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)"),
-		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long"),
+		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long: connecting and reflection, and the call each (see\n--connect-timeout and --max-time)"),
 		cacert:  fs.String("cacert", "", "verify the server's TLS certificate against the CA certificates in this PEM `file`"),
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
 		http2:   fs.Bool("http2", false, "speak gRPC over HTTP/2 rather than offer grpcipc's fast path (which a server\nthat does not speak it gets HTTP/2 instead of anyway)"),
 	}
+	fs.Var(&f.connectTimeout, "connect-timeout", "give connecting and reflection this long (`seconds`, as grpcurl's\n-connect-timeout, or a duration; default --timeout)")
 	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
 		if _, err := grpcipc.ParsePrincipal(s); err != nil {
 			return err // flag.Parse makes it a usage error

@@ -206,3 +206,23 @@ func TestDescribe(t *testing.T) {
 	}
 	oneErrorLine(t, stderr, `no symbol "greet.Nope"`)
 }
+
+// TestTimeoutsApart: --connect-timeout and --max-time take grpcurl's
+// seconds or a duration; --max-time bounds the call alone (a stream that
+// does not end gets DeadlineExceeded, exit 68, having printed its update).
+func TestTimeoutsApart(t *testing.T) {
+	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
+	startServe(t, endpoint)
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--connect-timeout", "5", "--max-time", "0.3", "grpc.health.v1.Health/Watch")
+	if code != 64+int(codes.DeadlineExceeded) || !strings.Contains(stdout, `"SERVING"`) {
+		t.Errorf("--max-time 0.3 on a stream that does not end: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--connect-timeout", "2s", "--max-time", "1m", "greet.Greeter/SayHello"); code != 0 || !strings.Contains(stdout, "Hello") {
+		t.Errorf("durations: exit %d, %q, %q", code, stdout, stderr)
+	}
+	for _, bad := range []string{"soon", "-1", "0"} {
+		if code, _, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--max-time", bad, "greet.Greeter/SayHello"); code != 2 {
+			t.Errorf("--max-time %s: exit %d, %q; want 2", bad, code, stderr)
+		}
+	}
+}
