@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -163,6 +165,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
 	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
+	format := c.fs.String("format", "json", "the requests' and replies' format: json, or text (protobuf's text format; a\nstream's text messages are separated by the ASCII record separator, 0x1e, as with grpcurl)")
 	var maxTime seconds
 	c.fs.Var(&maxTime, "max-time", "give the call itself this long (`seconds`, as grpcurl's -max-time, or a duration\nsuch as 1m30s; default --timeout)")
 	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
@@ -174,7 +177,14 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if *format != "json" && *format != "text" {
+		return usageErrorf("call: -format %q: want json or text", *format)
+	}
+	text := *format == "text"
 	reqJSON := "{}"
+	if text {
+		reqJSON = "" // an empty message
+	}
 	switch {
 	case len(pos) == 2 && *data != "":
 		return usageErrorf("call: give the request as -d or as an argument, not both")
@@ -219,7 +229,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *data == "@" {
 		src = io.LimitReader(stdin, maxRequestJSON)
 	}
-	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}}
+	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}, text: text}
 	full := "/" + svcName + "/" + methodName
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		var header, trailer metadata.MD
@@ -244,8 +254,8 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		reqJSON = string(b)
 	}
 	req := dynamicpb.NewMessage(md.Input())
-	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(reqJSON), req); err != nil {
-		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
+	if err := unmarshalRequest([]byte(reqJSON), req, text, types); err != nil {
+		return fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
 	}
 	reply := dynamicpb.NewMessage(md.Output())
 	var header, trailer metadata.MD
@@ -260,13 +270,28 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return printer.print(reply)
 }
 
-// replyPrinter prints replies as indented JSON, one after another.
+// replyPrinter prints replies as indented JSON, or in the text format, one
+// after another.
 type replyPrinter struct {
-	w    io.Writer
-	opts protojson.MarshalOptions
+	w       io.Writer
+	opts    protojson.MarshalOptions
+	text    bool
+	printed int
 }
 
 func (p *replyPrinter) print(m proto.Message) error {
+	if p.text {
+		out, err := prototext.MarshalOptions{Multiline: true, Indent: "  ", Resolver: p.opts.Resolver}.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("formatting the reply: %w", err)
+		}
+		if p.printed > 0 {
+			fmt.Fprint(p.w, "\x1e") // between messages, as grpcurl's text format
+		}
+		p.printed++
+		_, err = fmt.Fprintf(p.w, "%s\n", bytes.TrimRight(out, "\n"))
+		return err
+	}
 	out, err := p.opts.Marshal(m)
 	var indented bytes.Buffer
 	if err == nil {
@@ -299,22 +324,21 @@ func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescripto
 	}
 	sent := make(chan error, 1)
 	go func() {
-		dec := json.NewDecoder(src)
+		next := requestReader(src, printer.text)
 		n := 0
 		for {
-			var raw json.RawMessage
-			err := dec.Decode(&raw)
+			raw, err := next()
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
-				sent <- fmt.Errorf("request %d is not JSON: %w", n+1, err)
+				sent <- fmt.Errorf("request %d is not %s: %w", n+1, formatName(printer.text), err)
 				cancel()
 				return
 			}
 			req := dynamicpb.NewMessage(md.Input())
-			if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal(raw, req); err != nil {
-				sent <- fmt.Errorf("request %d is not a valid %s in JSON: %w", n+1, md.Input().FullName(), err)
+			if err := unmarshalRequest(raw, req, printer.text, types); err != nil {
+				sent <- fmt.Errorf("request %d is not a valid %s in %s: %w", n+1, md.Input().FullName(), formatName(printer.text), err)
 				cancel()
 				return
 			}
@@ -636,4 +660,49 @@ func (s seconds) or(def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(s)
+}
+
+func formatName(text bool) string {
+	if text {
+		return "the text format"
+	}
+	return "JSON"
+}
+
+// unmarshalRequest reads one request in JSON or the text format.
+func unmarshalRequest(b []byte, m proto.Message, text bool, types interface {
+	protoregistry.MessageTypeResolver
+	protoregistry.ExtensionTypeResolver
+}) error {
+	if text {
+		return prototext.UnmarshalOptions{Resolver: types}.Unmarshal(b, m)
+	}
+	return protojson.UnmarshalOptions{Resolver: types}.Unmarshal(b, m)
+}
+
+// requestReader returns the requests src holds one by one: JSON values as
+// they come, or text-format messages separated by the ASCII record
+// separator (0x1e), as grpcurl takes them.
+func requestReader(src io.Reader, text bool) func() ([]byte, error) {
+	if !text {
+		dec := json.NewDecoder(src)
+		return func() ([]byte, error) {
+			var raw json.RawMessage
+			err := dec.Decode(&raw)
+			return raw, err
+		}
+	}
+	br := bufio.NewReader(src)
+	return func() ([]byte, error) {
+		for {
+			b, err := br.ReadBytes(0x1e)
+			b = bytes.TrimSuffix(b, []byte{0x1e})
+			if len(bytes.TrimSpace(b)) > 0 {
+				return b, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
 }

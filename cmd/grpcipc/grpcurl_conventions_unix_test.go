@@ -226,3 +226,34 @@ func TestTimeoutsApart(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatText: -format text takes and prints protobuf's text format;
+// a stream's messages are separated by 0x1e, as grpcurl's.
+func TestFormatText(t *testing.T) {
+	endpoint := serveInteropTestService(t)
+	greet := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
+	startServe(t, greet)
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", greet, "-format", "text", "-d", `name: "in text"`, "greet.Greeter/SayHello")
+	// prototext varies its spacing on purpose: compare words.
+	words := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	if code != 0 || words(stdout) != `message: "Hello in text"` {
+		t.Errorf("unary in text: exit %d, %q, %s", code, stdout, stderr)
+	}
+
+	cmd := cliCommand(t, nil, "call", "--connect", endpoint, "-format", "text", "-d", "@", "grpc.testing.TestService/StreamingInputCall")
+	cmd.Stdin = strings.NewReader("payload { body: \"abc\" }\x1epayload { body: \"d\" }\n")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil || words(out.String()) != "aggregated_payload_size: 4" {
+		t.Errorf("a client stream in text: %v, %q, %q", err, out.String(), errOut.String())
+	}
+
+	code, stdout, stderr = runCLI(t, nil, "call", "--connect", endpoint, "-format", "text",
+		"-d", "response_parameters { size: 1 } response_parameters { size: 2 }", "grpc.testing.TestService/StreamingOutputCall")
+	if code != 0 || strings.Count(stdout, "\x1e") != 1 || strings.Count(words(stdout), "payload: {") != 2 {
+		t.Errorf("a server stream in text: exit %d, %q, %s; want two replies separated by 0x1e", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "call", "--connect", greet, "-format", "yaml", "greet.Greeter/SayHello"); code != 2 || !strings.Contains(stderr, "json or text") {
+		t.Errorf("-format yaml: exit %d, %q; want 2", code, stderr)
+	}
+}
