@@ -383,8 +383,6 @@ func (p grpcPerRPC) metadata(ctx context.Context, ai *AuthInfo, method string, m
 	return toKV(metadata.New(m), md)
 }
 
-func timeUntil(t time.Time) time.Duration { return time.Until(t) }
-
 // fastStream is a streaming call on the fast path: a grpc.ClientStream.
 type fastStream struct {
 	st *clientStream

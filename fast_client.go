@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/wire"
@@ -241,7 +242,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	md, _ := metadata.FromOutgoingContext(ctx)
 	call := wire.Call{Method: method}
 	if dl, ok := ctx.Deadline(); ok {
-		call.Timeout = timeUntil(dl)
+		call.Timeout = time.Until(dl)
 		if call.Timeout <= 0 {
 			return nil, false, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
 		}

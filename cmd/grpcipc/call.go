@@ -104,19 +104,9 @@ func (c *client) Close() {
 }
 
 func (c *client) service(name string) (protoreflect.ServiceDescriptor, error) {
-	var d protoreflect.Descriptor
-	var err error
-	where := "the server (see grpcipc list)"
-	if c.files != nil {
-		d, err = c.files.FindDescriptorByName(protoreflect.FullName(name))
-		where = "the --proto files"
-	} else {
-		d, err = c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
-	}
-	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
-		return nil, fmt.Errorf("%s: no service %q in %s", c.ep, name, where)
-	} else if err != nil {
-		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
+	d, err := c.find(name, "service")
+	if err != nil {
+		return nil, err
 	}
 	sd, ok := d.(protoreflect.ServiceDescriptor)
 	if !ok {
@@ -311,10 +301,7 @@ func (p *replyPrinter) print(m proto.Message) error {
 // client stream, {} for a server stream), as they come, and prints the
 // replies as they arrive.
 func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescriptor, method string, src io.Reader,
-	types interface {
-		protoregistry.MessageTypeResolver
-		protoregistry.ExtensionTypeResolver
-	}, printer *replyPrinter, opts ...grpc.CallOption) error {
+	types typeResolver, printer *replyPrinter, opts ...grpc.CallOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	desc := &grpc.StreamDesc{StreamName: string(md.Name()), ClientStreams: md.IsStreamingClient(), ServerStreams: md.IsStreamingServer()}
@@ -454,10 +441,7 @@ const maxRequestJSON = 64 << 20
 // callError is the error of a failed call: its message names the status
 // and prints the status details as JSON, and the exit status is 64 plus
 // the gRPC code, as grpcurl's (so that scripts move over unchanged).
-func callError(what string, err error, types interface {
-	protoregistry.MessageTypeResolver
-	protoregistry.ExtensionTypeResolver
-}) error {
+func callError(what string, err error, types typeResolver) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return fmt.Errorf("%s: %w", what, err)
@@ -578,7 +562,7 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	d, err := cl.find(name)
+	d, err := cl.find(name, "symbol")
 	if err != nil {
 		return err
 	}
@@ -594,11 +578,12 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// find looks a symbol up by reflection or in the --proto files.
-func (c *client) find(name string) (protoreflect.Descriptor, error) {
+// find looks a symbol up by reflection or in the --proto files; kind
+// names what was looked for in the error for one that is not there.
+func (c *client) find(name, kind string) (protoreflect.Descriptor, error) {
 	var d protoreflect.Descriptor
 	var err error
-	where := "the server's reflection"
+	where := "the server (see grpcipc list)"
 	if c.files != nil {
 		d, err = c.files.FindDescriptorByName(protoreflect.FullName(name))
 		where = "the --proto files"
@@ -606,7 +591,7 @@ func (c *client) find(name string) (protoreflect.Descriptor, error) {
 		d, err = c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
 	}
 	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
-		return nil, fmt.Errorf("%s: no symbol %q in %s", c.ep, name, where)
+		return nil, fmt.Errorf("%s: no %s %q in %s", c.ep, kind, name, where)
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
 	}
@@ -670,10 +655,7 @@ func formatName(text bool) string {
 }
 
 // unmarshalRequest reads one request in JSON or the text format.
-func unmarshalRequest(b []byte, m proto.Message, text bool, types interface {
-	protoregistry.MessageTypeResolver
-	protoregistry.ExtensionTypeResolver
-}) error {
+func unmarshalRequest(b []byte, m proto.Message, text bool, types typeResolver) error {
 	if text {
 		return prototext.UnmarshalOptions{Resolver: types}.Unmarshal(b, m)
 	}
