@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"

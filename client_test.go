@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/demo"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
-	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
 	"google.golang.org/grpc"
@@ -46,7 +46,7 @@ func startServer(t *testing.T, endpoint string) (grpcipc.Endpoint, *demo.Server)
 	if ep.Transport == grpcipc.TCP {
 		ep.Address = l.Addr().String()
 	}
-	srv, err := demo.NewServer(ep, opts...)
+	srv, err := demo.NewServer(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +204,7 @@ func TestConnectivityState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, _ := grpcipc.ParseEndpoint(endpoint)
-	srv, err := demo.NewServer(ep)
+	srv, err := demo.NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}

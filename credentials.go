@@ -22,6 +22,10 @@ type AuthInfo struct {
 	credentials.CommonAuthInfo
 	// Transport is the connection's transport.
 	Transport Transport
+	// Endpoint is where the connection was made: on a server, the endpoint
+	// it serves (as Listen was given it, or as the listener's address
+	// tells); on a client, the endpoint it dialled.
+	Endpoint Endpoint
 	// Peer is the OS identity of the process at the other end, read once
 	// when the connection was made; nil where the OS gives none (tcp).
 	Peer *Creds
@@ -171,6 +175,16 @@ func (c *transportCreds) tcpHandshake(pc *peerConn, conn net.Conn) (net.Conn, cr
 // finish runs TLS, if configured, over the checked connection.
 func (c *transportCreds) finish(ctx context.Context, authority string, conn net.Conn, ai *AuthInfo, server bool) (net.Conn, credentials.AuthInfo, error) {
 	pc, fromGuard := conn.(*peerConn)
+	if ai.Endpoint.Transport == "" {
+		switch {
+		case !server:
+			ai.Endpoint = c.ep
+		case fromGuard:
+			ai.Endpoint = pc.guard.ep
+		default:
+			ai.Endpoint = endpointOfAddr(conn.LocalAddr())
+		}
+	}
 	if c.tls != nil {
 		var (
 			tconn net.Conn

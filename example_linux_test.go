@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"google.golang.org/grpc"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/wire"
 )
 

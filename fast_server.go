@@ -53,7 +53,7 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 	c.w.Conn = pc.Conn
 	c.ai = &AuthInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard,
+		Transport:      pc.guard.ep.Transport, Endpoint: pc.guard.ep, Peer: pc.creds, guard: pc.guard,
 	}
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: pc.RemoteAddr(), LocalAddr: pc.LocalAddr(), AuthInfo: c.ai})
 	for _, h := range s.cfg.stats {

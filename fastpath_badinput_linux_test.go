@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/protobuf/proto"

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/demo"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
-	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/identity"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
 )
@@ -39,7 +39,7 @@ func (s *countingServer) SayHello(_ context.Context, req *greetpb.HelloRequest) 
 
 func (s *countingServer) WhoAmI(ctx context.Context, _ *identitypb.WhoAmIRequest) (*identitypb.WhoAmIResponse, error) {
 	s.calls.Add(1)
-	return demo.WhoAmI(ctx, grpcipc.Endpoint{}), nil
+	return identity.WhoAmI(ctx), nil
 }
 
 // syncBuffer is a log destination safe for the server's goroutines.

@@ -88,6 +88,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 		if err != nil {
 			return nil, err
 		}
+		ep.Address = l.Addr().String() // the port chosen for :0
 		return &listener{Listener: l, ep: ep}, nil
 	}
 	self, err := selfIdentity()

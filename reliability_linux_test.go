@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/demo"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,15 +30,11 @@ func init() {
 	// serve ENDPOINT: the demo server in its own process; prints "ready",
 	// stops gracefully when its standard input closes.
 	grpcipc.RegisterHelper("serve", func(args []string) error {
-		ep, err := grpcipc.ParseEndpoint(args[0])
-		if err != nil {
-			return err
-		}
 		l, err := grpcipc.Listen(context.Background(), args[0])
 		if err != nil {
 			return err
 		}
-		srv, err := demo.NewServer(ep)
+		srv, err := demo.NewServer()
 		if err != nil {
 			return err
 		}

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/demo"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
@@ -32,8 +32,7 @@ func TestTLSClientCertificateRefusedPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, _ := grpcipc.ParseEndpoint(endpoint)
-	srv, err := demo.NewServer(ep, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
+	srv, err := demo.NewServer(grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,13 +25,16 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/jhump/protoreflect/v2/grpcreflect"
 	"github.com/jhump/protoreflect/v2/protoprint"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
@@ -41,11 +45,11 @@ type typeResolver interface {
 }
 
 // client is a connection and where its service descriptions come from:
-// server reflection, or .proto files given with --proto.
+// server reflection, or .proto files given with --proto or --protoset.
 type client struct {
 	ep    grpcipc.Endpoint
 	conn  *grpcipc.ClientConn
-	refl  *grpcreflect.Client // nil with --proto
+	refl  *grpcreflect.Client // nil with --proto or --protoset
 	files *protoregistry.Files
 	types typeResolver
 }
@@ -60,8 +64,15 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 		return nil, err
 	}
 	var files *protoregistry.Files
-	if len(f.protos) > 0 {
+	switch {
+	case len(f.protos) > 0 && len(f.protosets) > 0:
+		return nil, usageErrorf("give --proto or --protoset, not both")
+	case len(f.protos) > 0:
 		if files, err = compileProtos(ctx, f.protos, f.importPaths); err != nil {
+			return nil, err
+		}
+	case len(f.protosets) > 0:
+		if files, err = loadProtosets(f.protosets); err != nil {
 			return nil, err
 		}
 	}
@@ -71,10 +82,15 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 	}
 	cl := &client{ep: ep, conn: conn, files: files}
 	if files != nil {
-		cl.types = dynamicpb.NewTypes(files)
+		cl.types = anyOf{dynamicpb.NewTypes(files), protoregistry.GlobalTypes}
 	} else {
-		cl.refl = grpcreflect.NewClientAuto(ctx, conn)
-		cl.types = cl.refl.AsResolver().AsTypeResolver()
+		md, err := f.metadata(false)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		cl.refl = grpcreflect.NewClientAuto(metadata.NewOutgoingContext(ctx, md), conn)
+		cl.types = anyOf{cl.refl.AsResolver().AsTypeResolver(), protoregistry.GlobalTypes}
 	}
 	return cl, nil
 }
@@ -92,6 +108,35 @@ func compileProtos(ctx context.Context, protos, importPaths []string) (*protoreg
 		if err := files.RegisterFile(f); err != nil {
 			return nil, fmt.Errorf("--proto: %w", err)
 		}
+	}
+	return files, nil
+}
+
+// loadProtosets reads compiled descriptor sets, for servers without
+// reflection. Each set must hold the imports of its files (protoc's
+// --include_imports), or they must be in another of the sets.
+func loadProtosets(names []string) (*protoregistry.Files, error) {
+	var all descriptorpb.FileDescriptorSet
+	seen := map[string]bool{}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("--protoset: %w", err)
+		}
+		var set descriptorpb.FileDescriptorSet
+		if err := proto.Unmarshal(b, &set); err != nil {
+			return nil, fmt.Errorf("--protoset %s: not a FileDescriptorSet: %w", name, err)
+		}
+		for _, fd := range set.GetFile() {
+			if !seen[fd.GetName()] {
+				seen[fd.GetName()] = true
+				all.File = append(all.File, fd)
+			}
+		}
+	}
+	files, err := protodesc.NewFiles(&all)
+	if err != nil {
+		return nil, fmt.Errorf("--protoset: %w (compile it with protoc --include_imports)", err)
 	}
 	return files, nil
 }
@@ -142,22 +187,19 @@ func (c *client) services() ([]string, error) {
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("call", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [-d JSON|@] [-H HEADER]... [-v] METHOD [JSON]",
 		"Call METHOD (package.Service/Method) with the request written as JSON (default {}),\n"+
-			"finding its types by server reflection (or in the --proto files), and print the\n"+
+			"finding its types by server reflection (or in --proto or --protoset files), and print the\n"+
 			"reply as JSON. A streaming method takes its requests as a sequence of JSON\n"+
 			"messages (-d @ reads them from standard input as they come, as grpcurl does) and\n"+
 			"prints each reply as it arrives. A failed call exits with 64 plus its gRPC code.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs)
-	var headers []string
-	c.fs.Func("H", "add request metadata `\"name: value\"` (repeatable; a -bin name takes base64, as with grpcurl)", func(h string) error {
-		headers = append(headers, h)
-		return nil
-	})
 	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
 	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
 	format := c.fs.String("format", "json", "the requests' and replies' format: json, or text (protobuf's text format; a\nstream's text messages are separated by the ASCII record separator, 0x1e, as with grpcurl)")
 	var maxTime seconds
 	c.fs.Var(&maxTime, "max-time", "give the call itself this long (`seconds`, as grpcurl's -max-time, or a duration\nsuch as 1m30s; default --timeout)")
+	allowUnknown := c.fs.Bool("allow-unknown-fields", false, "ignore request fields the method's message does not have, rather than fail")
+	formatError := c.fs.Bool("format-error", false, "print a failed call's status (code, message, details) to standard error in\n--format rather than as one line, as grpcurl's -format-error")
 	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -168,7 +210,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *format != "json" && *format != "text" {
-		return usageErrorf("call: -format %q: want json or text", *format)
+		return usageErrorf("call: --format %q: want json or text", *format)
 	}
 	text := *format == "text"
 	reqJSON := "{}"
@@ -185,7 +227,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case *data != "":
 		reqJSON = *data
 	}
-	reqMD, err := parseHeaders(headers)
+	reqMD, err := flags.metadata(true)
 	if err != nil {
 		return err
 	}
@@ -219,17 +261,35 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *data == "@" {
 		src = io.LimitReader(stdin, maxRequestJSON)
 	}
-	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}, text: text}
+	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}, text: text, discardUnknown: *allowUnknown}
+	failed := func(err error) error {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
+			// The server saw the deadline first and ended the call
+			// (grpc-go's health Watch says Canceled): the limit is why.
+			err = status.Errorf(codes.DeadlineExceeded, "--max-time passed (the server said: %s)", st.Message())
+		}
+		cerr := callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
+		var ee *exitError
+		if st, ok := status.FromError(err); ok && *formatError && errors.As(cerr, &ee) {
+			ep := *printer
+			ep.w, ep.printed = stderr, 0
+			if ep.print(st.Proto()) == nil {
+				ee.quiet = true // as grpcurl: the status, formatted, is the error message
+			}
+		}
+		return cerr
+	}
+	callOpts := flags.callOptions()
 	full := "/" + svcName + "/" + methodName
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		var header, trailer metadata.MD
-		err := callStream(metadata.NewOutgoingContext(callCtx, reqMD), cl, md, full, src, types, printer, grpc.Header(&header), grpc.Trailer(&trailer))
+		err := callStream(metadata.NewOutgoingContext(callCtx, reqMD), cl, md, full, src, types, printer, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
 		if *verbose {
 			printMetadata(stderr, "response headers", header)
 			printMetadata(stderr, "response trailers", trailer)
 		}
 		if err != nil {
-			return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
+			return failed(err)
 		}
 		return nil
 	}
@@ -244,29 +304,35 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		reqJSON = string(b)
 	}
 	req := dynamicpb.NewMessage(md.Input())
-	if err := unmarshalRequest([]byte(reqJSON), req, text, types); err != nil {
+	if err := unmarshalRequest([]byte(reqJSON), req, text, *allowUnknown, types); err != nil {
 		return fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
 	}
 	reply := dynamicpb.NewMessage(md.Output())
 	var header, trailer metadata.MD
-	err = cl.conn.Invoke(metadata.NewOutgoingContext(callCtx, reqMD), "/"+svcName+"/"+methodName, req, reply, grpc.Header(&header), grpc.Trailer(&trailer))
+	err = cl.conn.Invoke(metadata.NewOutgoingContext(callCtx, reqMD), full, req, reply, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
 	if *verbose {
 		printMetadata(stderr, "response headers", header)
 		printMetadata(stderr, "response trailers", trailer)
 	}
 	if err != nil {
-		return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
+		return failed(err)
 	}
 	return printer.print(reply)
 }
 
+// textColon is a field name's colon and the spaces after it, at the
+// start of a line of multi-line text format (where a value never starts a
+// line: strings are quoted and escaped).
+var textColon = regexp.MustCompile(`(?m)^(\s*[^\s:"]+): +`)
+
 // replyPrinter prints replies as indented JSON, or in the text format, one
 // after another.
 type replyPrinter struct {
-	w       io.Writer
-	opts    protojson.MarshalOptions
-	text    bool
-	printed int
+	w              io.Writer
+	opts           protojson.MarshalOptions
+	text           bool
+	discardUnknown bool // of requests: --allow-unknown-fields
+	printed        int
 }
 
 func (p *replyPrinter) print(m proto.Message) error {
@@ -275,6 +341,9 @@ func (p *replyPrinter) print(m proto.Message) error {
 		if err != nil {
 			return fmt.Errorf("formatting the reply: %w", err)
 		}
+		// prototext puts one or two spaces after a field name's colon, at
+		// random, so that no one relies on its output; grpcurl's is one.
+		out = textColon.ReplaceAll(out, []byte("$1: "))
 		if p.printed > 0 {
 			fmt.Fprint(p.w, "\x1e") // between messages, as grpcurl's text format
 		}
@@ -324,7 +393,7 @@ func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescripto
 				return
 			}
 			req := dynamicpb.NewMessage(md.Input())
-			if err := unmarshalRequest(raw, req, printer.text, types); err != nil {
+			if err := unmarshalRequest(raw, req, printer.text, printer.discardUnknown, types); err != nil {
 				sent <- fmt.Errorf("request %d is not a valid %s in %s: %w", n+1, md.Input().FullName(), formatName(printer.text), err)
 				cancel()
 				return
@@ -388,9 +457,10 @@ func splitMethod(s string) (service, method string, err error) {
 
 func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [SERVICE]",
-		"List the services the server offers by reflection (or the --proto files\n"+
-			"describe), or the methods of SERVICE.", 0, 1, stdout)
+		"List the services the server offers by reflection (or those of the --proto or\n"+
+			"--protoset files), or the methods of SERVICE.", 0, 1, stdout)
 	flags := addClientFlags(c.fs)
+	export := addExportFlags(c.fs)
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -407,29 +477,34 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// grpcurl's form, so that scripts move over: full names, sorted
+		// ("describe SERVICE" shows the signatures).
+		var methods []string
 		for i := 0; i < sd.Methods().Len(); i++ {
-			m := sd.Methods().Get(i)
-			fmt.Fprintf(stdout, "%s/%s(%s%s) returns (%s%s)\n", sd.FullName(), m.Name(),
-				streamWord(m.IsStreamingClient()), m.Input().FullName(),
-				streamWord(m.IsStreamingServer()), m.Output().FullName())
+			methods = append(methods, string(sd.Methods().Get(i).FullName()))
 		}
-		return nil
+		slices.Sort(methods)
+		for _, m := range methods {
+			fmt.Fprintln(stdout, m)
+		}
+		return export.write([]protoreflect.Descriptor{sd})
 	}
 	names, err := cl.services()
 	if err != nil {
 		return err
 	}
+	var ds []protoreflect.Descriptor
 	for _, n := range names {
 		fmt.Fprintln(stdout, n)
+		if *export.protosetOut != "" || *export.protoOutDir != "" {
+			sd, err := cl.service(n)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, sd)
+		}
 	}
-	return nil
-}
-
-func streamWord(b bool) string {
-	if b {
-		return "stream "
-	}
-	return ""
+	return export.write(ds)
 }
 
 // stdin is where -d @ reads the request.
@@ -449,9 +524,6 @@ func callError(what string, err error, types typeResolver) error {
 	msg := fmt.Sprintf("%s: %v", what, err)
 	for _, d := range st.Proto().GetDetails() {
 		j, jerr := (protojson.MarshalOptions{Resolver: types}).Marshal(d)
-		if jerr != nil { // not among the server's types: maybe a well-known detail
-			j, jerr = protojson.Marshal(d)
-		}
 		if jerr != nil {
 			j = []byte(fmt.Sprintf("(a %s that cannot be printed: %v)", d.GetTypeUrl(), jerr))
 		}
@@ -468,14 +540,14 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 		name, value, ok := strings.Cut(h, ":")
 		name = strings.ToLower(strings.TrimSpace(name))
 		if !ok || name == "" {
-			return nil, usageErrorf("-H %q: want \"name: value\"", h)
+			return nil, usageErrorf("header %q: want \"name: value\"", h)
 		}
 		value = strings.TrimSpace(value)
 		if strings.HasSuffix(name, "-bin") {
 			b, err := base64.StdEncoding.DecodeString(value)
 			if err != nil {
 				if b, err = base64.RawStdEncoding.DecodeString(value); err != nil {
-					return nil, usageErrorf("-H %q: a -bin value is base64: %v", h, err)
+					return nil, usageErrorf("header %q: a -bin value is base64: %v", h, err)
 				}
 			}
 			value = string(b)
@@ -545,8 +617,10 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCommand("describe", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] SYMBOL",
 		"Print the definition of SYMBOL, a service, method (package.Service/Method or\n"+
 			"package.Service.Method), message or enum, in .proto syntax, found by server\n"+
-			"reflection (or in the --proto files), as grpcurl describe does.", 1, 1, stdout)
+			"reflection (or in the --proto or --protoset files), as grpcurl describe does.", 1, 1, stdout)
 	flags := addClientFlags(c.fs)
+	export := addExportFlags(c.fs)
+	msgTemplate := c.fs.Bool("msg-template", false, "after a message's definition, print a JSON template of it: every field, with\nits default value (as grpcurl's -msg-template)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -566,7 +640,8 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var p protoprint.Printer
+	// grpcurl's printer settings, so that the output is the same.
+	p := protoprint.Printer{Compact: true, SortElements: true, ForceFullyQualifiedNames: true, OmitComments: protoprint.CommentsNonDoc}
 	text, err := p.PrintProtoToString(d)
 	if err != nil {
 		return fmt.Errorf("printing %s: %w", name, err)
@@ -575,7 +650,14 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	if !strings.HasSuffix(text, "\n") {
 		fmt.Fprintln(stdout)
 	}
-	return nil
+	if md, ok := d.(protoreflect.MessageDescriptor); ok && *msgTemplate {
+		fmt.Fprintln(stdout, "\nMessage template:")
+		printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: cl.types, EmitUnpopulated: true}}
+		if err := printer.print(template(md)); err != nil {
+			return err
+		}
+	}
+	return export.write([]protoreflect.Descriptor{d})
 }
 
 // find looks a symbol up by reflection or in the --proto files; kind
@@ -586,7 +668,7 @@ func (c *client) find(name, kind string) (protoreflect.Descriptor, error) {
 	where := "the server (see grpcipc list)"
 	if c.files != nil {
 		d, err = c.files.FindDescriptorByName(protoreflect.FullName(name))
-		where = "the --proto files"
+		where = "the --proto or --protoset files"
 	} else {
 		d, err = c.refl.AsResolver().FindDescriptorByName(protoreflect.FullName(name))
 	}
@@ -654,12 +736,13 @@ func formatName(text bool) string {
 	return "JSON"
 }
 
-// unmarshalRequest reads one request in JSON or the text format.
-func unmarshalRequest(b []byte, m proto.Message, text bool, types typeResolver) error {
+// unmarshalRequest reads one request in JSON or the text format;
+// discardUnknown ignores fields the message does not have.
+func unmarshalRequest(b []byte, m proto.Message, text, discardUnknown bool, types typeResolver) error {
 	if text {
-		return prototext.UnmarshalOptions{Resolver: types}.Unmarshal(b, m)
+		return prototext.UnmarshalOptions{Resolver: types, DiscardUnknown: discardUnknown}.Unmarshal(b, m)
 	}
-	return protojson.UnmarshalOptions{Resolver: types}.Unmarshal(b, m)
+	return protojson.UnmarshalOptions{Resolver: types, DiscardUnknown: discardUnknown}.Unmarshal(b, m)
 }
 
 // requestReader returns the requests src holds one by one: JSON values as

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +22,20 @@ func cliCommand(t *testing.T, env []string, args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append(os.Environ(), mainEnv+"=1", testutil.QuickRaceExit), env...)
+	return cmd
+}
+
+// startServe starts "grpcipc serve" and waits until it is serving.
+func startServe(t *testing.T, endpoint string) *exec.Cmd {
+	t.Helper()
+	cmd := cliCommand(t, nil, "serve", "--listen", endpoint)
+	cmd.Stderr = os.Stderr
+	r := testutil.Start(t, cmd)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "serving ") {
+		t.Fatalf("serve said %q, %v; want serving ENDPOINT", line, err)
+	}
+	go io.Copy(io.Discard, r)
 	return cmd
 }
 
@@ -54,4 +71,55 @@ func oneErrorLine(t *testing.T, stderr, want string) {
 	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
 		t.Errorf("stderr has a stack trace: %q", stderr)
 	}
+}
+
+// TestHelpSpellsFlagsOneWay: every command's usage line and flag list
+// spell a flag the same way (--word, -x for a letter), every flag in the
+// usage line exists, and no internal flag or variable shows.
+func TestHelpSpellsFlagsOneWay(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?:^|[\s\[])(-{1,2})([a-zA-Z][a-z0-9-]*)`)
+	for _, cmd := range []string{"serve", "call", "list", "describe", "endpoint", "demo", "bench"} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{cmd, "--help"}, &out, &errOut); code != 0 {
+			t.Fatalf("%s --help: exit %d: %s", cmd, code, errOut.String())
+		}
+		usageLine, rest, _ := strings.Cut(out.String(), "\n")
+		_, list, hasFlags := strings.Cut(rest, "\nFlags:\n")
+		defined := map[string]bool{}
+		if hasFlags {
+			for _, line := range strings.Split(list, "\n") {
+				m := regexp.MustCompile(`^  (-{1,2})(\S+)`).FindStringSubmatch(line)
+				if m == nil {
+					continue
+				}
+				if want := dashes(m[2]); m[1] != want {
+					t.Errorf("%s --help lists %s%s; want %s%s", cmd, m[1], m[2], want, m[2])
+				}
+				defined[m[2]] = true
+			}
+		}
+		if len(defined) == 0 && cmd != "endpoint" {
+			t.Errorf("%s --help lists no flags:\n%s", cmd, out.String())
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(usageLine, -1) {
+			if want := dashes(m[2]); m[1] != want {
+				t.Errorf("%s's usage line spells %s%s; want %s%s", cmd, m[1], m[2], want, m[2])
+			}
+			if !defined[m[2]] {
+				t.Errorf("%s's usage line names %s%s, which its flag list does not have", cmd, m[1], m[2])
+			}
+		}
+		for _, internal := range []string{"serve-child", benchChildEnv, mainEnv} {
+			if strings.Contains(out.String(), internal) {
+				t.Errorf("%s --help shows the internal %q", cmd, internal)
+			}
+		}
+	}
+}
+
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-"
+	}
+	return "--"
 }

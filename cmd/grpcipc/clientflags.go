@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // clientFlags are the flags of the commands that call a server.
@@ -18,9 +21,16 @@ type clientFlags struct {
 	connectTimeout     seconds
 	expect, pins       []string
 	protos             []string
+	protosets          []string
 	importPaths        []string
 	cacert, cert, keyf *string
 	http2              *bool
+	// grpcurl's: metadata for every request, for calls alone and for
+	// reflection alone; ${NAME} expanded from the environment.
+	headers, rpcHeaders, reflectHeaders []string
+	expandHeaders                       *bool
+	serverName                          *string
+	maxMsgSize                          *int
 }
 
 func addClientFlags(fs *flag.FlagSet) *clientFlags {
@@ -31,6 +41,23 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
 		http2:   fs.Bool("http2", false, "speak gRPC over HTTP/2 rather than offer grpcipc's fast path (which a server\nthat does not speak it gets HTTP/2 instead of anyway)"),
+	}
+	f.expandHeaders = fs.Bool("expand-headers", false, "expand ${NAME} in -H, --rpc-header and --reflect-header values from the\nenvironment (an unset NAME is an error), as grpcurl's -expand-headers")
+	f.serverName = fs.String("servername", "", "verify the server's TLS certificate for this `name` (with --cacert; default the\nendpoint's host)")
+	f.maxMsgSize = fs.Int("max-msg-sz", 0, "accept replies of up to this many `bytes` (default 4 MiB, gRPC's)")
+	for _, h := range []struct {
+		name  string
+		to    *[]string
+		usage string
+	}{
+		{"H", &f.headers, "add request metadata `\"name: value\"` to calls and reflection (repeatable; a -bin\nname takes base64, as with grpcurl)"},
+		{"rpc-header", &f.rpcHeaders, "add request metadata `\"name: value\"` to calls only (repeatable)"},
+		{"reflect-header", &f.reflectHeaders, "add request metadata `\"name: value\"` to reflection requests only (repeatable)"},
+	} {
+		fs.Func(h.name, h.usage, func(v string) error {
+			*h.to = append(*h.to, v)
+			return nil
+		})
 	}
 	fs.Var(&f.connectTimeout, "connect-timeout", "give connecting and reflection this long (`seconds`, as grpcurl's\n-connect-timeout, or a duration; default --timeout)")
 	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
@@ -44,11 +71,15 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 		f.protos = append(f.protos, s)
 		return nil
 	})
-	fs.Func("import-path", "where --proto files and their imports are found (repeatable; default: the working directory)", func(s string) error {
+	fs.Func("protoset", "take service descriptions from this compiled `file` (a FileDescriptorSet, as protoc\n--descriptor_set_out --include_imports writes) instead of server reflection (repeatable)", func(s string) error {
+		f.protosets = append(f.protosets, s)
+		return nil
+	})
+	fs.Func("import-path", "`dir`ectory where --proto files and their imports are found (repeatable; default: the working directory)", func(s string) error {
 		f.importPaths = append(f.importPaths, s)
 		return nil
 	})
-	fs.Func("pin", "accept the server's TLS certificate by its SHA-256 thumbprint: 64 hex digits, or spki:HEX (repeatable)", func(s string) error {
+	fs.Func("pin", "accept the server's TLS certificate by its SHA-256 `thumbprint`: 64 hex digits, or spki:HEX (repeatable)", func(s string) error {
 		f.pins = append(f.pins, s)
 		return nil
 	})
@@ -64,8 +95,11 @@ func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
 	if len(f.expect) > 0 {
 		opts = append(opts, grpcipc.WithExpectedServer(f.expect...))
 	}
+	if *f.serverName != "" && *f.cacert == "" {
+		return nil, usageErrorf("--servername names the certificate --cacert verifies: give --cacert too")
+	}
 	if *f.cacert != "" || *f.cert != "" || *f.keyf != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: *f.serverName}
 		if *f.cacert != "" {
 			pool, err := loadCAs(*f.cacert)
 			if err != nil {
@@ -86,6 +120,41 @@ func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
 		opts = append(opts, grpcipc.WithPins(f.pins...))
 	}
 	return opts, nil
+}
+
+// metadata is the request metadata of calls (rpc) or of reflection
+// requests (!rpc): -H's and the --rpc-header's or --reflect-header's.
+func (f *clientFlags) metadata(rpc bool) (metadata.MD, error) {
+	hs := append([]string(nil), f.headers...)
+	if rpc {
+		hs = append(hs, f.rpcHeaders...)
+	} else {
+		hs = append(hs, f.reflectHeaders...)
+	}
+	if *f.expandHeaders {
+		for i, h := range hs {
+			var missing []string
+			hs[i] = os.Expand(h, func(name string) string {
+				v, ok := os.LookupEnv(name)
+				if !ok {
+					missing = append(missing, name)
+				}
+				return v
+			})
+			if len(missing) > 0 {
+				return nil, usageErrorf("header %q: --expand-headers: %s is not set", h, strings.Join(missing, ", "))
+			}
+		}
+	}
+	return parseHeaders(hs)
+}
+
+// callOptions are the call options the flags ask for.
+func (f *clientFlags) callOptions() []grpc.CallOption {
+	if *f.maxMsgSize > 0 {
+		return []grpc.CallOption{grpc.MaxCallRecvMsgSize(*f.maxMsgSize)}
+	}
+	return nil
 }
 
 func loadKeyPair(cert, key string) (tls.Certificate, error) {

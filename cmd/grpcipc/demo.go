@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
-	"github.com/grpcipc/grpcipc/internal/pb/identitypb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
 )
 
 const (

@@ -191,8 +191,8 @@ func TestDescribe(t *testing.T) {
 	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
 	startServe(t, endpoint)
 	for _, tc := range []struct{ symbol, want string }{
-		{"greet.Greeter", "greet.Greeter is a service:\nservice Greeter {\n  rpc SayHello ( HelloRequest ) returns ( HelloReply );\n}\n"},
-		{"greet.Greeter/SayHello", "greet.Greeter.SayHello is a method:\nrpc SayHello ( HelloRequest ) returns ( HelloReply );\n"},
+		{"greet.Greeter", "greet.Greeter is a service:\nservice Greeter {\n  rpc SayHello ( .greet.HelloRequest ) returns ( .greet.HelloReply );\n}\n"},
+		{"greet.Greeter/SayHello", "greet.Greeter.SayHello is a method:\nrpc SayHello ( .greet.HelloRequest ) returns ( .greet.HelloReply );\n"},
 		{"greet.HelloRequest", "greet.HelloRequest is a message:\nmessage HelloRequest {\n  string name = 1;\n}\n"},
 	} {
 		code, stdout, stderr := runCLI(t, nil, "describe", "--connect", endpoint, tc.symbol)

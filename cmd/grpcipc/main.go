@@ -40,7 +40,7 @@ Linux abstract sockets and Windows named pipes.
 
 Usage:
   grpcipc demo [--count N]                         start a server in a child process, call it, clean up
-  grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, health, reflection, Identity
+  grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, Echo, health, reflection, Identity
   grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
   grpcipc describe [--connect ENDPOINT] SYMBOL     print a service, method or message in .proto syntax
@@ -73,8 +73,9 @@ func versionLine() string {
 
 // exitError carries an exit status other than 1.
 type exitError struct {
-	code int
-	err  error
+	code  int
+	err   error
+	quiet bool // already reported on standard output (call --format-error)
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -122,10 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "grpcipc: "+oneLine(err.Error()))
 	var ee *exitError
-	switch {
-	case errors.As(err, &ee):
+	if !errors.As(err, &ee) || !ee.quiet {
+		fmt.Fprintln(stderr, "grpcipc: "+oneLine(err.Error()))
+	}
+	if ee != nil {
 		return ee.code
 	}
 	return 1
@@ -194,12 +196,38 @@ func argCount(lo, hi int) string {
 
 func (c *command) printUsage() {
 	fmt.Fprintf(c.stdout, "Usage: grpcipc %s %s\n\n%s\n", c.name, c.args, c.about)
-	hasFlags := false
-	c.fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
-		fmt.Fprintln(c.stdout, "\nFlags:")
-		c.fs.SetOutput(c.stdout)
-		c.fs.PrintDefaults()
-		c.fs.SetOutput(io.Discard)
+	var flags strings.Builder
+	c.fs.VisitAll(func(f *flag.Flag) { writeFlag(&flags, f) })
+	if flags.Len() > 0 {
+		fmt.Fprintf(c.stdout, "\nFlags:\n%s", flags.String())
 	}
+}
+
+// writeFlag describes f as the usage lines spell it: --name for a word,
+// -x for a letter (grpcurl's -d, -H, -v), either of which parses.
+func writeFlag(w *strings.Builder, f *flag.Flag) {
+	dash := "--"
+	if len(f.Name) == 1 {
+		dash = "-"
+	}
+	arg, usage := flag.UnquoteUsage(f)
+	if arg == "value" {
+		arg = "string"
+	}
+	fmt.Fprintf(w, "  %s%s", dash, f.Name)
+	if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); !isBool && arg != "" {
+		fmt.Fprintf(w, " %s", arg)
+	}
+	switch f.DefValue {
+	case "", "false", "0", "0s", "[]":
+	default:
+		if _, isString := f.Value.(interface{ String() string }); isString && arg == "string" {
+			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+		} else {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+	}
+	w.WriteString("\n    \t")
+	w.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
+	w.WriteString("\n")
 }

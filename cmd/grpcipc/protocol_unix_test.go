@@ -18,15 +18,11 @@ import (
 // server, and HTTP/2 with --http2; both reach the same services.
 func TestCallSpeaksFastPath(t *testing.T) {
 	endpoint := testutil.Endpoint(t)
-	ep, err := grpcipc.ParseEndpoint(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := grpcipc.Listen(context.Background(), endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := demo.NewServer(ep)
+	srv, err := demo.NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,11 @@ const stopGrace = 10 * time.Second
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]] [--unauthenticated-tcp]",
-		"Serve greet.Greeter/SayHello, grpc.health.v1.Health, server reflection and\n"+
-			"grpcipc.v1.Identity/WhoAmI until SIGINT or SIGTERM, then stop gracefully and\n"+
-			"remove the socket. Prints \"serving ENDPOINT\" on stdout once it accepts calls.\n\n"+
+		"Serve greet.Greeter/SayHello, grpcipc.examples.v1.Echo (unary, server, client\n"+
+			"and bidi streaming; it echoes echo-* metadata and fails on request),\n"+
+			"grpc.health.v1.Health, server reflection and grpcipc.v1.Identity/WhoAmI until\n"+
+			"SIGINT or SIGTERM, then stop gracefully and remove the socket. Prints\n"+
+			"\"serving ENDPOINT\" on stdout once it accepts calls.\n\n"+
 			"On a local endpoint only this user may call, unless --allow widens it\n"+
 			"(same-user, uid:N, gid:N, user:NAME, group:NAME, sid:SID, root or *; exe:/PATH\n"+
 			"only inside an all_of in a --policy file) or --policy FILE sets a policy in\n"+
@@ -108,7 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv, err := demo.NewServer(ep, sopts...)
+	srv, err := demo.NewServer(sopts...)
 	if err != nil {
 		lis.Close()
 		return err

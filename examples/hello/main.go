@@ -1,7 +1,7 @@
-// Command hello is a grpcipc server and client in a few lines: the server
-// listens on this user's default endpoint, the client calls it, and the
-// server tells the client who it is (its pid, uid and executable, as the
-// OS reported them).
+// Command hello is a grpcipc server and client in one program: the server
+// listens on this user's default endpoint and admits this user only, the
+// client checks that the server runs as this user too, and the reply says
+// who called, as the OS reported it. The README shows this file.
 //
 //	go run ./examples/hello
 package main
@@ -9,66 +9,55 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
-	"os"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/greetpb"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/identity"
 )
 
-// greeter answers with the caller's OS identity.
 type greeter struct {
 	greetpb.UnimplementedGreeterServer
 }
 
 func (greeter) SayHello(ctx context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
-	who := "an unknown caller"
+	who := "unknown"
 	if ai, ok := grpcipc.AuthInfoFromContext(ctx); ok && ai.Peer != nil {
-		who = ai.Peer.String()
-		if exe, ok := ai.Peer.Executable(); ok {
-			who += ", running " + exe
-		}
+		who = ai.Peer.String() // the caller, as the OS told it when it connected
 	}
-	return &greetpb.HelloReply{Message: fmt.Sprintf("Hello %s, you are %s", req.GetName(), who)}, nil
+	return &greetpb.HelloReply{Message: fmt.Sprintf("Hello %s (%s)", req.GetName(), who)}, nil
 }
 
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
+	ctx := context.Background()
+	ep, err := grpcipc.DefaultEndpoint("hello-example") // e.g. unix:///run/user/1000/hello-example/hello-example.sock
+	if err != nil {
 		log.Fatal(err)
 	}
-}
 
-func run(ctx context.Context, out io.Writer) error {
-	// The server: this user's default endpoint, only this user admitted.
-	ep, err := grpcipc.DefaultEndpoint("hello-example")
-	if err != nil {
-		return err
-	}
+	// The server: the socket is 0600; the default policy admits this user only.
 	lis, err := grpcipc.Listen(ctx, ep.String())
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
 	srv, err := grpcipc.NewServer()
 	if err != nil {
-		lis.Close()
-		return err
+		log.Fatal(err)
 	}
-	greetpb.RegisterGreeterServer(srv, greeter{})
-	go srv.Serve(lis)
-	defer srv.Stop() // closes the listener, which removes the socket
+	greetpb.RegisterGreeterServer(srv, greeter{}) // generated code, unchanged
+	identity.Register(srv)                        // grpcipc.v1.Identity: "who am I to you?"
+	go srv.Serve(lis)                             // HTTP/2 and the fast path on one socket
+	defer srv.Stop()                              // closes lis, which removes the socket
 
-	// The client: the same endpoint, and it checks the server runs as
-	// this user too.
-	conn, err := grpcipc.NewClient(ep.String(), grpcipc.WithExpectedServer("same-user"))
+	// The client: offers the fast path, and checks the server's identity first.
+	conn, err := grpcipc.NewClient(ep.String())
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
 	defer conn.Close()
 	reply, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "gopher"})
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	fmt.Fprintf(out, "server on %s says: %s\n", ep, reply.GetMessage())
-	return nil
+	fmt.Printf("%s\n(over %s, protocol %s)\n", reply.GetMessage(), ep, conn.Protocol())
 }

@@ -23,8 +23,7 @@ func TestGracefulStopEndsWatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, _ := grpcipc.ParseEndpoint(endpoint)
-	srv, err := demo.NewServer(ep)
+	srv, err := demo.NewServer()
 	if err != nil {
 		t.Fatal(err)
 	}

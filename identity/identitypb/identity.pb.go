@@ -207,7 +207,7 @@ const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"\x05_userB\r\n" +
 	"\v_executable2K\n" +
 	"\bIdentity\x12?\n" +
-	"\x06WhoAmI\x12\x19.grpcipc.v1.WhoAmIRequest\x1a\x1a.grpcipc.v1.WhoAmIResponseB3Z1github.com/grpcipc/grpcipc/internal/pb/identitypbb\x06proto3"
+	"\x06WhoAmI\x12\x19.grpcipc.v1.WhoAmIRequest\x1a\x1a.grpcipc.v1.WhoAmIResponseB0Z.github.com/grpcipc/grpcipc/identity/identitypbb\x06proto3"
 
 var (
 	file_grpcipc_v1_identity_proto_rawDescOnce sync.Once
