@@ -33,7 +33,7 @@ type feature struct {
 func TestCLIFeatures(t *testing.T) {
 	endpoint := testutil.Endpoint(t)
 	startServe(t, endpoint)
-	dir := t.TempDir()
+	dir := testutil.ShortTempDir(t) // t.TempDir's clean-up fails under Wine 8
 	protoset := filepath.Join(dir, "echo.protoset")
 	writeEchoProtoset(t, protoset)
 	protoRoot, err := filepath.Abs("../../proto")
