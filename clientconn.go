@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,10 +93,21 @@ type ClientConn struct {
 // call with codes.Unimplemented (the fast path does not compress; a local
 // socket gains nothing from it). Others are ignored.
 func NewClient(endpoint string, opts ...ClientOption) (*ClientConn, error) {
-	ep, cfg, creds, err := clientSetup(endpoint, opts)
+	ep, err := ParseEndpoint(endpoint)
 	if err != nil {
 		return nil, err
 	}
+	return newClientConn(ep, nil, opts)
+}
+
+// newClientConn makes a ClientConn of ep that connects with dial, or by
+// dialling ep when dial is nil.
+func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), opts []ClientOption) (*ClientConn, error) {
+	cfg, creds, err := clientSetupEndpoint(ep, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg.dial = dial
 	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
 		return nil, err
 	}
@@ -310,7 +322,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 // dial connects, checks the server and offers the fast path. fallback
 // says the server does not speak it.
 func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bool, err error) {
-	raw, err := dialEndpoint(ctx, cc.ep, cc.cfg.identify)
+	raw, err := cc.cfg.connect(ctx)
 	if err != nil {
 		if sockfile.IsAccessDenied(err) {
 			return nil, false, status.Error(codes.PermissionDenied, accessDeniedError(cc.ep, err).Error())
@@ -358,6 +370,11 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bo
 	why := "its answer is not grpcipc's preface"
 	if err != nil {
 		why = err.Error()
+	}
+	if cc.cfg.dial != nil {
+		// An inherited connection is made once: there is none to fall
+		// back on.
+		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: %s does not speak grpcipc's fast path (%s); serve it with grpcipc.NewServer, or connect with WithHTTP2", cc.ep, why)
 	}
 	cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String(), "why", why)
 	return nil, true, nil

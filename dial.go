@@ -81,7 +81,7 @@ func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied
 		target = (&url.URL{Scheme: "passthrough", Path: "/" + ep.String()}).String()
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-				c, err := dialEndpoint(ctx, ep, cfg.identify)
+				c, err := cfg.connect(ctx)
 				if err != nil && sockfile.IsAccessDenied(err) {
 					err = accessDeniedError(ep, err)
 					denied.Store(&err)
@@ -133,10 +133,20 @@ func clientSetup(endpoint string, opts []ClientOption) (Endpoint, clientConfig, 
 	if err != nil {
 		return Endpoint{}, clientConfig{}, nil, err
 	}
+	cfg, creds, err := clientSetupEndpoint(ep, opts)
+	if err != nil {
+		return Endpoint{}, clientConfig{}, nil, err
+	}
+	return ep, cfg, creds, nil
+}
+
+// clientSetupEndpoint is clientSetup for a parsed endpoint.
+func clientSetupEndpoint(ep Endpoint, opts []ClientOption) (clientConfig, *transportCreds, error) {
+	var err error
 	cfg := clientConfig{ep: ep}
 	for _, o := range opts {
 		if err := o.applyClient(&cfg); err != nil {
-			return Endpoint{}, clientConfig{}, nil, err
+			return clientConfig{}, nil, err
 		}
 	}
 	if len(cfg.expect) == 0 && ep.Transport != TCP {
@@ -145,15 +155,24 @@ func clientSetup(endpoint string, opts []ClientOption) (Endpoint, clientConfig, 
 	creds := &transportCreds{ep: ep, expect: cfg.expect}
 	if cfg.tls.enabled() {
 		if creds.tls, err = cfg.tls.credentials(false); err != nil {
-			return Endpoint{}, clientConfig{}, nil, err
+			return clientConfig{}, nil, err
 		}
 	}
 	if len(cfg.expect) > 0 {
 		if creds.self, err = selfIdentity(); err != nil {
-			return Endpoint{}, clientConfig{}, nil, err
+			return clientConfig{}, nil, err
 		}
 	}
-	return ep, cfg, creds, nil
+	return cfg, creds, nil
+}
+
+// connect makes a new connection to the server: cfg.dial's, or one to the
+// endpoint.
+func (cfg *clientConfig) connect(ctx context.Context) (net.Conn, error) {
+	if cfg.dial != nil {
+		return cfg.dial(ctx)
+	}
+	return dialEndpoint(ctx, cfg.ep, cfg.identify)
 }
 
 // checkNoTransportCredentials refuses dial options that set transport

@@ -41,7 +41,8 @@ type Endpoint struct {
 // String returns the endpoint in grpcipc's canonical syntax, which
 // [ParseEndpoint] turns back into the same Endpoint:
 // unix:///abs/path (or unix:rel/path), unix-abstract:name, npipe:name,
-// tcp://host:port.
+// tcp://host:port. An [Inherited] endpoint, which has no string to dial,
+// is described in words.
 func (e Endpoint) String() string {
 	switch e.Transport {
 	case Unix:
@@ -55,6 +56,8 @@ func (e Endpoint) String() string {
 		return "npipe:" + e.Address
 	case TCP:
 		return "tcp://" + e.Address
+	case Inherited:
+		return "the inherited connection to the " + e.Address
 	}
 	return string(e.Transport) + ":" + e.Address
 }

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/Microsoft/go-winio v0.6.4
 	github.com/bufbuild/protocompile v0.14.1
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/jhump/protoreflect/v2 v2.0.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.49.0

@@ -1,10 +1,12 @@
 package grpcipc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,6 +43,9 @@ type clientConfig struct {
 	http2    bool        // speak HTTP/2 only
 	unary    []grpc.UnaryClientInterceptor
 	stream   []grpc.StreamClientInterceptor
+	// dial, when set, makes the connections instead of dialling ep (a
+	// child's inherited connection).
+	dial func(context.Context) (net.Conn, error)
 }
 
 // ServerOption configures [ServerOptions].

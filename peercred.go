@@ -48,6 +48,16 @@ type Creds struct {
 // this is. wantExe, when not nil, says from what was read first whether to
 // read the executable too.
 func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Creds, error) {
+	for c := conn; c != nil; {
+		if ic, ok := c.(*inheritedConn); ok {
+			return ic.peer, nil // established when the connection was handed over
+		}
+		u, ok := c.(interface{ unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.unwrap()
+	}
 	var want func(*peercred.Info) bool
 	if wantExe != nil {
 		want = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }

@@ -245,8 +245,11 @@ func newGuard(cfg *serverConfig, ep Endpoint) (*guard, error) {
 
 // endpointOfListener tells which endpoint l serves, for logs and AuthInfo.
 func endpointOfListener(l net.Listener) Endpoint {
-	if ll, ok := l.(*listener); ok {
+	switch ll := l.(type) {
+	case *listener:
 		return ll.ep
+	case interface{ endpoint() Endpoint }:
+		return ll.endpoint()
 	}
 	return endpointOfAddr(l.Addr())
 }

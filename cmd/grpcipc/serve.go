@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
@@ -18,7 +19,7 @@ import (
 const stopGrace = 10 * time.Second
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("serve", "[--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]] [--unauthenticated-tcp]",
+	c := newCommand("serve", "[--listen ENDPOINT | --activated] [--allow PRINCIPAL]... [--policy FILE] [--cert F --key F [--client-ca F]] [--unauthenticated-tcp]",
 		"Serve greet.Greeter/SayHello, grpcipc.examples.v1.Echo (unary, server, client\n"+
 			"and bidi streaming; it echoes echo-* metadata and fails on request),\n"+
 			"grpc.health.v1.Health, server reflection and grpcipc.v1.Identity/WhoAmI until\n"+
@@ -46,8 +47,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keyFile := c.fs.String("key", "", "the private key of --cert (PEM `file`)")
 	clientCA := c.fs.String("client-ca", "", "require client certificates signed by the CAs in this PEM `file`")
 	unauthTCP := c.fs.Bool("unauthenticated-tcp", false, "serve a tcp:// endpoint to callers without a client certificate:\nevery process that can reach the port may call (tcp has no OS identity)")
+	activated := c.fs.Bool("activated", false, "serve the sockets systemd hands over (socket activation: LISTEN_FDS), not\n--listen's; see examples/systemd")
 	if _, err := c.parse(args); err != nil {
 		return err
+	}
+	if *activated && *listen != "" {
+		return usageErrorf("serve: give --listen or --activated, not both")
 	}
 	ep, err := endpointOrDefault(*listen)
 	if err != nil {
@@ -106,25 +111,42 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sopts = append(sopts, grpcipc.WithTLS(cfg))
 		pin = grpcipc.CertPin(kp.Certificate[0]).String()
 	}
-	lis, err := grpcipc.Listen(ctx, ep.String(), opts...)
-	if err != nil {
-		return err
+	var listeners []net.Listener
+	var eps []string
+	if *activated {
+		if listeners, err = grpcipc.ActivatedListeners(opts...); err != nil {
+			return err
+		}
+		for _, l := range listeners {
+			eps = append(eps, activatedEndpoint(l))
+		}
+	} else {
+		lis, err := grpcipc.Listen(ctx, ep.String(), opts...)
+		if err != nil {
+			return err
+		}
+		listeners, eps = []net.Listener{lis}, []string{ep.String()}
 	}
 	srv, err := demo.NewServer(sopts...)
 	if err != nil {
-		lis.Close()
+		for _, l := range listeners {
+			l.Close()
+		}
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	fmt.Fprintf(stdout, "serving %s\n", ep)
+	served := make(chan error, len(listeners))
+	for i, l := range listeners {
+		go func() { served <- srv.Serve(l) }()
+		fmt.Fprintf(stdout, "serving %s\n", eps[i])
+	}
 	if pin != "" {
 		fmt.Fprintf(stdout, "tls certificate sha256 %s\n", pin)
 	}
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve %s: %w", ep, err)
+		srv.Stop()
+		return fmt.Errorf("serve %s: %w", strings.Join(eps, ", "), err)
 	case <-ctx.Done():
 	}
 	stopped := make(chan struct{})
@@ -138,9 +160,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "grpcipc serve: calls still running after %v; stopping them\n", stopGrace)
 		srv.Stop()
 	}
-	<-served
-	fmt.Fprintf(stdout, "stopped %s\n", ep)
+	for range listeners {
+		<-served
+	}
+	fmt.Fprintf(stdout, "stopped %s\n", strings.Join(eps, ", "))
 	return nil
+}
+
+// activatedEndpoint names an activated socket in grpcipc's endpoint syntax.
+func activatedEndpoint(l net.Listener) string {
+	if name, ok := strings.CutPrefix(l.Addr().String(), "@"); ok {
+		return "unix-abstract:" + name
+	}
+	ep, err := grpcipc.ParseEndpoint("unix:" + l.Addr().String())
+	if err != nil {
+		return l.Addr().String()
+	}
+	return ep.String()
 }
 
 // endpointOrDefault parses s, or returns the default endpoint of the

@@ -1,0 +1,447 @@
+package grpcipc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Inherited is the transport of a connection that a parent process made
+// and handed to a child it started ([StartChild], [ChildListener],
+// [ParentConn]): a Unix socket pair, or on Windows a named pipe of a
+// random name that admits only the child's process. Such an endpoint has
+// no string a client could dial; its Address names the process at the
+// other end ("child pid 4242", "parent pid 4241").
+const Inherited Transport = "inherited"
+
+// childEnv tells a child started by StartChild where its connections are:
+// "1" (the version of this convention), the connection on which it serves
+// the parent, and, when the parent serves it too, the one on which it
+// calls the parent: "fd:3" on Unix, "npipe:NAME" on Windows.
+const childEnv = "GRPCIPC_CHILD"
+
+// childEnvVersion is the version of childEnv's format.
+const childEnvVersion = "1"
+
+// ErrNotChild is the error of [ChildListener] and [ParentConn] in a process
+// that [StartChild] did not start.
+var ErrNotChild = errors.New("grpcipc: this process was not started by grpcipc.StartChild (" + childEnv + " is not set)")
+
+// defaultStopTimeout is how long Child.Close waits for the child to exit
+// before it kills it.
+const defaultStopTimeout = 5 * time.Second
+
+// ChildOption configures [StartChild].
+type ChildOption interface {
+	applyChild(*childConfig) error
+}
+
+type childConfig struct {
+	server      *Server
+	stopTimeout time.Duration
+	clientOpts  []ClientOption
+}
+
+type childOptionFunc func(*childConfig) error
+
+func (f childOptionFunc) applyChild(c *childConfig) error { return f(c) }
+
+// WithParentServer serves srv to the child on a second inherited
+// connection, which the child reaches with [ParentConn]: the child calls
+// the parent's services there (hashicorp/go-plugin's broker pattern). srv's
+// policy applies to the child's calls (the default admits the parent's own
+// user). Child.Close stops serving it; srv itself is not stopped.
+func WithParentServer(srv *Server) ChildOption {
+	return childOptionFunc(func(c *childConfig) error {
+		if srv == nil {
+			return errors.New("grpcipc: WithParentServer(nil)")
+		}
+		c.server = srv
+		return nil
+	})
+}
+
+// WithStopTimeout sets how long [Child.Close] waits for the child to exit
+// after it has closed the child's connections (and on Unix sent SIGTERM)
+// before it kills it: 5 seconds by default.
+func WithStopTimeout(d time.Duration) ChildOption {
+	return childOptionFunc(func(c *childConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("grpcipc: WithStopTimeout(%v): not positive", d)
+		}
+		c.stopTimeout = d
+		return nil
+	})
+}
+
+// WithChildClientOptions configures the parent's connection to the child
+// ([Child.Conn]): interceptors, [WithExpectedServer], [WithHTTP2].
+func WithChildClientOptions(opts ...ClientOption) ChildOption {
+	return childOptionFunc(func(c *childConfig) error {
+		c.clientOpts = append(c.clientOpts, opts...)
+		return nil
+	})
+}
+
+// Child is a program started by [StartChild], with a connection to it.
+type Child struct {
+	cmd         *exec.Cmd
+	conn        *ClientConn
+	peer        *Creds
+	stopTimeout time.Duration
+	served      net.Listener // the parent's services' listener, or nil
+	cleanup     []func()     // what the transport leaves to close
+
+	exited  chan struct{} // closed when the process has been waited for
+	waitErr error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartChild starts cmd (which must not have been started) with a
+// connection to it that nothing else can reach, and returns the child with
+// a client connection to the services it serves on [ChildListener].
+//
+// On Unix the connection is a socket pair whose child end cmd inherits as
+// a descriptor: nothing is in the file system, there is no name to squat
+// and no other process can connect. On Windows it is a named pipe of a
+// random name, whose DACL admits only this user and whose client must be
+// the child's process (its PID is checked; any other client is refused
+// and logged). The child's identity ([Child.Identity]) is read from the
+// process StartChild started: on Unix from the unreaped child itself (its
+// PID cannot be reused before Close waits for it; uid, gid, groups and
+// executable from /proc on Linux), on Windows from the pipe's client
+// process, which must be that PID.
+//
+// On Linux the child is sent SIGTERM when the thread that started it ends
+// (Pdeathsig: the parent died); everywhere the child's listener fails once
+// the parent's end of the connection closes, so a child that returns when
+// Serve does ends with its parent. cmd's own settings (Env, Stdout,
+// ExtraFiles, SysProcAttr) are kept; ctx bounds the start (on Windows,
+// waiting for the child to connect).
+func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child, error) {
+	if cmd.Process != nil {
+		return nil, errors.New("grpcipc: StartChild: the command was already started")
+	}
+	cfg := childConfig{stopTimeout: defaultStopTimeout}
+	for _, o := range opts {
+		if err := o.applyChild(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	c := &Child{cmd: cmd, stopTimeout: cfg.stopTimeout, exited: make(chan struct{})}
+	conns, err := startChild(ctx, cmd, cfg.server != nil, c)
+	if err != nil {
+		c.closeTransport()
+		return nil, fmt.Errorf("grpcipc: starting %s: %w", cmd.Path, err)
+	}
+	c.peer = conns.peer
+	c.cleanup = append(c.cleanup, func() { conns.serve.Close() }) // if never dialled
+	ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", cmd.Process.Pid)}
+	first := conns.serve
+	var mu sync.Mutex
+	c.conn, err = newClientConn(ep, func(context.Context) (net.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			return nil, fmt.Errorf("the connection to the child (pid %d) is closed; a child's connection is made once", cmd.Process.Pid)
+		}
+		conn := first
+		first = nil
+		return conn, nil
+	}, cfg.clientOpts)
+	if err != nil {
+		conns.serve.Close()
+		if conns.calls != nil {
+			conns.calls.Close()
+		}
+		c.kill()
+		return nil, err
+	}
+	if cfg.server != nil {
+		c.served = conns.calls
+		go cfg.server.Serve(c.served)
+	}
+	return c, nil
+}
+
+// childConns are the parent's ends of a child's connections, wrapped with
+// the child's identity.
+type childConns struct {
+	serve net.Conn     // the child serves, the parent calls
+	calls net.Listener // yields the connection on which the child calls the parent; nil without WithParentServer
+	peer  *Creds
+}
+
+// Conn is the client connection to the services the child serves. It
+// speaks the fast path to a child that serves with [NewServer], HTTP/2 to
+// one that serves with a plain grpc.Server given [ServerOptions] (or with
+// [WithHTTP2]). It is made once: when the child has gone, calls fail with
+// codes.Unavailable.
+func (c *Child) Conn() *ClientConn { return c.conn }
+
+// Identity is the child's OS identity, read when it was started (see
+// [StartChild]).
+func (c *Child) Identity() *Creds { return c.peer }
+
+// PID is the child's process ID.
+func (c *Child) PID() int { return c.cmd.Process.Pid }
+
+// Exited is closed when the child process has exited.
+func (c *Child) Exited() <-chan struct{} { return c.exited }
+
+// Close stops the child: it closes the connections to it (the child's
+// listener then fails, and a child that returns when Serve does exits),
+// on Unix sends it SIGTERM, waits up to the stop timeout
+// ([WithStopTimeout]) and then kills it. It returns nil when the child
+// exited on its own or by the signal, and an error that says so when it
+// had to be killed or had exited with a failure before Close.
+func (c *Child) Close() error {
+	c.closeOnce.Do(func() {
+		select {
+		case <-c.exited:
+			c.closeTransport()
+			if c.waitErr != nil {
+				c.closeErr = fmt.Errorf("grpcipc: the child (pid %d) had exited: %w", c.PID(), c.waitErr)
+			}
+			return
+		default:
+		}
+		c.closeTransport()
+		terminate(c.cmd.Process)
+		select {
+		case <-c.exited:
+		case <-time.After(c.stopTimeout):
+			c.kill()
+			c.closeErr = fmt.Errorf("grpcipc: the child (pid %d) did not exit within %v of Close: killed", c.PID(), c.stopTimeout)
+		}
+	})
+	return c.closeErr
+}
+
+// watch waits for the started process in the background.
+func (c *Child) watch() {
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		close(c.exited)
+	}()
+}
+
+func (c *Child) closeTransport() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	if c.served != nil {
+		c.served.Close()
+	}
+	for _, f := range c.cleanup {
+		f()
+	}
+	c.cleanup = nil
+}
+
+func (c *Child) kill() {
+	c.cmd.Process.Kill()
+	<-c.exited
+}
+
+// inheritedConn is a connection handed from parent to child, with the
+// identity of the process at the other end as it was established when the
+// connection was made (the kernel's record of a socket pair names its
+// creator on both ends).
+type inheritedConn struct {
+	net.Conn
+	peer *Creds
+}
+
+// oneConnListener yields one connection, then waits until it is closed
+// and fails: a server of an inherited connection ends with it.
+type oneConnListener struct {
+	ep     Endpoint
+	mu     sync.Mutex
+	conn   net.Conn      // not yet accepted
+	gone   chan struct{} // closed when the connection or the listener is closed
+	once   sync.Once
+	closed bool
+}
+
+func newOneConnListener(c net.Conn, ep Endpoint) *oneConnListener {
+	l := &oneConnListener{ep: ep, gone: make(chan struct{})}
+	l.conn = &watchedConn{Conn: c, l: l}
+	return l
+}
+
+// watchedConn tells its listener when it closes.
+type watchedConn struct {
+	net.Conn
+	l *oneConnListener
+}
+
+func (w *watchedConn) Close() error {
+	err := w.Conn.Close()
+	w.l.end()
+	return err
+}
+
+// unwrap gives readPeerCreds the connection with its identity.
+func (w *watchedConn) unwrap() net.Conn { return w.Conn }
+
+func (l *oneConnListener) end() { l.once.Do(func() { close(l.gone) }) }
+
+// ErrPeerGone is the error of an inherited connection's listener
+// ([ChildListener]) once that connection has closed: Serve returns it when
+// the other process closed the connection or died. It wraps net.ErrClosed.
+var ErrPeerGone = fmt.Errorf("grpcipc: the inherited connection is closed: %w", net.ErrClosed)
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	closed := l.closed
+	l.mu.Unlock()
+	if c != nil && !closed {
+		return c, nil
+	}
+	<-l.gone
+	return nil, ErrPeerGone
+}
+
+func (l *oneConnListener) Close() error {
+	l.mu.Lock()
+	c := l.conn
+	l.conn, l.closed = nil, true
+	l.mu.Unlock()
+	if c != nil {
+		c.Close() // never served: nothing else closes it
+	}
+	l.end()
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return inheritedAddr(l.ep.Address) }
+
+func (l *oneConnListener) endpoint() Endpoint { return l.ep }
+
+// inheritedAddr is the address of an inherited connection's listener.
+type inheritedAddr string
+
+func (inheritedAddr) Network() string  { return string(Inherited) }
+func (a inheritedAddr) String() string { return string(a) }
+
+// The child's side.
+
+var (
+	childOnce  sync.Once
+	childSpec  []string // the connections childEnv names, after its version
+	childErr   error
+	childTaken [2]bool
+	childMu    sync.Mutex
+)
+
+// inheritedSpec reads childEnv once, and removes it from the environment so
+// that the child's own children do not take it for theirs.
+func inheritedSpec() ([]string, error) {
+	childOnce.Do(func() {
+		v, ok := os.LookupEnv(childEnv)
+		if !ok {
+			childErr = ErrNotChild
+			return
+		}
+		os.Unsetenv(childEnv)
+		f := strings.Fields(v)
+		switch {
+		case len(f) == 0 || f[0] != childEnvVersion:
+			childErr = fmt.Errorf("grpcipc: %s=%q: not version %s of grpcipc's child convention (a parent with another grpcipc version?)", childEnv, v, childEnvVersion)
+		case len(f) < 2 || len(f) > 3:
+			childErr = fmt.Errorf("grpcipc: %s=%q: want a version and one or two connections", childEnv, v)
+		default:
+			childSpec = f[1:]
+		}
+	})
+	return childSpec, childErr
+}
+
+// takeInherited returns the inherited connection i (0: serve the parent,
+// 1: call the parent), once.
+func takeInherited(i int) (net.Conn, error) {
+	spec, err := inheritedSpec()
+	if err != nil {
+		return nil, err
+	}
+	if i >= len(spec) {
+		return nil, errors.New("grpcipc: the parent serves no services to this child (StartChild without WithParentServer)")
+	}
+	childMu.Lock()
+	defer childMu.Unlock()
+	if childTaken[i] {
+		return nil, errors.New("grpcipc: the parent's connection was already taken (ChildListener and ParentConn may each be called once)")
+	}
+	childTaken[i] = true
+	return openInherited(spec[i])
+}
+
+// ChildListener returns, in a process started by [StartChild], a listener
+// that yields the parent's connection once: serve it with a [Server]
+// (srv.Serve(lis)), whose policy applies to the parent as to any caller
+// (the default admits the same user). After the parent's connection closes
+// (the parent called Close, or died) Accept fails with [ErrPeerGone], so
+// Serve returns it and a child that then returns from main ends with its
+// parent. In any other
+// process it returns [ErrNotChild]. It may be called once.
+func ChildListener() (net.Listener, error) {
+	conn, err := takeInherited(0)
+	if err != nil {
+		return nil, err
+	}
+	ic := conn.(*inheritedConn)
+	pid, _ := ic.peer.PID()
+	return newOneConnListener(ic, Endpoint{Transport: Inherited, Address: fmt.Sprintf("parent pid %d", pid)}), nil
+}
+
+// ParentConn returns, in a process started by [StartChild] with
+// [WithParentServer], a client connection to the services the parent
+// serves. The parent is checked as any server is ([WithExpectedServer];
+// by default it must run as this process's user or as root). It may be
+// called once; in a process StartChild did not start it returns
+// [ErrNotChild].
+func ParentConn(opts ...ClientOption) (*ClientConn, error) {
+	conn, err := takeInherited(1)
+	if err != nil {
+		return nil, err
+	}
+	ic := conn.(*inheritedConn)
+	pid, _ := ic.peer.PID()
+	first := net.Conn(ic)
+	var mu sync.Mutex
+	return newClientConn(Endpoint{Transport: Inherited, Address: fmt.Sprintf("parent pid %d", pid)}, func(context.Context) (net.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			return nil, errors.New("the connection to the parent is closed; it is made once")
+		}
+		c := first
+		first = nil
+		return c, nil
+	}, opts)
+}
+
+// checkParent checks that the process at the other end of an inherited
+// connection is this process's parent: one that exited, and whose
+// connection another process now holds, is not.
+func checkParent(peer *Creds) error {
+	pid, ok := peer.PID()
+	if !ok {
+		return errors.New("the OS did not tell the parent's PID")
+	}
+	if ppid := os.Getppid(); pid != ppid {
+		return fmt.Errorf("the connection's other end is pid %d, not this process's parent (pid %d): the parent has exited?", pid, ppid)
+	}
+	return nil
+}
