@@ -179,3 +179,13 @@ func preferContext(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// tooLargeMessage is the status message of a received message over the
+// limit, in grpc-go's words.
+func tooLargeMessage(err error) string {
+	var tl *wire.TooLargeError
+	if errors.As(err, &tl) {
+		return fmt.Sprintf("grpcipc: received message larger than max (%d bytes or more vs. %d)", tl.Size, tl.Max)
+	}
+	return fmt.Sprintf("grpcipc: received message larger than max (%v)", err)
+}

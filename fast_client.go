@@ -125,7 +125,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 			fc.window(h.Stream, give)
 		}
 		if tooLarge != nil {
-			st.abort(status.New(codes.ResourceExhausted, fmt.Sprintf("grpcipc: received message larger than max (%v)", tooLarge)))
+			st.abort(status.New(codes.ResourceExhausted, tooLargeMessage(tooLarge)))
 		} else {
 			st.sawResponse()
 		}

@@ -256,7 +256,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 				c.window(h.Stream, give)
 			}
 			if tooLarge != nil {
-				st.recvFailed(status.Errorf(codes.ResourceExhausted, "grpcipc: received message larger than max (%v)", tooLarge))
+				st.recvFailed(status.Error(codes.ResourceExhausted, tooLargeMessage(tooLarge)))
 			}
 		case wire.TypeHalfClose:
 			st.in.End(nil)

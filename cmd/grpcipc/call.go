@@ -192,15 +192,15 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"messages (-d @ reads them from standard input as they come, as grpcurl does) and\n"+
 			"prints each reply as it arrives. A failed call exits with 64 plus its gRPC code.",
 		1, 2, stdout)
-	flags := addClientFlags(c.fs)
+	flags := addClientFlags(c.fs, true)
 	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
 	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
-	format := c.fs.String("format", "json", "the requests' and replies' format: json, or text (protobuf's text format; a\nstream's text messages are separated by the ASCII record separator, 0x1e, as with grpcurl)")
+	format := c.fs.String("format", "json", "the requests' and replies' `format`: json, or text (protobuf's text format; a\nstream's text messages are separated by the ASCII record separator, 0x1e, as with grpcurl)")
 	var maxTime seconds
 	c.fs.Var(&maxTime, "max-time", "give the call itself this long (`seconds`, as grpcurl's -max-time, or a duration\nsuch as 1m30s; default --timeout)")
 	allowUnknown := c.fs.Bool("allow-unknown-fields", false, "ignore request fields the method's message does not have, rather than fail")
 	formatError := c.fs.Bool("format-error", false, "print a failed call's status (code, message, details) to standard error in\n--format rather than as one line, as grpcurl's -format-error")
-	data := c.fs.String("d", "", "the request as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
+	data := c.fs.String("d", "", "the `request` as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -213,19 +213,16 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageErrorf("call: --format %q: want json or text", *format)
 	}
 	text := *format == "text"
-	reqJSON := "{}"
-	if text {
-		reqJSON = "" // an empty message
-	}
+	var src io.Reader = strings.NewReader("") // no request: {} for a unary call, none for a client stream
 	switch {
 	case len(pos) == 2 && *data != "":
 		return usageErrorf("call: give the request as -d or as an argument, not both")
 	case len(pos) == 2:
-		reqJSON = pos[1]
+		src = strings.NewReader(pos[1])
 	case *data == "@":
-		reqJSON = "" // read when the method is known: a stream's messages as they come
+		src = io.LimitReader(stdin, maxRequestJSON) // read as the call goes: a stream's messages as they come
 	case *data != "":
-		reqJSON = *data
+		src = strings.NewReader(*data)
 	}
 	reqMD, err := flags.metadata(true)
 	if err != nil {
@@ -257,10 +254,6 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// Types inside google.protobuf.Any are looked up on the server too.
 	types := cl.types
-	var src io.Reader = strings.NewReader(reqJSON)
-	if *data == "@" {
-		src = io.LimitReader(stdin, maxRequestJSON)
-	}
 	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}, text: text, discardUnknown: *allowUnknown}
 	failed := func(err error) error {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
@@ -281,9 +274,39 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	callOpts := flags.callOptions()
 	full := "/" + svcName + "/" + methodName
-	if md.IsStreamingClient() || md.IsStreamingServer() {
+	next := requestReader(src, text)
+	if !md.IsStreamingClient() {
+		// One request, as grpcurl takes it: none given is an empty one,
+		// more than one is a mistake.
+		req, err := oneRequest(next, md, text, *allowUnknown, types)
+		if err != nil {
+			return err
+		}
+		if !md.IsStreamingServer() {
+			reply := dynamicpb.NewMessage(md.Output())
+			var header, trailer metadata.MD
+			err = cl.conn.Invoke(metadata.NewOutgoingContext(callCtx, reqMD), full, req, reply, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
+			if *verbose {
+				printMetadata(stderr, "response headers", header)
+				printMetadata(stderr, "response trailers", trailer)
+			}
+			if err != nil {
+				return failed(err)
+			}
+			return printer.print(reply)
+		}
+		sent := false
+		next = func() ([]byte, error) {
+			if sent {
+				return nil, io.EOF
+			}
+			sent = true
+			return marshalRequest(req, text)
+		}
+	}
+	{
 		var header, trailer metadata.MD
-		err := callStream(metadata.NewOutgoingContext(callCtx, reqMD), cl, md, full, src, types, printer, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
+		err := callStream(metadata.NewOutgoingContext(callCtx, reqMD), cl, md, full, next, types, printer, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
 		if *verbose {
 			printMetadata(stderr, "response headers", header)
 			printMetadata(stderr, "response trailers", trailer)
@@ -293,31 +316,38 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	}
-	if *data == "@" {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxRequestJSON+1))
-		if err != nil {
-			return fmt.Errorf("reading the request from standard input: %w", err)
-		}
-		if len(b) > maxRequestJSON {
-			return fmt.Errorf("the request on standard input is larger than %d bytes", maxRequestJSON)
-		}
-		reqJSON = string(b)
-	}
+}
+
+// oneRequest reads the one request of a unary or server-streaming method:
+// an empty message when none is given, an error when more than one is.
+func oneRequest(next func() ([]byte, error), md protoreflect.MethodDescriptor, text, discardUnknown bool, types typeResolver) (*dynamicpb.Message, error) {
 	req := dynamicpb.NewMessage(md.Input())
-	if err := unmarshalRequest([]byte(reqJSON), req, text, *allowUnknown, types); err != nil {
-		return fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
+	raw, err := next()
+	if errors.Is(err, io.EOF) {
+		return req, nil
 	}
-	reply := dynamicpb.NewMessage(md.Output())
-	var header, trailer metadata.MD
-	err = cl.conn.Invoke(metadata.NewOutgoingContext(callCtx, reqMD), full, req, reply, append(callOpts, grpc.Header(&header), grpc.Trailer(&trailer))...)
-	if *verbose {
-		printMetadata(stderr, "response headers", header)
-		printMetadata(stderr, "response trailers", trailer)
+	kind := "a unary method"
+	if md.IsStreamingServer() {
+		kind = "a server-streaming method"
 	}
 	if err != nil {
-		return failed(err)
+		return nil, fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
 	}
-	return printer.print(reply)
+	if err := unmarshalRequest(raw, req, text, discardUnknown, types); err != nil {
+		return nil, fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
+	}
+	if _, err := next(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s is %s, but the request holds more than one message", md.FullName(), kind)
+	}
+	return req, nil
+}
+
+// marshalRequest writes a request back in the format requestReader reads.
+func marshalRequest(m proto.Message, text bool) ([]byte, error) {
+	if text {
+		return prototext.Marshal(m)
+	}
+	return protojson.Marshal(m)
 }
 
 // textColon is a field name's colon and the spaces after it, at the
@@ -369,7 +399,7 @@ func (p *replyPrinter) print(m proto.Message) error {
 // one after another (grpcurl's convention; none is an empty stream for a
 // client stream, {} for a server stream), as they come, and prints the
 // replies as they arrive.
-func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescriptor, method string, src io.Reader,
+func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescriptor, method string, next func() ([]byte, error),
 	types typeResolver, printer *replyPrinter, opts ...grpc.CallOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -380,7 +410,6 @@ func callStream(ctx context.Context, cl *client, md protoreflect.MethodDescripto
 	}
 	sent := make(chan error, 1)
 	go func() {
-		next := requestReader(src, printer.text)
 		n := 0
 		for {
 			raw, err := next()
@@ -459,7 +488,7 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCommand("list", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [SERVICE]",
 		"List the services the server offers by reflection (or those of the --proto or\n"+
 			"--protoset files), or the methods of SERVICE.", 0, 1, stdout)
-	flags := addClientFlags(c.fs)
+	flags := addClientFlags(c.fs, false)
 	export := addExportFlags(c.fs)
 	pos, err := c.parse(args)
 	if err != nil {
@@ -515,7 +544,7 @@ const maxRequestJSON = 64 << 20
 
 // callError is the error of a failed call: its message names the status
 // and prints the status details as JSON, and the exit status is 64 plus
-// the gRPC code, as grpcurl's (so that scripts move over unchanged).
+// the gRPC code, as grpcurl's (so that scripts testing it keep working).
 func callError(what string, err error, types typeResolver) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -544,13 +573,13 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 		}
 		value = strings.TrimSpace(value)
 		if strings.HasSuffix(name, "-bin") {
-			b, err := base64.StdEncoding.DecodeString(value)
-			if err != nil {
-				if b, err = base64.RawStdEncoding.DecodeString(value); err != nil {
-					return nil, usageErrorf("header %q: a -bin value is base64: %v", h, err)
-				}
+			// base64, as grpcurl takes it; what is not base64 is sent as
+			// it is, as grpcurl sends it.
+			if b, err := base64.StdEncoding.DecodeString(value); err == nil {
+				value = string(b)
+			} else if b, err := base64.RawStdEncoding.DecodeString(value); err == nil {
+				value = string(b)
 			}
-			value = string(b)
 		}
 		md.Append(name, value)
 	}
@@ -614,20 +643,17 @@ func protoNames(protos, importPaths []string) ([]string, []string) {
 }
 
 func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
-	c := newCommand("describe", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] SYMBOL",
+	c := newCommand("describe", "[--connect ENDPOINT] [--timeout D] [--expect-server P]... [TLS flags] [SYMBOL]",
 		"Print the definition of SYMBOL, a service, method (package.Service/Method or\n"+
 			"package.Service.Method), message or enum, in .proto syntax, found by server\n"+
-			"reflection (or in the --proto or --protoset files), as grpcurl describe does.", 1, 1, stdout)
-	flags := addClientFlags(c.fs)
+			"reflection (or in the --proto or --protoset files), as grpcurl describe does;\n"+
+			"with no SYMBOL, every service.", 0, 1, stdout)
+	flags := addClientFlags(c.fs, false)
 	export := addExportFlags(c.fs)
 	msgTemplate := c.fs.Bool("msg-template", false, "after a message's definition, print a JSON template of it: every field, with\nits default value (as grpcurl's -msg-template)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
-	}
-	name := strings.TrimPrefix(pos[0], "/")
-	if svc, m, ok := strings.Cut(name, "/"); ok {
-		name = svc + "." + m
 	}
 	ctx, cancel := context.WithTimeout(ctx, flags.connectTimeout.or(*flags.timeout))
 	defer cancel()
@@ -636,28 +662,53 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	d, err := cl.find(name, "symbol")
-	if err != nil {
-		return err
+	var names []string
+	if len(pos) == 0 {
+		if names, err = cl.services(); err != nil {
+			return err
+		}
+	} else {
+		name := strings.TrimPrefix(pos[0], "/")
+		if svc, m, ok := strings.Cut(name, "/"); ok {
+			name = svc + "." + m
+		}
+		names = []string{name}
 	}
+	var ds []protoreflect.Descriptor
+	for _, name := range names {
+		d, err := cl.find(name, "symbol")
+		if err != nil {
+			return err
+		}
+		if err := describe(stdout, d, *msgTemplate, cl.types); err != nil {
+			return err
+		}
+		ds = append(ds, d)
+	}
+	return export.write(ds)
+}
+
+// describe prints d in .proto syntax, as grpcurl does, and with template a
+// message's JSON template.
+func describe(stdout io.Writer, d protoreflect.Descriptor, template bool, types typeResolver) error {
 	// grpcurl's printer settings, so that the output is the same.
 	p := protoprint.Printer{Compact: true, SortElements: true, ForceFullyQualifiedNames: true, OmitComments: protoprint.CommentsNonDoc}
 	text, err := p.PrintProtoToString(d)
 	if err != nil {
-		return fmt.Errorf("printing %s: %w", name, err)
+		return fmt.Errorf("printing %s: %w", d.FullName(), err)
 	}
 	fmt.Fprintf(stdout, "%s is a %s:\n%s", d.FullName(), kindOf(d), strings.TrimLeft(text, "\n"))
 	if !strings.HasSuffix(text, "\n") {
 		fmt.Fprintln(stdout)
 	}
-	if md, ok := d.(protoreflect.MessageDescriptor); ok && *msgTemplate {
+	if md, ok := d.(protoreflect.MessageDescriptor); ok && template {
 		fmt.Fprintln(stdout, "\nMessage template:")
-		printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: cl.types, EmitUnpopulated: true}}
-		if err := printer.print(template(md)); err != nil {
+		printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: true}}
+		if err := printer.print(messageTemplate(md)); err != nil {
 			return err
 		}
 	}
-	return export.write([]protoreflect.Descriptor{d})
+	return nil
 }
 
 // find looks a symbol up by reflection or in the --proto files; kind
@@ -745,9 +796,9 @@ func unmarshalRequest(b []byte, m proto.Message, text, discardUnknown bool, type
 	return protojson.UnmarshalOptions{Resolver: types, DiscardUnknown: discardUnknown}.Unmarshal(b, m)
 }
 
-// requestReader returns the requests src holds one by one: JSON values as
-// they come, or text-format messages separated by the ASCII record
-// separator (0x1e), as grpcurl takes them.
+// requestReader returns the requests src holds one by one, then io.EOF:
+// JSON values as they come, or text-format messages separated by the
+// ASCII record separator (0x1e), as grpcurl takes them.
 func requestReader(src io.Reader, text bool) func() ([]byte, error) {
 	if !text {
 		dec := json.NewDecoder(src)
@@ -757,17 +808,22 @@ func requestReader(src io.Reader, text bool) func() ([]byte, error) {
 			return raw, err
 		}
 	}
+	// As grpcurl: every piece between separators is a message, an empty
+	// one too, so no input at all is one empty message.
 	br := bufio.NewReader(src)
+	done := false
 	return func() ([]byte, error) {
-		for {
-			b, err := br.ReadBytes(0x1e)
-			b = bytes.TrimSuffix(b, []byte{0x1e})
-			if len(bytes.TrimSpace(b)) > 0 {
-				return b, nil
-			}
-			if err != nil {
-				return nil, err
-			}
+		if done {
+			return nil, io.EOF
 		}
+		b, err := br.ReadBytes(0x1e)
+		switch {
+		case err == nil:
+			return b[:len(b)-1], nil
+		case errors.Is(err, io.EOF):
+			done = true
+			return b, nil
+		}
+		return nil, err
 	}
 }

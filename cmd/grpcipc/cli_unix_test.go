@@ -268,12 +268,12 @@ func TestCLIErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
-		{[]string{"serve", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{[]string{"serve", "--nope"}, 2, "flag provided but not defined: --nope"},
 		{[]string{"serve", "extra"}, 2, "serve takes no arguments"},
 		{[]string{"serve", "--listen", "foo://x"}, 2, `unknown scheme "foo"`},
 		{[]string{"serve", "--listen", "unix:///" + strings.Repeat("x", 120)}, 2, "allows at most 107"},
 		{[]string{"serve", "--listen", "npipe:x"}, 1, "named pipes exist only on Windows"},
-		{[]string{"call"}, 2, "call takes 1 to 2 arguments"},
+		{[]string{"call"}, 2, "call takes one or two arguments"},
 		{[]string{"call", "NoSlash"}, 2, `method "NoSlash": want package.Service/Method`},
 		{[]string{"call", "--connect", "unix:", "a.B/C"}, 2, "empty socket path"},
 		{[]string{"list", "--timeout", "soon"}, 2, `invalid value "soon"`},

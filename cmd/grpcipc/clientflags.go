@@ -33,34 +33,45 @@ type clientFlags struct {
 	maxMsgSize                          *int
 }
 
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
+// addClientFlags adds the flags of the commands that call a server; call
+// adds those that only a call uses.
+func addClientFlags(fs *flag.FlagSet, call bool) *clientFlags {
 	f := &clientFlags{
 		connect: fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)"),
 		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long: connecting and reflection, and the call each (see\n--connect-timeout and --max-time)"),
 		cacert:  fs.String("cacert", "", "verify the server's TLS certificate against the CA certificates in this PEM `file`"),
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
-		http2:   fs.Bool("http2", false, "speak gRPC over HTTP/2 rather than offer grpcipc's fast path (which a server\nthat does not speak it gets HTTP/2 instead of anyway)"),
+		http2:   fs.Bool("http2", false, "speak gRPC over HTTP/2 only (by default grpcipc's fast path is offered, and a\nserver that does not speak it is spoken to over HTTP/2)"),
 	}
 	f.expandHeaders = fs.Bool("expand-headers", false, "expand ${NAME} in -H, --rpc-header and --reflect-header values from the\nenvironment (an unset NAME is an error), as grpcurl's -expand-headers")
 	f.serverName = fs.String("servername", "", "verify the server's TLS certificate for this `name` (with --cacert; default the\nendpoint's host)")
-	f.maxMsgSize = fs.Int("max-msg-sz", 0, "accept replies of up to this many `bytes` (default 4 MiB, gRPC's)")
-	for _, h := range []struct {
+	f.maxMsgSize = new(int)
+	headerFlags := []struct {
 		name  string
 		to    *[]string
 		usage string
 	}{
 		{"H", &f.headers, "add request metadata `\"name: value\"` to calls and reflection (repeatable; a -bin\nname takes base64, as with grpcurl)"},
-		{"rpc-header", &f.rpcHeaders, "add request metadata `\"name: value\"` to calls only (repeatable)"},
 		{"reflect-header", &f.reflectHeaders, "add request metadata `\"name: value\"` to reflection requests only (repeatable)"},
-	} {
+	}
+	if call {
+		fs.IntVar(f.maxMsgSize, "max-msg-sz", 0, "accept replies of up to this many `bytes` (default 4194304, gRPC's 4 MiB)")
+		headerFlags = append(headerFlags, struct {
+			name  string
+			to    *[]string
+			usage string
+		}{"rpc-header", &f.rpcHeaders, "add request metadata `\"name: value\"` to the call only (repeatable)"})
+		fs.Bool("plaintext", true, "accepted for grpcurl's command lines: a local endpoint is plaintext unless TLS\nflags are given (grpcurl's -insecure, which skips verifying TLS, is not: use --pin)")
+	}
+	for _, h := range headerFlags {
 		fs.Func(h.name, h.usage, func(v string) error {
 			*h.to = append(*h.to, v)
 			return nil
 		})
 	}
 	fs.Var(&f.connectTimeout, "connect-timeout", "give connecting and reflection this long (`seconds`, as grpcurl's\n-connect-timeout, or a duration; default --timeout)")
-	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g. root, same-user, user:NAME, uid:N;\n* trusts any). Default: same-user or root, with a socket file of theirs in directories no one else can write", func(s string) error {
+	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g.\nroot, same-user, user:NAME, uid:N; * trusts any). Default: same-user or root,\nwith a socket file of theirs in directories no one else can write", func(s string) error {
 		if _, err := grpcipc.ParsePrincipal(s); err != nil {
 			return err // flag.Parse makes it a usage error
 		}
@@ -103,7 +114,7 @@ func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
 		if *f.cacert != "" {
 			pool, err := loadCAs(*f.cacert)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("--cacert: %w", err)
 			}
 			cfg.RootCAs = pool
 		}

@@ -116,10 +116,10 @@ func withImports(ds []protoreflect.Descriptor) []protoreflect.FileDescriptor {
 	return out
 }
 
-// template returns a message of type md with every field set, so that its
+// messageTemplate returns a message of type md with every field set, so that its
 // JSON shows each field's name and shape: grpcurl's -msg-template. A
 // message type met again inside itself is left empty.
-func template(md protoreflect.MessageDescriptor) *dynamicpb.Message {
+func messageTemplate(md protoreflect.MessageDescriptor) *dynamicpb.Message {
 	return fill(md, nil)
 }
 

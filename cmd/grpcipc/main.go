@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -163,7 +164,7 @@ func (c *command) parse(args []string) ([]string, error) {
 				c.printUsage()
 				return nil, flag.ErrHelp
 			}
-			return nil, usageErrorf("%s: %v; run grpcipc %s --help", c.name, err, c.name)
+			return nil, usageErrorf("%s: %s; run grpcipc %s --help", c.name, twoDashes.ReplaceAllString(err.Error(), "$1--$2"), c.name)
 		}
 		rest := c.fs.Args()
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
@@ -182,14 +183,19 @@ func (c *command) parse(args []string) ([]string, error) {
 	return pos, nil
 }
 
+// twoDashes finds a word flag that the flag package's errors name with one
+// dash (-max-time), to spell it as the usage lines do (--max-time).
+var twoDashes = regexp.MustCompile(`(^|[\s:])-([a-z][a-z0-9]*(?:-[a-z0-9]+)+|[a-z][a-z0-9]+)\b`)
+
 func argCount(lo, hi int) string {
+	words := []string{"no arguments", "one argument", "two arguments"}
 	switch {
-	case lo == hi && lo == 0:
-		return "no arguments"
-	case lo == hi:
-		return fmt.Sprintf("%d arguments", lo)
+	case lo == hi && lo < len(words):
+		return words[lo]
 	case lo == 0 && hi == 1:
 		return "at most one argument"
+	case lo == 1 && hi == 2:
+		return "one or two arguments"
 	}
 	return fmt.Sprintf("%d to %d arguments", lo, hi)
 }

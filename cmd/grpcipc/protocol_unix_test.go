@@ -36,7 +36,7 @@ func TestCallSpeaksFastPath(t *testing.T) {
 		{[]string{"--http2"}, grpcipc.ProtocolHTTP2},
 	} {
 		fs := flag.NewFlagSet("call", flag.ContinueOnError)
-		f := addClientFlags(fs)
+		f := addClientFlags(fs, true)
 		if err := fs.Parse(append([]string{"--connect", endpoint}, tc.args...)); err != nil {
 			t.Fatal(err)
 		}

@@ -115,6 +115,20 @@ func AppendMessage(b []byte, stream uint32, msg []byte, maxFrame int) []byte {
 // Assembler's limit (gRPC's RESOURCE_EXHAUSTED).
 var ErrMessageTooLarge = errors.New("message larger than the limit")
 
+// TooLargeError is the error of a message longer than an Assembler's
+// limit; it wraps [ErrMessageTooLarge].
+type TooLargeError struct {
+	Size int // the bytes come so far (the message has at least as many)
+	Max  int // the limit
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%v: %d bytes or more, at most %d", ErrMessageTooLarge, e.Size, e.Max)
+}
+
+// Unwrap returns ErrMessageTooLarge.
+func (e *TooLargeError) Unwrap() error { return ErrMessageTooLarge }
+
 // Assembler puts a stream's message back together from its MESSAGE
 // frames, refusing one longer than its limit as soon as it is.
 type Assembler struct {
@@ -131,7 +145,7 @@ func (a *Assembler) Add(f Flags, payload []byte) (msg []byte, done bool, err err
 	if len(a.buf)+len(payload) > a.max {
 		n := len(a.buf) + len(payload)
 		a.buf = a.buf[:0]
-		return nil, false, fmt.Errorf("%w: %d bytes or more, at most %d", ErrMessageTooLarge, n, a.max)
+		return nil, false, &TooLargeError{Size: n, Max: a.max}
 	}
 	if f&FlagMore == 0 && len(a.buf) == 0 {
 		return payload, true, nil // a message in one frame: no copy
