@@ -469,6 +469,10 @@ func init() {
 					break
 				}
 			}
+		}
+		// Closed only once all are counted: a connection closed while
+		// counting frees a slot for one still waiting to be accepted.
+		for _, c := range conns {
 			c.Close()
 		}
 		fmt.Println(open)

@@ -335,6 +335,10 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bo
 	conn, ai, err := cc.creds.ClientHandshake(ctx, "localhost", raw)
 	if err != nil {
 		raw.Close()
+		var sie *ServerIdentityError
+		if errors.As(err, &sie) {
+			return nil, false, status.Error(codes.Unavailable, err.Error()) // it names the endpoint
+		}
 		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
 	}
 	deadline := time.Now().Add(fallbackTimeout)

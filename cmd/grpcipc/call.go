@@ -52,6 +52,7 @@ type client struct {
 	refl  *grpcreflect.Client // nil with --proto or --protoset
 	files *protoregistry.Files
 	types typeResolver
+	limit time.Duration // of connecting and reflection
 }
 
 func connect(ctx context.Context, f *clientFlags) (*client, error) {
@@ -80,7 +81,7 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl := &client{ep: ep, conn: conn, files: files}
+	cl := &client{ep: ep, conn: conn, files: files, limit: f.connectTimeout.or(*f.timeout)}
 	if files != nil {
 		cl.types = anyOf{dynamicpb.NewTypes(files), protoregistry.GlobalTypes}
 	} else {
@@ -167,7 +168,7 @@ func (c *client) services() ([]string, error) {
 	if c.files == nil {
 		fulls, err := c.refl.ListServices()
 		if err != nil {
-			return nil, fmt.Errorf("list services on %s: %w", c.ep, err)
+			return nil, c.reflectionError(err)
 		}
 		for _, n := range fulls {
 			names = append(names, string(n))
@@ -726,9 +727,23 @@ func (c *client) find(name, kind string) (protoreflect.Descriptor, error) {
 	if errors.Is(err, protoregistry.NotFound) || grpcreflect.IsElementNotFoundError(err) {
 		return nil, fmt.Errorf("%s: no %s %q in %s", c.ep, kind, name, where)
 	} else if err != nil {
-		return nil, fmt.Errorf("%s: reflection: %w", c.ep, err)
+		return nil, c.reflectionError(err)
 	}
 	return d, nil
+}
+
+// reflectionError says why reflection failed: in words for a status (the
+// connection's, often), and naming the limit when time ran out.
+func (c *client) reflectionError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: reflection: %w", c.ep, err)
+	}
+	// Exit status 1, as grpcurl's when it cannot connect or reflect.
+	if st.Code() == codes.DeadlineExceeded {
+		return fmt.Errorf("%s: no answer to connecting and reflection within %v (--connect-timeout, or --timeout)", c.ep, c.limit)
+	}
+	return fmt.Errorf("%s: reflection: %s: %s", c.ep, st.Code(), strings.TrimPrefix(st.Message(), "grpcipc: "))
 }
 
 // kindOf names a descriptor's kind, as grpcurl does.
