@@ -16,6 +16,14 @@
 //	npipe:app                    Windows named pipe (also \\.\pipe\app)
 //	tcp://host:port              TCP, for a peer on another machine
 //
+// Two more ways to get a connection: [StartChild] starts a program with a
+// connection to it that nothing else can reach (a socket pair, or a pipe
+// only the child's PID may use), which the child serves on
+// [ChildListener] and through which it may call the parent back
+// ([ParentConn]); [ActivatedListeners] takes the sockets systemd hands
+// over (socket activation). Package identity is grpcipc.v1.Identity, a
+// service that tells each caller how the server saw it.
+//
 // # Security
 //
 // A socket file is created with mode 0600 before it accepts its first
