@@ -44,7 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			"across targets; the table shows medians, their range, CPU and allocations per\n"+
 			"call of both processes, and ratios to grpc-go over TCP and to the raw socket.",
 		0, 0, stdout)
-	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about 35 s (the full run: about 100 s)")
+	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about 40 s (the full run: about 100 s)")
 	reps := c.fs.Int("reps", 3, "rounds; each measures every workload on every target")
 	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list (docs/bench.md)")
 	chartFile := c.fs.String("chart", "", "also draw the results to this SVG `file`")
