@@ -233,7 +233,7 @@ func (s *tlsSettings) credentials(server bool) (credentials.TransportCredentials
 		return creds, nil
 	}
 	return &clientTLS{TransportCredentials: creds,
-		hasCert: len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil}, nil
+		hasCert: len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil, serverName: cfg.ServerName}, nil
 }
 
 // checkValidity refuses a pinned certificate outside its validity period
@@ -260,10 +260,14 @@ func checkValidity(leaf *x509.Certificate, now time.Time) error {
 // returns names the refusal instead (see refusalConn).
 type clientTLS struct {
 	credentials.TransportCredentials
-	hasCert bool // the configuration has a client certificate to offer
+	hasCert    bool   // the configuration has a client certificate to offer
+	serverName string // tls.Config.ServerName, which grpc-go replaces with the authority
 }
 
 func (c *clientTLS) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if c.serverName != "" {
+		authority = c.serverName // grpc-go verifies the certificate for the authority's host
+	}
 	tconn, ai, err := c.TransportCredentials.ClientHandshake(ctx, authority, conn)
 	if err != nil {
 		return nil, nil, err
@@ -275,7 +279,7 @@ func (c *clientTLS) ClientHandshake(ctx context.Context, authority string, conn 
 }
 
 func (c *clientTLS) Clone() credentials.TransportCredentials {
-	return &clientTLS{TransportCredentials: c.TransportCredentials.Clone(), hasCert: c.hasCert}
+	return &clientTLS{TransportCredentials: c.TransportCredentials.Clone(), hasCert: c.hasCert, serverName: c.serverName}
 }
 
 // refusalWait is how long a client whose write failed before it read
@@ -364,7 +368,8 @@ func (f tlsOption) applyClient(c *clientConfig) error { return f(&c.tls) }
 // check (both must pass; [AuthInfo] carries both). On the server cfg must
 // hold a certificate; set ClientAuth and ClientCAs to require client
 // certificates (mutual TLS). On the client, RootCAs verifies the server
-// unless [WithPins] pins it; ServerName defaults to "localhost".
+// unless [WithPins] pins it, for the name in ServerName ("localhost" when
+// empty; a tcp endpoint's host).
 func WithTLS(cfg *tls.Config) TLSOption {
 	return tlsOption(func(s *tlsSettings) error {
 		if cfg == nil {

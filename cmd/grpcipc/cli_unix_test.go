@@ -453,6 +453,8 @@ func TestCLITLS(t *testing.T) {
 	}{
 		{"pinned", append([]string{"--pin", serverPin}, withClientCert...), true, "Hello tls"},
 		{"CA", append([]string{"--cacert", serverCert}, withClientCert...), true, "Hello tls"},
+		{"CA and --servername", append([]string{"--cacert", serverCert, "--servername", "server"}, withClientCert...), true, "Hello tls"},
+		{"CA and another --servername", append([]string{"--cacert", serverCert, "--servername", "elsewhere"}, withClientCert...), false, "not elsewhere"},
 		{"pinned and expected", append([]string{"--pin", serverPin, "--expect-server", "same-user"}, withClientCert...), true, "Hello tls"},
 		{"wrong pin", append([]string{"--pin", otherPin}, withClientCert...), false, "matches no pinned SHA-256 thumbprint"},
 		{"no client certificate", []string{"--pin", serverPin}, false, "Unavailable"},
