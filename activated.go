@@ -41,6 +41,9 @@ func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
 	if cfg.policy == nil {
 		cfg.policy = SameUserPolicy()
 	}
+	if err := checkActivatedFDs(); err != nil {
+		return nil, err
+	}
 	files := activation.Files(true)
 	if len(files) == 0 {
 		return nil, ErrNotActivated
@@ -56,7 +59,10 @@ func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
 		return nil, err
 	}
 	for i, f := range files {
-		fd := 3 + i                   // SD_LISTEN_FDS_START
+		fd := 3 + i // SD_LISTEN_FDS_START
+		if !isListening(f) {
+			return fail(fmt.Errorf("grpcipc: activated socket %d (%s) is not a listening stream socket (a datagram socket, a connection, or a socket never listened on); grpcipc serves ListenStream= sockets", fd, f.Name()))
+		}
 		l, err := net.FileListener(f) // a duplicate
 		if err != nil {
 			return fail(fmt.Errorf("grpcipc: activated socket %d (%s): not a listening stream socket: %w", fd, f.Name(), err))

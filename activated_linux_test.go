@@ -12,6 +12,7 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -82,6 +83,13 @@ func TestActivatedListeners(t *testing.T) {
 	}
 	defer gram.Close()
 	gramFile, _ := gram.File()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectedFile := os.NewFile(uintptr(pair[0]), "connected")
+	defer connectedFile.Close()
+	defer unix.Close(pair[1])
 
 	for _, tc := range []struct {
 		name  string
@@ -95,13 +103,19 @@ func TestActivatedListeners(t *testing.T) {
 		{"a 0666 socket file, a policy for all", []*os.File{unixSock("c.sock", 0o666)}, []string{"allow", "*"}, []string{"listener: "}, ""},
 		{"an abstract socket", []*os.File{abstractFile}, nil, []string{"listener: @grpcipc-activated-"}, "abstract socket has no file permissions"},
 		{"a tcp socket", []*os.File{unixSock("d.sock", 0o600), tcpFile}, nil, []string{"error: grpcipc: activated socket 4", "is a tcp socket"}, ""},
-		{"a datagram socket", []*os.File{gramFile}, nil, []string{"error: grpcipc: activated socket 3", "is a unixgram socket"}, ""},
+		{"a datagram socket", []*os.File{gramFile}, nil, []string{"error: grpcipc: activated socket 3", "is not a listening stream socket"}, ""},
 		{"nothing", nil, nil, []string{"error: " + grpcipc.ErrNotActivated.Error()}, ""},
+		{"a connected socket", []*os.File{connectedFile}, nil, []string{"error: grpcipc: activated socket 3", "is not a listening stream socket"}, ""},
+		{"LISTEN_FDS larger than what was handed over", []*os.File{unixSock("e.sock", 0o600)}, []string{"fds", "3"}, []string{"error: grpcipc: LISTEN_FDS=3, but descriptor 4"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "activated", tc.args...)
 			cmd.ExtraFiles = tc.files
-			if len(tc.files) > 0 {
+			switch {
+			case len(tc.args) == 2 && tc.args[0] == "fds":
+				cmd.Env = append(cmd.Env, "LISTEN_FDS="+tc.args[1])
+				cmd.Args = cmd.Args[:len(cmd.Args)-2]
+			case len(tc.files) > 0:
 				cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(tc.files)))
 			}
 			var stderr strings.Builder

@@ -106,26 +106,30 @@ type Child struct {
 }
 
 // StartChild starts cmd (which must not have been started) with a
-// connection to it that nothing else can reach, and returns the child with
-// a client connection to the services it serves on [ChildListener].
+// connection to it that nothing else can reach, waits until the child has
+// called [ChildListener], and returns the child with a client connection
+// to the services it serves there. ctx bounds that wait; a child that
+// exits first is an error.
 //
-// On Unix the connection is a socket pair whose child end cmd inherits as
-// a descriptor: nothing is in the file system, there is no name to squat
-// and no other process can connect. On Windows it is a named pipe of a
-// random name, whose DACL admits only this user and whose client must be
-// the child's process (its PID is checked; any other client is refused
-// and logged). The child's identity ([Child.Identity]) is read from the
-// process StartChild started: on Unix from the unreaped child itself (its
-// PID cannot be reused before Close waits for it; uid, gid, groups and
-// executable from /proc on Linux), on Windows from the pipe's client
-// process, which must be that PID.
+// On Unix the child inherits its end of a socket pair as a descriptor
+// (nothing in the file system, no name to squat, no other process can
+// connect), and through it sends the parent the end of a socket pair it
+// makes itself: the kernel records each pair's creator, so the parent
+// learns the child's identity ([Child.Identity]) as of the moment the child
+// connected, after exec and after any privileges a launcher dropped, and
+// refuses a connection whose creator is not the process it started. On
+// Windows the connection is a named pipe of a random name whose DACL
+// admits only this user and whose client must be the child's PID (any
+// other client is refused and logged; another process of the same user
+// can spoof a pipe client's PID).
 //
 // On Linux the child is sent SIGTERM when the thread that started it ends
 // (Pdeathsig: the parent died); everywhere the child's listener fails once
 // the parent's end of the connection closes, so a child that returns when
 // Serve does ends with its parent. cmd's own settings (Env, Stdout,
-// ExtraFiles, SysProcAttr) are kept; ctx bounds the start (on Windows,
-// waiting for the child to connect).
+// ExtraFiles, SysProcAttr) are kept; cmd.WaitDelay, when not set, becomes
+// a second, so that a process the child leaves holding its output pipes
+// cannot keep Close waiting.
 func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child, error) {
 	if cmd.Process != nil {
 		return nil, errors.New("grpcipc: StartChild: the command was already started")
@@ -135,6 +139,11 @@ func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child
 		if err := o.applyChild(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if cmd.WaitDelay == 0 {
+		// Wait returns when the child has exited, even if a process it
+		// left behind still holds the pipes of cmd.Stdout or Stderr.
+		cmd.WaitDelay = time.Second
 	}
 	c := &Child{cmd: cmd, stopTimeout: cfg.stopTimeout, exited: make(chan struct{})}
 	conns, err := startChild(ctx, cmd, cfg.server != nil, c)
@@ -187,8 +196,8 @@ type childConns struct {
 // codes.Unavailable.
 func (c *Child) Conn() *ClientConn { return c.conn }
 
-// Identity is the child's OS identity, read when it was started (see
-// [StartChild]).
+// Identity is the child's OS identity, as the OS told it when the child
+// connected (see [StartChild]).
 func (c *Child) Identity() *Creds { return c.peer }
 
 // PID is the child's process ID.
@@ -267,6 +276,7 @@ type oneConnListener struct {
 	ep     Endpoint
 	mu     sync.Mutex
 	conn   net.Conn      // not yet accepted
+	given  net.Conn      // accepted: closed with the listener, as no one else may hold it
 	gone   chan struct{} // closed when the connection or the listener is closed
 	once   sync.Once
 	closed bool
@@ -275,6 +285,7 @@ type oneConnListener struct {
 func newOneConnListener(c net.Conn, ep Endpoint) *oneConnListener {
 	l := &oneConnListener{ep: ep, gone: make(chan struct{})}
 	l.conn = &watchedConn{Conn: c, l: l}
+	l.given = l.conn
 	return l
 }
 
@@ -313,16 +324,88 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 	return nil, ErrPeerGone
 }
 
+// Close closes the listener and its connection, served or not: closing
+// the listener of an inherited connection ends it.
 func (l *oneConnListener) Close() error {
 	l.mu.Lock()
-	c := l.conn
+	c := l.given
 	l.conn, l.closed = nil, true
 	l.mu.Unlock()
-	if c != nil {
-		c.Close() // never served: nothing else closes it
-	}
+	c.Close()
 	l.end()
 	return nil
+}
+
+// lazyListener is the listener of the connection on which the child calls
+// the parent: the child makes it when it calls ParentConn, which may be
+// late or never. The first Accept waits for it (accept), later ones as a
+// oneConnListener's do.
+type lazyListener struct {
+	ep     Endpoint
+	accept func(stop <-chan struct{}) (net.Conn, error)
+	stop   chan struct{} // closed by Close: accept gives up
+
+	accepting sync.Mutex // held while the child is awaited
+	mu        sync.Mutex
+	one       *oneConnListener
+	failed    error
+	closeOnce sync.Once
+}
+
+func newLazyListener(ep Endpoint, accept func(stop <-chan struct{}) (net.Conn, error)) *lazyListener {
+	return &lazyListener{ep: ep, accept: accept, stop: make(chan struct{})}
+}
+
+func (l *lazyListener) Accept() (net.Conn, error) {
+	// Servers accept from several goroutines: one waits for the child,
+	// the others for it.
+	l.accepting.Lock()
+	l.mu.Lock()
+	one, failed := l.one, l.failed
+	l.mu.Unlock()
+	if one == nil && failed == nil {
+		conn, err := l.accept(l.stop)
+		l.mu.Lock()
+		switch {
+		case err != nil:
+			l.failed = fmt.Errorf("%w: %v", ErrPeerGone, err)
+		case isClosed(l.stop):
+			conn.Close()
+			l.failed = ErrPeerGone
+		default:
+			l.one = newOneConnListener(conn, l.ep)
+		}
+		one, failed = l.one, l.failed
+		l.mu.Unlock()
+	}
+	l.accepting.Unlock()
+	if failed != nil {
+		return nil, failed
+	}
+	return one.Accept()
+}
+
+func (l *lazyListener) Close() error {
+	l.closeOnce.Do(func() { close(l.stop) })
+	l.mu.Lock()
+	one := l.one
+	l.mu.Unlock()
+	if one != nil {
+		one.Close()
+	}
+	return nil
+}
+
+func (l *lazyListener) Addr() net.Addr     { return inheritedAddr(l.ep.Address) }
+func (l *lazyListener) endpoint() Endpoint { return l.ep }
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *oneConnListener) Addr() net.Addr { return inheritedAddr(l.ep.Address) }
@@ -341,6 +424,7 @@ var (
 	childOnce  sync.Once
 	childSpec  []string // the connections childEnv names, after its version
 	childErr   error
+	childErrs  []error // why each of childSpec cannot be used, or nil
 	childTaken [2]bool
 	childMu    sync.Mutex
 )
@@ -363,6 +447,7 @@ func inheritedSpec() ([]string, error) {
 			childErr = fmt.Errorf("grpcipc: %s=%q: want a version and one or two connections", childEnv, v)
 		default:
 			childSpec = f[1:]
+			childErrs = claimInherited(childSpec)
 		}
 	})
 	return childSpec, childErr
@@ -384,6 +469,9 @@ func takeInherited(i int) (net.Conn, error) {
 		return nil, errors.New("grpcipc: the parent's connection was already taken (ChildListener and ParentConn may each be called once)")
 	}
 	childTaken[i] = true
+	if childErrs[i] != nil {
+		return nil, childErrs[i]
+	}
 	return openInherited(spec[i])
 }
 

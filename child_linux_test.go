@@ -15,6 +15,7 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -37,12 +38,132 @@ func init() {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 		return nil
 	})
-	// stubborn: a child that ignores SIGTERM and never serves.
+	// stubborn: a child that takes its connection, then ignores SIGTERM
+	// and the connection closing.
 	grpcipc.RegisterHelper("stubborn", func([]string) error {
 		signal.Ignore(syscall.SIGTERM)
+		if _, err := grpcipc.ChildListener(); err != nil {
+			return err
+		}
 		time.Sleep(time.Minute)
 		return nil
 	})
+	// delegate: a child that hands its inherited descriptor to a process
+	// of its own, which sends the parent a connection of its making.
+	grpcipc.RegisterHelper("delegate", func([]string) error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), testutil.HelperEnv+"=child-impostor")
+		cmd.ExtraFiles = []*os.File{os.NewFile(3, "inherited")}
+		cmd.Stderr = os.Stderr
+		return cmd.Run()
+	})
+	// child-impostor: sends a socket of its own making over inherited fd
+	// 3, as ChildListener would, without its checks.
+	grpcipc.RegisterHelper("child-impostor", func([]string) error {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(fds[1]), nil, 0); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second) // keep the connection open while the parent looks at it
+		return nil
+	})
+	// forged: GRPCIPC_CHILD names a descriptor that is not an inherited
+	// socket pair; ChildListener must refuse it and leave it open.
+	grpcipc.RegisterHelper("forged", func([]string) error {
+		fd, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(os.Getenv("GRPCIPC_CHILD"))[1], "fd:"))
+		_, err := grpcipc.ChildListener()
+		fmt.Println("error:", err)
+		if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); ferr != nil {
+			fmt.Println("the descriptor was closed")
+		}
+		return nil
+	})
+}
+
+// TestChildIsTheProcessStarted: a connection made by another process than
+// the one StartChild started (here the child's own child, given the
+// inherited descriptor) is refused.
+func TestChildIsTheProcessStarted(t *testing.T) {
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "delegate")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	child, err := grpcipc.StartChild(ctx, cmd)
+	if err == nil {
+		child.Close()
+		t.Fatal("StartChild accepted a connection made by the child's own child")
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("not by the child the parent started (pid %d)", cmd.Process.Pid)) {
+		t.Errorf("StartChild: %v; want it to name the process that was started", err)
+	}
+}
+
+// TestChildIdentityAfterLauncher: a launcher that drops privileges and
+// execs the child (setpriv) does not lend it its own: the identity is the
+// one the child has when it makes its connection.
+func TestChildIdentityAfterLauncher(t *testing.T) {
+	testutil.RequireRoot(t)
+	setpriv := testutil.Tool(t, "setpriv", "apt-get install util-linux")
+	exe := testutil.SharedExecutable(t)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), testutil.HelperEnv+"=child", testutil.QuickRaceExit)
+	cmd.Stderr = os.Stderr
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The child (uid 65534) checks this server (root) as any client does.
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithChildClientOptions(grpcipc.WithExpectedServer("*")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+	uid, _ := child.Identity().UID()
+	exePath, _ := child.Identity().Executable()
+	if uid != 65534 || exePath != exe {
+		t.Errorf("the child is %s; want uid 65534 running %s, not the launcher as root", child.Identity(), exe)
+	}
+}
+
+// TestChildForgedEnvironment: GRPCIPC_CHILD naming a descriptor that is
+// not an inherited socket (a file; one the runtime opened) is refused, and
+// the descriptor is left open.
+func TestChildForgedEnvironment(t *testing.T) {
+	file, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, tc := range []struct {
+		name  string
+		files []*os.File
+		fd    string
+		want  string
+	}{
+		{"an inherited file", []*os.File{file}, "3", "descriptor 3 is not a socket"},
+		{"one of the runtime's", nil, "3", "descriptor 3 was not inherited"},
+		{"not open", nil, "900", "descriptor 900 is not open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "forged")
+			cmd.Env = append(cmd.Env, "GRPCIPC_CHILD=1 fd:"+tc.fd)
+			cmd.ExtraFiles = tc.files
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("ChildListener said %q; want %q", out, tc.want)
+			}
+			if tc.fd != "900" && strings.Contains(string(out), "closed") {
+				t.Errorf("ChildListener closed a descriptor it refused: %s", out)
+			}
+		})
+	}
 }
 
 // gone reports whether process pid has exited (a zombie no one reaped has).

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/winpipe"
@@ -95,65 +94,26 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	}
 	conns := childConns{serve: r.conn, peer: r.conn.peer}
 	if n == 2 {
-		conns.calls = &childPipeListener{l: listeners[1], pid: pid, ep: Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", pid)}}
-		listeners = listeners[:1] // the listener closes the second pipe
+		second := listeners[1]
+		listeners = listeners[:1] // the lazy listener closes the second pipe
+		conns.calls = newLazyListener(Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", pid)},
+			func(stop <-chan struct{}) (net.Conn, error) {
+				go func() {
+					<-stop
+					second.Close()
+				}()
+				conn, err := acceptChild(second, pid)
+				second.Close() // the name is gone: no one else can connect
+				return conn, err
+			})
 	}
 	return conns, nil
 }
 
-// childPipeListener yields the first connection from the child's process
-// to the second pipe, then closes the pipe and fails once that connection
-// is closed.
-type childPipeListener struct {
-	l   net.Listener
-	pid int
-	ep  Endpoint
-
-	accepting sync.Mutex // held while the child is awaited
-	mu        sync.Mutex
-	one       *oneConnListener
-}
-
-func (p *childPipeListener) Accept() (net.Conn, error) {
-	// Servers accept from several goroutines: one of them waits for the
-	// child, the others for it.
-	p.accepting.Lock()
-	p.mu.Lock()
-	one := p.one
-	p.mu.Unlock()
-	if one == nil {
-		conn, err := acceptChild(p.l, p.pid)
-		p.l.Close() // the name is gone: no one else can connect
-		if err != nil {
-			p.accepting.Unlock()
-			return nil, err
-		}
-		one = newOneConnListener(conn, p.ep)
-		p.mu.Lock()
-		p.one = one
-		p.mu.Unlock()
-	}
-	p.accepting.Unlock()
-	return one.Accept()
-}
-
-func (p *childPipeListener) Close() error {
-	p.l.Close()
-	p.mu.Lock()
-	one := p.one
-	p.mu.Unlock()
-	if one != nil {
-		one.Close()
-	}
-	return nil
-}
-
-func (p *childPipeListener) Addr() net.Addr     { return inheritedAddr(p.ep.Address) }
-func (p *childPipeListener) endpoint() Endpoint { return p.ep }
-
 // acceptChild accepts connections on l until one comes from process pid,
 // refusing and logging any other.
 func acceptChild(l net.Listener, pid int) (*inheritedConn, error) {
+	refused := 0
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -166,13 +126,22 @@ func acceptChild(l net.Listener, pid int) (*inheritedConn, error) {
 			}
 		}
 		if err != nil {
-			slog.Default().Warn("grpcipc: a child's pipe refused a connection", "pipe", l.Addr().String(), "err", err)
+			if refused++; refused <= maxRefusalLogs {
+				slog.Default().Warn("grpcipc: a child's pipe refused a connection", "pipe", l.Addr().String(), "err", err,
+					"refused", refused, "logged_at_most", maxRefusalLogs)
+			}
 			conn.Close()
 			continue
 		}
 		return &inheritedConn{Conn: conn, peer: peer}, nil
 	}
 }
+
+// maxRefusalLogs bounds the log lines of one pipe's refused clients.
+const maxRefusalLogs = 10
+
+// claimInherited: pipes are dialled by name, nothing is inherited.
+func claimInherited(spec []string) []error { return make([]error, len(spec)) }
 
 // openInherited connects to the pipe spec names ("npipe:NAME") and checks
 // that its server is this process's parent.

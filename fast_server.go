@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,7 +188,7 @@ func (c *fastServerConn) close(err error) {
 
 // logEnd logs why a connection ended, unless its client simply left.
 func (c *fastServerConn) logEnd(err error) {
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errServerStopped) || sockfile.IsPeerClosed(err) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, errServerStopped) || sockfile.IsPeerClosed(err) {
 		return
 	}
 	g := c.pc.guard

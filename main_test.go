@@ -45,4 +45,9 @@ func TestMain(m *testing.M) {
 
 // RegisterHelper adds a helper for the external test package: test-only,
 // as this file is.
-func RegisterHelper(name string, f func(args []string) error) { helpers[name] = f }
+func RegisterHelper(name string, f func(args []string) error) {
+	if _, dup := helpers[name]; dup {
+		panic("two helpers named " + name)
+	}
+	helpers[name] = f
+}

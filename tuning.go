@@ -18,6 +18,10 @@ import (
 //     64 KiB or larger message moves in few system calls. grpc-go shares
 //     write buffers by default, giving them back between flushes: a
 //     thousand idle connections hold their read buffers only.
+//   - At most 256 concurrent streams per HTTP/2 connection (grpc-go: no
+//     limit), as on the fast path: a caller that opens streams and never
+//     sends costs a bounded number of goroutines whichever protocol it
+//     picks (WithGRPCServerOptions(grpc.MaxConcurrentStreams(n)) changes it).
 //   - Socket buffers of 4 MiB (SO_SNDBUF and SO_RCVBUF) on Unix sockets,
 //     whose default (about 208 KiB) made a 1 MiB message several trips
 //     through the scheduler. They are limits; the kernel allocates on use.
@@ -34,6 +38,7 @@ func localServerOptions() []grpc.ServerOption {
 		grpc.StaticConnWindowSize(localConnWindow),
 		grpc.ReadBufferSize(localBufferSize),
 		grpc.WriteBufferSize(localBufferSize),
+		grpc.MaxConcurrentStreams(maxStreams),
 	}
 }
 
