@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/grpcipc/grpcipc/internal/inherit"
 )
 
 // ErrNotActivated is the error of [ActivatedListeners] in a process that
@@ -41,8 +42,8 @@ func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
 	if cfg.policy == nil {
 		cfg.policy = SameUserPolicy()
 	}
-	if err := checkActivatedFDs(); err != nil {
-		return nil, err
+	if err := inherit.CheckActivatedFDs(); err != nil {
+		return nil, fmt.Errorf("grpcipc: %w", err)
 	}
 	files := activation.Files(true)
 	if len(files) == 0 {
@@ -60,7 +61,7 @@ func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
 	}
 	for i, f := range files {
 		fd := 3 + i // SD_LISTEN_FDS_START
-		if !isListening(f) {
+		if !inherit.IsListening(f) {
 			return fail(fmt.Errorf("grpcipc: activated socket %d (%s) is not a listening stream socket (a datagram socket, a connection, or a socket never listened on); grpcipc serves ListenStream= sockets", fd, f.Name()))
 		}
 		l, err := net.FileListener(f) // a duplicate

@@ -6,15 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/grpcipc/grpcipc/internal/inherit"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +43,7 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	}
 	spec := []string{childEnvVersion}
 	for i := range n {
-		fds, err := socketPair()
+		fds, err := inherit.SocketPair()
 		if err != nil {
 			closeAll(parents)
 			closeAll(children)
@@ -56,7 +55,7 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	}
 	cmd.ExtraFiles = append(cmd.ExtraFiles, children...)
 	cmd.Env = append(envWithout(cmd.Environ(), childEnv), childEnv+"="+strings.Join(spec, " "))
-	setParentDeathSignal(cmd)
+	inherit.SetParentDeathSignal(cmd)
 	err := cmd.Start()
 	// The child has its ends (or failed); this process must not keep them,
 	// or it would not see the child's ends close.
@@ -101,58 +100,20 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	return conns, nil
 }
 
-// socketPair makes a Unix stream socket pair, close-on-exec (set under
-// ForkLock, as the os package does, so no child started meanwhile
-// inherits it).
-func socketPair() ([2]int, error) {
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-	if err != nil {
-		return fds, os.NewSyscallError("socketpair", err)
-	}
-	unix.CloseOnExec(fds[0])
-	unix.CloseOnExec(fds[1])
-	return fds, nil
-}
-
 // receiveChildConn waits on boot for the connection the child sends, until
 // ctx ends or stop closes, and checks that the child process pid made it.
 func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-chan struct{}) (*inheritedConn, error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		case <-done:
-			return
-		}
-		boot.SetReadDeadline(time.Unix(1, 0)) // wakes the read below
-	}()
-	var b [1]byte
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := boot.ReadMsgUnix(b[:], oob)
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("waiting for the child (pid %d) to call grpcipc.ChildListener: %w", pid, ctx.Err())
-		case isClosed(stop):
-			return nil, fmt.Errorf("the child (pid %d) exited or was closed before it connected", pid)
-		}
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("the child (pid %d) exited, or closed its inherited descriptor, before it called grpcipc.ChildListener", pid)
-		}
-		return nil, fmt.Errorf("waiting for the child (pid %d) to connect: %w", pid, err)
-	}
-	fds, err := receivedFDs(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("the child (pid %d) sent no connection: %w", pid, err)
-	}
-	conn, err := fileConn(fds[0])
-	if err != nil {
+	conn, err := inherit.ReceiveConn(ctx, boot, stop)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("waiting for the child (pid %d) to call grpcipc.ChildListener: %w", pid, ctx.Err())
+	case errors.Is(err, inherit.ErrPeerClosed):
+		return nil, fmt.Errorf("the child (pid %d) exited, or closed its inherited descriptor, before it called grpcipc.ChildListener", pid)
+	default:
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
+	tuneSocket(conn)
 	peer, err := readPeerCreds(conn, true, nil)
 	if err == nil {
 		if p, ok := peer.PID(); ok && p != pid {
@@ -166,74 +127,6 @@ func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-c
 	return &inheritedConn{Conn: conn, peer: peer}, nil
 }
 
-// receivedFDs takes the descriptors of an SCM_RIGHTS message: exactly one
-// is expected; any others are closed.
-func receivedFDs(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, err
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
-	}
-	if len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("%d descriptors; want one", len(fds))
-	}
-	return fds, nil
-}
-
-// fileConn makes a net.Conn of a connected Unix stream socket fd, which
-// it takes over (and closes on failure).
-func fileConn(fd int) (net.Conn, error) {
-	if err := checkStreamSocket(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), "grpcipc-inherited")
-	nc, err := net.FileConn(f) // a duplicate, close-on-exec
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	tuneSocket(nc)
-	return nc, nil
-}
-
-// checkStreamSocket checks that fd is a Unix stream socket that is not
-// listening; inherited, that it did not come from this process's own
-// making (close-on-exec, as everything the Go runtime opens is) but
-// through exec.
-func checkStreamSocket(fd int, inherited bool) error {
-	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-	if err != nil {
-		return fmt.Errorf("descriptor %d is not open", fd)
-	}
-	if inherited && flags&unix.FD_CLOEXEC != 0 {
-		return fmt.Errorf("descriptor %d was not inherited (it is close-on-exec: this process opened it)", fd)
-	}
-	if sa, err := unix.Getsockname(fd); err != nil {
-		return fmt.Errorf("descriptor %d is not a socket", fd)
-	} else if _, ok := sa.(*unix.SockaddrUnix); !ok {
-		return fmt.Errorf("descriptor %d is not a Unix socket", fd)
-	}
-	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || typ != unix.SOCK_STREAM {
-		return fmt.Errorf("descriptor %d is not a stream socket", fd)
-	}
-	if listening, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || listening != 0 {
-		return fmt.Errorf("descriptor %d is a listening socket, not a connection", fd)
-	}
-	return nil
-}
-
 // claimInherited checks each descriptor childEnv names before anything
 // takes it, and makes it close-on-exec, so that the child's own children
 // never inherit it (whether or not the child goes on to use it). A
@@ -241,37 +134,26 @@ func checkStreamSocket(fd int, inherited bool) error {
 func claimInherited(spec []string) []error {
 	errs := make([]error, len(spec))
 	for i, s := range spec {
-		fd, err := inheritedFD(s)
+		fd, err := inherit.ParseFD(s)
 		if err == nil {
-			err = checkStreamSocket(fd, true)
+			err = inherit.Claim(fd)
 		}
 		if err != nil {
 			errs[i] = fmt.Errorf("grpcipc: %s: %w", childEnv, err)
-			continue
 		}
-		unix.CloseOnExec(fd)
 	}
 	return errs
-}
-
-func inheritedFD(spec string) (int, error) {
-	s, ok := strings.CutPrefix(spec, "fd:")
-	fd, err := strconv.Atoi(s)
-	if !ok || err != nil || fd < 3 || fd > 1<<20 {
-		return 0, fmt.Errorf("%q is not an inherited descriptor (fd:N, N from 3)", spec)
-	}
-	return fd, nil
 }
 
 // openInherited takes the inherited socket pair spec names (checked by
 // claimInherited), reads the parent's identity from it, makes the real
 // connection and sends the parent its other end.
 func openInherited(spec string) (net.Conn, error) {
-	fd, err := inheritedFD(spec)
+	fd, err := inherit.ParseFD(spec)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := fileConn(fd)
+	boot, err := inherit.FileConn(fd)
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
 	}
@@ -285,20 +167,21 @@ func openInherited(spec string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
 	}
-	pair, err := socketPair()
+	pair, err := inherit.SocketPair()
 	if err != nil {
 		return nil, err
 	}
-	_, _, err = boot.(*net.UnixConn).WriteMsgUnix([]byte{0}, unix.UnixRights(pair[1]), nil)
+	err = inherit.SendConn(boot.(*net.UnixConn), pair[1])
 	unix.Close(pair[1])
 	if err != nil {
 		unix.Close(pair[0])
 		return nil, fmt.Errorf("grpcipc: sending the parent its connection: %w", err)
 	}
-	conn, err := fileConn(pair[0])
+	conn, err := inherit.FileConn(pair[0])
 	if err != nil {
 		return nil, err
 	}
+	tuneSocket(conn)
 	return &inheritedConn{Conn: conn, peer: peer}, nil
 }
 
