@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/grpcipc/grpcipc/internal/inherit"
@@ -15,6 +16,8 @@ import (
 // systemd did not start with sockets (LISTEN_PID and LISTEN_FDS unset, or
 // naming another process).
 var ErrNotActivated = errors.New("grpcipc: no sockets were handed to this process by systemd (socket activation: LISTEN_PID, LISTEN_FDS)")
+
+var activatedMu sync.Mutex
 
 // ActivatedListeners returns the listening sockets systemd handed to this
 // process (socket activation: LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES,
@@ -33,6 +36,8 @@ var ErrNotActivated = errors.New("grpcipc: no sockets were handed to this proces
 // there; SocketMode=0600 (or 0660 and SocketGroup= for a group) keeps them
 // out.
 func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
+	activatedMu.Lock() // the descriptors are taken once: a second call finds none
+	defer activatedMu.Unlock()
 	cfg := listenConfig{gid: -1}
 	for _, o := range opts {
 		if err := o.applyListen(&cfg); err != nil {

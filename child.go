@@ -128,8 +128,10 @@ type Child struct {
 // the parent's end of the connection closes, so a child that returns when
 // Serve does ends with its parent. cmd's own settings (Env, Stdout,
 // ExtraFiles, SysProcAttr) are kept; cmd.WaitDelay, when not set, becomes
-// a second, so that a process the child leaves holding its output pipes
-// cannot keep Close waiting.
+// a second (at most half the stop timeout), so that a process the child
+// leaves holding its output pipes cannot keep Close waiting. A child
+// should call ChildListener before it starts processes of its own, which
+// would otherwise inherit its end of the connection until then.
 func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child, error) {
 	if cmd.Process != nil {
 		return nil, errors.New("grpcipc: StartChild: the command was already started")
@@ -142,8 +144,10 @@ func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child
 	}
 	if cmd.WaitDelay == 0 {
 		// Wait returns when the child has exited, even if a process it
-		// left behind still holds the pipes of cmd.Stdout or Stderr.
-		cmd.WaitDelay = time.Second
+		// left behind still holds the pipes of cmd.Stdout or Stderr, and
+		// within the stop timeout, so that Close can tell an exit from a
+		// kill.
+		cmd.WaitDelay = min(time.Second, cfg.stopTimeout/2)
 	}
 	c := &Child{cmd: cmd, stopTimeout: cfg.stopTimeout, exited: make(chan struct{})}
 	conns, err := startChild(ctx, cmd, cfg.server != nil, c)

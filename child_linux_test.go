@@ -74,6 +74,43 @@ func init() {
 		time.Sleep(2 * time.Second) // keep the connection open while the parent looks at it
 		return nil
 	})
+	// child-sends MODE: answers the parent over fd 3 with what MODE says
+	// instead of a proof of its own making, and waits.
+	grpcipc.RegisterHelper("child-sends", func(args []string) error {
+		var fds []int
+		switch args[0] {
+		case "unconnected":
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			fds = []int{fd}
+		case "listening":
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			if err := unix.Bind(fd, &unix.SockaddrUnix{Name: "@grpcipc-child-sends-" + strconv.Itoa(os.Getpid())}); err != nil {
+				return err
+			}
+			if err := unix.Listen(fd, 1); err != nil {
+				return err
+			}
+			fds = []int{fd}
+		case "two":
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			fds = pair[:]
+		case "none":
+		}
+		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(fds...), nil, 0); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+		return nil
+	})
 	// forged: GRPCIPC_CHILD names a descriptor that is not an inherited
 	// socket pair; ChildListener must refuse it and leave it open.
 	grpcipc.RegisterHelper("forged", func([]string) error {
@@ -248,5 +285,25 @@ func TestChildIdentityLinux(t *testing.T) {
 	}
 	if groups, ok := child.Identity().Groups(); !ok {
 		t.Errorf("the child's groups are not known: %v", groups)
+	}
+}
+
+// TestChildBadProofs: a child that answers with anything but a socket pair
+// of its own making (an unconnected socket, which the kernel names no
+// process for; a listening socket; two descriptors; none) is refused, and
+// the parent does not crash.
+func TestChildBadProofs(t *testing.T) {
+	for _, mode := range []string{"unconnected", "listening", "two", "none"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child-sends", mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			child, err := grpcipc.StartChild(ctx, cmd)
+			if err == nil {
+				child.Close()
+				t.Fatalf("StartChild accepted a child that sent %s", mode)
+			}
+			t.Logf("%s: %v", mode, err)
+		})
 	}
 }

@@ -14,19 +14,21 @@ import (
 	"syscall"
 
 	"github.com/grpcipc/grpcipc/internal/inherit"
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"golang.org/x/sys/unix"
 )
 
 // The Unix convention. The parent makes a socket pair per direction and
-// the child inherits its ends (fd:N in childEnv). Those pairs only carry
-// the real connection: when the child calls ChildListener (or ParentConn)
-// it makes a socket pair of its own and sends one end to the parent over
-// the inherited one (SCM_RIGHTS). The kernel records a socket pair's
-// creator, so each side learns the other's identity from the kernel, as
-// of the moment the connection was made: the child from the inherited
-// pair (made by the parent), the parent from the pair it receives (made by
-// the child, after exec and whatever privileges it dropped), whose PID
-// must be the one the parent started.
+// the child inherits its ends (fd:N in childEnv): the calls run over these
+// pairs, each process holding its own end (a socket the other never had,
+// so that it cannot change its flags). To tell the parent who it is, the
+// child, when it calls ChildListener (or ParentConn), sends one end of a
+// socket pair it makes (SCM_RIGHTS): the kernel records a pair's creator,
+// so each side learns the other's identity from the kernel, as of that
+// moment: the child from the inherited pair (made by the parent), the
+// parent from the proof (made by the child, after exec and whatever
+// privileges it dropped), whose creator must be the very process the
+// parent started, still alive.
 
 // startChild starts cmd with the child's ends of the socket pairs, and
 // waits until the child has sent the connection it serves on.
@@ -81,10 +83,9 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	}
 	pid := cmd.Process.Pid
 	conn, err := receiveChildConn(ctx, boots[0], pid, c.exited)
-	boots[0].Close()
 	if err != nil {
-		if n == 2 {
-			boots[1].Close()
+		for _, b := range boots {
+			b.Close()
 		}
 		c.kill()
 		return childConns{}, err
@@ -93,17 +94,22 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 	if n == 2 {
 		ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", pid)}
 		conns.calls = newLazyListener(ep, func(stop <-chan struct{}) (net.Conn, error) {
-			defer boots[1].Close()
-			return receiveChildConn(context.Background(), boots[1], pid, stop)
+			conn, err := receiveChildConn(context.Background(), boots[1], pid, stop)
+			if err != nil {
+				boots[1].Close()
+				return nil, err
+			}
+			return conn, nil
 		})
 	}
 	return conns, nil
 }
 
-// receiveChildConn waits on boot for the connection the child sends, until
-// ctx ends or stop closes, and checks that the child process pid made it.
+// receiveChildConn waits on boot for the child's proof, until ctx ends or
+// stop closes, checks that the child process pid made it, and returns boot
+// as the connection to the child, with the child's identity.
 func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-chan struct{}) (*inheritedConn, error) {
-	conn, err := inherit.ReceiveConn(ctx, boot, stop)
+	proof, err := inherit.ReceiveProof(ctx, boot, stop)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -113,18 +119,33 @@ func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-c
 	default:
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
-	tuneSocket(conn)
-	peer, err := readPeerCreds(conn, true, nil)
-	if err == nil {
-		if p, ok := peer.PID(); ok && p != pid {
-			err = fmt.Errorf("the connection was made by %s, not by the child the parent started (pid %d)", peer, pid)
-		}
-	}
+	defer unix.Close(proof)
+	peer, err := proofCreds(proof, pid)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
-	return &inheritedConn{Conn: conn, peer: peer}, nil
+	tuneSocket(boot)
+	return &inheritedConn{Conn: boot, peer: peer}, nil
+}
+
+// proofCreds reads who made the socket the child sent, which must be the
+// child itself (its PID known and the one started, the process alive).
+func proofCreds(fd, pid int) (*Creds, error) {
+	if err := inherit.CheckProof(fd); err != nil {
+		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
+	}
+	info, err := peercred.ReadFD(fd, nil)
+	if err != nil {
+		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
+	}
+	peer := &Creds{info: *info}
+	if p, ok := peer.PID(); !ok || p != pid {
+		return nil, fmt.Errorf("the connection was made by %s, not by the child the parent started (pid %d)", peer, pid)
+	}
+	if err := inherit.CreatorAlive(fd); err != nil {
+		return nil, fmt.Errorf("the child (pid %d): %w", pid, err)
+	}
+	return peer, nil
 }
 
 // claimInherited checks each descriptor childEnv names before anything
@@ -146,43 +167,34 @@ func claimInherited(spec []string) []error {
 }
 
 // openInherited takes the inherited socket pair spec names (checked by
-// claimInherited), reads the parent's identity from it, makes the real
-// connection and sends the parent its other end.
+// claimInherited), reads the parent's identity from it, and sends the
+// parent the proof of who this process is.
 func openInherited(spec string) (net.Conn, error) {
 	fd, err := inherit.ParseFD(spec)
 	if err != nil {
 		return nil, err
 	}
+	// The kernel's record of the inherited pair names its creator: the
+	// parent, which must still be this process's parent. Read before the
+	// descriptor is taken, so that one refused is left as it is.
+	info, err := peercred.ReadFD(fd, nil)
+	if err != nil {
+		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
+	}
+	peer := &Creds{info: *info}
+	if err := checkParent(peer); err != nil {
+		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
+	}
 	boot, err := inherit.FileConn(fd)
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
 	}
-	defer boot.Close()
-	// The kernel's record of the inherited pair names its creator: the
-	// parent, which must still be this process's parent.
-	peer, err := readPeerCreds(boot, true, nil)
-	if err == nil {
-		err = checkParent(peer)
+	if err := inherit.SendProof(boot.(*net.UnixConn)); err != nil {
+		boot.Close()
+		return nil, fmt.Errorf("grpcipc: telling the parent who this process is: %w", err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
-	}
-	pair, err := inherit.SocketPair()
-	if err != nil {
-		return nil, err
-	}
-	err = inherit.SendConn(boot.(*net.UnixConn), pair[1])
-	unix.Close(pair[1])
-	if err != nil {
-		unix.Close(pair[0])
-		return nil, fmt.Errorf("grpcipc: sending the parent its connection: %w", err)
-	}
-	conn, err := inherit.FileConn(pair[0])
-	if err != nil {
-		return nil, err
-	}
-	tuneSocket(conn)
-	return &inheritedConn{Conn: conn, peer: peer}, nil
+	tuneSocket(boot)
+	return &inheritedConn{Conn: boot, peer: peer}, nil
 }
 
 // terminate asks the child to stop.

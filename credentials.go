@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -223,6 +224,9 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 // server says which end this is.
 func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*AuthInfo, error) {
 	addr := conn.RemoteAddr()
+	if addr == nil {
+		return nil, errors.New("grpcipc: the connection has no peer address (not connected)")
+	}
 	switch addr.Network() {
 	case "unix", "pipe":
 		if transport == "" {

@@ -96,16 +96,26 @@ func FileConn(fd int) (net.Conn, error) {
 	return nc, err
 }
 
-// SendConn sends fd over c (SCM_RIGHTS, with one byte).
-func SendConn(c *net.UnixConn, fd int) error {
-	_, _, err := c.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
+// SendProof sends over c one end of a socket pair made here, and closes
+// both: the kernel records the pair's creator, so the process at the other
+// end of c learns from it who this process is, as of now (SCM_RIGHTS, with
+// one byte).
+func SendProof(c *net.UnixConn) error {
+	pair, err := SocketPair()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pair[0])
+	defer unix.Close(pair[1])
+	_, _, err = c.WriteMsgUnix([]byte{0}, unix.UnixRights(pair[1]), nil)
 	return err
 }
 
-// ReceiveConn waits on c for the one descriptor SendConn sends, until ctx
-// ends or stop closes, and returns it as a connection (checked: a
-// connected Unix stream socket).
-func ReceiveConn(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (net.Conn, error) {
+// ReceiveProof waits on c for the descriptor SendProof sends, until ctx
+// ends or stop closes, and returns it (close-on-exec; the caller closes
+// it). It is never read, written or polled: the sender may hold its open
+// file description too. CheckProof says whether it is one.
+func ReceiveProof(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (int, error) {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -122,19 +132,31 @@ func ReceiveConn(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (ne
 	n, oobn, _, _, err := c.ReadMsgUnix(b[:], oob)
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
+		return -1, ctx.Err()
 	case err != nil && isClosed(stop):
-		return nil, ErrPeerClosed
-	case errors.Is(err, io.EOF) || err == nil && n == 0:
-		return nil, ErrPeerClosed
+		return -1, ErrPeerClosed
+	case errors.Is(err, io.EOF) || err == nil && n == 0 && oobn == 0:
+		return -1, ErrPeerClosed
 	case err != nil:
-		return nil, err
+		return -1, err
 	}
 	fds, err := rights(oob[:oobn])
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
-	return FileConn(fds[0])
+	return fds[0], nil
+}
+
+// CheckProof checks that fd is a connected Unix stream socket, as one end
+// of a socket pair is.
+func CheckProof(fd int) error {
+	if err := CheckStreamSocket(fd, false); err != nil {
+		return err
+	}
+	if _, err := unix.Getpeername(fd); err != nil {
+		return fmt.Errorf("descriptor %d is not connected", fd)
+	}
+	return nil
 }
 
 func isClosed(ch <-chan struct{}) bool {
