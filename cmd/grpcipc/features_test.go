@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,11 +105,25 @@ func TestCLIFeatures(t *testing.T) {
 				if protocol == "http2" {
 					args = append(args[:3:3], append([]string{"--http2"}, args[3:]...)...)
 				}
-				cmd := cliCommand(t, nil, args...)
-				cmd.Stdin = strings.NewReader(f.stdin)
 				var out, errOut strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &errOut
-				cmd.Run()
+				var cmd *exec.Cmd
+				for attempt := 1; ; attempt++ {
+					out.Reset()
+					errOut.Reset()
+					cmd = cliCommand(t, nil, args...)
+					cmd.Stdin = strings.NewReader(f.stdin)
+					cmd.Stdout, cmd.Stderr = &out, &errOut
+					err := cmd.Run()
+					if cmd.ProcessState != nil {
+						break
+					}
+					// Not started at all: Wine 8 now and then fails to
+					// create a process. Once more; twice is a failure.
+					if attempt == 2 {
+						t.Fatalf("grpcipc %s did not start: %v", strings.Join(args, " "), err)
+					}
+					t.Logf("grpcipc did not start (%v); starting it again", err)
+				}
 				if code := cmd.ProcessState.ExitCode(); code != f.code {
 					t.Fatalf("grpcipc %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, f.code, out.String(), errOut.String())
 				}
