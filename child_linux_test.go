@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -109,6 +111,48 @@ func init() {
 			return err
 		}
 		time.Sleep(2 * time.Second)
+		return nil
+	})
+	// child-lingers: sends a proof of its own making, as ChildListener
+	// would, then attaches to the connection a TCP socket whose close
+	// blocks (unsent data, SO_LINGER of an hour, a peer that never reads).
+	grpcipc.RegisterHelper("child-lingers", func([]string) error {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(pair[1]), nil, 0); err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: nothing is read
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			return err
+		}
+		chunk := make([]byte, 1<<20)
+		c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				break // the queues are full
+			}
+		}
+		f, err := c.(*net.TCPConn).File()
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptLinger(int(f.Fd()), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 3600}); err != nil {
+			return err
+		}
+		if err := unix.Sendmsg(3, []byte("x"), unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+			return err
+		}
+		f.Close()
+		c.Close()
+		time.Sleep(time.Minute)
 		return nil
 	})
 	// forged: GRPCIPC_CHILD names a descriptor that is not an inherited
@@ -305,5 +349,37 @@ func TestChildBadProofs(t *testing.T) {
 			}
 			t.Logf("%s: %v", mode, err)
 		})
+	}
+}
+
+// TestChildLingeringDescriptor: a descriptor the child attaches to the
+// connection, whose close would block (a TCP socket with SO_LINGER and
+// unsent data), does not hang the parent's reads or Close: the kernel
+// would close it inside a plain read, past any deadline.
+func TestChildLingeringDescriptor(t *testing.T) {
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child-lingers")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithStopTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := identitypb.NewIdentityClient(child.Conn()).WhoAmI(callCtx, &identitypb.WhoAmIRequest{})
+		child.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a call to a child that answered with a descriptor succeeded")
+		}
+		t.Logf("the call: %v", err)
+	case <-time.After(8 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a call and Close hung on a descriptor the child attached")
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/grpcipc/grpcipc/internal/inherit"
 	"github.com/grpcipc/grpcipc/internal/peercred"
-	"golang.org/x/sys/unix"
 )
 
 // The Unix convention. The parent makes a socket pair per direction and
@@ -119,13 +118,13 @@ func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-c
 	default:
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
-	defer unix.Close(proof)
+	defer inherit.Discard(proof)
 	peer, err := proofCreds(proof, pid)
 	if err != nil {
 		return nil, err
 	}
 	tuneSocket(boot)
-	return &inheritedConn{Conn: boot, peer: peer}, nil
+	return &inheritedConn{Conn: inherit.NewConn(boot), peer: peer}, nil
 }
 
 // proofCreds reads who made the socket the child sent, which must be the
@@ -194,7 +193,7 @@ func openInherited(spec string) (net.Conn, error) {
 		return nil, fmt.Errorf("grpcipc: telling the parent who this process is: %w", err)
 	}
 	tuneSocket(boot)
-	return &inheritedConn{Conn: boot, peer: peer}, nil
+	return &inheritedConn{Conn: inherit.NewConn(boot.(*net.UnixConn)), peer: peer}, nil
 }
 
 // terminate asks the child to stop.
