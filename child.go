@@ -158,18 +158,7 @@ func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child
 	c.peer = conns.peer
 	c.cleanup = append(c.cleanup, func() { conns.serve.Close() }) // if never dialled
 	ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", cmd.Process.Pid)}
-	first := conns.serve
-	var mu sync.Mutex
-	c.conn, err = newClientConn(ep, func(context.Context) (net.Conn, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if first == nil {
-			return nil, fmt.Errorf("the connection to the child (pid %d) is closed; a child's connection is made once", cmd.Process.Pid)
-		}
-		conn := first
-		first = nil
-		return conn, nil
-	}, cfg.clientOpts)
+	c.conn, err = newClientConn(ep, dialOnce(conns.serve, ep), cfg.clientOpts)
 	if err != nil {
 		conns.serve.Close()
 		if conns.calls != nil {
@@ -508,20 +497,25 @@ func ParentConn(opts ...ClientOption) (*ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ic := conn.(*inheritedConn)
-	pid, _ := ic.peer.PID()
-	first := net.Conn(ic)
+	pid, _ := conn.(*inheritedConn).peer.PID()
+	ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("parent pid %d", pid)}
+	return newClientConn(ep, dialOnce(conn, ep), opts)
+}
+
+// dialOnce is the dialer of an inherited connection, which is made once:
+// it yields conn, then an error.
+func dialOnce(conn net.Conn, ep Endpoint) func(context.Context) (net.Conn, error) {
 	var mu sync.Mutex
-	return newClientConn(Endpoint{Transport: Inherited, Address: fmt.Sprintf("parent pid %d", pid)}, func(context.Context) (net.Conn, error) {
+	return func(context.Context) (net.Conn, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if first == nil {
-			return nil, errors.New("the connection to the parent is closed; it is made once")
+		if conn == nil {
+			return nil, fmt.Errorf("%s is closed; an inherited connection is made once", ep)
 		}
-		c := first
-		first = nil
+		c := conn
+		conn = nil
 		return c, nil
-	}, opts)
+	}
 }
 
 // checkParent checks that the process at the other end of an inherited
