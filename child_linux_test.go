@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/identity"
 	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -124,34 +125,42 @@ func init() {
 		if err := unix.Sendmsg(3, []byte{0}, unix.UnixRights(pair[1]), nil, 0); err != nil {
 			return err
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: nothing is read
+		cleanup, err := sendLingering(3)
 		if err != nil {
 			return err
 		}
-		defer l.Close()
-		c, err := net.Dial("tcp", l.Addr().String())
+		defer cleanup()
+		fmt.Println("sent")
+		time.Sleep(time.Minute)
+		return nil
+	})
+	// lingers-at ENDPOINT: connects to a server and attaches a TCP socket
+	// whose close blocks to the first byte it sends.
+	grpcipc.RegisterHelper("lingers-at", func(args []string) error {
+		ep, err := grpcipc.ParseEndpoint(args[0])
 		if err != nil {
 			return err
 		}
-		chunk := make([]byte, 1<<20)
-		c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
-		for {
-			if _, err := c.Write(chunk); err != nil {
-				break // the queues are full
-			}
+		addr := ep.Address
+		if ep.Transport == grpcipc.UnixAbstract {
+			addr = "@" + addr
 		}
-		f, err := c.(*net.TCPConn).File()
+		c, err := net.Dial("unix", addr)
 		if err != nil {
 			return err
 		}
-		if err := unix.SetsockoptLinger(int(f.Fd()), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 3600}); err != nil {
+		defer c.Close()
+		f, err := c.(*net.UnixConn).File()
+		if err != nil {
 			return err
 		}
-		if err := unix.Sendmsg(3, []byte("x"), unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
-			return err
-		}
+		cleanup, err := sendLingering(int(f.Fd()))
 		f.Close()
-		c.Close()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		fmt.Println("sent")
 		time.Sleep(time.Minute)
 		return nil
 	})
@@ -358,11 +367,20 @@ func TestChildBadProofs(t *testing.T) {
 // would close it inside a plain read, past any deadline.
 func TestChildLingeringDescriptor(t *testing.T) {
 	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child-lingers")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithStopTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Once the child has let go of what it sent, this process's read
+	// holds the last reference.
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "sent\n" {
+		t.Fatalf("the child said %q, %v", line, err)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -381,5 +399,111 @@ func TestChildLingeringDescriptor(t *testing.T) {
 	case <-time.After(8 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("a call and Close hung on a descriptor the child attached")
+	}
+}
+
+// sendLingering sends "x" over the Unix socket fd with a descriptor whose
+// last close blocks for an hour, so that the receiver holds the last
+// reference, whenever it reads: the lingering TCP socket travels inside
+// the queue of a socket pair's end, which is what is sent, and nothing of
+// it stays open here. cleanup closes what holds the TCP socket's peer.
+func sendLingering(fd int) (cleanup func(), err error) {
+	f, cleanup, err := lingeringTCP()
+	if err != nil {
+		return nil, err
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		f.Close()
+		cleanup()
+		return nil, err
+	}
+	err = unix.Sendmsg(pair[0], []byte("y"), unix.UnixRights(int(f.Fd())), nil, 0)
+	f.Close()
+	unix.Close(pair[0])
+	if err == nil {
+		err = unix.Sendmsg(fd, []byte("x"), unix.UnixRights(pair[1]), nil, 0)
+	}
+	unix.Close(pair[1])
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return cleanup, nil
+}
+
+// lingeringTCP returns a TCP socket whose last close blocks for an hour:
+// its peer never reads, its queues are full, SO_LINGER is set. cleanup
+// closes the listener that holds the other end.
+func lingeringTCP() (*os.File, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: nothing is read
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	defer c.Close()
+	chunk := make([]byte, 1<<20)
+	c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		if _, err := c.Write(chunk); err != nil {
+			break // the queues are full
+		}
+	}
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	if err := unix.SetsockoptLinger(int(f.Fd()), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 3600}); err != nil {
+		f.Close()
+		l.Close()
+		return nil, nil, err
+	}
+	return f, func() { l.Close() }, nil
+}
+
+// TestServerLingeringDescriptor: a caller that attaches to its first bytes
+// a descriptor whose close blocks does not hold up the server: other calls
+// are served and Stop returns.
+func TestServerLingeringDescriptor(t *testing.T) {
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	l, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := grpcipc.NewServer(grpcipc.WithHandshakeTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity.Register(srv)
+	// The caller connects and sends, and lets go of what it sent, before
+	// the server accepts: the server's read then holds the last reference.
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "lingers-at", endpoint)
+	if line, err := testutil.Start(t, cmd).ReadString('\n'); err != nil || line != "sent\n" {
+		t.Fatalf("the helper said %q, %v", line, err)
+	}
+	go srv.Serve(l)
+	time.Sleep(1500 * time.Millisecond) // past the handshake timeout: the server closes that connection
+	conn := newClient(t, endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{}); err != nil {
+		t.Errorf("another call while a caller's descriptor lingers: %v", err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		srv.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-stopped
+		t.Fatal("Stop waited on a connection whose reader the kernel kept closing a descriptor")
 	}
 }

@@ -398,6 +398,7 @@ func (l *policyListener) admit(c net.Conn) *peerConn {
 		return &peerConn{Conn: c, guard: l.guard}
 	}
 	tuneSocket(c)
+	c = guardReads(c)
 	creds, err := readPeerCreds(c, true, l.guard.wantExe)
 	if err != nil {
 		if ok, _ := l.guard.logOK("unknown"); ok {

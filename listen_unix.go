@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/grpcipc/grpcipc/internal/inherit"
 	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"golang.org/x/sys/unix"
 )
@@ -32,4 +33,16 @@ func listenAbstract(ctx context.Context, ep Endpoint) (net.Listener, error) {
 
 func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, error) {
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
+}
+
+// guardReads makes an accepted Unix connection read with recvmsg, so that
+// descriptors a caller attaches (SCM_RIGHTS) are closed off the reading
+// goroutine instead of by the kernel inside the read, where closing one (a
+// TCP socket with unsent data and SO_LINGER) can block for as long as the
+// caller likes.
+func guardReads(c net.Conn) net.Conn {
+	if uc, ok := c.(*net.UnixConn); ok {
+		return inherit.NewConn(uc)
+	}
+	return c
 }

@@ -46,3 +46,7 @@ func socketFileSDDL(p *Policy, self identity) (string, error) {
 func listenAbstract(_ context.Context, ep Endpoint) (net.Listener, error) {
 	return nil, unsupportedErr(ep.String(), "abstract sockets exist only on Linux")
 }
+
+// guardReads: named pipes and Windows AF_UNIX sockets carry no
+// descriptors.
+func guardReads(c net.Conn) net.Conn { return c }
