@@ -257,7 +257,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	types := cl.types
 	printer := &replyPrinter{w: stdout, opts: protojson.MarshalOptions{Resolver: types, EmitUnpopulated: *emitDefaults}, text: text, discardUnknown: *allowUnknown}
 	failed := func(err error) error {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Canceled && deadlinePassed(callCtx) {
 			// The server saw the deadline first and ended the call
 			// (grpc-go's health Watch says Canceled): the limit is why.
 			err = status.Errorf(codes.DeadlineExceeded, "--max-time passed (the server said: %s)", st.Message())
@@ -317,6 +317,17 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	}
+}
+
+// deadlinePassed reports whether ctx ended by its deadline, or does within
+// a moment: a server that saw the same deadline (grpc-timeout) may end the
+// call a little before this process's timer fires.
+func deadlinePassed(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+	case <-time.After(100 * time.Millisecond):
+	}
+	return errors.Is(ctx.Err(), context.DeadlineExceeded)
 }
 
 // oneRequest reads the one request of a unary or server-streaming method:
