@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/grpcipc/grpcipc/internal/inherit"
 )
 
 // Inherited is the transport of a connection that a parent process made
@@ -362,7 +364,7 @@ func (l *lazyListener) Accept() (net.Conn, error) {
 		switch {
 		case err != nil:
 			l.failed = fmt.Errorf("%w: %v", ErrPeerGone, err)
-		case isClosed(l.stop):
+		case inherit.Closed(l.stop):
 			conn.Close()
 			l.failed = ErrPeerGone
 		default:
@@ -391,15 +393,6 @@ func (l *lazyListener) Close() error {
 
 func (l *lazyListener) Addr() net.Addr     { return inheritedAddr(l.ep.Address) }
 func (l *lazyListener) endpoint() Endpoint { return l.ep }
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
 
 func (l *oneConnListener) Addr() net.Addr { return inheritedAddr(l.ep.Address) }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -80,25 +82,7 @@ func (g *childGreeter) SayHello(ctx context.Context, req *greetpb.HelloRequest) 
 // connection, calls it (on the fast path) and is called back on its own
 // services; each sees the other's real identity; Close ends the child.
 func TestChildCallsBothWays(t *testing.T) {
-	parentSrv, err := grpcipc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	identity.Register(parentSrv)
-	defer parentSrv.Stop()
-
-	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child", "call-parent")
-	goAhead, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(parentSrv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer child.Close()
+	ctx, cmd, goAhead, child := startCallingChild(t)
 
 	if pid, ok := child.Identity().PID(); !ok || pid != cmd.Process.Pid || child.PID() != pid {
 		t.Errorf("the child's identity says pid %d (%v); StartChild started %d", pid, ok, cmd.Process.Pid)
@@ -181,4 +165,30 @@ func TestNotAChild(t *testing.T) {
 	if _, err := grpcipc.ParentConn(); !errors.Is(err, grpcipc.ErrNotChild) {
 		t.Errorf("ParentConn: %v; want ErrNotChild", err)
 	}
+}
+
+// startCallingChild starts the child helper with call-parent, this process
+// serving Identity to it; goAhead lets its SayHello call back. The child is
+// closed, and the server stopped, when the test ends.
+func startCallingChild(t *testing.T) (context.Context, *exec.Cmd, io.Writer, *grpcipc.Child) {
+	t.Helper()
+	parentSrv, err := grpcipc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity.Register(parentSrv)
+	t.Cleanup(parentSrv.Stop)
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child", "call-parent")
+	goAhead, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(parentSrv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Close() })
+	return ctx, cmd, goAhead, child
 }

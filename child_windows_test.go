@@ -1,42 +1,21 @@
 package grpcipc_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
-	"github.com/grpcipc/grpcipc/identity"
-	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
 // TestChildPipeRefusesOthers: the pipe on which the child calls its parent
 // admits the child's process only; another process (this one) that finds
 // its name and connects is refused, and the child is then served.
 func TestChildPipeRefusesOthers(t *testing.T) {
-	parentSrv, err := grpcipc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	identity.Register(parentSrv)
-	defer parentSrv.Stop()
-	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child", "call-parent")
-	goAhead, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(parentSrv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer child.Close()
+	ctx, cmd, goAhead, child := startCallingChild(t)
 
 	var pipes []string
 	for _, kv := range cmd.Env {

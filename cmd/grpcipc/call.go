@@ -96,6 +96,17 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 	return cl, nil
 }
 
+// connectBounded connects within --connect-timeout (or --timeout), for
+// commands that make no call of their own; done closes the client.
+func connectBounded(ctx context.Context, f *clientFlags) (cl *client, done func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, f.connectTimeout.or(*f.timeout))
+	if cl, err = connect(ctx, f); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return cl, func() { cl.Close(); cancel() }, nil
+}
+
 // compileProtos parses .proto files, for servers without reflection.
 func compileProtos(ctx context.Context, protos, importPaths []string) (*protoregistry.Files, error) {
 	protos, importPaths = protoNames(protos, importPaths)
@@ -506,13 +517,11 @@ func runList(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, flags.connectTimeout.or(*flags.timeout))
-	defer cancel()
-	cl, err := connect(ctx, flags)
+	cl, done, err := connectBounded(ctx, flags)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer done()
 	if len(pos) == 1 {
 		sd, err := cl.service(pos[0])
 		if err != nil {
@@ -667,13 +676,11 @@ func runDescribe(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, flags.connectTimeout.or(*flags.timeout))
-	defer cancel()
-	cl, err := connect(ctx, flags)
+	cl, done, err := connectBounded(ctx, flags)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer done()
 	var names []string
 	if len(pos) == 0 {
 		if names, err = cl.services(); err != nil {

@@ -133,7 +133,7 @@ func ReceiveProof(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (i
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return -1, ctx.Err()
-	case err != nil && isClosed(stop):
+	case err != nil && Closed(stop):
 		return -1, ErrPeerClosed
 	case errors.Is(err, io.EOF) || err == nil && n == 0 && oobn == 0:
 		return -1, ErrPeerClosed
@@ -157,15 +157,6 @@ func CheckProof(fd int) error {
 		return fmt.Errorf("descriptor %d is not connected", fd)
 	}
 	return nil
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // rightsSpace holds the most descriptors one message carries (the
