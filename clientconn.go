@@ -361,7 +361,7 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bo
 			br.Discard(wire.PrefaceSize)
 			conn.SetDeadline(time.Time{})
 			a, _ := ai.(*AuthInfo)
-			fc := newFastClientConn(conn, a)
+			fc := newFastClientConn(conn, a, cc.cfg.connBudget)
 			go fc.read(br)
 			cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String())
 			return fc, false, nil

@@ -189,3 +189,10 @@ func tooLargeMessage(err error) string {
 	}
 	return fmt.Sprintf("grpcipc: received message larger than max (%v)", err)
 }
+
+// callCost is what the metadata of a CALL frame of n payload bytes and
+// entries key-value pairs occupies while its call runs: the strings, their
+// headers, the map and its slices, and the stream's own state.
+func callCost(n, entries int) int {
+	return 2*n + 128*entries + 4<<10
+}

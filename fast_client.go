@@ -2,10 +2,12 @@ package grpcipc
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -28,6 +30,10 @@ type fastClientConn struct {
 	w     fastio.Writer
 	r     *wire.Reader  // the reader goroutine's
 	slots chan struct{} // one per stream that may be open
+	// budget: what the server can make this client hold; it grows with
+	// the calls' receive limits unless fixed (WithConnMemoryBudget)
+	budget      *fastio.Budget
+	budgetFixed bool
 
 	mu         sync.Mutex
 	streams    map[uint32]*clientStream
@@ -42,13 +48,15 @@ type fastClientConn struct {
 // which may be retried on a new connection.
 var errNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stopping and did not start the call")
 
-func newFastClientConn(conn net.Conn, ai *AuthInfo) *fastClientConn {
+func newFastClientConn(conn net.Conn, ai *AuthInfo, budget int64) *fastClientConn {
 	fc := &fastClientConn{
 		conn: conn, ai: ai,
-		slots:   make(chan struct{}, maxStreams),
-		streams: map[uint32]*clientStream{},
-		next:    1,
-		done:    make(chan struct{}),
+		budget:      fastio.NewBudget(cmp.Or(budget, DefaultConnMemoryBudget), nil),
+		budgetFixed: budget != 0,
+		slots:       make(chan struct{}, maxStreams),
+		streams:     map[uint32]*clientStream{},
+		next:        1,
+		done:        make(chan struct{}),
 	}
 	fc.w.Conn = conn
 	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: ai}
@@ -110,24 +118,48 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 			return err
 		}
 		if st := fc.stream(h.Stream); st != nil {
-			st.setHeader(fromKV(md))
+			cost := callCost(len(p), len(md))
+			if fc.budget.Retry(budgetWait, fc.done, func() error {
+				if !fc.budget.TryCharge(cost) {
+					return fastio.ErrNoRoom
+				}
+				return nil
+			}) != nil {
+				st.abort(fc.budgetStatus())
+				return nil
+			}
+			st.setHeader(fromKV(md), cost)
 		}
 	case wire.TypeMessage:
 		st := fc.stream(h.Stream)
 		if st == nil {
 			return nil // a call that ended here first
 		}
-		give, tooLarge, err := st.in.Add(h.Flags, p, st.maxRecv, fc)
+		give, serr, err := st.in.Add(h.Flags, p, st.maxRecv, fc)
+		if serr == fastio.ErrNoRoom {
+			fc.budget.Retry(budgetWait, fc.done, func() error {
+				give, serr, err = st.in.Add(h.Flags, p, st.maxRecv, fc)
+				if err != nil {
+					return err
+				}
+				return serr
+			})
+		}
 		if err != nil {
 			return err
 		}
 		if give > 0 {
 			fc.window(h.Stream, give)
 		}
-		if tooLarge != nil {
-			st.abort(status.New(codes.ResourceExhausted, tooLargeMessage(tooLarge)))
-		} else {
+		switch {
+		case serr == nil:
 			st.sawResponse()
+		case errors.Is(serr, fastio.ErrNoRoom):
+			st.abort(fc.budgetStatus())
+		case errors.Is(serr, fastio.ErrCardinality):
+			st.abort(status.New(codes.Internal, "grpcipc: cardinality violation: expected <EOF> for non server-streaming RPCs, but received another message"))
+		default:
+			st.abort(status.New(codes.ResourceExhausted, tooLargeMessage(serr)))
 		}
 	case wire.TypeTrailers:
 		t, err := wire.ParseTrailer(p)
@@ -193,7 +225,18 @@ func (fc *fastClientConn) goAway(last uint32) {
 	}
 }
 
-func (fc *fastClientConn) Take(n int) *[]byte { return fastio.TakeFrom(fc.r, n) }
+// Take and TakeCap hand over the frame reader's buffer (fastio.Taker).
+func (fc *fastClientConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: fc.r}.Take(n) }
+
+// TakeCap: see Take.
+func (fc *fastClientConn) TakeCap() int { return fc.r.Cap() }
+
+// budgetStatus is the status of a call that found no room in the
+// client's memory budget.
+func (fc *fastClientConn) budgetStatus() *status.Status {
+	return status.Newf(codes.ResourceExhausted, "grpcipc: no room for what the server sent in this client's memory budget (%d of %d bytes in use by messages not yet received by the application)",
+		fc.budget.Used(), fc.budget.Limit())
+}
 
 func (fc *fastClientConn) stream(id uint32) *clientStream {
 	fc.mu.Lock()
@@ -268,8 +311,11 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	case <-fc.done:
 		return nil, false, status.Error(codes.Unavailable, "grpcipc: connection closed")
 	}
+	if !fc.budgetFixed {
+		fc.budget.RaiseTo(2 * int64(min(ci.maxRecv, math.MaxInt32)))
+	}
 	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
-	st.in.Init()
+	st.in.Init(fc.budget, desc == nil || !desc.ServerStreams)
 	if desc != nil {
 		st.hdr = make(chan struct{})
 	}
@@ -344,6 +390,7 @@ type clientStream struct {
 
 	mu         sync.Mutex
 	header     metadata.MD
+	hdrCost    int // the header, charged to the budget until the call ends
 	hdrSeen    bool
 	trailer    metadata.MD
 	status     *status.Status
@@ -352,15 +399,18 @@ type clientStream struct {
 	got        int // messages received (streams)
 }
 
-func (st *clientStream) setHeader(md metadata.MD) {
+// setHeader keeps the call's header, charged cost bytes, unless it has
+// one or has ended.
+func (st *clientStream) setHeader(md metadata.MD, cost int) {
 	st.mu.Lock()
-	if !st.hdrSeen {
-		st.header, st.hdrSeen = md, true
+	if !st.hdrSeen && st.status == nil {
+		st.header, st.hdrSeen, st.hdrCost, cost = md, true, cost, 0
 		if st.hdr != nil {
 			close(st.hdr)
 		}
 	}
 	st.mu.Unlock()
+	st.fc.budget.Release(cost)
 }
 
 // sawResponse: a message came, so the header (if any) came before it.
@@ -384,6 +434,8 @@ func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
 		return
 	}
 	st.status, st.trailer = s, trailer
+	hdrCost := st.hdrCost
+	st.hdrCost = 0
 	if !st.hdrSeen {
 		st.hdrSeen = true
 		if st.hdr != nil {
@@ -396,6 +448,10 @@ func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
 	} else {
 		st.in.End(s.Err())
 	}
+	// The server sends no more on it: what the application has yet to
+	// take is the application's to hold, no longer the budget's.
+	st.in.Uncharge()
+	st.fc.budget.Release(hdrCost)
 	close(st.done)
 }
 
@@ -412,6 +468,7 @@ func (st *clientStream) abort(s *status.Status) {
 	st.fc.w.Unlock()
 	st.fc.remove(st)
 	st.end(s, nil)
+	st.in.Drain()
 }
 
 // result waits for the call's end, or its context's.

@@ -99,7 +99,7 @@ func FuzzClientConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		cEnd, sEnd := net.Pipe()
-		fc := newFastClientConn(cEnd, &AuthInfo{})
+		fc := newFastClientConn(cEnd, &AuthInfo{}, 0)
 		go fc.read(bufio.NewReader(cEnd))
 		go io.Copy(io.Discard, sEnd) // the client's frames
 		ended := make(chan error, 1)

@@ -31,10 +31,12 @@ type fastServerConn struct {
 	pc       *peerConn
 	ai       *AuthInfo
 	w        fastio.Writer
-	r        *wire.Reader  // the reading goroutine's
-	br       *bufio.Reader // what r reads
-	deadline bool          // a read deadline is set (reader)
-	ready    *serverStream // a unary call to run once the frame is read (reader)
+	r        *wire.Reader   // the reading goroutine's
+	br       *bufio.Reader  // what r reads
+	budget   *fastio.Budget // what the client makes the server hold
+	caller   string         // the key of the caller's budget, if it has one
+	deadline bool           // a read deadline is set (reader)
+	ready    *serverStream  // a unary call to run once the frame is read (reader)
 	statsCtx context.Context
 	ctx      context.Context // ends when the connection closes; holds the peer
 	cancel   context.CancelFunc
@@ -74,6 +76,12 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 	s.mu.Unlock()
 
 	c.statsCtx = ctx
+	var parent *fastio.Budget
+	if !pc.guard.trusted(pc.creds) {
+		c.caller = callerKey(pc.creds)
+		parent = s.callerBudget(c.caller)
+	}
+	c.budget = fastio.NewBudget(s.cfg.connBudget, parent)
 	c.br = bufio.NewReaderSize(c.pc.Conn, 32<<10)
 	c.r = wire.NewReader(c.br, wire.DefaultMaxFrame)
 	b := c.w.Lock()
@@ -154,6 +162,32 @@ func (c *fastServerConn) end(err error) {
 	delete(c.s.conns, c)
 	c.s.connsIdle.Broadcast()
 	c.s.mu.Unlock()
+	if c.caller != "" {
+		c.s.releaseCallerBudget(c.caller)
+	}
+}
+
+// callerBudget returns the memory budget that a caller's fast-path
+// connections share, counting one more connection on it.
+func (s *Server) callerBudget(key string) *fastio.Budget {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.budgets[key]
+	if b == nil {
+		b = fastio.NewBudget(s.cfg.callerBudget, nil)
+		s.budgets[key] = b
+	}
+	b.Ref()
+	return b
+}
+
+// releaseCallerBudget counts one connection less on a caller's budget.
+func (s *Server) releaseCallerBudget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.budgets[key]; b != nil && b.Unref() {
+		delete(s.budgets, key)
+	}
 }
 
 // close ends the connection: its calls in flight end with err.
@@ -249,15 +283,18 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		}
 		switch h.Type {
 		case wire.TypeMessage:
-			give, tooLarge, err := st.in.Add(h.Flags, p, c.s.cfg.maxRecv, c)
+			give, serr, err := st.in.Add(h.Flags, p, c.s.cfg.maxRecv, c)
+			if serr == fastio.ErrNoRoom {
+				give, serr, err = c.addWaiting(st, h.Flags, p)
+			}
 			if err != nil {
 				return err
 			}
 			if give > 0 {
 				c.window(h.Stream, give)
 			}
-			if tooLarge != nil {
-				st.recvFailed(status.Error(codes.ResourceExhausted, tooLargeMessage(tooLarge)))
+			if serr != nil {
+				st.recvFailed(c.recvError(serr))
 			}
 		case wire.TypeHalfClose:
 			st.in.End(nil)
@@ -297,7 +334,70 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 	return fmt.Errorf("%w: a client sent a %v frame, which only servers send", wire.ErrProtocol, h.Type)
 }
 
-func (c *fastServerConn) Take(n int) *[]byte { return fastio.TakeFrom(c.r, n) }
+// addWaiting adds a MESSAGE frame that found no room in the memory
+// budget, waiting for room as long as budgetWait (the connection is not
+// read meanwhile); if none comes, the stream fails with ErrNoRoom.
+func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
+	c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
+		give, serr, err = st.in.Add(f, p, c.s.cfg.maxRecv, c)
+		if err != nil {
+			return err
+		}
+		return serr
+	})
+	return give, serr, err
+}
+
+// recvError is the status of a call whose message could not be received.
+func (c *fastServerConn) recvError(err error) error {
+	switch {
+	case errors.Is(err, fastio.ErrCardinality):
+		return status.Error(codes.Internal, "grpcipc: cardinality violation: received multiple request messages for non-client-streaming RPC")
+	case errors.Is(err, fastio.ErrNoRoom):
+		c.logBudget()
+		return status.Error(codes.ResourceExhausted, c.budgetMessage())
+	}
+	return status.Error(codes.ResourceExhausted, tooLargeMessage(err))
+}
+
+// budgetMessage says why a call found no room in the memory budgets.
+func (c *fastServerConn) budgetMessage() string {
+	return fmt.Sprintf("grpcipc: no room for what the call sent in the server's memory budgets (this connection: %d of %d bytes in use; this caller: %s): messages not taken by handlers hold it",
+		c.budget.Used(), c.budget.Limit(), c.callerUse())
+}
+
+func (c *fastServerConn) callerUse() string {
+	if c.caller == "" {
+		return "no budget of its own, the server's user or root"
+	}
+	c.s.mu.Lock()
+	b := c.s.budgets[c.caller]
+	c.s.mu.Unlock()
+	if b == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d of %d bytes in use", b.Used(), b.Limit())
+}
+
+// logBudget logs, rate-limited per caller, that a call was ended for want
+// of room in the memory budgets.
+func (c *fastServerConn) logBudget() {
+	g := c.pc.guard
+	if ok, skipped := g.logOK(c.pc.logKey()); ok {
+		attrs := []any{"endpoint", g.ep.String(), "caller", c.pc.creds.String(),
+			"conn_budget_used", c.budget.Used(), "conn_budget", c.budget.Limit()}
+		if skipped > 0 {
+			attrs = append(attrs, "lines_not_logged", skipped)
+		}
+		g.log.Warn("grpcipc: call ended with ResourceExhausted: the caller's memory budget is full", attrs...)
+	}
+}
+
+// Take and TakeCap hand over the frame reader's buffer (fastio.Taker).
+func (c *fastServerConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: c.r}.Take(n) }
+
+// TakeCap: see Take.
+func (c *fastServerConn) TakeCap() int { return c.r.Cap() }
 
 // stream returns the open stream id, nil for one that has ended, and an
 // error for one never opened.
@@ -337,7 +437,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 		return err
 	}
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
-	st.in.Init()
+	st.in.Init(c.budget, st.m != nil && (st.m.md != nil || !st.m.sd.ClientStreams))
 	md := fromKV(call.Metadata)
 	ctx := metadata.NewIncomingContext(c.ctx, md)
 	if call.Timeout > 0 {
@@ -392,6 +492,20 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 		st.ctx = ctx
 	}
 
+	// The call's metadata is held as long as the call: it is charged to
+	// the budget like messages.
+	if cost := callCost(len(p), len(call.Metadata)); c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
+		if !c.budget.TryCharge(cost) {
+			return fastio.ErrNoRoom
+		}
+		return nil
+	}) == nil {
+		st.charged = cost
+	} else {
+		c.logBudget()
+		st.fail(status.Error(codes.ResourceExhausted, c.budgetMessage()))
+		return nil
+	}
 	if err := c.ai.authorize(call.Method); err != nil {
 		st.fail(err)
 		return nil
@@ -440,7 +554,10 @@ type serverStream struct {
 	cancel context.CancelFunc
 	begin  time.Time // for stats handlers
 	in     fastio.Inbox
-	sts    transportStream
+	// charged: the call's metadata, charged to the connection's budget
+	// until the call ends
+	charged int
+	sts     transportStream
 
 	ready      atomic.Bool // authorized, a method found
 	dispatched atomic.Bool // a handler runs it, or it ended before one did
@@ -461,6 +578,7 @@ func (st *serverStream) done() {
 	st.doneOnce.Do(func() {
 		st.cancel()
 		st.in.Drain()
+		st.c.budget.Release(st.charged)
 		st.c.remove(st)
 		st.c.handlers.Done()
 	})
@@ -528,7 +646,7 @@ func (st *serverStream) recvFailed(err error) {
 		st.recvErr = err
 	}
 	st.hmu.Unlock()
-	st.in.End(err)
+	st.in.Abort(err)
 	st.fail(err)
 }
 

@@ -250,10 +250,9 @@ func TestFastPathBadInput(t *testing.T) {
 			rf.send(t, rawCall(4))
 		}, "CALL on stream 4 after stream 5: streams must increase", true},
 		{"MESSAGE exceeding the window", func(t *testing.T, rf *rawFast) {
-			// Whole messages the handler has not taken (a unary call
-			// runs at HALF_CLOSE): the fifth 1 MiB frame is past the
-			// 4 MiB window.
-			rf.send(t, rawCall(1))
+			// Whole messages the handler has not taken (it takes none):
+			// the fifth 1 MiB frame is past the 4 MiB window.
+			rf.send(t, rawCallTo(1, sinkMethod))
 			msg := rawFrame(1, wire.TypeMessage, 0, make([]byte, 1<<20))
 			for range wire.InitialWindow / (1 << 20) {
 				rf.send(t, msg)

@@ -46,6 +46,9 @@ type clientConfig struct {
 	// dial, when set, makes the connections instead of dialling ep (a
 	// child's inherited connection).
 	dial func(context.Context) (net.Conn, error)
+	// connBudget: the fast-path memory budget of each connection (0: the
+	// default, which grows with the calls' receive limits)
+	connBudget int64
 }
 
 // ServerOption configures [ServerOptions].
@@ -68,6 +71,8 @@ type serverConfig struct {
 	maxRecv  int
 	maxSend  int
 	grpcOpts []grpc.ServerOption
+	// fast-path memory budgets, in bytes (0: the default)
+	connBudget, callerBudget int64
 }
 
 // newServerConfig applies opts to the defaults.
@@ -85,6 +90,9 @@ func newServerConfig(opts []ServerOption) (serverConfig, error) {
 		if err := o.applyServer(&cfg); err != nil {
 			return serverConfig{}, err
 		}
+	}
+	if err := cfg.setBudgets(); err != nil {
+		return serverConfig{}, err
 	}
 	if cfg.policy == nil {
 		cfg.policy = SameUserPolicy()

@@ -303,6 +303,7 @@ func startSlowServer(t *testing.T, opts ...grpcipc.ServerOption) (string, *grpci
 		t.Fatal(err)
 	}
 	greetpb.RegisterGreeterServer(srv, g)
+	registerSink(srv)
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() { srv.Stop(); <-done })

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 )
@@ -46,7 +47,8 @@ type Server struct {
 	draining  bool // GracefulStop began
 	listeners map[*policyListener]bool
 	conns     map[*fastServerConn]bool
-	connsIdle *sync.Cond // signalled when a fast connection ends
+	budgets   map[string]*fastio.Budget // callers' memory budgets, by callerKey
+	connsIdle *sync.Cond                // signalled when a fast connection ends
 	wg        sync.WaitGroup
 	h2done    chan struct{}
 }
@@ -84,6 +86,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		services:  map[string]bool{},
 		listeners: map[*policyListener]bool{},
 		conns:     map[*fastServerConn]bool{},
+		budgets:   map[string]*fastio.Budget{},
 		workers:   newWorkerPool(),
 		h2done:    make(chan struct{}),
 	}

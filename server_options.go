@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
@@ -121,4 +122,97 @@ func (cfg *serverConfig) grpcOptions() []grpc.ServerOption {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
 	return append(opts, cfg.grpcOpts...)
+}
+
+// Memory budgets of the fast path (docs/protocol.md, "Memory budgets").
+const (
+	// DefaultConnMemoryBudget is how much memory one fast-path connection's
+	// peer can make the other side hold: messages received and not yet
+	// taken by handlers (or, on a client, by the caller), messages
+	// arriving in parts, and the metadata of open calls, each counted at
+	// no less than what it really occupies. It grows to twice the receive
+	// limit when that is larger.
+	DefaultConnMemoryBudget = 64 << 20
+	// DefaultCallerMemoryBudget is how much all the fast-path connections
+	// of one caller (a uid) other than the server's own user and root can
+	// make a server hold together. It is at least the connection budget.
+	DefaultCallerMemoryBudget = 256 << 20
+)
+
+// budgetWait is how long a fast-path reader waits for room in a memory
+// budget (not reading its connection meanwhile) before it ends the call
+// whose message found none with codes.ResourceExhausted.
+const budgetWait = time.Second
+
+// MemoryBudgetOption sets a fast-path connection's memory budget: it is
+// both a [ServerOption] (each connection a server accepts) and a
+// [ClientOption] (each connection the client makes). See
+// [WithConnMemoryBudget].
+type MemoryBudgetOption struct{ n int64 }
+
+// WithConnMemoryBudget sets how much memory the peer of one fast-path
+// connection can make this side hold (default [DefaultConnMemoryBudget]):
+// received messages not yet taken, messages arriving in parts, metadata
+// of open calls. When it is full the connection is not read until memory
+// is released (the peer's own calls wait); a message that finds no room
+// within a second ends its call with codes.ResourceExhausted, and the
+// other calls go on. It must hold one message of the receive limit (and
+// a bit: an eighth more and 2 MiB); on a server whose receive limit is
+// larger, NewServer fails.
+func WithConnMemoryBudget(n int64) MemoryBudgetOption { return MemoryBudgetOption{n: n} }
+
+func (o MemoryBudgetOption) applyServer(c *serverConfig) error {
+	if o.n <= 0 {
+		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
+	}
+	c.connBudget = o.n
+	return nil
+}
+
+func (o MemoryBudgetOption) applyClient(c *clientConfig) error {
+	if o.n <= 0 {
+		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
+	}
+	c.connBudget = o.n
+	return nil
+}
+
+// WithCallerMemoryBudget sets how much memory all the fast-path
+// connections of one caller other than the server's own user and root can
+// make the server hold together (default [DefaultCallerMemoryBudget]; at
+// least the connection budget). A caller at its budget waits, and then
+// has its calls ended, as [WithConnMemoryBudget] says; other callers do
+// not notice.
+func WithCallerMemoryBudget(n int64) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", n)
+		}
+		c.callerBudget = n
+		return nil
+	})
+}
+
+// budgetFloor is the least budget that holds one message of max bytes
+// arriving in parts, and a frame besides.
+func budgetFloor(max int) int64 {
+	return int64(max) + int64(max)/8 + 2<<20
+}
+
+// setBudgets fills in the budgets' defaults and checks those set.
+func (cfg *serverConfig) setBudgets() error {
+	floor := budgetFloor(cfg.maxRecv)
+	switch {
+	case cfg.connBudget == 0:
+		cfg.connBudget = max(DefaultConnMemoryBudget, 2*int64(cfg.maxRecv))
+	case cfg.connBudget < floor:
+		return fmt.Errorf("grpcipc: a connection memory budget of %d bytes cannot hold one message of the receive limit (%d bytes): it needs at least %d", cfg.connBudget, cfg.maxRecv, floor)
+	}
+	switch {
+	case cfg.callerBudget == 0:
+		cfg.callerBudget = max(DefaultCallerMemoryBudget, cfg.connBudget)
+	case cfg.callerBudget < cfg.connBudget:
+		return fmt.Errorf("grpcipc: a caller memory budget of %d bytes is smaller than the connection budget, %d", cfg.callerBudget, cfg.connBudget)
+	}
+	return nil
 }

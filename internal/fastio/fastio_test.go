@@ -15,13 +15,15 @@ func (c *copyTaker) Take(n int) *[]byte {
 	return b
 }
 
+func (c *copyTaker) TakeCap() int { return cap(c.p) }
+
 // TestInboxWindow: parts of a message go back at once while the
 // application has taken everything; while messages wait, parts count
 // against the window and go back only when those are taken; a peer past
 // its window is a protocol error.
 func TestInboxWindow(t *testing.T) {
 	var b Inbox
-	b.Init()
+	b.Init(nil, false)
 	part := make([]byte, windowThreshold) // taking it (held) reaches a batch
 	if give, tooLarge, err := b.Add(wire.FlagMore, part, 4<<20, &copyTaker{part}); give != len(part) || tooLarge != nil || err != nil {
 		t.Fatalf("a part while nothing waits: give back %d, %v, %v; want %d at once", give, tooLarge, err, len(part))
@@ -44,7 +46,7 @@ func TestInboxWindow(t *testing.T) {
 
 	// Past the window: a protocol error.
 	var c Inbox
-	c.Init()
+	c.Init(nil, false)
 	big := make([]byte, 1<<20)
 	var err2 error
 	for i := 0; i < 5 && err2 == nil; i++ {

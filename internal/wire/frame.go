@@ -70,6 +70,9 @@ func (r *Reader) Swap(b []byte) []byte {
 	return old
 }
 
+// Cap returns the capacity of the buffer Swap would hand over.
+func (r *Reader) Cap() int { return cap(r.buf) }
+
 // growStep is how much a Reader's buffer grows at a time for a payload
 // larger than it.
 const growStep = 64 << 10
