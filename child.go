@@ -131,9 +131,10 @@ type Child struct {
 // Serve does ends with its parent. cmd's own settings (Env, Stdout,
 // ExtraFiles, SysProcAttr) are kept; cmd.WaitDelay, when not set, becomes
 // a second (at most half the stop timeout), so that a process the child
-// leaves holding its output pipes cannot keep Close waiting. A child
-// should call ChildListener before it starts processes of its own, which
-// would otherwise inherit its end of the connection until then.
+// leaves holding its output pipes cannot keep Close waiting. The child's
+// own children inherit neither its ends of the connections nor
+// GRPCIPC_CHILD, even those it starts before it calls ChildListener: the
+// grpcipc package claims both when it initialises in the child.
 func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child, error) {
 	if cmd.Process != nil {
 		return nil, errors.New("grpcipc: StartChild: the command was already started")
@@ -414,6 +415,14 @@ var (
 	childTaken [2]bool
 	childMu    sync.Mutex
 )
+
+// init claims what a parent handed this process, before anything else can
+// start a process: childEnv is read and removed from the environment, and
+// the descriptors it names are checked and made close-on-exec (see
+// claimInherited), so that a process this one starts, even before it
+// calls ChildListener, inherits neither. ChildListener and ParentConn take
+// what was read here.
+func init() { inheritedSpec() }
 
 // inheritedSpec reads childEnv once, and removes it from the environment so
 // that the child's own children do not take it for theirs.

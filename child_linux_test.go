@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/identity"
 	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
@@ -164,10 +165,24 @@ func init() {
 		time.Sleep(time.Minute)
 		return nil
 	})
+	// spawn-first [call-parent]: before it calls ChildListener, starts a
+	// process of its own (a shell) that prints the descriptors and the
+	// environment it inherited, relays that on standard output up to a
+	// line "end", then goes on as the child helper does.
+	grpcipc.RegisterHelper("spawn-first", func(args []string) error {
+		out, err := exec.Command("/bin/sh", "-c", "ls -l /proc/$$/fd; echo ENV; env").Output()
+		if err != nil {
+			return fmt.Errorf("the grandchild: %w", err)
+		}
+		fmt.Printf("%send\n", out)
+		return childMain(args)
+	})
 	// forged: GRPCIPC_CHILD names a descriptor that is not an inherited
 	// socket pair; ChildListener must refuse it and leave it open.
-	grpcipc.RegisterHelper("forged", func([]string) error {
-		fd, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(os.Getenv("GRPCIPC_CHILD"))[1], "fd:"))
+	// The descriptor is the argument: the variable is gone from the
+	// environment once the package is initialised.
+	grpcipc.RegisterHelper("forged", func(args []string) error {
+		fd, _ := strconv.Atoi(args[0])
 		_, err := grpcipc.ChildListener()
 		fmt.Println("error:", err)
 		if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); ferr != nil {
@@ -239,7 +254,7 @@ func TestChildForgedEnvironment(t *testing.T) {
 		{"not open", nil, "900", "descriptor 900 is not open"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "forged")
+			cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "forged", tc.fd)
 			cmd.Env = append(cmd.Env, "GRPCIPC_CHILD=1 fd:"+tc.fd)
 			cmd.ExtraFiles = tc.files
 			out, err := cmd.Output()
@@ -505,5 +520,108 @@ func TestServerLingeringDescriptor(t *testing.T) {
 		cmd.Process.Kill()
 		<-stopped
 		t.Fatal("Stop waited on a connection whose reader the kernel kept closing a descriptor")
+	}
+}
+
+// TestChildGrandchildInheritsNothing: a process the child starts before it
+// calls ChildListener inherits neither the bootstrap descriptors nor
+// GRPCIPC_CHILD (they are claimed when the package initialises), and the
+// child then serves its parent and calls it back as usual.
+func TestChildGrandchildInheritsNothing(t *testing.T) {
+	parentSrv, err := grpcipc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity.Register(parentSrv)
+	t.Cleanup(parentSrv.Stop)
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "spawn-first", "call-parent")
+	goAhead, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(parentSrv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+
+	// The bootstrap descriptors, as the parent named them to the child.
+	var spec []string
+	for _, kv := range cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "GRPCIPC_CHILD="); ok {
+			spec = strings.Fields(v)[1:]
+		}
+	}
+	if len(spec) != 2 {
+		t.Fatalf("GRPCIPC_CHILD names %v; want two descriptors", spec)
+	}
+	boot := map[string]bool{}
+	for _, s := range spec {
+		boot[strings.TrimPrefix(s, "fd:")] = true
+	}
+
+	r := bufio.NewReader(stdout)
+	var fds []string // "N -> TARGET" of each descriptor the grandchild holds
+	inEnv := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the child's report ended early (%v); so far: %q", err, fds)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "end" {
+			break
+		}
+		if line == "ENV" {
+			inEnv = true
+			continue
+		}
+		if inEnv {
+			if strings.HasPrefix(line, "GRPCIPC_CHILD=") {
+				t.Errorf("the grandchild inherited %s", line)
+			}
+			continue
+		}
+		// lrwx------ 1 user group 64 DATE 3 -> socket:[123]
+		before, target, ok := strings.Cut(line, " -> ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(before)
+		fd := f[len(f)-1]
+		fds = append(fds, fd+" -> "+target)
+		if boot[fd] || strings.HasPrefix(target, "socket:") {
+			t.Errorf("the grandchild inherited descriptor %s -> %s (the bootstrap descriptors are %v)", fd, target, spec)
+		}
+	}
+	t.Logf("the grandchild's descriptors: %q", fds)
+	if len(fds) < 3 {
+		t.Errorf("the grandchild's descriptors: %q; want at least its standard ones listed", fds)
+	}
+
+	// The child serves its parent, and calls it back, all the same.
+	who, err := identitypb.NewIdentityClient(child.Conn()).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if who.GetPid() != int64(os.Getpid()) {
+		t.Errorf("the child sees its caller as pid %d; want %d", who.GetPid(), os.Getpid())
+	}
+	fmt.Fprintln(goAhead, "go")
+	reply, err := greetpb.NewGreeterClient(child.Conn()).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("the parent sees pid %d over %s", cmd.Process.Pid, grpcipc.Inherited); !strings.HasPrefix(reply.GetMessage(), want) {
+		t.Errorf("the child says %q; want %q", reply.GetMessage(), want)
+	}
+	if err := child.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

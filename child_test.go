@@ -27,30 +27,33 @@ func init() {
 	// waits for a line on standard input (the test's go-ahead), then asks
 	// the parent's Identity how the parent sees this process, and answers
 	// with that. Returns when the parent's connection closes.
-	grpcipc.RegisterHelper("child", func(args []string) error {
-		lis, err := grpcipc.ChildListener()
-		if err != nil {
-			return err
-		}
-		srv, err := grpcipc.NewServer()
-		if err != nil {
-			return err
-		}
-		g := &childGreeter{}
-		if len(args) > 0 && args[0] == "call-parent" {
-			g.stdin = bufio.NewReader(os.Stdin)
-		}
-		greetpb.RegisterGreeterServer(srv, g)
-		identity.Register(srv)
-		err = srv.Serve(lis)
-		if g.parent != nil {
-			g.parent.Close()
-		}
-		if errors.Is(err, grpcipc.ErrNotChild) {
-			return err
-		}
-		return nil // the parent went away: the end
-	})
+	grpcipc.RegisterHelper("child", childMain)
+}
+
+// childMain is the child helper (see init).
+func childMain(args []string) error {
+	lis, err := grpcipc.ChildListener()
+	if err != nil {
+		return err
+	}
+	srv, err := grpcipc.NewServer()
+	if err != nil {
+		return err
+	}
+	g := &childGreeter{}
+	if len(args) > 0 && args[0] == "call-parent" {
+		g.stdin = bufio.NewReader(os.Stdin)
+	}
+	greetpb.RegisterGreeterServer(srv, g)
+	identity.Register(srv)
+	err = srv.Serve(lis)
+	if g.parent != nil {
+		g.parent.Close()
+	}
+	if errors.Is(err, grpcipc.ErrNotChild) {
+		return err
+	}
+	return nil // the parent went away: the end
 }
 
 type childGreeter struct {

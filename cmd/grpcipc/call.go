@@ -60,7 +60,7 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := f.options()
+	opts, err := f.options(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func connect(ctx context.Context, f *clientFlags) (*client, error) {
 			return nil, err
 		}
 	case len(f.protosets) > 0:
-		if files, err = loadProtosets(f.protosets); err != nil {
+		if files, err = loadProtosets(ctx, f.protosets); err != nil {
 			return nil, err
 		}
 	}
@@ -107,11 +107,23 @@ func connectBounded(ctx context.Context, f *clientFlags) (cl *client, done func(
 	return cl, func() { cl.Close(); cancel() }, nil
 }
 
-// compileProtos parses .proto files, for servers without reflection.
+// compileProtos parses .proto files, for servers without reflection. Each
+// file, and each it imports, is read within ctx and up to
+// maxDescriptorFile bytes.
 func compileProtos(ctx context.Context, protos, importPaths []string) (*protoregistry.Files, error) {
 	protos, importPaths = protoNames(protos, importPaths)
-	comp := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: importPaths})}
+	read := func(path string) (io.ReadCloser, error) {
+		b, err := readCapped(ctx, "", path, maxDescriptorFile) // the error is the compiler's, which says --proto
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	comp := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: importPaths, Accessor: read})}
 	compiled, err := comp.Compile(ctx, protos...)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("--proto: not read and compiled in time (--connect-timeout, or --timeout): %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--proto: %w", err)
 	}
@@ -126,14 +138,15 @@ func compileProtos(ctx context.Context, protos, importPaths []string) (*protoreg
 
 // loadProtosets reads compiled descriptor sets, for servers without
 // reflection. Each set must hold the imports of its files (protoc's
-// --include_imports), or they must be in another of the sets.
-func loadProtosets(names []string) (*protoregistry.Files, error) {
+// --include_imports), or they must be in another of the sets. Each is
+// read within ctx and up to maxDescriptorFile bytes.
+func loadProtosets(ctx context.Context, names []string) (*protoregistry.Files, error) {
 	var all descriptorpb.FileDescriptorSet
 	seen := map[string]bool{}
 	for _, name := range names {
-		b, err := os.ReadFile(name)
+		b, err := readCapped(ctx, "--protoset", name, maxDescriptorFile)
 		if err != nil {
-			return nil, fmt.Errorf("--protoset: %w", err)
+			return nil, err
 		}
 		var set descriptorpb.FileDescriptorSet
 		if err := proto.Unmarshal(b, &set); err != nil {
@@ -209,7 +222,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	emitDefaults := c.fs.Bool("emit-defaults", false, "print fields that hold their default value (0, \"\", false) too")
 	format := c.fs.String("format", "json", "the requests' and replies' `format`: json, or text (protobuf's text format; a\nstream's text messages are separated by the ASCII record separator, 0x1e, as with grpcurl)")
 	var maxTime seconds
-	c.fs.Var(&maxTime, "max-time", "give the call itself this long (`seconds`, as grpcurl's -max-time, or a duration\nsuch as 1m30s; default --timeout)")
+	c.fs.Var(&maxTime, "max-time", "give the whole command this long: connecting, reflection, reading the requests\n(-d @: standard input) and the call (`seconds`, as grpcurl's -max-time, or a\nduration such as 1m30s; default --timeout)")
 	allowUnknown := c.fs.Bool("allow-unknown-fields", false, "ignore request fields the method's message does not have, rather than fail")
 	formatError := c.fs.Bool("format-error", false, "print a failed call's status (code, message, details) to standard error in\n--format rather than as one line, as grpcurl's -format-error")
 	data := c.fs.String("d", "", "the `request` as JSON, as with grpcurl; @ reads it from standard input (where other\nusers cannot read it, as they can a command line in /proc)")
@@ -225,6 +238,20 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageErrorf("call: --format %q: want json or text", *format)
 	}
 	text := *format == "text"
+	// --max-time bounds the whole command, reading standard input
+	// included; --connect-timeout connecting and reflection within it
+	// (grpcurl's two); --timeout is the default of both.
+	limit := maxTime.or(*flags.timeout)
+	ctx, cancelAll := context.WithTimeout(ctx, limit)
+	defer cancelAll()
+	// overdue says, when the command failed, whether --max-time is why.
+	overdue := func(what string, err error) error {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return err
+		}
+		ep, _ := endpointOrDefault(*flags.connect)
+		return callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, ep), status.Errorf(codes.DeadlineExceeded, "--max-time (%v) passed %s", limit, what), nil)
+	}
 	var src io.Reader = strings.NewReader("") // no request: {} for a unary call, none for a client stream
 	switch {
 	case len(pos) == 2 && *data != "":
@@ -232,7 +259,9 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case len(pos) == 2:
 		src = strings.NewReader(pos[1])
 	case *data == "@":
-		src = io.LimitReader(stdin, maxRequestJSON) // read as the call goes: a stream's messages as they come
+		// Read as the call goes (a stream's messages as they come), until
+		// --max-time passes.
+		src = newDeadlineReader(ctx, io.LimitReader(stdin, maxRequestJSON))
 	case *data != "":
 		src = strings.NewReader(*data)
 	}
@@ -240,21 +269,26 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	// --connect-timeout bounds connecting and reflection, --max-time the
-	// call itself (grpcurl's two); --timeout is the default of both.
-	parent := ctx
-	ctx, cancel := context.WithTimeout(parent, flags.connectTimeout.or(*flags.timeout))
+	connectLimit := flags.connectTimeout.or(*flags.timeout)
+	connectCtx, cancel := context.WithTimeout(ctx, connectLimit)
 	defer cancel()
-	cl, err := connect(ctx, flags)
+	// A limit that passed while connecting is --connect-timeout's when it
+	// is no longer than --max-time (its error names connecting).
+	connectOverdue := func(err error) error {
+		if connectLimit <= limit {
+			return err
+		}
+		return overdue("while connecting and reflecting", err)
+	}
+	cl, err := connect(connectCtx, flags)
 	if err != nil {
-		return err
+		return connectOverdue(err)
 	}
 	defer cl.Close()
-	callCtx, cancelCall := context.WithTimeout(parent, maxTime.or(*flags.timeout))
-	defer cancelCall()
+	callCtx := ctx
 	sd, err := cl.service(svcName)
 	if err != nil {
-		return err
+		return connectOverdue(err)
 	}
 	md := sd.Methods().ByName(protoreflect.Name(methodName))
 	if md == nil {
@@ -272,6 +306,9 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			// The server saw the deadline first and ended the call
 			// (grpc-go's health Watch says Canceled): the limit is why.
 			err = status.Errorf(codes.DeadlineExceeded, "--max-time passed (the server said: %s)", st.Message())
+		} else if errors.Is(err, errStdinOpen) && errors.Is(err, context.DeadlineExceeded) {
+			// Standard input was still open when --max-time passed.
+			err = status.Errorf(codes.DeadlineExceeded, "--max-time (%v) passed while reading requests from standard input", limit)
 		}
 		cerr := callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
 		var ee *exitError
@@ -291,6 +328,9 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// One request, as grpcurl takes it: none given is an empty one,
 		// more than one is a mistake.
 		req, err := oneRequest(next, md, text, *allowUnknown, types)
+		if errors.Is(err, errStdinOpen) {
+			return failed(err)
+		}
 		if err != nil {
 			return err
 		}
@@ -359,7 +399,9 @@ func oneRequest(next func() ([]byte, error), md protoreflect.MethodDescriptor, t
 	if err := unmarshalRequest(raw, req, text, discardUnknown, types); err != nil {
 		return nil, fmt.Errorf("request is not a valid %s in %s: %w", md.Input().FullName(), formatName(text), err)
 	}
-	if _, err := next(); !errors.Is(err, io.EOF) {
+	if _, err := next(); errors.Is(err, errStdinOpen) {
+		return nil, err // standard input did not end in time
+	} else if !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s is %s, but the request holds more than one message", md.FullName(), kind)
 	}
 	return req, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
@@ -38,7 +39,7 @@ type clientFlags struct {
 func addClientFlags(fs *flag.FlagSet, call bool) *clientFlags {
 	f := &clientFlags{
 		connect: fs.String("connect", "", "`endpoint` of the server (default: what \"grpcipc endpoint\" prints)"),
-		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long: connecting and reflection, and the call each (see\n--connect-timeout and --max-time)"),
+		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long (the default of --connect-timeout, and of call's\n--max-time, which bounds the whole call command)"),
 		cacert:  fs.String("cacert", "", "verify the server's TLS certificate against the CA certificates in this PEM `file`"),
 		cert:    fs.String("cert", "", "present this client certificate (PEM `file`; with --key)"),
 		keyf:    fs.String("key", "", "the private key of --cert (PEM `file`)"),
@@ -78,11 +79,11 @@ func addClientFlags(fs *flag.FlagSet, call bool) *clientFlags {
 		f.expect = append(f.expect, s)
 		return nil
 	})
-	fs.Func("proto", "take service descriptions from this .proto `file` instead of server reflection (repeatable)", func(s string) error {
+	fs.Func("proto", "take service descriptions from this .proto `file` instead of server reflection (repeatable;\nit and each file it imports may hold up to 64 MiB)", func(s string) error {
 		f.protos = append(f.protos, s)
 		return nil
 	})
-	fs.Func("protoset", "take service descriptions from this compiled `file` (a FileDescriptorSet, as protoc\n--descriptor_set_out --include_imports writes) instead of server reflection (repeatable)", func(s string) error {
+	fs.Func("protoset", "take service descriptions from this compiled `file` (a FileDescriptorSet, as protoc\n--descriptor_set_out --include_imports writes, up to 64 MiB) instead of server reflection (repeatable)", func(s string) error {
 		f.protosets = append(f.protosets, s)
 		return nil
 	})
@@ -97,8 +98,9 @@ func addClientFlags(fs *flag.FlagSet, call bool) *clientFlags {
 	return f
 }
 
-// options turns the flags into NewClient options.
-func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
+// options turns the flags into NewClient options; the files they name are
+// read within ctx.
+func (f *clientFlags) options(ctx context.Context) ([]grpcipc.ClientOption, error) {
 	var opts []grpcipc.ClientOption
 	if *f.http2 {
 		opts = append(opts, grpcipc.WithHTTP2())
@@ -112,14 +114,14 @@ func (f *clientFlags) options() ([]grpcipc.ClientOption, error) {
 	if *f.cacert != "" || *f.cert != "" || *f.keyf != "" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: *f.serverName}
 		if *f.cacert != "" {
-			pool, err := loadCAs(*f.cacert)
+			pool, err := loadCAs(ctx, "--cacert", *f.cacert)
 			if err != nil {
-				return nil, fmt.Errorf("--cacert: %w", err)
+				return nil, err
 			}
 			cfg.RootCAs = pool
 		}
 		if *f.cert != "" || *f.keyf != "" {
-			kp, err := loadKeyPair(*f.cert, *f.keyf)
+			kp, err := loadKeyPair(ctx, *f.cert, *f.keyf)
 			if err != nil {
 				return nil, err
 			}
@@ -168,25 +170,37 @@ func (f *clientFlags) callOptions() []grpc.CallOption {
 	return nil
 }
 
-func loadKeyPair(cert, key string) (tls.Certificate, error) {
+// loadKeyPair reads --cert and --key (each up to maxSmallFile bytes, within
+// ctx).
+func loadKeyPair(ctx context.Context, cert, key string) (tls.Certificate, error) {
 	if cert == "" || key == "" {
 		return tls.Certificate{}, usageErrorf("--cert and --key go together")
 	}
-	kp, err := tls.LoadX509KeyPair(cert, key)
+	certPEM, err := readCapped(ctx, "--cert", cert, maxSmallFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readCapped(ctx, "--key", key, maxSmallFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	kp, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("loading --cert %s and --key %s: %w", cert, key, err)
 	}
 	return kp, nil
 }
 
-func loadCAs(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
+// loadCAs reads the CA certificates of the PEM file the flag what names
+// (up to maxSmallFile bytes, within ctx).
+func loadCAs(ctx context.Context, what, file string) (*x509.CertPool, error) {
+	b, err := readCapped(ctx, what, file, maxSmallFile)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", what, file)
 	}
 	return pool, nil
 }

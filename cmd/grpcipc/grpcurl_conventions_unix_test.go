@@ -208,8 +208,9 @@ func TestDescribe(t *testing.T) {
 }
 
 // TestTimeoutsApart: --connect-timeout and --max-time take grpcurl's
-// seconds or a duration; --max-time bounds the call alone (a stream that
-// does not end gets DeadlineExceeded, exit 68, having printed its update).
+// seconds or a duration; --max-time bounds the whole command (a stream
+// that does not end gets DeadlineExceeded, exit 68, having printed its
+// update).
 func TestTimeoutsApart(t *testing.T) {
 	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
 	startServe(t, endpoint)

@@ -86,9 +86,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		opts = append(opts, grpcipc.WithPolicy(p))
 		sopts = append(sopts, grpcipc.WithPolicy(p))
 	case *policyFile != "":
-		p, err := grpcipc.LoadPolicy(*policyFile)
+		// grpcipc.LoadPolicy's reading, with a cap on the file's size.
+		b, err := readCapped(ctx, "--policy", *policyFile, maxSmallFile)
 		if err != nil {
 			return err
+		}
+		p, err := grpcipc.ParsePolicy(b)
+		if err != nil {
+			return fmt.Errorf("policy file %s: %w", *policyFile, err)
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
 		sopts = append(sopts, grpcipc.WithPolicy(p))
@@ -96,13 +101,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sopts = append(sopts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
 	var pin string
 	if *certFile != "" || *keyFile != "" || *clientCA != "" {
-		kp, err := loadKeyPair(*certFile, *keyFile)
+		kp, err := loadKeyPair(ctx, *certFile, *keyFile)
 		if err != nil {
 			return err
 		}
 		cfg := &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12}
 		if *clientCA != "" {
-			pool, err := loadCAs(*clientCA)
+			pool, err := loadCAs(ctx, "--client-ca", *clientCA)
 			if err != nil {
 				return err
 			}
