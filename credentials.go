@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // AuthInfo is what grpcipc's transport credentials learnt of a connection:
@@ -287,6 +288,9 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGRPCOptions(cfg.grpcOpts); err != nil {
+		return nil, err
+	}
 	creds.gates = &gates{cfg: &cfg}
 	return append(append(localServerOptions(),
 		grpc.UnknownServiceHandler(unknownService)),
@@ -326,6 +330,24 @@ func unimplemented(method string) error {
 	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
 }
 
+// authorizeTap applies the policy to an HTTP/2 call when its headers
+// arrive, before grpc-go makes a stream of it, reads a byte of its request
+// or runs a stats handler or interceptor: a caller the policy does not let
+// call the method gets PermissionDenied (the RefusedError's text, as on the
+// fast path) whether or not the method exists and whatever it sends, and
+// its bytes are never decoded. grpc-go runs it on the connection's reading
+// goroutine, where it does no I/O but a refusal's log line (rate-limited
+// per caller).
+func authorizeTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if err := authorizeCall(ctx, info.FullMethodName); err != nil {
+		return ctx, err
+	}
+	return ctx, nil
+}
+
+// authorizeUnary and authorizeStream apply the policy again as the
+// outermost interceptors: a second line behind authorizeTap, which has
+// already refused every call they would refuse.
 func authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := authorizeCall(ctx, info.FullMethod); err != nil {
 		return nil, err
