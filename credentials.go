@@ -122,6 +122,19 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 			// Refused and closed, or over the caller's limit: logged.
 			return nil, nil, credentials.ErrConnDispatched
 		}
+		if pc.refused {
+			// A grpcipc client offers the fast path first: it hears its
+			// refusal there, on this one connection (a plain grpc.Server
+			// speaks no other fast path). Others hear it over HTTP/2.
+			fast, v, ok := sniffRefused(pc)
+			if fast {
+				answerRefusedFast(pc.Conn, pc.creds, v, pc.refusedUntil)
+			}
+			if !ok || fast {
+				pc.Close()
+				return nil, nil, credentials.ErrConnDispatched
+			}
+		}
 		conn = pc
 	}
 	if pc != nil && pc.guard.tcp {
