@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // AuthInfo is what grpcipc's transport credentials learnt of a connection:
@@ -120,6 +121,19 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		if pc = g.admit(conn); pc == nil {
 			// Refused and closed, or over the caller's limit: logged.
 			return nil, nil, credentials.ErrConnDispatched
+		}
+		if pc.refused {
+			// A grpcipc client offers the fast path first: it hears its
+			// refusal there, on this one connection (a plain grpc.Server
+			// speaks no other fast path). Others hear it over HTTP/2.
+			fast, v, ok := sniffRefused(pc)
+			if fast {
+				answerRefusedFast(pc.Conn, pc.creds, v, pc.refusedUntil)
+			}
+			if !ok || fast {
+				pc.Close()
+				return nil, nil, credentials.ErrConnDispatched
+			}
 		}
 		conn = pc
 	}
@@ -287,6 +301,9 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGRPCOptions(cfg.grpcOpts); err != nil {
+		return nil, err
+	}
 	creds.gates = &gates{cfg: &cfg}
 	return append(append(localServerOptions(),
 		grpc.UnknownServiceHandler(unknownService)),
@@ -326,6 +343,24 @@ func unimplemented(method string) error {
 	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
 }
 
+// authorizeTap applies the policy to an HTTP/2 call when its headers
+// arrive, before grpc-go makes a stream of it, reads a byte of its request
+// or runs a stats handler or interceptor: a caller the policy does not let
+// call the method gets PermissionDenied (the RefusedError's text, as on the
+// fast path) whether or not the method exists and whatever it sends, and
+// its bytes are never decoded. grpc-go runs it on the connection's reading
+// goroutine, where it does no I/O but a refusal's log line (rate-limited
+// per caller).
+func authorizeTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if err := authorizeCall(ctx, info.FullMethodName); err != nil {
+		return ctx, err
+	}
+	return ctx, nil
+}
+
+// authorizeUnary and authorizeStream apply the policy again as the
+// outermost interceptors: a second line behind authorizeTap, which has
+// already refused every call they would refuse.
 func authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := authorizeCall(ctx, info.FullMethod); err != nil {
 		return nil, err

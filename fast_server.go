@@ -471,6 +471,13 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	c.streams[id] = st
 	c.handlers.Add(1)
 	c.mu.Unlock()
+	if err := c.ai.authorize(call.Method); err != nil {
+		// Refused before stats handlers hear of the call, as on HTTP/2,
+		// where the policy's tap refuses it before grpc-go makes a stream.
+		st.unseen = true
+		st.fail(err)
+		return nil
+	}
 	if hs := c.s.cfg.stats; len(hs) > 0 {
 		st.begin = time.Now()
 		for _, h := range hs {
@@ -504,10 +511,6 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	} else {
 		c.logBudget()
 		st.fail(status.Error(codes.ResourceExhausted, c.budgetMessage()))
-		return nil
-	}
-	if err := c.ai.authorize(call.Method); err != nil {
-		st.fail(err)
 		return nil
 	}
 	if st.m == nil {
@@ -559,6 +562,7 @@ type serverStream struct {
 	charged int
 	sts     transportStream
 
+	unseen     bool        // refused by the policy: stats handlers are not told
 	ready      atomic.Bool // authorized, a method found
 	dispatched atomic.Bool // a handler runs it, or it ended before one did
 	doneOnce   sync.Once
@@ -714,7 +718,7 @@ func statusOfError(err error) *status.Status {
 
 func (st *serverStream) statsEnd(s *status.Status) {
 	hs := st.c.s.cfg.stats
-	if len(hs) == 0 {
+	if len(hs) == 0 || st.unseen {
 		return
 	}
 	now := time.Now()

@@ -16,6 +16,7 @@ import (
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 )
 
 // guard is a listener's policy and what applying it needs.
@@ -173,6 +174,8 @@ type peerConn struct {
 	// refused: the policy admits this caller to no method; a server made
 	// with ServerOptions answers its calls with PermissionDenied.
 	refused bool
+	// refusedUntil: a refused connection is closed by then.
+	refusedUntil time.Time
 }
 
 // logKey is the caller key of the connection's log lines: tcp callers
@@ -486,7 +489,8 @@ func (l *policyListener) refuse(c *peerConn, rule string) *peerConn {
 		c.Close()
 		return nil
 	}
-	c.SetDeadline(time.Now().Add(refusalDeadline))
+	c.refusedUntil = time.Now().Add(refusalDeadline)
+	c.SetDeadline(c.refusedUntil)
 	if l.inline {
 		var once sync.Once
 		c.refused = true
@@ -541,27 +545,33 @@ func (c *refusedConn) Close() error {
 	return err
 }
 
-// refuser is the gRPC server that answers refused callers.
+// refuser answers refused callers: those that offer grpcipc's fast path
+// on the fast path (answerRefusedFast), the others through a gRPC server
+// of its own, over HTTP/2.
 type refuser struct {
 	srv   *grpc.Server
-	conns chan net.Conn
+	conns chan net.Conn // for srv
 	done  chan struct{}
 	addr  net.Addr
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	mu      sync.Mutex
+	sniffed map[*refusedConn]bool // connections whose first bytes are read, or that hear the fast path
+	stopped bool
 }
 
 func newRefuser(addr net.Addr) *refuser {
-	r := &refuser{conns: make(chan net.Conn, refusedTotal), done: make(chan struct{}), addr: addr}
+	r := &refuser{conns: make(chan net.Conn, refusedTotal), done: make(chan struct{}), addr: addr, sniffed: map[*refusedConn]bool{}}
 	r.srv = grpc.NewServer(
 		grpc.Creds(&transportCreds{}),
+		// Every call is refused as its headers arrive: no stream, no
+		// handler, none of its bytes read.
+		grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+			return ctx, refusedConnError(ctx)
+		}),
 		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
-			ai, _ := AuthInfoFromContext(ss.Context())
-			var c *Creds
-			if ai != nil {
-				c = ai.Peer
-			}
-			return &RefusedError{Caller: c.String()}
+			return refusedConnError(ss.Context())
 		}),
 		grpc.MaxConcurrentStreams(4),
 		grpc.ConnectionTimeout(refusalDeadline),
@@ -579,15 +589,59 @@ func newRefuser(addr net.Addr) *refuser {
 	return r
 }
 
-func (r *refuser) take(c net.Conn) {
-	select {
-	case r.conns <- c:
-	default:
-		c.Close() // cannot happen: the bounds keep fewer open than the queue holds
+// refusedConnError is the error of every call on a refused connection.
+func refusedConnError(ctx context.Context) error {
+	ai, _ := AuthInfoFromContext(ctx)
+	var c *Creds
+	if ai != nil {
+		c = ai.Peer
 	}
+	return &RefusedError{Caller: c.String()}
+}
+
+// take answers a refused connection, on a goroutine of its own until its
+// first bytes tell the protocol: the fast path is answered there, HTTP/2
+// goes to the gRPC server.
+func (r *refuser) take(c *refusedConn) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		c.Close()
+		return
+	}
+	r.sniffed[c] = true
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		fast, v, ok := sniffRefused(c.peerConn)
+		if fast {
+			answerRefusedFast(c.peerConn.Conn, c.creds, v, c.refusedUntil)
+		}
+		r.mu.Lock()
+		delete(r.sniffed, c)
+		h2 := ok && !fast && !r.stopped
+		if h2 {
+			select {
+			case r.conns <- c:
+			default:
+				h2 = false // cannot happen: the bounds keep fewer open than the queue holds
+			}
+		}
+		r.mu.Unlock()
+		if !h2 {
+			c.Close()
+		}
+	}()
 }
 
 func (r *refuser) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	for c := range r.sniffed {
+		c.peerConn.Conn.Close() // its goroutine ends, and closes it again
+	}
+	r.mu.Unlock()
 	r.once.Do(func() { close(r.done) })
 	r.srv.Stop()
 	r.wg.Wait()

@@ -31,6 +31,8 @@ type callResult struct {
 	// The server's identity as this client saw it.
 	ServerPID int    `json:"server_pid"`
 	ServerUID string `json:"server_uid"`
+	// Protocol is what the client spoke by the end of the call.
+	Protocol string `json:"protocol"`
 }
 
 func init() {
@@ -73,6 +75,7 @@ func init() {
 		}
 		st := status.Convert(err)
 		res.Code, res.Message = st.Code().String(), st.Message()
+		res.Protocol = conn.Protocol()
 		return json.NewEncoder(os.Stdout).Encode(res)
 	})
 }

@@ -79,6 +79,9 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGRPCOptions(cfg.grpcOpts); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:       cfg,
 		creds:     creds,

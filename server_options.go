@@ -109,10 +109,12 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) ServerOption {
 	})
 }
 
-// grpcOptions is what a grpc.Server needs to apply cfg: limits,
+// grpcOptions is what a grpc.Server needs to apply cfg: the policy's
+// check of every call as its headers arrive (authorizeTap), limits,
 // interceptors after the policy's, stats handlers.
 func (cfg *serverConfig) grpcOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(authorizeTap),
 		grpc.MaxRecvMsgSize(cfg.maxRecv),
 		grpc.MaxSendMsgSize(cfg.maxSend),
 		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{authorizeUnary}, cfg.unary...)...),
@@ -214,5 +216,26 @@ func (cfg *serverConfig) setBudgets() error {
 	case cfg.callerBudget < cfg.connBudget:
 		return fmt.Errorf("grpcipc: a caller memory budget of %d bytes is smaller than the connection budget, %d", cfg.callerBudget, cfg.connBudget)
 	}
+	return nil
+}
+
+// errTapTaken: WithGRPCServerOptions was given grpc.InTapHandle, which
+// grpc-go lets a server have once, and grpcipc's policy check is it.
+var errTapTaken = errors.New("grpcipc: WithGRPCServerOptions: grpc.InTapHandle is taken by grpcipc, which applies the policy to every call there, before a byte of its request is read; use WithUnaryInterceptor, WithStreamInterceptor or WithStatsHandler instead")
+
+// checkGRPCOptions refuses grpc-go options that cannot go with grpcipc's
+// own: a tap handle (grpc.NewServer would panic on a second one).
+func checkGRPCOptions(opts []grpc.ServerOption) (err error) {
+	if len(opts) == 0 {
+		return nil
+	}
+	defer func() {
+		if recover() != nil {
+			err = errTapTaken
+		}
+	}()
+	// grpc-go's options are opaque: the only way to tell is to apply
+	// them after a tap of ours, on a server that never serves.
+	grpc.NewServer(append([]grpc.ServerOption{grpc.InTapHandle(authorizeTap)}, opts...)...).Stop()
 	return nil
 }
