@@ -37,8 +37,11 @@
 // it does not protect against). The server applies per-method rules on
 // both protocols and gives handlers the caller's identity
 // ([AuthInfoFromContext]); a refused call fails with
-// codes.PermissionDenied and no handler runs, and refused callers hold a
-// bounded share of the server. [Listen] never removes a live server's
+// codes.PermissionDenied, whether the method exists or not, before a byte
+// of its request is decoded, and no handler runs; refused callers hold a
+// bounded share of the server, and admitted ones what the fast path's
+// memory budgets allow ([WithConnMemoryBudget], [WithCallerMemoryBudget]).
+// [Listen] never removes a live server's
 // socket, nor anything that is not a socket; it replaces a stale socket,
 // and refuses a directory another user could write to or repoint. A tcp
 // endpoint, which has no OS identity, serves only callers with a verified
