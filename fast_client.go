@@ -448,9 +448,10 @@ func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
 	} else {
 		st.in.End(s.Err())
 	}
-	// The server sends no more on it: what the application has yet to
-	// take is the application's to hold, no longer the budget's.
-	st.in.Uncharge()
+	// Messages not yet taken stay charged until the application takes
+	// them, or cancels the call, or ends it otherwise (a stream it
+	// abandons without either holds its share, as it holds grpc-go's
+	// resources).
 	st.fc.budget.Release(hdrCost)
 	close(st.done)
 }
@@ -461,6 +462,7 @@ func (st *clientStream) abort(s *status.Status) {
 	ended := st.status != nil
 	st.mu.Unlock()
 	if ended {
+		st.in.Drain() // what the application has yet to take: it never will
 		return
 	}
 	b := st.fc.w.Lock()
@@ -501,6 +503,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 	}
 	s := st.result()
 	if s.Code() != codes.OK {
+		st.in.Drain()
 		st.mu.Lock()
 		notStarted := st.notStarted
 		st.mu.Unlock()
@@ -587,17 +590,25 @@ func (st *clientStream) sendMsg(m any) error {
 		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), st.maxSend)
 	}
 	data := *buf
+	if len(data) > 0 {
+		if !fc.w.AcquireParts(st.done) {
+			return io.EOF
+		}
+	}
 	first := true
 	for first || len(data) > 0 {
 		n := 0
 		if len(data) > 0 {
-			if n, err = st.in.Reserve(min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
+			if n, err = st.in.ReservePart(&fc.w, min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
 				return io.EOF // the call ended: RecvMsg tells how
 			}
 		}
 		b := fc.w.Lock()
 		if st.sendDone() {
 			fc.w.Release()
+			if n > 0 {
+				fc.w.ReleaseParts()
+			}
 			return io.EOF
 		}
 		var fl wire.Flags
@@ -605,12 +616,16 @@ func (st *clientStream) sendMsg(m any) error {
 			fl = wire.FlagMore
 		}
 		*b = wire.AppendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
-		if err := fc.w.Unlock(); err != nil {
+		werr := fc.w.Unlock()
+		data = data[n:]
+		first = false
+		if n > 0 && (len(data) == 0 || werr != nil) {
+			fc.w.ReleaseParts()
+		}
+		if werr != nil {
 			fc.writeFailed()
 			return io.EOF
 		}
-		data = data[n:]
-		first = false
 	}
 	return nil
 }

@@ -448,23 +448,39 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	st.sts.st = st
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &st.sts)
 	st.ctx = ctx
+	// The call's metadata is held as long as the call: it is charged to
+	// the budget like messages, before anyone else can see the stream.
+	cost := callCost(len(p), len(call.Metadata))
+	charged := c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
+		if !c.budget.TryCharge(cost) {
+			return fastio.ErrNoRoom
+		}
+		return nil
+	}) == nil
+	if charged {
+		st.charged = cost
+	}
+	notStarted := func() {
+		st.cancel()
+		c.budget.Release(st.charged)
+	}
 	// One locked section: a GOAWAY names the last stream started, and
 	// every stream up to it is started.
 	c.mu.Lock()
 	if id <= c.seen {
 		c.mu.Unlock()
-		st.cancel()
+		notStarted()
 		return fmt.Errorf("%w: CALL on stream %d after stream %d: streams must increase", wire.ErrProtocol, id, c.seen)
 	}
 	c.seen = id
 	if c.goingAway || c.closed {
 		c.mu.Unlock()
-		st.cancel()
+		notStarted()
 		return nil // not started (above the GOAWAY's last stream): the client retries it
 	}
 	if len(c.streams) >= maxStreams {
 		c.mu.Unlock()
-		st.cancel()
+		notStarted()
 		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, maxStreams)
 	}
 	c.last = id
@@ -499,16 +515,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 		st.ctx = ctx
 	}
 
-	// The call's metadata is held as long as the call: it is charged to
-	// the budget like messages.
-	if cost := callCost(len(p), len(call.Metadata)); c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
-		if !c.budget.TryCharge(cost) {
-			return fastio.ErrNoRoom
-		}
-		return nil
-	}) == nil {
-		st.charged = cost
-	} else {
+	if !charged {
 		c.logBudget()
 		st.fail(status.Error(codes.ResourceExhausted, c.budgetMessage()))
 		return nil
@@ -581,7 +588,10 @@ func (st *serverStream) started() bool { return st.ready.Load() }
 func (st *serverStream) done() {
 	st.doneOnce.Do(func() {
 		st.cancel()
-		st.in.Drain()
+		// Ended before drained: a frame the reader adds later (it may
+		// have waited for room with this stream in hand) is dropped, not
+		// charged to a stream no one will drain again.
+		st.in.Abort(errStreamDone)
 		st.c.budget.Release(st.charged)
 		st.c.remove(st)
 		st.c.handlers.Done()
@@ -840,13 +850,18 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 // allows.
 func (st *serverStream) sendParts(data []byte) error {
 	c := st.c
+	if len(data) > 0 {
+		if !c.w.AcquireParts(st.ctx.Done()) {
+			return contextStatus(st.ctx)
+		}
+	}
 	first := true
 	for first || len(data) > 0 {
 		want := min(len(data), maxFramePayload)
 		n := 0
 		if want > 0 {
 			var err error
-			n, err = st.in.Reserve(want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+			n, err = st.in.ReservePart(&c.w, want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
 			if err != nil {
 				return err
 			}
@@ -854,6 +869,9 @@ func (st *serverStream) sendParts(data []byte) error {
 		st.hmu.Lock()
 		if st.finished {
 			st.hmu.Unlock()
+			if n > 0 {
+				c.w.ReleaseParts()
+			}
 			return errStreamDone
 		}
 		b := c.w.Lock()
@@ -871,14 +889,17 @@ func (st *serverStream) sendParts(data []byte) error {
 		*b = wire.AppendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
 		err := c.w.Unlock()
 		st.hmu.Unlock()
+		data = data[n:]
+		first = false
+		if n > 0 && (len(data) == 0 || err != nil) {
+			c.w.ReleaseParts()
+		}
 		if sentHeader {
 			st.outHeader()
 		}
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "grpcipc: %v", err)
 		}
-		data = data[n:]
-		first = false
 	}
 	return nil
 }

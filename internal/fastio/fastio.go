@@ -38,9 +38,35 @@ type Writer struct {
 	spare    []byte // the other buffer, reused
 	flushing bool
 	err      error
-	waiters  int        // goroutines waiting for the queue to drain
-	drained  *sync.Cond // made by the first waiter
+	waiters  int           // goroutines waiting for the queue to drain
+	drained  *sync.Cond    // made by the first waiter
+	parts    chan struct{} // the token of sending a message in parts
+	partsMu  sync.Mutex
 }
+
+// AcquireParts waits for the connection's token of sending a message in
+// parts, or for done (false). One message at a time goes out in parts
+// while its stream's window allows, so that the reader assembles one at a
+// time rather than many halves that its memory budget could not finish
+// (other messages, in one frame, go out meanwhile); a sender that must
+// wait for its window gives the token back while it waits.
+func (w *Writer) AcquireParts(done <-chan struct{}) bool {
+	w.partsMu.Lock()
+	if w.parts == nil {
+		w.parts = make(chan struct{}, 1)
+	}
+	parts := w.parts
+	w.partsMu.Unlock()
+	select {
+	case parts <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// ReleaseParts gives back the token AcquireParts took.
+func (w *Writer) ReleaseParts() { <-w.parts }
 
 // Bounds of a Writer.
 const (

@@ -364,6 +364,19 @@ func (b *Inbox) Reserve(want int, done <-chan struct{}, doneErr func() error) (i
 	}
 }
 
+// TryReserveUpTo is Reserve without the wait: it takes up to want bytes
+// of the send window if it holds what Reserve waits for, else none.
+func (b *Inbox) TryReserveUpTo(want int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil || b.sendWin < min(want, MinSendChunk) {
+		return 0
+	}
+	n := min(want, b.sendWin)
+	b.sendWin -= n
+	return n
+}
+
 // TryReserve takes n bytes of the send window if it holds them.
 func (b *Inbox) TryReserve(n int) bool {
 	b.mu.Lock()
@@ -375,18 +388,22 @@ func (b *Inbox) TryReserve(n int) bool {
 	return false
 }
 
-// Uncharge releases the budget's charges for the messages still queued
-// (they stay, for the application to take) and drops a message in parts:
-// for a stream the peer can send no more on, whose messages are now the
-// application's to hold.
-func (b *Inbox) Uncharge() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	cost := 0
-	for i := b.head; i < len(b.queue); i++ {
-		cost += b.queue[i].cost
-		b.queue[i].cost = 0
+// ReservePart reserves up to want bytes of the send window for the next
+// part of a message going out in parts, for a sender that holds w's parts
+// token (AcquireParts): when the window is short, it gives the token
+// back while it waits, and takes it again. On an error the token is not
+// held.
+func (b *Inbox) ReservePart(w *Writer, want int, done <-chan struct{}, doneErr func() error) (int, error) {
+	if n := b.TryReserveUpTo(want); n > 0 {
+		return n, nil
 	}
-	b.budget.Release(cost)
-	b.dropParts()
+	w.ReleaseParts()
+	n, err := b.Reserve(want, done, doneErr)
+	if err != nil {
+		return 0, err
+	}
+	if !w.AcquireParts(done) {
+		return 0, doneErr()
+	}
+	return n, nil
 }
