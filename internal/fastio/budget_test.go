@@ -61,9 +61,9 @@ func TestInboxChargesWhatItHolds(t *testing.T) {
 	if used := budget.Used(); used == 0 || used > 1<<20 {
 		t.Errorf("parts charged %d bytes", used)
 	}
-	c.Uncharge()
+	c.Drain()
 	if used := budget.Used(); used != 0 {
-		t.Errorf("uncharged, the budget still holds %d bytes", used)
+		t.Errorf("drained, the budget still holds %d bytes", used)
 	}
 }
 
