@@ -10,8 +10,8 @@ import (
 
 // TestInboxChargesWhatItHolds: every message queued and every part kept is
 // charged at no less than its buffer's capacity, the budget refuses what
-// does not fit (nothing is taken then), and taking, draining or
-// uncharging gives every byte back.
+// does not fit (nothing is taken then), and taking or draining gives
+// every byte back.
 func TestInboxChargesWhatItHolds(t *testing.T) {
 	budget := NewBudget(1<<20, nil)
 	var b Inbox
