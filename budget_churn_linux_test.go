@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	// rt-leak ENDPOINT ROUNDS: hold one idle connection; on ROUNDS new
+	// budget-rounds ENDPOINT ROUNDS: hold one idle connection; on ROUNDS new
 	// connections in turn, make the reader wait for budget room on a
 	// stream whose deadline passes meanwhile (the charge leaks), then
 	// close that connection. Print "done", hold the first until stdin closes.

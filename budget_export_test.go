@@ -14,3 +14,15 @@ func BudgetsInUse(s *Server) (conns []int64, callers map[string]int64) {
 	}
 	return conns, callers
 }
+
+// ClientBudgetUsed reports the fast-path client connection's memory budget
+// in use (-1: none) (tests only).
+func ClientBudgetUsed(cc *ClientConn) int64 {
+	cc.mu.Lock()
+	fc := cc.fc
+	cc.mu.Unlock()
+	if fc == nil {
+		return -1
+	}
+	return fc.budget.Used()
+}

@@ -137,13 +137,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		}
 		give, serr, err := st.in.Add(h.Flags, p, st.maxRecv, fc)
 		if serr == fastio.ErrNoRoom {
-			fc.budget.Retry(budgetWait, fc.done, func() error {
-				give, serr, err = st.in.Add(h.Flags, p, st.maxRecv, fc)
-				if err != nil {
-					return err
-				}
-				return serr
-			})
+			give, serr, err = fc.addWaiting(st, h.Flags, p)
 		}
 		if err != nil {
 			return err
@@ -168,7 +162,11 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		}
 		if st := fc.stream(h.Stream); st != nil {
 			fc.remove(st)
-			st.end(statusOf(&t), fromKV(t.Metadata))
+			s := statusOf(&t)
+			if s.Code() == codes.OK && st.in.InParts() {
+				s = status.New(codes.Internal, "grpcipc: the server ended the call inside a message")
+			}
+			st.end(s, fromKV(t.Metadata))
 		}
 	case wire.TypeWindow:
 		inc, err := wire.ParseWindow(p)
@@ -231,6 +229,47 @@ func (fc *fastClientConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: fc.
 // TakeCap: see Take.
 func (fc *fastClientConn) TakeCap() int { return fc.r.Cap() }
 
+// addWaiting adds a MESSAGE frame that found no room in the memory
+// budget, waiting for room as long as budgetWait (the connection is not
+// read meanwhile); then the calls holding the most of the budget end,
+// until the frame fits or its own call is the largest (ErrNoRoom).
+func (fc *fastClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
+	add := func() error {
+		give, serr, err = st.in.Add(f, p, st.maxRecv, fc)
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+	fc.budget.Retry(budgetWait, fc.done, add)
+	for serr == fastio.ErrNoRoom && err == nil {
+		v := fc.largestStream()
+		if v == nil || v == st {
+			break
+		}
+		v.abort(fc.budgetStatus())
+		add()
+	}
+	return give, serr, err
+}
+
+// largestStream returns the open call holding the most of the
+// connection's budget, if any holds some.
+func (fc *fastClientConn) largestStream() *clientStream {
+	fc.mu.Lock()
+	streams := make([]*clientStream, 0, len(fc.streams))
+	inboxes := make([]*fastio.Inbox, 0, len(fc.streams))
+	for _, st := range fc.streams {
+		streams = append(streams, st)
+		inboxes = append(inboxes, &st.in)
+	}
+	fc.mu.Unlock()
+	if i := fastio.Largest(inboxes); i >= 0 {
+		return streams[i]
+	}
+	return nil
+}
+
 // budgetStatus is the status of a call that found no room in the
 // client's memory budget.
 func (fc *fastClientConn) budgetStatus() *status.Status {
@@ -259,6 +298,10 @@ func (fc *fastClientConn) remove(st *clientStream) {
 		fc.close(errors.New("the server is stopping"))
 	}
 }
+
+// SendWindow gives n bytes of a stream's window back to the server
+// (fastio.WindowSender).
+func (fc *fastClientConn) SendWindow(id uint32, n int) { fc.window(id, n) }
 
 // window gives n bytes of a stream's window back to the server.
 func (fc *fastClientConn) window(id uint32, n int) {
@@ -315,7 +358,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		fc.budget.RaiseTo(2 * int64(min(ci.maxRecv, math.MaxInt32)))
 	}
 	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
-	st.in.Init(fc.budget, desc == nil || !desc.ServerStreams)
+	st.in.Init(fc.budget, desc == nil || !desc.ServerStreams, fc, 0) // numbered below
 	if desc != nil {
 		st.hdr = make(chan struct{})
 	}
@@ -328,6 +371,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		return nil, false, errNotStarted
 	}
 	st.id = fc.next
+	st.in.SetStream(st.id)
 	fc.next++
 	fc.streams[st.id] = st
 	fc.mu.Unlock()
@@ -492,14 +536,14 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		return err
 	}
 	if !sent {
-		if err := st.sendMsg(req); err != nil {
-			if err == io.EOF { // the call ended while the request went out
-				return st.finishCall(ci, st.result().Err())
-			}
+		// io.EOF: the call ended while the request went out; its
+		// outcome (a reply, too) is read below.
+		if err := st.sendMsg(req); err == nil {
+			st.closeSend()
+		} else if err != io.EOF {
 			st.abort(status.Convert(err))
 			return st.finishCall(ci, err)
 		}
-		st.closeSend()
 	}
 	s := st.result()
 	if s.Code() != codes.OK {

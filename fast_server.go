@@ -297,6 +297,10 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 				st.recvFailed(c.recvError(serr))
 			}
 		case wire.TypeHalfClose:
+			if st.in.InParts() {
+				st.recvFailed(status.Error(codes.Internal, "grpcipc: the client half-closed the call inside a message"))
+				return nil
+			}
 			st.in.End(nil)
 			if st.m != nil && st.m.md != nil && st.started() {
 				c.ready = st // readLoop runs it
@@ -338,14 +342,43 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 // budget, waiting for room as long as budgetWait (the connection is not
 // read meanwhile); if none comes, the stream fails with ErrNoRoom.
 func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
+	add := func() error {
 		give, serr, err = st.in.Add(f, p, c.s.cfg.maxRecv, c)
 		if err != nil {
 			return err
 		}
 		return serr
-	})
+	}
+	c.budget.Retry(budgetWait, c.ctx.Done(), add)
+	// Still no room: the calls holding the most of this connection's
+	// budget end, not the one whose frame came last, until the frame
+	// fits or its own call is the largest.
+	for serr == fastio.ErrNoRoom && err == nil {
+		v := c.largestStream()
+		if v == nil || v == st {
+			break
+		}
+		v.recvFailed(c.recvError(fastio.ErrNoRoom))
+		add()
+	}
 	return give, serr, err
+}
+
+// largestStream returns the open stream holding the most of the
+// connection's budget, if any holds some.
+func (c *fastServerConn) largestStream() *serverStream {
+	c.mu.Lock()
+	streams := make([]*serverStream, 0, len(c.streams))
+	inboxes := make([]*fastio.Inbox, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
+		inboxes = append(inboxes, &st.in)
+	}
+	c.mu.Unlock()
+	if i := fastio.Largest(inboxes); i >= 0 {
+		return streams[i]
+	}
+	return nil
 }
 
 // recvError is the status of a call whose message could not be received.
@@ -410,6 +443,10 @@ func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
 	return c.streams[id], nil
 }
 
+// SendWindow gives n bytes of stream id's window back to the client
+// (fastio.WindowSender).
+func (c *fastServerConn) SendWindow(id uint32, n int) { c.window(id, n) }
+
 // window gives n bytes of stream id's window back to the client.
 func (c *fastServerConn) window(id uint32, n int) {
 	b := c.w.Lock()
@@ -437,7 +474,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 		return err
 	}
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
-	st.in.Init(c.budget, st.m != nil && (st.m.md != nil || !st.m.sd.ClientStreams))
+	st.in.Init(c.budget, st.m != nil && (st.m.md != nil || !st.m.sd.ClientStreams), c, id)
 	md := fromKV(call.Metadata)
 	ctx := metadata.NewIncomingContext(c.ctx, md)
 	if call.Timeout > 0 {

@@ -15,7 +15,7 @@ import (
 func TestInboxChargesWhatItHolds(t *testing.T) {
 	budget := NewBudget(1<<20, nil)
 	var b Inbox
-	b.Init(budget, false)
+	b.Init(budget, false, nil, 1)
 	tk := &copyTaker{}
 	n := 0
 	for {
@@ -43,7 +43,7 @@ func TestInboxChargesWhatItHolds(t *testing.T) {
 	}
 	// A message in parts is charged as it grows.
 	var c Inbox
-	c.Init(budget, false)
+	c.Init(budget, false, nil, 1)
 	b.Drain()
 	if used := budget.Used(); used != 0 {
 		t.Fatalf("drained, the budget still holds %d bytes", used)

@@ -22,9 +22,24 @@ const (
 	MaxQueuedMessages = 64 << 10
 )
 
-// exactCost is what a copy of n bytes made by exactBuf costs: the
-// allocator rounds sizes up by at most an eighth.
-func exactCost(n int) int { return n + n/8 + MsgOverhead }
+// allocCost is what an allocation of n bytes occupies: Go rounds a small
+// size up to its size class (at most an eighth more), a large one to
+// whole 8 KiB pages.
+func allocCost(n int) int {
+	if n <= 32<<10 {
+		return n + n/8
+	}
+	return n + 8<<10
+}
+
+// exactCost is what a copy of n bytes made by exactBuf costs.
+func exactCost(n int) int { return allocCost(n) + MsgOverhead }
+
+// WindowSender sends WINDOW frames: the connection an Inbox's stream is
+// on.
+type WindowSender interface {
+	SendWindow(stream uint32, n int)
+}
 
 // inMsg is a received message, the bytes of its last frame, which the
 // reader gives back to the sender when the message is taken, and what it
@@ -49,6 +64,9 @@ type Inbox struct {
 	ready   chan struct{} // made by a waiter for the next message
 	budget  *Budget       // what the kept bytes are charged to
 	single  bool          // one message at most (the other side's cardinality)
+	waiting bool          // the application waits in Next
+	ws      WindowSender  // where Next gives back held parts
+	id      uint32        // the stream, for ws
 	got     int           // messages completed
 	asm     *[]byte       // a message arriving in parts (reader only)
 	asmCost int           // charged for asm
@@ -59,15 +77,20 @@ type Inbox struct {
 	winUp   chan struct{} // made by a waiter for the send window
 }
 
-// Init makes the inbox ready, charging what it keeps to budget (nil: to
-// none). single says the peer may send one message only.
-func (b *Inbox) Init(budget *Budget, single bool) {
+// Init makes the inbox of stream id ready, charging what it keeps to
+// budget (nil: to none). single says the peer may send one message only.
+// ws sends the WINDOW frames Next gives back parts with (nil: none).
+func (b *Inbox) Init(budget *Budget, single bool, ws WindowSender, id uint32) {
 	b.queue = b.first[:0]
 	b.recvWin = wire.InitialWindow
 	b.sendWin = wire.InitialWindow
 	b.budget = budget
 	b.single = single
+	b.ws, b.id = ws, id
 }
+
+// SetStream names the inbox's stream, when it is numbered after Init.
+func (b *Inbox) SetStream(id uint32) { b.id = id }
 
 // wake signals c, if someone made it to wait (b.mu held).
 func wake(c chan struct{}) {
@@ -148,10 +171,12 @@ func (b *Inbox) Add(f wire.Flags, p []byte, max int, t Taker) (giveBack int, str
 	if !last {
 		// A part: the size limit bounds a message in parts (and the
 		// budget what it holds), so its bytes go back at once while the
-		// application has taken every message (a message larger than the
-		// window must get through); while messages wait, they count
-		// against the window like the rest.
-		if b.head == len(b.queue) {
+		// application waits for it, having taken every message (a
+		// message larger than the window must get through), or when it
+		// is a call's only message (a unary handler runs once it is
+		// whole); otherwise they count against the window like the rest,
+		// and Next gives them back when the application comes to wait.
+		if b.head == len(b.queue) && (b.waiting || b.single) {
 			return len(p), nil, nil
 		}
 		b.recvWin -= len(p)
@@ -215,7 +240,7 @@ func (b *Inbox) growParts(n, limit int, last bool) error {
 	if !last {
 		newCap = min(limit, max(2*need, 2*c, smallBuf))
 	}
-	cost := newCap + newCap/8
+	cost := allocCost(newCap)
 	if !b.budget.TryCharge(cost - b.asmCost) {
 		return ErrNoRoom
 	}
@@ -240,12 +265,14 @@ func (b *Inbox) dropParts() {
 }
 
 // End marks the peer's end of sending (err nil) or the stream's failure;
-// messages already queued can still be taken.
+// messages already queued can still be taken, a message that had begun
+// to arrive in parts is dropped.
 func (b *Inbox) End(err error) {
 	b.mu.Lock()
 	if err != nil && b.err == nil {
 		b.err = err
 	}
+	b.dropParts()
 	b.ended = true
 	wake(b.ready)
 	wake(b.winUp)
@@ -282,12 +309,27 @@ func (b *Inbox) Next(done <-chan struct{}, doneErr func() error) (*[]byte, int, 
 			return nil, 0, err
 		}
 		ready := waitChan(&b.ready)
+		// Parts held while the application was busy go back now that it
+		// waits, so that the rest of the message can come.
+		held := b.held
+		b.held = 0
+		b.recvWin += held
+		b.waiting = true
 		b.mu.Unlock()
+		if held > 0 && b.ws != nil {
+			b.ws.SendWindow(b.id, held)
+		}
 		select {
 		case <-ready:
 		case <-done:
+			b.mu.Lock()
+			b.waiting = false
+			b.mu.Unlock()
 			return nil, 0, doneErr()
 		}
+		b.mu.Lock()
+		b.waiting = false
+		b.mu.Unlock()
 	}
 }
 
@@ -406,4 +448,36 @@ func (b *Inbox) ReservePart(w *Writer, want int, done <-chan struct{}, doneErr f
 		return 0, doneErr()
 	}
 	return n, nil
+}
+
+// Charged returns what the inbox holds charged to its budget now.
+func (b *Inbox) Charged() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.asmCost
+	for i := b.head; i < len(b.queue); i++ {
+		n += b.queue[i].cost
+	}
+	return n
+}
+
+// InParts says whether a message has begun to arrive in parts and not
+// finished.
+func (b *Inbox) InParts() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.asm != nil
+}
+
+// Largest returns the index of the inbox holding the most of its budget
+// among inboxes (-1 when none holds anything): the call to end when a
+// budget stays full, rather than the one whose frame found no room.
+func Largest(inboxes []*Inbox) int {
+	best, most := -1, 0
+	for i, b := range inboxes {
+		if n := b.Charged(); n > most {
+			best, most = i, n
+		}
+	}
+	return best
 }
