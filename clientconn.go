@@ -35,8 +35,44 @@ const (
 const DefaultMaxCallRecvMsgSize = 4 << 20
 
 // fallbackTimeout bounds the wait for a server's answer to the fast
-// path's preface; a server that says nothing for that long gets HTTP/2.
+// path's offer; a server that says nothing for that long gets HTTP/2. No
+// server that answers anything waits for it: see [appendOffer].
 const fallbackTimeout = 2 * time.Second
+
+// http2PrefaceSize is the length of HTTP/2's client connection preface,
+// "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113, section 3.4).
+const http2PrefaceSize = 24
+
+// appendOffer appends what a client sends first on a new connection: the
+// fast path's preface, then a PING frame on stream 0 whose payload is
+// [offerPing] (26 bytes in all). A grpcipc server reads the preface,
+// answers with its own and answers the PING like any other (every
+// version-1 server does; the client ignores the ACK). The PING makes the
+// offer longer than HTTP/2's client preface: a server that waits for the
+// client's 24 bytes before it sends anything (Kestrel does, in
+// Http2Connection.TryReadPrefaceAsync) gets them at once, sees they are
+// not HTTP/2's preface and answers GOAWAY or closes, so the client falls
+// back to HTTP/2 at once instead of waiting [fallbackTimeout] for an
+// answer that never comes.
+func appendOffer(b []byte) []byte {
+	b = wire.AppendPreface(b, wire.Version)
+	return wire.AppendFrame(b, 0, wire.TypePing, 0, []byte(offerPing))
+}
+
+// offerPing is the offer's PING payload. It ends the offer with a line
+// feed because Kestrel, on a connection without TLS, also reads the
+// client's first bytes as a possible HTTP/1.x request line: until it has
+// seen a "\n" (or 8 KiB) it keeps reading rather than refuse them as an
+// HTTP/2 preface, so an offer without one would again be answered by
+// nothing.
+const offerPing = "grpcipc\n"
+
+// offerSize is the length of [appendOffer]'s bytes.
+const offerSize = wire.PrefaceSize + wire.HeaderSize + len(offerPing)
+
+// The offer is longer than HTTP/2's client preface (this does not compile
+// otherwise).
+var _ [offerSize - http2PrefaceSize - 1]struct{}
 
 // ClientConn is a client connection to a local endpoint, made by
 // [NewClient]. It implements [grpc.ClientConnInterface], so generated
@@ -346,8 +382,8 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bo
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	var preface [wire.PrefaceSize]byte
-	_, err = conn.Write(wire.AppendPreface(preface[:0], wire.Version))
+	var offer [offerSize]byte
+	_, err = conn.Write(appendOffer(offer[:0]))
 	br := bufio.NewReaderSize(conn, 32<<10)
 	var reply []byte
 	if err == nil {
