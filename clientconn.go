@@ -88,11 +88,13 @@ type ClientConn struct {
 	invoker grpc.UnaryInvoker
 	streamr grpc.Streamer
 	denied  atomic.Pointer[error] // the last dial's permission error
+	closing chan struct{}         // closed by Close
 
 	mu       sync.Mutex
 	protocol string // "", ProtocolFast or ProtocolHTTP2
 	fc       *fastClientConn
 	dialing  chan struct{} // closed when the dial in progress ends
+	retry    reconnect     // failed dials, and when the next may start
 	h2       *grpc.ClientConn
 	closed   bool
 }
@@ -123,6 +125,13 @@ type ClientConn struct {
 // at once with codes.PermissionDenied and a message that says so, rather
 // than codes.Unavailable.
 //
+// While the server cannot be reached, the client dials again with
+// grpc-go's backoff (1 s after a failure, 1.6 times longer after each
+// next one up to 120 s, each ±20 %; a connection made resets it), not once
+// per call: meanwhile calls fail at once with codes.Unavailable and the
+// last dial's error, and calls with grpc.WaitForReady wait, within their
+// deadlines, for the next attempt.
+//
 // Call options honoured on the fast path: grpc.Header, grpc.Trailer,
 // grpc.Peer, grpc.MaxCallRecvMsgSize, grpc.MaxCallSendMsgSize,
 // grpc.WaitForReady, grpc.PerRPCCredentials; grpc.UseCompressor fails the
@@ -147,7 +156,7 @@ func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), op
 	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
 		return nil, err
 	}
-	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default()}
+	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default(), closing: make(chan struct{})}
 	cc.unary = chainUnaryClient(cfg.unary)
 	cc.stream = chainStreamClient(cfg.stream)
 	cc.invoker = cc.invoke
@@ -185,6 +194,7 @@ func (cc *ClientConn) Close() error {
 		return status.Error(codes.Canceled, "grpcipc: the client connection is already closed")
 	}
 	cc.closed = true
+	close(cc.closing)
 	fc, h2 := cc.fc, cc.h2
 	cc.mu.Unlock()
 	if fc != nil {
@@ -290,8 +300,12 @@ func (cc *ClientConn) callInfo(opts []grpc.CallOption) (callInfo, error) {
 
 // transport returns the fast connection to call on, or the grpc.ClientConn
 // when the connection speaks HTTP/2, connecting first if need be.
+//
+// While the server cannot be reached, dials are spaced as grpc-go spaces
+// them ([reconnect]): a call that does not wait for ready fails at once
+// with the last dial's error until the next dial is due; one that waits
+// for ready waits for it, within its deadline, and dials then.
 func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastClientConn, *grpc.ClientConn, error) {
-	backoff := 10 * time.Millisecond
 	for {
 		cc.mu.Lock()
 		switch {
@@ -316,6 +330,24 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 				return nil, nil, contextStatus(ctx)
 			}
 		}
+		if wait := cc.retry.wait(time.Now()); wait > 0 {
+			err := cc.retry.err
+			cc.mu.Unlock()
+			if !waitForReady || status.Code(err) != codes.Unavailable {
+				return nil, nil, err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil, contextStatus(ctx)
+			case <-cc.closing:
+				t.Stop()
+				return nil, nil, errClosing
+			}
+		}
 		ch := make(chan struct{})
 		cc.dialing = ch
 		cc.mu.Unlock()
@@ -325,11 +357,15 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 		close(ch)
 		switch {
 		case err != nil:
+			if ctx.Err() == nil {
+				cc.retry.failed(err, time.Now())
+			} // else this call's deadline or cancellation ended the dial, not the server
 		case cc.closed:
 			if fc != nil {
 				fc.close(errClosing)
 			}
 		case fallback:
+			cc.retry.succeeded()
 			if cc.h2 == nil {
 				cc.h2, err = newGRPCClient(cc.ep, &cc.cfg, cc.creds, &cc.denied)
 			}
@@ -337,21 +373,19 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 				cc.protocol = ProtocolHTTP2
 			}
 		default:
+			cc.retry.succeeded()
 			cc.fc, cc.protocol = fc, ProtocolFast
 		}
 		cc.mu.Unlock()
-		if err == nil {
+		switch {
+		case err == nil:
 			continue
-		}
-		if !waitForReady || status.Code(err) != codes.Unavailable {
+		case ctx.Err() != nil:
+			return nil, nil, contextStatus(ctx)
+		case !waitForReady || status.Code(err) != codes.Unavailable:
 			return nil, nil, err
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, time.Second)
-		case <-ctx.Done():
-			return nil, nil, contextStatus(ctx)
-		}
+		// Waiting for ready: the next turn waits for the next dial.
 	}
 }
 
