@@ -35,8 +35,44 @@ const (
 const DefaultMaxCallRecvMsgSize = 4 << 20
 
 // fallbackTimeout bounds the wait for a server's answer to the fast
-// path's preface; a server that says nothing for that long gets HTTP/2.
+// path's offer; a server that says nothing for that long gets HTTP/2. No
+// server that answers anything waits for it: see [appendOffer].
 const fallbackTimeout = 2 * time.Second
+
+// http2PrefaceSize is the length of HTTP/2's client connection preface,
+// "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113, section 3.4).
+const http2PrefaceSize = 24
+
+// appendOffer appends what a client sends first on a new connection: the
+// fast path's preface, then a PING frame on stream 0 whose payload is
+// [offerPing] (26 bytes in all). A grpcipc server reads the preface,
+// answers with its own and answers the PING like any other (every
+// version-1 server does; the client ignores the ACK). The PING makes the
+// offer longer than HTTP/2's client preface: a server that waits for the
+// client's 24 bytes before it sends anything (Kestrel does, in
+// Http2Connection.TryReadPrefaceAsync) gets them at once, sees they are
+// not HTTP/2's preface and answers GOAWAY or closes, so the client falls
+// back to HTTP/2 at once instead of waiting [fallbackTimeout] for an
+// answer that never comes.
+func appendOffer(b []byte) []byte {
+	b = wire.AppendPreface(b, wire.Version)
+	return wire.AppendFrame(b, 0, wire.TypePing, 0, []byte(offerPing))
+}
+
+// offerPing is the offer's PING payload. It ends the offer with a line
+// feed because Kestrel, on a connection without TLS, also reads the
+// client's first bytes as a possible HTTP/1.x request line: until it has
+// seen a "\n" (or 8 KiB) it keeps reading rather than refuse them as an
+// HTTP/2 preface, so an offer without one would again be answered by
+// nothing.
+const offerPing = "grpcipc\n"
+
+// offerSize is the length of [appendOffer]'s bytes.
+const offerSize = wire.PrefaceSize + wire.HeaderSize + len(offerPing)
+
+// The offer is longer than HTTP/2's client preface (this does not compile
+// otherwise).
+var _ [offerSize - http2PrefaceSize - 1]struct{}
 
 // ClientConn is a client connection to a local endpoint, made by
 // [NewClient]. It implements [grpc.ClientConnInterface], so generated
@@ -52,11 +88,13 @@ type ClientConn struct {
 	invoker grpc.UnaryInvoker
 	streamr grpc.Streamer
 	denied  atomic.Pointer[error] // the last dial's permission error
+	closing chan struct{}         // closed by Close
 
 	mu       sync.Mutex
 	protocol string // "", ProtocolFast or ProtocolHTTP2
 	fc       *fastClientConn
 	dialing  chan struct{} // closed when the dial in progress ends
+	retry    reconnect     // failed dials, and when the next may start
 	h2       *grpc.ClientConn
 	closed   bool
 }
@@ -87,6 +125,13 @@ type ClientConn struct {
 // at once with codes.PermissionDenied and a message that says so, rather
 // than codes.Unavailable.
 //
+// While the server cannot be reached, the client dials again with
+// grpc-go's backoff (1 s after a failure, 1.6 times longer after each
+// next one up to 120 s, each ±20 %; a connection made resets it), not once
+// per call: meanwhile calls fail at once with codes.Unavailable and the
+// last dial's error, and calls with grpc.WaitForReady wait, within their
+// deadlines, for the next attempt.
+//
 // Call options honoured on the fast path: grpc.Header, grpc.Trailer,
 // grpc.Peer, grpc.MaxCallRecvMsgSize, grpc.MaxCallSendMsgSize,
 // grpc.WaitForReady, grpc.PerRPCCredentials; grpc.UseCompressor fails the
@@ -111,7 +156,7 @@ func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), op
 	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
 		return nil, err
 	}
-	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default()}
+	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default(), closing: make(chan struct{})}
 	cc.unary = chainUnaryClient(cfg.unary)
 	cc.stream = chainStreamClient(cfg.stream)
 	cc.invoker = cc.invoke
@@ -149,6 +194,7 @@ func (cc *ClientConn) Close() error {
 		return status.Error(codes.Canceled, "grpcipc: the client connection is already closed")
 	}
 	cc.closed = true
+	close(cc.closing)
 	fc, h2 := cc.fc, cc.h2
 	cc.mu.Unlock()
 	if fc != nil {
@@ -254,8 +300,12 @@ func (cc *ClientConn) callInfo(opts []grpc.CallOption) (callInfo, error) {
 
 // transport returns the fast connection to call on, or the grpc.ClientConn
 // when the connection speaks HTTP/2, connecting first if need be.
+//
+// While the server cannot be reached, dials are spaced as grpc-go spaces
+// them ([reconnect]): a call that does not wait for ready fails at once
+// with the last dial's error until the next dial is due; one that waits
+// for ready waits for it, within its deadline, and dials then.
 func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastClientConn, *grpc.ClientConn, error) {
-	backoff := 10 * time.Millisecond
 	for {
 		cc.mu.Lock()
 		switch {
@@ -280,6 +330,24 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 				return nil, nil, contextStatus(ctx)
 			}
 		}
+		if wait := cc.retry.wait(time.Now()); wait > 0 {
+			err := cc.retry.err
+			cc.mu.Unlock()
+			if !waitForReady || status.Code(err) != codes.Unavailable {
+				return nil, nil, err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil, contextStatus(ctx)
+			case <-cc.closing:
+				t.Stop()
+				return nil, nil, errClosing
+			}
+		}
 		ch := make(chan struct{})
 		cc.dialing = ch
 		cc.mu.Unlock()
@@ -289,11 +357,15 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 		close(ch)
 		switch {
 		case err != nil:
+			if ctx.Err() == nil {
+				cc.retry.failed(err, time.Now())
+			} // else this call's deadline or cancellation ended the dial, not the server
 		case cc.closed:
 			if fc != nil {
 				fc.close(errClosing)
 			}
 		case fallback:
+			cc.retry.succeeded()
 			if cc.h2 == nil {
 				cc.h2, err = newGRPCClient(cc.ep, &cc.cfg, cc.creds, &cc.denied)
 			}
@@ -301,21 +373,19 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 				cc.protocol = ProtocolHTTP2
 			}
 		default:
+			cc.retry.succeeded()
 			cc.fc, cc.protocol = fc, ProtocolFast
 		}
 		cc.mu.Unlock()
-		if err == nil {
+		switch {
+		case err == nil:
 			continue
-		}
-		if !waitForReady || status.Code(err) != codes.Unavailable {
+		case ctx.Err() != nil:
+			return nil, nil, contextStatus(ctx)
+		case !waitForReady || status.Code(err) != codes.Unavailable:
 			return nil, nil, err
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, time.Second)
-		case <-ctx.Done():
-			return nil, nil, contextStatus(ctx)
-		}
+		// Waiting for ready: the next turn waits for the next dial.
 	}
 }
 
@@ -346,8 +416,8 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bo
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	var preface [wire.PrefaceSize]byte
-	_, err = conn.Write(wire.AppendPreface(preface[:0], wire.Version))
+	var offer [offerSize]byte
+	_, err = conn.Write(appendOffer(offer[:0]))
 	br := bufio.NewReaderSize(conn, 32<<10)
 	var reply []byte
 	if err == nil {

@@ -1,0 +1,350 @@
+package grpcipc_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// http2ClientPreface is what every HTTP/2 client sends first (RFC 9113,
+// section 3.4).
+const http2ClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// kestrelListener makes a grpc.Server behave as Kestrel does on a
+// connection without TLS (Http2Connection.TryReadPrefaceAsync): the
+// server sends nothing until it has read the client's first 24 bytes; if
+// they are HTTP/2's preface, it serves the connection (grpc-go's SETTINGS
+// go out only then); if not, it reads on until it has seen a line feed
+// (it checks whether they are an HTTP/1.x request line, up to 8 KiB), and
+// then sends GOAWAY (PROTOCOL_ERROR) and closes.
+type kestrelListener struct {
+	net.Listener
+	conns   chan net.Conn
+	refused atomic.Int32 // connections whose first bytes were not HTTP/2's
+	once    sync.Once
+	done    chan struct{}
+}
+
+func newKestrelListener(l net.Listener) *kestrelListener {
+	k := &kestrelListener{Listener: l, conns: make(chan net.Conn), done: make(chan struct{})}
+	go k.loop()
+	return k
+}
+
+func (k *kestrelListener) loop() {
+	for {
+		c, err := k.Listener.Accept()
+		if err != nil {
+			k.once.Do(func() { close(k.done) })
+			return
+		}
+		go func() {
+			var first [len(http2ClientPreface)]byte
+			if _, err := io.ReadFull(c, first[:]); err != nil {
+				c.Close()
+				return
+			}
+			if string(first[:]) != http2ClientPreface {
+				seen := first[:]
+				for !bytes.Contains(seen, []byte("\n")) && len(seen) < 8<<10 {
+					var more [512]byte
+					n, err := c.Read(more[:])
+					if err != nil {
+						c.Close()
+						return
+					}
+					seen = append(seen, more[:n]...)
+				}
+				k.refused.Add(1)
+				// GOAWAY: length 8, type 7, flags 0, stream 0; last stream 0,
+				// PROTOCOL_ERROR (1).
+				c.Write([]byte{0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+				c.Close()
+				return
+			}
+			select {
+			case k.conns <- &replayConn{Conn: c, first: first[:]}:
+			case <-k.done:
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (k *kestrelListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-k.conns:
+		return c, nil
+	case <-k.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// replayConn gives back the bytes already read before the rest.
+type replayConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// slowAcceptListener accepts each connection a while after it arrived.
+type slowAcceptListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l slowAcceptListener) Accept() (net.Conn, error) {
+	time.Sleep(l.delay)
+	return l.Listener.Accept()
+}
+
+// choiceServer is a server a client's protocol choice meets.
+type choiceServer struct {
+	name  string
+	start func(tb testing.TB, path string) *kestrelListener // nil, or the Kestrel-like listener
+	reply string                                            // SayHello("x")'s reply; "" when the call must fail
+	code  codes.Code                                        // the failure's code
+}
+
+func listenUnix(tb testing.TB, path string) net.Listener {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
+
+func serveGRPCGo(tb testing.TB, l net.Listener) {
+	s := grpc.NewServer()
+	greetpb.RegisterGreeterServer(s, benchGreeter{})
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(l) }()
+	tb.Cleanup(func() { s.Stop(); <-done })
+}
+
+var choiceServers = []choiceServer{
+	{name: "grpc-go", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
+		serveGRPCGo(tb, listenUnix(tb, path))
+		return nil
+	}},
+	{name: "kestrel-like", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
+		k := newKestrelListener(listenUnix(tb, path))
+		serveGRPCGo(tb, k)
+		return k
+	}},
+	{name: "grpc-go slow to accept", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
+		serveGRPCGo(tb, slowAcceptListener{listenUnix(tb, path), 5 * time.Millisecond})
+		return nil
+	}},
+	{name: "python grpcio", reply: "Hello x from python", start: func(tb testing.TB, path string) *kestrelListener {
+		testutil.StartPythonServer(tb, filepath.Join("testdata", "interop"), "unix://"+path)
+		return nil
+	}},
+	{name: "never answers", code: codes.DeadlineExceeded, start: func(tb testing.TB, path string) *kestrelListener {
+		l := listenUnix(tb, path)
+		var held []net.Conn
+		var mu sync.Mutex
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				held = append(held, c)
+				mu.Unlock()
+			}
+		}()
+		tb.Cleanup(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range held {
+				c.Close()
+			}
+		})
+		return nil
+	}},
+	{name: "closes", code: codes.Unavailable, start: func(tb testing.TB, path string) *kestrelListener {
+		l := listenUnix(tb, path)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		return nil
+	}},
+}
+
+// TestProtocolChoiceFirstCall: a new grpcipc client's first call, with a
+// 50 ms deadline, against servers that are not grpcipc's: each answers
+// (over HTTP/2) within the deadline, a server that never answers fails the
+// call with DEADLINE_EXCEEDED at about its deadline, one that closes with
+// UNAVAILABLE. Before the client's offer was longer than HTTP/2's
+// preface, the Kestrel-like server never answered it and every first call
+// waited for the 2 s fallback timer.
+func TestProtocolChoiceFirstCall(t *testing.T) {
+	for _, cs := range choiceServers {
+		t.Run(cs.name, func(t *testing.T) {
+			path := filepath.Join(testutil.ShortTempDir(t), "c.sock")
+			k := cs.start(t, path)
+			conn := newClient(t, "unix://"+path)
+			call := func() (*greetpb.HelloReply, time.Duration, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				r, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+				return r, time.Since(start), err
+			}
+			r, took, err := call()
+			t.Logf("first call: %v, %v", took, err)
+			if cs.reply != "" {
+				if err != nil {
+					t.Fatalf("first call with a 50 ms deadline: %v (after %v)", err, took)
+				}
+				if r.GetMessage() != cs.reply {
+					t.Errorf("reply %q, want %q", r.GetMessage(), cs.reply)
+				}
+				if p := conn.Protocol(); p != grpcipc.ProtocolHTTP2 {
+					t.Errorf("Protocol() = %q, want %q", p, grpcipc.ProtocolHTTP2)
+				}
+				// The choice is remembered: later calls, and their
+				// connections, go straight to HTTP/2.
+				if _, _, err := call(); err != nil {
+					t.Fatalf("second call: %v", err)
+				}
+				if k != nil {
+					if n := k.refused.Load(); n != 1 {
+						t.Errorf("the Kestrel-like server refused %d offers, want 1", n)
+					}
+				}
+				return
+			}
+			if status.Code(err) != cs.code {
+				t.Fatalf("first call: %v, want %v", err, cs.code)
+			}
+			if took > time.Second {
+				t.Errorf("the call failed after %v, not at about its deadline", took)
+			}
+		})
+	}
+}
+
+// TestProtocolChoiceOffer: what a client sends first is the fast path's
+// preface and a PING (so that it is longer than HTTP/2's 24-byte client
+// preface), all in one write, and nothing more until the server answers.
+func TestProtocolChoiceOffer(t *testing.T) {
+	path := filepath.Join(testutil.ShortTempDir(t), "o.sock")
+	l := listenUnix(t, path)
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var b [64]byte
+		n, _ := io.ReadAtLeast(c, b[:], 24)
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		m, _ := c.Read(b[n:])
+		got <- b[:n+m]
+	}()
+	conn := newClient(t, "unix://"+path)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+	offer := <-got
+	want := []byte("GIPC\x01\x00\x00\x00" + // preface, version 1
+		"\x00\x00\x00\x08" + "\x00\x00\x00\x00" + "\x09\x00" + // PING: 8 bytes, stream 0
+		"grpcipc\n")
+	if !bytes.Equal(offer, want) {
+		t.Errorf("the client's offer is %q, want %q", offer, want)
+	}
+	if len(offer) < len(http2ClientPreface) {
+		t.Errorf("the offer is %d bytes, shorter than HTTP/2's preface", len(offer))
+	}
+}
+
+// BenchmarkFirstCall: a new client's first SayHello (NewClient, the call,
+// Close) against servers that are not grpcipc's, grpcipc's client (which
+// offers the fast path first) against plain grpc-go's (grpc.NewClient with
+// grpcipc.Dial and grpcipc.ClientCredentials: the same socket and the
+// same check of the server).
+func BenchmarkFirstCall(b *testing.B) {
+	for _, cs := range choiceServers {
+		if cs.reply == "" && cs.code != codes.Unavailable {
+			continue // a server that never answers: the deadline decides
+		}
+		b.Run(cs.name, func(b *testing.B) {
+			path := filepath.Join(testutil.ShortTempDir(b), "b.sock")
+			cs.start(b, path)
+			endpoint := "unix://" + path
+			creds, err := grpcipc.ClientCredentials(endpoint)
+			if err != nil {
+				b.Fatal(err)
+			}
+			clients := map[string]func() (grpc.ClientConnInterface, func(), error){
+				"grpcipc": func() (grpc.ClientConnInterface, func(), error) {
+					c, err := grpcipc.NewClient(endpoint)
+					if err != nil {
+						return nil, nil, err
+					}
+					return c, func() { c.Close() }, nil
+				},
+				"grpc-go": func() (grpc.ClientConnInterface, func(), error) {
+					c, err := grpc.NewClient("passthrough:///"+endpoint,
+						grpc.WithContextDialer(grpcipc.Dial), grpc.WithTransportCredentials(creds))
+					if err != nil {
+						return nil, nil, err
+					}
+					return c, func() { c.Close() }, nil
+				},
+			}
+			for _, name := range []string{"grpc-go", "grpcipc"} {
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						c, closeIt, err := clients[name]()
+						if err != nil {
+							b.Fatal(err)
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+						r, err := greetpb.NewGreeterClient(c).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+						cancel()
+						closeIt()
+						if cs.reply != "" && (err != nil || r.GetMessage() != cs.reply) {
+							b.Fatalf("SayHello: %v, %q", err, r.GetMessage())
+						}
+						if cs.reply == "" && status.Code(err) != cs.code {
+							b.Fatalf("SayHello: %v, want %v", err, cs.code)
+						}
+					}
+				})
+			}
+		})
+	}
+}
