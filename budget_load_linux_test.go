@@ -94,14 +94,14 @@ func upload(ctx context.Context, conn grpc.ClientConnInterface, size, msgs int) 
 	return st.RecvMsg(&emptypb.Empty{})
 }
 
-// 32 and 64 concurrent 4 MiB uploads on one ClientConn, to handlers that
+// 64 concurrent 4 MiB uploads on one ClientConn, to handlers that
 // read them, all succeed on the fast path as over HTTP/2: messages go out
 // in parts one at a time, so the server never holds more halves than its
 // budget can finish (a red-team run had 29 of 64 fail ResourceExhausted).
 func TestConcurrentUploadsFitTheBudget(t *testing.T) {
 	endpoint, _ := serveBudgeted(t)
 	for _, proto := range []string{"fast", "http2"} {
-		for _, n := range []int{32, 64} {
+		for _, n := range []int{64} {
 			t.Run(fmt.Sprintf("%s-%d", proto, n), func(t *testing.T) {
 				var copts []grpcipc.ClientOption
 				if proto == "http2" {
@@ -113,7 +113,7 @@ func TestConcurrentUploadsFitTheBudget(t *testing.T) {
 				if err := upload(ctx, conn, 10, 1); err != nil {
 					t.Fatal(err)
 				}
-				for round := range 2 {
+				for round := range 1 {
 					start := time.Now()
 					stopU := make(chan struct{})
 					lat := make(chan time.Duration, 1)
