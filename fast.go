@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -117,7 +118,64 @@ func appendOKTrailer(b []byte, md metadata.MD) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	return wire.AppendTrailer(b, &wire.Trailer{Metadata: kv}), nil
+	t := &wire.Trailer{Metadata: kv}
+	if trailerSize(t) > wire.DefaultMaxFrame {
+		return b, errTrailerTooLarge // trailerOf makes one that fits
+	}
+	return wire.AppendTrailer(b, t), nil
+}
+
+// errTrailerTooLarge: the trailer does not fit in a frame.
+var errTrailerTooLarge = errors.New("grpcipc: the trailer does not fit in a frame")
+
+// trailerSize is at least the size of t's payload.
+func trailerSize(t *wire.Trailer) int {
+	n := 3*binary.MaxVarintLen64 + len(t.Message) + len(t.Details)
+	for _, kv := range t.Metadata {
+		n += 2*binary.MaxVarintLen64 + len(kv.Key) + len(kv.Value)
+	}
+	return n
+}
+
+// fitTrailer makes t fit in one frame of the largest size a reader accepts
+// by default (the client would close the connection at a larger one): the
+// status details go first, then the trailing metadata, each with a note
+// in the status message; a call that ended well and whose trailing metadata
+// does not fit becomes INTERNAL, as grpc-go's server resets a stream whose
+// trailers are over its client's header list limit.
+func fitTrailer(t *wire.Trailer) {
+	if trailerSize(t) <= wire.DefaultMaxFrame {
+		return
+	}
+	if len(t.Details) > 0 {
+		t.Message = noted(t.Message, fmt.Sprintf("[grpcipc: %d bytes of status details dropped: the trailer would be over the fast path's frame limit (%d bytes)]", len(t.Details), wire.DefaultMaxFrame))
+		t.Details = nil
+		if trailerSize(t) <= wire.DefaultMaxFrame {
+			return
+		}
+	}
+	n := 0
+	for _, kv := range t.Metadata {
+		n += len(kv.Key) + len(kv.Value)
+	}
+	note := fmt.Sprintf("[grpcipc: %d entries (%d bytes) of trailing metadata dropped: the trailer would be over the fast path's frame limit (%d bytes)]", len(t.Metadata), n, wire.DefaultMaxFrame)
+	t.Metadata = nil
+	if t.Code == uint32(codes.OK) {
+		t.Code, t.Message = uint32(codes.Internal), note
+		return
+	}
+	t.Message = noted(t.Message, note)
+}
+
+// noted appends note to a status message, within its limit.
+func noted(msg, note string) string {
+	if msg != "" {
+		note = " " + note
+	}
+	if len(msg)+len(note) > wire.MaxStatusMessage {
+		msg = msg[:wire.MaxStatusMessage-len(note)]
+	}
+	return msg + note
 }
 
 // trailerOf is the TRAILERS payload of a call's outcome.
@@ -137,6 +195,7 @@ func trailerOf(st *status.Status, md metadata.MD) (*wire.Trailer, error) {
 	if t.Metadata, err = toKV(md, nil); err != nil {
 		return nil, err
 	}
+	fitTrailer(t)
 	return t, nil
 }
 

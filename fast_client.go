@@ -181,7 +181,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		if err != nil {
 			return err
 		}
-		fc.goAway(g.LastStream)
+		fc.goAway(g)
 	case wire.TypePing:
 		if h.Flags&wire.FlagAck == 0 {
 			if len(p) != 8 {
@@ -197,8 +197,14 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 	return nil
 }
 
-// goAway: streams above last were not started; the others finish.
-func (fc *fastClientConn) goAway(last uint32) {
+// goAway: streams above g.LastStream were not started; the others
+// finish. Those not started are retried on a new connection only when the
+// server is stopping (code UNAVAILABLE); a GOAWAY for anything else (a
+// connection error, which a call on it may have caused; a refusal) ends
+// them with its code and message.
+func (fc *fastClientConn) goAway(g wire.GoAway) {
+	last := g.LastStream
+	retry := codes.Code(g.Code) == codes.Unavailable
 	fc.mu.Lock()
 	fc.goingAway = true
 	fc.lastStream = last
@@ -213,6 +219,14 @@ func (fc *fastClientConn) goAway(last uint32) {
 	idle := len(fc.streams) == 0
 	fc.mu.Unlock()
 	for _, st := range failed {
+		if !retry {
+			code := codes.Code(g.Code)
+			if code == codes.OK {
+				code = codes.Unavailable
+			}
+			st.end(status.New(code, "grpcipc: the server closed the connection before it started the call: "+g.Message), nil)
+			continue
+		}
 		st.mu.Lock()
 		st.notStarted = true
 		st.mu.Unlock()
@@ -325,6 +339,9 @@ type callInfo struct {
 // its CALL frame, followed by req and HALF_CLOSE when req is given and
 // fits the window (a unary or server-streaming call); sent says so.
 func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo, desc *grpc.StreamDesc, req any) (st *clientStream, sent bool, err error) {
+	if err := validateOutgoing(ctx); err != nil {
+		return nil, false, err
+	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	call := wire.Call{Method: method}
 	if dl, ok := ctx.Deadline(); ok {
@@ -340,6 +357,9 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		if call.Metadata, err = c.metadata(ctx, fc.ai, method, call.Metadata); err != nil {
 			return nil, false, err
 		}
+	}
+	if err := checkCallLimits(&call); err != nil {
+		return nil, false, err
 	}
 	size := -1
 	if desc == nil {
@@ -406,6 +426,28 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		return nil, false, errNotStarted
 	}
 	return st, sent, nil
+}
+
+// checkCallLimits refuses, before anything is sent, a call whose CALL
+// frame a fast-path server would refuse (docs/protocol.md, "Limits a
+// reader applies"), so that the call fails alone, with a message that
+// names the limit. A method name too long for the fast path is
+// UNIMPLEMENTED: no fast-path server can have such a method, and grpc-go's
+// server answers a method it lacks so. Metadata over the frame or entry
+// limit is INTERNAL, grpc-go's code for request headers over its server's
+// header list limit (HTTP/2 allows 16 MiB by default, the fast path one
+// frame: docs/protocol.md says so).
+func checkCallLimits(call *wire.Call) error {
+	if n := len(call.Method); n > wire.MaxMethodLen {
+		return status.Errorf(codes.Unimplemented, "grpcipc: the method name is %d bytes, over the fast path's limit (%d bytes)", n, wire.MaxMethodLen)
+	}
+	if n := len(call.Metadata); n > wire.MaxMetadata {
+		return status.Errorf(codes.Internal, "grpcipc: the request metadata has %d entries, over the fast path's limit (%d)", n, wire.MaxMetadata)
+	}
+	if n := wire.CallSize(call); n > wire.DefaultMaxFrame {
+		return status.Errorf(codes.Internal, "grpcipc: the request metadata makes a CALL frame of %d bytes, over the fast path's frame limit (%d bytes)", n, wire.DefaultMaxFrame)
+	}
+	return nil
 }
 
 // writeFailed: the connection cannot be written to (the server closed

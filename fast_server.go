@@ -470,6 +470,12 @@ func (c *fastServerConn) remove(st *serverStream) {
 // onCall opens a stream.
 func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	call, err := wire.ParseCallInterned(p, c.s.intern)
+	var le *wire.LimitError
+	if errors.As(err, &le) {
+		// Well formed but over a limit: the frame was read whole, so the
+		// call is refused and the connection reads on.
+		return c.refuseCall(id, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -565,6 +571,37 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	if st.m.sd != nil {
 		c.s.workers.run(st)
 	}
+	return nil
+}
+
+// refuseCall ends stream id, whose CALL frame is over a limit (err wraps
+// wire.ErrLimit), with TRAILERS: a method name too long for any method
+// this server could have is UNIMPLEMENTED, too many metadata entries
+// INTERNAL (grpc-go's code for a header list over its peer's limit). The
+// stream is never started; its later frames are ignored.
+func (c *fastServerConn) refuseCall(id uint32, err error) error {
+	c.mu.Lock()
+	if id <= c.seen {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: CALL on stream %d after stream %d: streams must increase", wire.ErrProtocol, id, c.seen)
+	}
+	c.seen = id
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil
+	}
+	var le *wire.LimitError
+	errors.As(err, &le)
+	code, msg := codes.Internal, fmt.Sprintf("grpcipc: call refused: %d metadata entries, over the fast path's limit (%d a frame)", le.N, le.Max)
+	if le.What == "method name" {
+		code, msg = codes.Unimplemented, fmt.Sprintf("grpcipc: call refused: a method name of %d bytes, over the fast path's limit (%d bytes)", le.N, le.Max)
+	}
+	b := c.w.Lock()
+	*b, _ = beginFrameWith(*b, id, wire.TypeTrailers, 0, func(b []byte) []byte {
+		return wire.AppendTrailer(b, &wire.Trailer{Code: uint32(code), Message: msg})
+	})
+	c.w.Unlock()
 	return nil
 }
 

@@ -236,6 +236,10 @@ func (r *cursor) bytes(what string, max int) []byte {
 	if r.err != nil {
 		return nil
 	}
+	if n <= uint64(len(r.p)) && n > uint64(max) && what == "method" {
+		r.err = &LimitError{What: "method name", N: n, Max: uint64(max)}
+		return nil
+	}
 	if n > uint64(len(r.p)) || n > uint64(max) {
 		r.err = protoErr("%s of %d bytes (%d left, at most %d)", what, n, len(r.p), max)
 		return nil
@@ -250,8 +254,12 @@ func (r *cursor) metadata() []KV {
 	if r.err != nil {
 		return nil
 	}
-	if n > MaxMetadata || n > uint64(len(r.p)) { // each entry takes two bytes at least
-		r.err = protoErr("%d metadata entries (at most %d)", n, MaxMetadata)
+	if n > uint64(len(r.p)) { // each entry takes two bytes at least
+		r.err = protoErr("%d metadata entries in %d bytes", n, len(r.p))
+		return nil
+	}
+	if n > MaxMetadata {
+		r.err = &LimitError{What: "metadata entries", N: n, Max: MaxMetadata}
 		return nil
 	}
 	var md []KV
@@ -307,3 +315,36 @@ func checkKV(k, v string) error {
 // CheckKV applies gRPC's metadata rules to one entry, as a reader does:
 // senders call it to refuse what the peer would refuse.
 func CheckKV(k, v string) error { return checkKV(k, v) }
+
+// CallSize is the length of c's payload: a sender compares it with the
+// peer's frame limit before it sends.
+func CallSize(c *Call) int {
+	t := c.Timeout.Microseconds()
+	if t <= 0 && c.Timeout > 0 {
+		t = 1
+	}
+	if t < 0 {
+		t = 0
+	}
+	return strLen(len(c.Method)) + uvarintLen(uint64(t)) + MetadataSize(c.Metadata)
+}
+
+// MetadataSize is the length of md's encoding.
+func MetadataSize(md []KV) int {
+	n := uvarintLen(uint64(len(md)))
+	for _, kv := range md {
+		n += strLen(len(kv.Key)) + strLen(len(kv.Value))
+	}
+	return n
+}
+
+func strLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}

@@ -15,6 +15,12 @@ import (
 // ErrProtocol is wrapped by every error about malformed input.
 var ErrProtocol = errors.New("grpcipc wire protocol error")
 
+// ErrLimit is wrapped (with ErrProtocol) by the error for a payload that is
+// well formed but holds more than this package's limits allow (a method
+// name over MaxMethodLen, more than MaxMetadata entries): a receiver that
+// has read the whole frame may refuse its call and keep the connection.
+var ErrLimit = errors.New("over a limit")
+
 // ErrFrameTooLarge is wrapped by the error for a frame whose payload is
 // longer than the reader allows.
 var ErrFrameTooLarge = errors.New("frame too large")
@@ -22,6 +28,21 @@ var ErrFrameTooLarge = errors.New("frame too large")
 func protoErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocol}, args...)...)
 }
+
+// LimitError is the error for a payload over one of this package's limits;
+// it wraps ErrProtocol and ErrLimit.
+type LimitError struct {
+	What string // "method name" or "metadata entries"
+	N    uint64 // what the payload holds: bytes of the name, entries
+	Max  uint64 // the limit
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%v: %v: %s: %d (at most %d)", ErrProtocol, ErrLimit, e.What, e.N, e.Max)
+}
+
+// Unwrap returns ErrProtocol and ErrLimit.
+func (e *LimitError) Unwrap() []error { return []error{ErrProtocol, ErrLimit} }
 
 // Version is the protocol version this package speaks.
 const Version = 1

@@ -255,3 +255,15 @@ func TestReaderGrowsWithWhatArrives(t *testing.T) {
 		t.Fatalf("Next = %v, %d bytes, %v", h, len(p), err)
 	}
 }
+
+func TestCallSize(t *testing.T) {
+	for _, c := range []Call{
+		{Method: "/a/b"},
+		{Method: "/a/b", Timeout: time.Nanosecond, Metadata: []KV{{"k", "v"}}},
+		{Method: "/" + strings.Repeat("x", 300) + "/b", Timeout: time.Hour, Metadata: []KV{{"k-bin", strings.Repeat("v", 70000)}, {"a", ""}}},
+	} {
+		if got, want := CallSize(&c), len(AppendCall(nil, &c)); got != want {
+			t.Errorf("CallSize(%.40v) = %d, want %d", c, got, want)
+		}
+	}
+}
