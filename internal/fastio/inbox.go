@@ -240,16 +240,19 @@ func (b *Inbox) growParts(n, limit int, last bool) error {
 	if !last {
 		newCap = min(limit, max(2*need, 2*c, smallBuf))
 	}
-	cost := allocCost(newCap)
+	// A pooled buffer of newCap's size class (less than twice it), or
+	// one of its own beyond the pools' sizes.
+	nb := GetBufFor(newCap)
+	cost := allocCost(cap(*nb))
 	if !b.budget.TryCharge(cost - b.asmCost) {
+		PutBuf(nb)
 		return ErrNoRoom
 	}
-	nb := make([]byte, have, newCap)
 	if b.asm != nil {
-		copy(nb, *b.asm)
+		*nb = append(*nb, *b.asm...)
 		PutBuf(b.asm)
 	}
-	b.asm = &nb
+	b.asm = nb
 	b.asmCost = cost
 	return nil
 }
