@@ -93,7 +93,7 @@ func TestCallerBudgetReleasedAcrossReconnects(t *testing.T) {
 	p := mustPolicy(t, `{"name": "sink-for-nobody",
 		"allow_rules": [{"name": "sink", "source": {"principals": ["uid:65534"]}, "request": {"paths": ["/grpcipc.test.Sink/*"]}},
 		                {"name": "self", "source": {"principals": ["same-user"]}}]}`)
-	endpoint, s := serveBudgeted(t, grpcipc.WithPolicy(p))
+	endpoint, s := serveBig(t, grpcipc.WithPolicy(p))
 	cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "budget-rounds", endpoint, "4")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

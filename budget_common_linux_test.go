@@ -56,11 +56,18 @@ var bigDesc = grpc.ServiceDesc{
 	}},
 }
 
-// serveBig serves Sink, Up, Greeter and Big.
+// serveBig serves Sink, Up, Greeter and Big with opts on a new abstract
+// endpoint and returns the *Server.
 func serveBig(t *testing.T, opts ...grpcipc.ServerOption) (string, *grpcipc.Server) {
 	t.Helper()
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	l, err := grpcipc.Listen(context.Background(), endpoint)
+	var lopts []grpcipc.ListenOption
+	for _, o := range opts {
+		if p, ok := o.(grpcipc.PolicyOption); ok {
+			lopts = append(lopts, p)
+		}
+	}
+	l, err := grpcipc.Listen(context.Background(), endpoint, lopts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func waitUsedChange(s *grpcipc.Server, old int64) int64 {
 // charged to a stream no one drains (a red-team run leaked 2.25 MiB a
 // round this way).
 func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
-	endpoint, s := serveBudgeted(t)
+	endpoint, s := serveBig(t)
 	rf := dialFast(t, endpoint)
 	limit := int64(grpcipc.DefaultConnMemoryBudget)
 	var mu sync.Mutex
@@ -114,7 +114,7 @@ func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
 // the first: whatever the reader adds as the handler ends, nothing stays
 // charged.
 func TestBudgetReleasedByEarlyReturningHandlers(t *testing.T) {
-	endpoint, s := serveBudgeted(t)
+	endpoint, s := serveBig(t)
 	conn := newClient(t, endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

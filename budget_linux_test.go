@@ -304,6 +304,49 @@ func TestMemoryBudgetsHoldAgainstACaller(t *testing.T) {
 	}
 }
 
+// serveOneFast plays a fast-path server on the Unix address addr for one
+// connection: it prints "ready" once listening, accepts, reads the
+// client's preface and answers with its own, and returns the connection
+// with the stream ids of the calls the client opens, as they come (the
+// channel closes when the connection does).
+func serveOneFast(addr string) (net.Conn, <-chan uint32, error) {
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.Close()
+	fmt.Println("ready")
+	c, err := l.Accept()
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReader(c)
+	var preface [wire.PrefaceSize]byte
+	if _, err := io.ReadFull(br, preface[:]); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if _, err := c.Write(wire.AppendPreface(nil, wire.Version)); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	calls := make(chan uint32, 1024)
+	go func() {
+		defer close(calls)
+		r := wire.NewReader(br, wire.DefaultMaxFrame)
+		for {
+			h, _, err := r.Next()
+			if err != nil {
+				return
+			}
+			if h.Type == wire.TypeCall {
+				calls <- h.Stream
+			}
+		}
+	}()
+	return c, calls, nil
+}
+
 // hostileStreams is how many calls the client opens to a hostile server.
 const hostileStreams = 32
 
@@ -376,39 +419,11 @@ func init() {
 		if err != nil {
 			return err
 		}
-		l, err := net.Listen("unix", addr)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		fmt.Println("ready")
-		c, err := l.Accept()
+		c, calls, err := serveOneFast(addr)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		br := bufio.NewReader(c)
-		var preface [wire.PrefaceSize]byte
-		if _, err := io.ReadFull(br, preface[:]); err != nil {
-			return err
-		}
-		if _, err := c.Write(wire.AppendPreface(nil, wire.Version)); err != nil {
-			return err
-		}
-		calls := make(chan uint32, 1024)
-		go func() {
-			r := wire.NewReader(br, wire.DefaultMaxFrame)
-			for {
-				h, _, err := r.Next()
-				if err != nil {
-					close(calls)
-					return
-				}
-				if h.Type == wire.TypeCall {
-					calls <- h.Stream
-				}
-			}
-		}()
 		var streams []uint32
 		for id := range calls {
 			if streams = append(streams, id); len(streams) == hostileStreams {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
-	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -49,36 +47,6 @@ var uploadDesc = grpc.ServiceDesc{
 	}},
 }
 
-// serveBudgeted serves Sink and Up with opts on a new abstract endpoint and
-// returns the *Server.
-func serveBudgeted(t *testing.T, opts ...grpcipc.ServerOption) (string, *grpcipc.Server) {
-	t.Helper()
-	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	var lopts []grpcipc.ListenOption
-	for _, o := range opts {
-		if p, ok := o.(grpcipc.PolicyOption); ok {
-			lopts = append(lopts, p)
-		}
-	}
-	l, err := grpcipc.Listen(context.Background(), endpoint, lopts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := grpcipc.NewServer(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	registerSink(s)
-	s.RegisterService(&uploadDesc, struct{}{})
-	greetpb.RegisterGreeterServer(s, &countingServer{})
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(l) }()
-	t.Cleanup(func() { s.Stop(); <-done })
-	return endpoint, s
-}
-
-var _ = net.Dial
-
 func upload(ctx context.Context, conn grpc.ClientConnInterface, size, msgs int) error {
 	st, err := conn.NewStream(ctx, &uploadDesc.Streams[0], uploadMethod)
 	if err != nil {
@@ -99,7 +67,7 @@ func upload(ctx context.Context, conn grpc.ClientConnInterface, size, msgs int) 
 // in parts one at a time, so the server never holds more halves than its
 // budget can finish (a red-team run had 29 of 64 fail ResourceExhausted).
 func TestConcurrentUploadsFitTheBudget(t *testing.T) {
-	endpoint, _ := serveBudgeted(t)
+	endpoint, _ := serveBig(t)
 	for _, proto := range []string{"fast", "http2"} {
 		for _, n := range []int{64} {
 			t.Run(fmt.Sprintf("%s-%d", proto, n), func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 // Calls with 1,024 tiny metadata entries each are charged at no less than
 // what they really hold.
 func TestMetadataChargedAtWhatItHolds(t *testing.T) {
-	endpoint, s := serveBudgeted(t)
+	endpoint, s := serveBig(t)
 	rf := dialFast(t, endpoint)
 	go func() {
 		for {
@@ -43,7 +43,7 @@ func TestMetadataChargedAtWhatItHolds(t *testing.T) {
 
 // Stop returns promptly while a reader waits for budget room.
 func TestStopWhileWaitingForBudget(t *testing.T) {
-	endpoint, s := serveBudgeted(t)
+	endpoint, s := serveBig(t)
 	rf := dialFast(t, endpoint)
 	go func() {
 		for {

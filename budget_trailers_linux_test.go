@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -73,39 +72,11 @@ func init() {
 		if err != nil {
 			return err
 		}
-		l, err := net.Listen("unix", addr)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		fmt.Println("ready")
-		c, err := l.Accept()
+		c, calls, err := serveOneFast(addr)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		br := bufio.NewReader(c)
-		var preface [wire.PrefaceSize]byte
-		if _, err := io.ReadFull(br, preface[:]); err != nil {
-			return err
-		}
-		if _, err := c.Write(wire.AppendPreface(nil, wire.Version)); err != nil {
-			return err
-		}
-		calls := make(chan uint32, 1024)
-		go func() {
-			r := wire.NewReader(br, wire.DefaultMaxFrame)
-			for {
-				h, _, err := r.Next()
-				if err != nil {
-					close(calls)
-					return
-				}
-				if h.Type == wire.TypeCall {
-					calls <- h.Stream
-				}
-			}
-		}()
 		var streams []uint32
 		for id := range calls {
 			if streams = append(streams, id); len(streams) == n {

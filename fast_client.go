@@ -248,22 +248,20 @@ func (fc *fastClientConn) TakeCap() int { return fc.r.Cap() }
 // read meanwhile); then the calls holding the most of the budget end,
 // until the frame fits or its own call is the largest (ErrNoRoom).
 func (fc *fastClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	add := func() error {
+	fc.budget.RetryOrEvict(budgetWait, fc.done, func() error {
 		give, serr, err = st.in.Add(f, p, st.maxRecv, fc)
 		if err != nil {
 			return err
 		}
 		return serr
-	}
-	fc.budget.Retry(budgetWait, fc.done, add)
-	for serr == fastio.ErrNoRoom && err == nil {
+	}, func() bool {
 		v := fc.largestStream()
 		if v == nil || v == st {
-			break
+			return false
 		}
 		v.abort(fc.budgetStatus())
-		add()
-	}
+		return true
+	})
 	return give, serr, err
 }
 

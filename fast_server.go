@@ -342,25 +342,23 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 // budget, waiting for room as long as budgetWait (the connection is not
 // read meanwhile); if none comes, the stream fails with ErrNoRoom.
 func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	add := func() error {
+	// Still no room after the wait: the calls holding the most of this
+	// connection's budget end, not the one whose frame came last, until
+	// the frame fits or its own call is the largest.
+	c.budget.RetryOrEvict(budgetWait, c.ctx.Done(), func() error {
 		give, serr, err = st.in.Add(f, p, c.s.cfg.maxRecv, c)
 		if err != nil {
 			return err
 		}
 		return serr
-	}
-	c.budget.Retry(budgetWait, c.ctx.Done(), add)
-	// Still no room: the calls holding the most of this connection's
-	// budget end, not the one whose frame came last, until the frame
-	// fits or its own call is the largest.
-	for serr == fastio.ErrNoRoom && err == nil {
+	}, func() bool {
 		v := c.largestStream()
 		if v == nil || v == st {
-			break
+			return false
 		}
 		v.recvFailed(c.recvError(fastio.ErrNoRoom))
-		add()
-	}
+		return true
+	})
 	return give, serr, err
 }
 

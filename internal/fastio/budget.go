@@ -170,3 +170,15 @@ func (b *Budget) RaiseTo(n int64) {
 	b.limit = max(b.limit, n)
 	b.mu.Unlock()
 }
+
+// RetryOrEvict is Retry for a frame that must find room: when none came
+// within wait, evict ends the call holding the most of the budget (other
+// than the frame's own; false when there is none) and add is tried again,
+// until it fits or nothing is left to evict. It returns add's last result.
+func (b *Budget) RetryOrEvict(wait time.Duration, done <-chan struct{}, add func() error, evict func() bool) error {
+	err := b.Retry(wait, done, add)
+	for err == ErrNoRoom && evict() {
+		err = add()
+	}
+	return err
+}
