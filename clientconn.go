@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,16 +54,8 @@ const http2PrefaceSize = 24
 // not HTTP/2's preface and answers GOAWAY or closes, so the client falls
 // back to HTTP/2 at once instead of waiting [fallbackTimeout] for an
 // answer that never comes.
-//
-// On Windows the offer is the preface alone, as before: under Wine 8 a
-// named-pipe server never answered the longer offer (not understood yet;
-// real Windows is not run here), so there a server that waits for the
-// client's preface still costs the fallback timeout.
 func appendOffer(b []byte) []byte {
 	b = wire.AppendPreface(b, wire.Version)
-	if runtime.GOOS == "windows" {
-		return b
-	}
 	return wire.AppendFrame(b, 0, wire.TypePing, 0, []byte(offerPing))
 }
 

@@ -19,6 +19,9 @@ import (
 const ClientAccess = windows.FILE_READ_DATA | windows.FILE_WRITE_DATA |
 	windows.FILE_READ_ATTRIBUTES | windows.FILE_WRITE_ATTRIBUTES | windows.SYNCHRONIZE
 
+// pipeBuffer is the size of a pipe instance's buffers, each way.
+const pipeBuffer = 64 << 10
+
 // Listen serves the pipe path (\\.\pipe\NAME) with the security
 // descriptor sddl. go-winio creates the first instance with FILE_CREATE, so
 // that a name another process already holds is refused rather than shared
@@ -30,7 +33,12 @@ func Listen(path, sddl string) (net.Listener, error) {
 	if err := probe(path); err != nil {
 		return nil, err
 	}
-	l, err := winio.ListenPipe(path, &winio.PipeConfig{SecurityDescriptor: sddl})
+	// Buffers of pipeBuffer each way: a peer's write completes once
+	// buffered, not only when the other side has read it all (Wine 8, given
+	// go-winio's default of 0, completes a write only then: a client's
+	// 26-byte offer, of which the server reads 8 before it answers, waited
+	// for a reader that waited for it).
+	l, err := winio.ListenPipe(path, &winio.PipeConfig{SecurityDescriptor: sddl, InputBufferSize: pipeBuffer, OutputBufferSize: pipeBuffer})
 	if err != nil {
 		if errors.Is(err, windows.ERROR_ALREADY_EXISTS) || errors.Is(err, windows.ERROR_ACCESS_DENIED) ||
 			errors.Is(err, windows.ERROR_PIPE_BUSY) {
