@@ -137,13 +137,14 @@ const (
 	DefaultConnMemoryBudget = 64 << 20
 	// DefaultCallerMemoryBudget is how much all the fast-path connections
 	// of one caller (a uid) other than the server's own user and root can
-	// make a server hold together. It is at least the connection budget.
+	// make a server hold together. Left to its default, it grows to the
+	// connection budget when that is larger.
 	DefaultCallerMemoryBudget = 256 << 20
 )
 
 // budgetWait is how long a fast-path reader waits for room in a memory
-// budget (not reading its connection meanwhile) before it ends the call
-// whose message found none with codes.ResourceExhausted.
+// budget (not reading its connection meanwhile) before it ends the calls
+// holding the most of it with codes.ResourceExhausted.
 const budgetWait = time.Second
 
 // MemoryBudgetOption sets a fast-path connection's memory budget: it is
@@ -156,11 +157,15 @@ type MemoryBudgetOption struct{ n int64 }
 // connection can make this side hold (default [DefaultConnMemoryBudget]):
 // received messages not yet taken, messages arriving in parts, metadata
 // of open calls. When it is full the connection is not read until memory
-// is released (the peer's own calls wait); a message that finds no room
-// within a second ends its call with codes.ResourceExhausted, and the
-// other calls go on. It must hold one message of the receive limit (and
-// a bit: an eighth more and 2 MiB); on a server whose receive limit is
-// larger, NewServer fails.
+// is released (the peer's own calls wait); if none is within a second,
+// the calls holding the most of the budget end with
+// codes.ResourceExhausted, largest first, until the message that found
+// no room fits (or its own call is the largest), and the other calls go
+// on. It must hold one message of the receive limit and a bit (an eighth
+// more and 2 MiB): NewServer fails for a smaller one, and NewClient for
+// one smaller than that for gRPC's default receive limit (4 MiB). A
+// client's default grows with the receive limits its calls set
+// (grpc.MaxCallRecvMsgSize); one set here does not.
 func WithConnMemoryBudget(n int64) MemoryBudgetOption { return MemoryBudgetOption{n: n} }
 
 func (o MemoryBudgetOption) applyServer(c *serverConfig) error {
@@ -175,14 +180,18 @@ func (o MemoryBudgetOption) applyClient(c *clientConfig) error {
 	if o.n <= 0 {
 		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
 	}
+	if floor := budgetFloor(DefaultMaxCallRecvMsgSize); o.n < floor {
+		return fmt.Errorf("grpcipc: a connection memory budget of %d bytes cannot hold one message of gRPC's default receive limit (%d bytes): it needs at least %d", o.n, DefaultMaxCallRecvMsgSize, floor)
+	}
 	c.connBudget = o.n
 	return nil
 }
 
 // WithCallerMemoryBudget sets how much memory all the fast-path
 // connections of one caller other than the server's own user and root can
-// make the server hold together (default [DefaultCallerMemoryBudget]; at
-// least the connection budget). A caller at its budget waits, and then
+// make the server hold together (default [DefaultCallerMemoryBudget], or
+// the connection budget when that is larger; a smaller one set here makes
+// NewServer fail). A caller at its budget waits, and then
 // has its calls ended, as [WithConnMemoryBudget] says; other callers do
 // not notice.
 func WithCallerMemoryBudget(n int64) ServerOption {
