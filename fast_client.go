@@ -243,52 +243,6 @@ func (fc *fastClientConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: fc.
 // TakeCap: see Take.
 func (fc *fastClientConn) TakeCap() int { return fc.r.Cap() }
 
-// addWaiting adds a MESSAGE frame that found no room in the memory
-// budget, waiting for room as long as budgetWait (the connection is not
-// read meanwhile); then the calls holding the most of the budget end,
-// until the frame fits or its own call is the largest (ErrNoRoom).
-func (fc *fastClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	fc.budget.RetryOrEvict(budgetWait, fc.done, func() error {
-		give, serr, err = st.in.Add(f, p, st.maxRecv, fc)
-		if err != nil {
-			return err
-		}
-		return serr
-	}, func() bool {
-		v := fc.largestStream()
-		if v == nil || v == st {
-			return false
-		}
-		v.abort(fc.budgetStatus())
-		return true
-	})
-	return give, serr, err
-}
-
-// largestStream returns the open call holding the most of the
-// connection's budget, if any holds some.
-func (fc *fastClientConn) largestStream() *clientStream {
-	fc.mu.Lock()
-	streams := make([]*clientStream, 0, len(fc.streams))
-	inboxes := make([]*fastio.Inbox, 0, len(fc.streams))
-	for _, st := range fc.streams {
-		streams = append(streams, st)
-		inboxes = append(inboxes, &st.in)
-	}
-	fc.mu.Unlock()
-	if i := fastio.Largest(inboxes); i >= 0 {
-		return streams[i]
-	}
-	return nil
-}
-
-// budgetStatus is the status of a call that found no room in the
-// client's memory budget.
-func (fc *fastClientConn) budgetStatus() *status.Status {
-	return status.Newf(codes.ResourceExhausted, "grpcipc: no room for what the server sent in this client's memory budget (%d of %d bytes in use by messages not yet received by the application)",
-		fc.budget.Used(), fc.budget.Limit())
-}
-
 func (fc *fastClientConn) stream(id uint32) *clientStream {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()

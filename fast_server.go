@@ -167,29 +167,6 @@ func (c *fastServerConn) end(err error) {
 	}
 }
 
-// callerBudget returns the memory budget that a caller's fast-path
-// connections share, counting one more connection on it.
-func (s *Server) callerBudget(key string) *fastio.Budget {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.budgets[key]
-	if b == nil {
-		b = fastio.NewBudget(s.cfg.callerBudget, nil)
-		s.budgets[key] = b
-	}
-	b.Ref()
-	return b
-}
-
-// releaseCallerBudget counts one connection less on a caller's budget.
-func (s *Server) releaseCallerBudget(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b := s.budgets[key]; b != nil && b.Unref() {
-		delete(s.budgets, key)
-	}
-}
-
 // close ends the connection: its calls in flight end with err.
 func (c *fastServerConn) close(err error) {
 	c.mu.Lock()
@@ -336,92 +313,6 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		return nil
 	}
 	return fmt.Errorf("%w: a client sent a %v frame, which only servers send", wire.ErrProtocol, h.Type)
-}
-
-// addWaiting adds a MESSAGE frame that found no room in the memory
-// budget, waiting for room as long as budgetWait (the connection is not
-// read meanwhile); if none comes, the stream fails with ErrNoRoom.
-func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	// Still no room after the wait: the calls holding the most of this
-	// connection's budget end, not the one whose frame came last, until
-	// the frame fits or its own call is the largest.
-	c.budget.RetryOrEvict(budgetWait, c.ctx.Done(), func() error {
-		give, serr, err = st.in.Add(f, p, c.s.cfg.maxRecv, c)
-		if err != nil {
-			return err
-		}
-		return serr
-	}, func() bool {
-		v := c.largestStream()
-		if v == nil || v == st {
-			return false
-		}
-		v.recvFailed(c.recvError(fastio.ErrNoRoom))
-		return true
-	})
-	return give, serr, err
-}
-
-// largestStream returns the open stream holding the most of the
-// connection's budget, if any holds some.
-func (c *fastServerConn) largestStream() *serverStream {
-	c.mu.Lock()
-	streams := make([]*serverStream, 0, len(c.streams))
-	inboxes := make([]*fastio.Inbox, 0, len(c.streams))
-	for _, st := range c.streams {
-		streams = append(streams, st)
-		inboxes = append(inboxes, &st.in)
-	}
-	c.mu.Unlock()
-	if i := fastio.Largest(inboxes); i >= 0 {
-		return streams[i]
-	}
-	return nil
-}
-
-// recvError is the status of a call whose message could not be received.
-func (c *fastServerConn) recvError(err error) error {
-	switch {
-	case errors.Is(err, fastio.ErrCardinality):
-		return status.Error(codes.Internal, "grpcipc: cardinality violation: received multiple request messages for non-client-streaming RPC")
-	case errors.Is(err, fastio.ErrNoRoom):
-		c.logBudget()
-		return status.Error(codes.ResourceExhausted, c.budgetMessage())
-	}
-	return status.Error(codes.ResourceExhausted, tooLargeMessage(err))
-}
-
-// budgetMessage says why a call found no room in the memory budgets.
-func (c *fastServerConn) budgetMessage() string {
-	return fmt.Sprintf("grpcipc: no room for what the call sent in the server's memory budgets (this connection: %d of %d bytes in use; this caller: %s): messages not taken by handlers hold it",
-		c.budget.Used(), c.budget.Limit(), c.callerUse())
-}
-
-func (c *fastServerConn) callerUse() string {
-	if c.caller == "" {
-		return "no budget of its own, the server's user or root"
-	}
-	c.s.mu.Lock()
-	b := c.s.budgets[c.caller]
-	c.s.mu.Unlock()
-	if b == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%d of %d bytes in use", b.Used(), b.Limit())
-}
-
-// logBudget logs, rate-limited per caller, that a call was ended for want
-// of room in the memory budgets.
-func (c *fastServerConn) logBudget() {
-	g := c.pc.guard
-	if ok, skipped := g.logOK(c.pc.logKey()); ok {
-		attrs := []any{"endpoint", g.ep.String(), "caller", c.pc.creds.String(),
-			"conn_budget_used", c.budget.Used(), "conn_budget", c.budget.Limit()}
-		if skipped > 0 {
-			attrs = append(attrs, "lines_not_logged", skipped)
-		}
-		g.log.Warn("grpcipc: call ended with ResourceExhausted: the caller's memory budget is full", attrs...)
-	}
 }
 
 // Take and TakeCap hand over the frame reader's buffer (fastio.Taker).
