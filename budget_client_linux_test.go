@@ -133,7 +133,7 @@ func TestClientChargesReturnAfterAHostileServer(t *testing.T) {
 		}
 		defer c.Close()
 		br := bufio.NewReader(c)
-		var pre [wire.PrefaceSize]byte
+		var pre [wire.OfferSize]byte
 		io.ReadFull(br, pre[:])
 		c.Write(wire.AppendPreface(nil, wire.Version))
 		r := wire.NewReader(br, wire.DefaultMaxFrame)

@@ -321,7 +321,7 @@ func serveOneFast(addr string) (net.Conn, <-chan uint32, error) {
 		return nil, nil, err
 	}
 	br := bufio.NewReader(c)
-	var preface [wire.PrefaceSize]byte
+	var preface [wire.OfferSize]byte
 	if _, err := io.ReadFull(br, preface[:]); err != nil {
 		c.Close()
 		return nil, nil, err

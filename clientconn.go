@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
@@ -34,45 +36,11 @@ const (
 // grpc-go.
 const DefaultMaxCallRecvMsgSize = 4 << 20
 
-// fallbackTimeout bounds the wait for a server's answer to the fast
-// path's offer; a server that says nothing for that long gets HTTP/2. No
-// server that answers anything waits for it: see [appendOffer].
-const fallbackTimeout = 2 * time.Second
-
-// http2PrefaceSize is the length of HTTP/2's client connection preface,
-// "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (RFC 9113, section 3.4).
-const http2PrefaceSize = 24
-
-// appendOffer appends what a client sends first on a new connection: the
-// fast path's preface, then a PING frame on stream 0 whose payload is
-// [offerPing] (26 bytes in all). A grpcipc server reads the preface,
-// answers with its own and answers the PING like any other (every
-// version-1 server does; the client ignores the ACK). The PING makes the
-// offer longer than HTTP/2's client preface: a server that waits for the
-// client's 24 bytes before it sends anything (Kestrel does, in
-// Http2Connection.TryReadPrefaceAsync) gets them at once, sees they are
-// not HTTP/2's preface and answers GOAWAY or closes, so the client falls
-// back to HTTP/2 at once instead of waiting [fallbackTimeout] for an
-// answer that never comes.
-func appendOffer(b []byte) []byte {
-	b = wire.AppendPreface(b, wire.Version)
-	return wire.AppendFrame(b, 0, wire.TypePing, 0, []byte(offerPing))
-}
-
-// offerPing is the offer's PING payload. It ends the offer with a line
-// feed because Kestrel, on a connection without TLS, also reads the
-// client's first bytes as a possible HTTP/1.x request line: until it has
-// seen a "\n" (or 8 KiB) it keeps reading rather than refuse them as an
-// HTTP/2 preface, so an offer without one would again be answered by
-// nothing.
-const offerPing = "grpcipc\n"
-
-// offerSize is the length of [appendOffer]'s bytes.
-const offerSize = wire.PrefaceSize + wire.HeaderSize + len(offerPing)
-
-// The offer is longer than HTTP/2's client preface (this does not compile
-// otherwise).
-var _ [offerSize - http2PrefaceSize - 1]struct{}
+// answerTimeout bounds the wait for a server's first bytes when the call
+// that dials has no deadline: grpc-go's own bound on a connection attempt
+// (its MinConnectTimeout). Every gRPC server answers a client's preface
+// at once; only one that answers nothing at all waits for it.
+const answerTimeout = 20 * time.Second
 
 // ClientConn is a client connection to a local endpoint, made by
 // [NewClient]. It implements [grpc.ClientConnInterface], so generated
@@ -96,6 +64,7 @@ type ClientConn struct {
 	dialing  chan struct{} // closed when the dial in progress ends
 	retry    reconnect     // failed dials, and when the next may start
 	h2       *grpc.ClientConn
+	handoff  net.Conn // a connection the server answered in HTTP/2, for h2's first dial
 	closed   bool
 }
 
@@ -104,9 +73,11 @@ type ClientConn struct {
 // first call.
 //
 // It offers grpcipc's fast path first, and when the server does not speak
-// it (plain grpc-go, Python, any other gRPC stack) it speaks HTTP/2
-// through a [grpc.ClientConn] instead, for the rest of its life, with no
-// error to the caller (the choice is logged at debug level; see
+// it (plain grpc-go, Python, Kestrel, any other gRPC stack) it speaks
+// HTTP/2 through a [grpc.ClientConn] instead, for the rest of its life,
+// with no error to the caller: the offer is part of a valid HTTP/2 client
+// preface, so HTTP/2 goes on on the connection that carried it, with no
+// timer and no second connection (the choice is logged at debug level; see
 // [ClientConn.Protocol]). Endpoints with TLS ([WithTLS], [WithPins]) and
 // tcp endpoints speak HTTP/2; [WithHTTP2] asks for HTTP/2 everywhere, for
 // what only grpc.ClientConn offers.
@@ -162,7 +133,7 @@ func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), op
 	cc.invoker = cc.invoke
 	cc.streamr = cc.newStream
 	if cfg.http2 || ep.Transport == TCP || creds.tls != nil {
-		if cc.h2, err = newGRPCClient(ep, &cc.cfg, creds, &cc.denied); err != nil {
+		if cc.h2, err = newGRPCClient(ep, &cc.cfg, creds, &cc.denied, nil); err != nil {
 			return nil, err
 		}
 		cc.protocol = ProtocolHTTP2
@@ -195,8 +166,12 @@ func (cc *ClientConn) Close() error {
 	}
 	cc.closed = true
 	close(cc.closing)
-	fc, h2 := cc.fc, cc.h2
+	fc, h2, handoff := cc.fc, cc.h2, cc.handoff
+	cc.handoff = nil
 	cc.mu.Unlock()
+	if handoff != nil {
+		handoff.Close()
+	}
 	if fc != nil {
 		fc.close(errors.New("the client connection is closing"))
 	}
@@ -351,7 +326,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 		ch := make(chan struct{})
 		cc.dialing = ch
 		cc.mu.Unlock()
-		fc, fallback, err := cc.dial(ctx)
+		fc, handoff, err := cc.dial(ctx)
 		cc.mu.Lock()
 		cc.dialing = nil
 		close(ch)
@@ -364,13 +339,21 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 			if fc != nil {
 				fc.close(errClosing)
 			}
-		case fallback:
+			if handoff != nil {
+				handoff.Close()
+			}
+		case handoff != nil:
 			cc.retry.succeeded()
+			cc.handoff = handoff
 			if cc.h2 == nil {
-				cc.h2, err = newGRPCClient(cc.ep, &cc.cfg, cc.creds, &cc.denied)
+				cc.h2, err = newGRPCClient(cc.ep, &cc.cfg, cc.creds, &cc.denied, cc.takeHandoff)
 			}
 			if err == nil {
 				cc.protocol = ProtocolHTTP2
+				cc.h2.Connect() // it dials now, and takes the connection
+			} else {
+				cc.handoff = nil
+				handoff.Close()
 			}
 		default:
 			cc.retry.succeeded()
@@ -389,69 +372,98 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 	}
 }
 
-// dial connects, checks the server and offers the fast path. fallback
-// says the server does not speak it.
-func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, fallback bool, err error) {
+// dial connects, checks the server and offers the fast path. A server
+// that answers in HTTP/2 (every gRPC server but grpcipc's) has its
+// connection returned as handoff, for the grpc.ClientConn to speak HTTP/2
+// on: the offer was a valid HTTP/2 preface.
+func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net.Conn, err error) {
 	raw, err := cc.cfg.connect(ctx)
 	if err != nil {
 		if sockfile.IsAccessDenied(err) {
-			return nil, false, status.Error(codes.PermissionDenied, accessDeniedError(cc.ep, err).Error())
+			return nil, nil, status.Error(codes.PermissionDenied, accessDeniedError(cc.ep, err).Error())
 		}
 		if ctx.Err() != nil {
-			return nil, false, contextStatus(ctx)
+			return nil, nil, contextStatus(ctx)
 		}
-		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: connecting to %s: %v", cc.ep, err)
+		return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: connecting to %s: %v", cc.ep, err)
 	}
 	conn, ai, err := cc.creds.ClientHandshake(ctx, "localhost", raw)
 	if err != nil {
 		raw.Close()
 		var sie *ServerIdentityError
 		if errors.As(err, &sie) {
-			return nil, false, status.Error(codes.Unavailable, err.Error()) // it names the endpoint
+			return nil, nil, status.Error(codes.Unavailable, err.Error()) // it names the endpoint
 		}
-		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+		return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
 	}
-	deadline := time.Now().Add(fallbackTimeout)
+	deadline := time.Now().Add(answerTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	var offer [offerSize]byte
-	_, err = conn.Write(appendOffer(offer[:0]))
+	var offer [wire.OfferSize]byte
+	_, err = conn.Write(wire.AppendOffer(offer[:0], wire.Version))
 	br := bufio.NewReaderSize(conn, 32<<10)
-	var reply []byte
+	var first []byte
 	if err == nil {
-		reply, err = br.Peek(wire.PrefaceSize)
-		if err != nil && len(reply) > 0 && reply[0] != wire.Magic[0] {
-			err = nil // not ours, whatever follows
-		}
+		first, err = br.Peek(1)
 	}
-	if err == nil {
-		if _, perr := wire.ParsePreface(reply); perr == nil {
-			br.Discard(wire.PrefaceSize)
-			conn.SetDeadline(time.Time{})
-			a, _ := ai.(*AuthInfo)
-			fc := newFastClientConn(conn, a, cc.cfg.connBudget)
-			go fc.read(br)
-			cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String())
-			return fc, false, nil
+	switch {
+	case err != nil:
+	case first[0] != wire.Magic[0]:
+		// HTTP/2's server preface (a SETTINGS frame) or whatever else the
+		// server says: grpc-go reads it and judges.
+		conn.SetDeadline(time.Time{})
+		read, _ := br.Peek(br.Buffered())
+		cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String())
+		return nil, &handoffConn{Conn: conn, ai: ai, pending: bytes.Clone(read)}, nil
+	default:
+		var reply []byte
+		if reply, err = br.Peek(wire.PrefaceSize); err != nil {
+			break
 		}
+		var v uint8
+		if v, err = wire.ParsePreface(reply); err == nil && v < 2 {
+			err = fmt.Errorf("it answered version %d of the fast path to an offer of version %d, which version 1 does not make", v, wire.Version)
+		}
+		if err != nil {
+			break
+		}
+		br.Discard(wire.PrefaceSize)
+		conn.SetDeadline(time.Time{})
+		a, _ := ai.(*AuthInfo)
+		fc := newFastClientConn(conn, a, cc.cfg.connBudget, v)
+		go fc.read(br)
+		cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String(), "version", v)
+		return fc, nil, nil
 	}
 	conn.Close()
 	if ctx.Err() != nil {
-		return nil, false, contextStatus(ctx)
+		return nil, nil, contextStatus(ctx)
 	}
-	why := "its answer is not grpcipc's preface"
-	if err != nil {
-		why = err.Error()
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		err = errors.New("the server closed the connection before it answered")
+	case errors.Is(err, syscall.ECONNRESET):
+		err = fmt.Errorf("the server closed the connection before it answered: %w", err)
+	case errors.As(err, &ne) && ne.Timeout():
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return nil, nil, contextStatus(ctx)
+		}
+		err = fmt.Errorf("the server did not answer the connection's first bytes within %v", answerTimeout)
 	}
-	if cc.cfg.dial != nil {
-		// An inherited connection is made once: there is none to fall
-		// back on.
-		return nil, false, status.Errorf(codes.Unavailable, "grpcipc: %s does not speak grpcipc's fast path (%s); serve it with grpcipc.NewServer, or connect with WithHTTP2", cc.ep, why)
-	}
-	cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String(), "why", why)
-	return nil, true, nil
+	return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+}
+
+// takeHandoff hands the grpc.ClientConn's dialer the connection the first
+// dial left for it, if any.
+func (cc *ClientConn) takeHandoff() net.Conn {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	c := cc.handoff
+	cc.handoff = nil
+	return c
 }
 
 // grpcPerRPC is a call's per-RPC credentials.

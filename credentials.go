@@ -81,6 +81,9 @@ type transportCreds struct {
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if h, ok := conn.(*handoffConn); ok && h.ai != nil {
+		return conn, h.ai, nil // checked when it was made
+	}
 	if len(c.expect) > 0 && c.ep.Transport == Unix && !slices.ContainsFunc(c.expect, func(p Principal) bool { return p.kind == pAny }) {
 		// The socket file and the directories above it must be the
 		// expected server's, or someone else could have swapped it.
@@ -126,9 +129,9 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 			// A grpcipc client offers the fast path first: it hears its
 			// refusal there, on this one connection (a plain grpc.Server
 			// speaks no other fast path). Others hear it over HTTP/2.
-			fast, v, ok := sniffRefused(pc)
+			fast, v, rest, ok := sniffRefused(pc)
 			if fast {
-				answerRefusedFast(pc.Conn, pc.creds, v, pc.refusedUntil)
+				answerRefusedFast(pc.Conn, rest, pc.creds, v, pc.refusedUntil)
 			}
 			if !ok || fast {
 				pc.Close()

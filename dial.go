@@ -71,8 +71,9 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 }
 
 // newGRPCClient makes the grpc.ClientConn that speaks HTTP/2 for a
-// ClientConn.
-func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied *atomic.Pointer[error]) (*grpc.ClientConn, error) {
+// ClientConn; its dialer first asks take (if not nil) for a connection
+// made already.
+func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied *atomic.Pointer[error], take func() net.Conn) (*grpc.ClientConn, error) {
 	dopts := append(localDialOptions(), grpc.WithTransportCredentials(creds))
 	var target string
 	if ep.Transport == TCP {
@@ -81,6 +82,11 @@ func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied
 		target = (&url.URL{Scheme: "passthrough", Path: "/" + ep.String()}).String()
 		dopts = append(dopts,
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				if take != nil {
+					if c := take(); c != nil {
+						return c, nil
+					}
+				}
 				c, err := cfg.connect(ctx)
 				if err != nil && sockfile.IsAccessDenied(err) {
 					err = accessDeniedError(ep, err)

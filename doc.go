@@ -6,7 +6,8 @@
 // gRPC over HTTP/2 (for every gRPC client) and grpcipc's fast path (a lean
 // framing of the same calls, docs/protocol.md) on one listener; generated
 // code registers on it unchanged. A client from [NewClient] offers the fast
-// path and falls back to HTTP/2; generated clients take it unchanged.
+// path in its HTTP/2 preface and speaks HTTP/2 on the same connection to a
+// server that does not take it up; generated clients take it unchanged.
 // [ServerOptions] makes the same checks for a plain grpc.Server (HTTP/2
 // only). Both take the same endpoint strings (see [ParseEndpoint]), and [DefaultEndpoint] picks a
 // per-user one for this OS:

@@ -24,12 +24,13 @@ import (
 // fastClientConn is the client's end of a fast-path connection: one
 // goroutine reads its frames; callers write theirs.
 type fastClientConn struct {
-	conn  net.Conn
-	ai    *AuthInfo
-	peer  peer.Peer
-	w     fastio.Writer
-	r     *wire.Reader  // the reader goroutine's
-	slots chan struct{} // one per stream that may be open
+	conn    net.Conn
+	ai      *AuthInfo
+	version uint8 // of the protocol: what the server's preface said
+	peer    peer.Peer
+	w       fastio.Writer
+	r       *wire.Reader  // the reader goroutine's
+	slots   chan struct{} // one per stream that may be open
 	// budget: what the server can make this client hold; it grows with
 	// the calls' receive limits unless fixed (WithConnMemoryBudget)
 	budget      *fastio.Budget
@@ -48,9 +49,9 @@ type fastClientConn struct {
 // which may be retried on a new connection.
 var errNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stopping and did not start the call")
 
-func newFastClientConn(conn net.Conn, ai *AuthInfo, budget int64) *fastClientConn {
+func newFastClientConn(conn net.Conn, ai *AuthInfo, budget int64, version uint8) *fastClientConn {
 	fc := &fastClientConn{
-		conn: conn, ai: ai,
+		conn: conn, ai: ai, version: version,
 		budget:      fastio.NewBudget(cmp.Or(budget, DefaultConnMemoryBudget), nil),
 		budgetFixed: budget != 0,
 		slots:       make(chan struct{}, maxStreams),

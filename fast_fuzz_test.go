@@ -70,7 +70,7 @@ func FuzzServerConn(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			srv.serveFast(pc, wire.Version)
+			srv.serveFast(pc, wire.Version, nil)
 			// Reading may have moved to another goroutine: the
 			// connection has ended once the server forgets it.
 			srv.mu.Lock()
@@ -99,7 +99,7 @@ func FuzzClientConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		cEnd, sEnd := net.Pipe()
-		fc := newFastClientConn(cEnd, &AuthInfo{}, 0)
+		fc := newFastClientConn(cEnd, &AuthInfo{}, 0, wire.Version)
 		go fc.read(bufio.NewReader(cEnd))
 		go io.Copy(io.Discard, sEnd) // the client's frames
 		ended := make(chan error, 1)

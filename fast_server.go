@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,8 +51,9 @@ type fastServerConn struct {
 	handlers  sync.WaitGroup
 }
 
-// serveFast serves a connection whose client sent grpcipc's preface.
-func (s *Server) serveFast(pc *peerConn, version uint8) {
+// serveFast serves a connection whose client offered the fast path;
+// rest holds the bytes read after the offer.
+func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
 	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}}
 	c.w.Conn = pc.Conn
 	c.ai = &AuthInfo{
@@ -82,7 +84,11 @@ func (s *Server) serveFast(pc *peerConn, version uint8) {
 		parent = s.callerBudget(c.caller)
 	}
 	c.budget = fastio.NewBudget(s.cfg.connBudget, parent)
-	c.br = bufio.NewReaderSize(c.pc.Conn, 32<<10)
+	var in io.Reader = c.pc.Conn
+	if len(rest) > 0 {
+		in = io.MultiReader(bytes.NewReader(rest), in)
+	}
+	c.br = bufio.NewReaderSize(in, 32<<10)
 	c.r = wire.NewReader(c.br, wire.DefaultMaxFrame)
 	b := c.w.Lock()
 	*b = wire.AppendPreface(*b, version)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,12 +39,20 @@ type rawFast struct {
 	goAway *wire.GoAway // the server's GOAWAY, if it sent one
 }
 
-// dialFast connects to endpoint, sends grpcipc's preface and reads the
-// server's.
+// dialFast connects to endpoint, sends a client's offer (version 2's:
+// an HTTP/2 preface whose SETTINGS offer the fast path) and reads the
+// server's preface.
 func dialFast(t *testing.T, endpoint string) *rawFast {
 	t.Helper()
+	return dialFastWith(t, endpoint, wire.AppendOffer(nil, wire.Version), wire.Version)
+}
+
+// dialFastWith connects to endpoint, sends offer and reads the server's
+// preface, which must be of version want.
+func dialFastWith(t *testing.T, endpoint string, offer []byte, want uint8) *rawFast {
+	t.Helper()
 	c := rawConn(t, endpoint).(*net.UnixConn)
-	if _, err := c.Write(wire.AppendPreface(nil, wire.Version)); err != nil {
+	if _, err := c.Write(offer); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -53,7 +62,7 @@ func dialFast(t *testing.T, endpoint string) *rawFast {
 		t.Fatalf("reading the server's preface: %v", err)
 	}
 	c.SetReadDeadline(time.Time{})
-	if want := wire.AppendPreface(nil, wire.Version); !bytes.Equal(got[:], want) {
+	if want := wire.AppendPreface(nil, want); !bytes.Equal(got[:], want) {
 		t.Fatalf("the server's preface is %q, want %q", got, want)
 	}
 	return &rawFast{c: c, r: wire.NewReader(br, wire.DefaultMaxFrame)}
@@ -195,6 +204,46 @@ func heapInuse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse
+}
+
+// TestVersion1ClientsServed: a client of version 1, which offered the fast
+// path with grpcipc's own 8-byte preface (and, later, a PING in the same
+// write), is answered with version 1 and served.
+func TestVersion1ClientsServed(t *testing.T) {
+	endpoint, _, _, _ := startSlowServer(t)
+	v1 := wire.AppendPreface(nil, 1)
+	for name, offer := range map[string][]byte{
+		"preface":          v1,
+		"preface and PING": append(v1, rawFrame(0, wire.TypePing, 0, []byte("grpcipc\n"))...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rf := dialFastWith(t, endpoint, offer, 1)
+			req, _ := proto.Marshal(&greetpb.HelloRequest{Name: "v1"})
+			rf.send(t, rawCall(1), rawFrame(1, wire.TypeMessage, 0, req), rawFrame(1, wire.TypeHalfClose, 0, nil))
+			for {
+				h, p, err := rf.next(5 * time.Second)
+				if err != nil {
+					t.Fatalf("reading the reply: %v (frames %v)", err, rf.frames)
+				}
+				if h.Type == wire.TypeMessage {
+					var r greetpb.HelloReply
+					if err := proto.Unmarshal(p, &r); err != nil || r.GetMessage() != "Hello v1" {
+						t.Fatalf("reply %q, %v", r.GetMessage(), err)
+					}
+				}
+				if h.Type == wire.TypeTrailers {
+					tr, err := wire.ParseTrailer(p)
+					if err != nil || tr.Code != 0 {
+						t.Fatalf("trailers %+v, %v", tr, err)
+					}
+					break
+				}
+			}
+			if len(offer) > wire.PrefaceSize && !slices.Contains(rf.frames, wire.TypePing) {
+				t.Errorf("the offer's PING was not answered: frames %v", rf.frames)
+			}
+		})
+	}
 }
 
 func TestFastPathBadInput(t *testing.T) {

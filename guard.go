@@ -614,9 +614,9 @@ func (r *refuser) take(c *refusedConn) {
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		fast, v, ok := sniffRefused(c.peerConn)
+		fast, v, rest, ok := sniffRefused(c.peerConn)
 		if fast {
-			answerRefusedFast(c.peerConn.Conn, c.creds, v, c.refusedUntil)
+			answerRefusedFast(c.peerConn.Conn, rest, c.creds, v, c.refusedUntil)
 		}
 		r.mu.Lock()
 		delete(r.sniffed, c)

@@ -334,7 +334,7 @@ func TestNoRetryAfterAConnectionError(t *testing.T) {
 					go func() {
 						defer c2.Close()
 						br := bufio.NewReader(c2)
-						var pre [wire.PrefaceSize]byte
+						var pre [wire.OfferSize]byte
 						io.ReadFull(br, pre[:])
 						c2.Write(wire.AppendPreface(nil, wire.Version))
 						r := wire.NewReader(br, wire.DefaultMaxFrame)

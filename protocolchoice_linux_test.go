@@ -108,6 +108,26 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// counted wraps l in a countingListener and returns its count.
+func counted(l net.Listener) (net.Listener, *atomic.Int32) {
+	n := new(atomic.Int32)
+	return countingListener{l, n}, n
+}
+
 // slowAcceptListener accepts each connection a while after it arrived.
 type slowAcceptListener struct {
 	net.Listener
@@ -121,10 +141,12 @@ func (l slowAcceptListener) Accept() (net.Conn, error) {
 
 // choiceServer is a server a client's protocol choice meets.
 type choiceServer struct {
-	name  string
-	start func(tb testing.TB, path string) *kestrelListener // nil, or the Kestrel-like listener
-	reply string                                            // SayHello("x")'s reply; "" when the call must fail
-	code  codes.Code                                        // the failure's code
+	name string
+	// start serves path; it returns the count of connections accepted,
+	// or nil where the test cannot count them.
+	start func(tb testing.TB, path string) *atomic.Int32
+	reply string     // SayHello("x")'s reply; "" when the call must fail
+	code  codes.Code // the failure's code
 }
 
 func listenUnix(tb testing.TB, path string) net.Listener {
@@ -145,24 +167,26 @@ func serveGRPCGo(tb testing.TB, l net.Listener) {
 }
 
 var choiceServers = []choiceServer{
-	{name: "grpc-go", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
-		serveGRPCGo(tb, listenUnix(tb, path))
-		return nil
+	{name: "grpc-go", reply: "Hello x", start: func(tb testing.TB, path string) *atomic.Int32 {
+		l, n := counted(listenUnix(tb, path))
+		serveGRPCGo(tb, l)
+		return n
 	}},
-	{name: "kestrel-like", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
-		k := newKestrelListener(listenUnix(tb, path))
-		serveGRPCGo(tb, k)
-		return k
+	{name: "kestrel-like", reply: "Hello x", start: func(tb testing.TB, path string) *atomic.Int32 {
+		l, n := counted(listenUnix(tb, path))
+		serveGRPCGo(tb, newKestrelListener(l))
+		return n
 	}},
-	{name: "grpc-go slow to accept", reply: "Hello x", start: func(tb testing.TB, path string) *kestrelListener {
-		serveGRPCGo(tb, slowAcceptListener{listenUnix(tb, path), 5 * time.Millisecond})
-		return nil
+	{name: "grpc-go slow to accept", reply: "Hello x", start: func(tb testing.TB, path string) *atomic.Int32 {
+		l, n := counted(listenUnix(tb, path))
+		serveGRPCGo(tb, slowAcceptListener{l, 5 * time.Millisecond})
+		return n
 	}},
-	{name: "python grpcio", reply: "Hello x from python", start: func(tb testing.TB, path string) *kestrelListener {
+	{name: "python grpcio", reply: "Hello x from python", start: func(tb testing.TB, path string) *atomic.Int32 {
 		testutil.StartPythonServer(tb, filepath.Join("testdata", "interop"), "unix://"+path)
 		return nil
 	}},
-	{name: "never answers", code: codes.DeadlineExceeded, start: func(tb testing.TB, path string) *kestrelListener {
+	{name: "never answers", code: codes.DeadlineExceeded, start: func(tb testing.TB, path string) *atomic.Int32 {
 		l := listenUnix(tb, path)
 		var held []net.Conn
 		var mu sync.Mutex
@@ -186,7 +210,7 @@ var choiceServers = []choiceServer{
 		})
 		return nil
 	}},
-	{name: "closes", code: codes.Unavailable, start: func(tb testing.TB, path string) *kestrelListener {
+	{name: "closes", code: codes.Unavailable, start: func(tb testing.TB, path string) *atomic.Int32 {
 		l := listenUnix(tb, path)
 		go func() {
 			for {
@@ -203,16 +227,18 @@ var choiceServers = []choiceServer{
 
 // TestProtocolChoiceFirstCall: a new grpcipc client's first call, with a
 // 50 ms deadline, against servers that are not grpcipc's: each answers
-// (over HTTP/2) within the deadline, a server that never answers fails the
-// call with DEADLINE_EXCEEDED at about its deadline, one that closes with
-// UNAVAILABLE. Before the client's offer was longer than HTTP/2's
-// preface, the Kestrel-like server never answered it and every first call
-// waited for the 2 s fallback timer.
+// (over HTTP/2) within the deadline, on the one connection the offer was
+// made on, a server that never answers fails the call with
+// DEADLINE_EXCEEDED at about its deadline, one that closes with
+// UNAVAILABLE. Before version 2's offer (an HTTP/2 preface), the
+// Kestrel-like server never answered version 1's first offer and every
+// first call waited for a 2 s fallback timer, and every server that did
+// answer cost a second connection.
 func TestProtocolChoiceFirstCall(t *testing.T) {
 	for _, cs := range choiceServers {
 		t.Run(cs.name, func(t *testing.T) {
 			path := filepath.Join(testutil.ShortTempDir(t), "c.sock")
-			k := cs.start(t, path)
+			accepted := cs.start(t, path)
 			conn := newClient(t, "unix://"+path)
 			call := func() (*greetpb.HelloReply, time.Duration, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -238,9 +264,9 @@ func TestProtocolChoiceFirstCall(t *testing.T) {
 				if _, _, err := call(); err != nil {
 					t.Fatalf("second call: %v", err)
 				}
-				if k != nil {
-					if n := k.refused.Load(); n != 1 {
-						t.Errorf("the Kestrel-like server refused %d offers, want 1", n)
+				if accepted != nil {
+					if n := accepted.Load(); n != 1 {
+						t.Errorf("the server accepted %d connections for two calls, want 1 (the offer's, on which HTTP/2 went on)", n)
 					}
 				}
 				return
@@ -255,9 +281,9 @@ func TestProtocolChoiceFirstCall(t *testing.T) {
 	}
 }
 
-// TestProtocolChoiceOffer: what a client sends first is the fast path's
-// preface and a PING (so that it is longer than HTTP/2's 24-byte client
-// preface), all in one write, and nothing more until the server answers.
+// TestProtocolChoiceOffer: what a client sends first is HTTP/2's client
+// preface and a SETTINGS frame holding one setting, 0xf1c0 = "GIP" and
+// version 2, all in one write, and nothing more until the server answers.
 func TestProtocolChoiceOffer(t *testing.T) {
 	path := filepath.Join(testutil.ShortTempDir(t), "o.sock")
 	l := listenUnix(t, path)
@@ -279,14 +305,11 @@ func TestProtocolChoiceOffer(t *testing.T) {
 	defer cancel()
 	greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
 	offer := <-got
-	want := []byte("GIPC\x01\x00\x00\x00" + // preface, version 1
-		"\x00\x00\x00\x08" + "\x00\x00\x00\x00" + "\x09\x00" + // PING: 8 bytes, stream 0
-		"grpcipc\n")
+	want := []byte(http2ClientPreface +
+		"\x00\x00\x06" + "\x04" + "\x00" + "\x00\x00\x00\x00" + // SETTINGS: 6 bytes, flags 0, stream 0
+		"\xf1\xc0" + "GIP\x02") // setting 0xf1c0: "GIP", version 2
 	if !bytes.Equal(offer, want) {
 		t.Errorf("the client's offer is %q, want %q", offer, want)
-	}
-	if len(offer) < len(http2ClientPreface) {
-		t.Errorf("the offer is %d bytes, shorter than HTTP/2's preface", len(offer))
 	}
 }
 

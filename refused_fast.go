@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"time"
@@ -27,32 +28,20 @@ const refusedCalls = 16
 const refusedGoAwayMargin = refusalDeadline / 10
 
 // sniffRefused reads a refused connection's first bytes (its deadline is
-// set). fast says a grpcipc client offered the fast path, whose version
-// it offered; otherwise, if ok, what was read is left in pc.pending for
-// the HTTP/2 refusal. !ok: the connection is of no use (closed, silent,
-// or a broken preface) and should be closed.
-func sniffRefused(pc *peerConn) (fast bool, version uint8, ok bool) {
-	var buf [wire.PrefaceSize]byte
-	n, err := io.ReadAtLeast(pc.Conn, buf[:], 1)
-	if n > 0 && buf[0] == wire.Magic[0] && n < len(buf) {
-		var m int
-		m, err = io.ReadFull(pc.Conn, buf[n:])
-		n += m
-	}
+// set). fast says a grpcipc client offered the fast path, in version,
+// and rest holds what it sent after its offer; otherwise, if ok, what was
+// read is left in pc.pending for the HTTP/2 refusal. !ok: the connection
+// is of no use (closed, silent, or a broken preface) and should be closed.
+func sniffRefused(pc *peerConn) (fast bool, version uint8, rest []byte, ok bool) {
+	f := sniff(pc.Conn)
 	switch {
-	case n == 0:
-		return false, 0, false
-	case buf[0] != wire.Magic[0]:
-		pc.pending = append([]byte(nil), buf[:n]...)
-		return false, 0, true
-	case err != nil:
-		return false, 0, false
+	case len(f.read) == 0 || f.broken:
+		return false, 0, nil, false
+	case f.fast:
+		return true, f.version, f.rest, true
 	}
-	v, err := wire.ParsePreface(buf[:n])
-	if err != nil {
-		return false, 0, false
-	}
-	return true, min(v, wire.Version), true
+	pc.pending = f.read
+	return false, 0, nil, true
 }
 
 // answerRefusedFast speaks the fast path to a refused grpcipc client: its
@@ -63,7 +52,7 @@ func sniffRefused(pc *peerConn) (fast bool, version uint8, ok bool) {
 // it opened after the last one answered are retried, and refused, on a
 // new connection). Payloads are skipped unread, through a small buffer.
 // The caller closes the connection.
-func answerRefusedFast(conn net.Conn, caller *Creds, version uint8, end time.Time) {
+func answerRefusedFast(conn net.Conn, rest []byte, caller *Creds, version uint8, end time.Time) {
 	readUntil := end.Add(-refusedGoAwayMargin)
 	conn.SetReadDeadline(readUntil)
 	conn.SetWriteDeadline(readUntil)
@@ -72,14 +61,19 @@ func answerRefusedFast(conn net.Conn, caller *Creds, version uint8, end time.Tim
 	if _, err := conn.Write(out); err != nil {
 		return
 	}
+	var in io.Reader = conn
+	if len(rest) > 0 {
+		in = io.MultiReader(bytes.NewReader(rest), conn)
+	}
 	var (
 		hdr     [wire.HeaderSize]byte
 		scratch [256]byte
 		last    uint32
+		more    bool // the last CALL continues in the next
 	)
 loop:
 	for calls := 0; calls < refusedCalls; {
-		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		if _, err := io.ReadFull(in, hdr[:]); err != nil {
 			if err == io.EOF {
 				return // the client hung up between frames: nothing to say
 			}
@@ -92,13 +86,13 @@ loop:
 		// Payloads are skipped; only a PING's 8 bytes are kept.
 		var p []byte
 		if h.Length <= uint32(len(scratch)) {
-			if _, err := io.ReadFull(conn, scratch[:h.Length]); err != nil {
+			if _, err := io.ReadFull(in, scratch[:h.Length]); err != nil {
 				break
 			}
 			p = scratch[:h.Length]
 		} else {
 			for left := int(h.Length); left > 0; {
-				k, err := conn.Read(scratch[:min(left, len(scratch))])
+				k, err := in.Read(scratch[:min(left, len(scratch))])
 				left -= k
 				if err != nil && left > 0 {
 					break loop
@@ -108,10 +102,14 @@ loop:
 		out = out[:0]
 		switch h.Type {
 		case wire.TypeCall:
+			if h.Stream == last && more {
+				more = h.Flags&wire.FlagMore != 0 // the rest of the CALL in parts
+				continue
+			}
 			if h.Stream == 0 || h.Stream <= last {
 				break loop // streams must increase
 			}
-			last = h.Stream
+			last, more = h.Stream, h.Flags&wire.FlagMore != 0
 			calls++
 			out, _ = beginFrameWith(out, h.Stream, wire.TypeTrailers, 0, func(b []byte) []byte {
 				return wire.AppendTrailer(b, &wire.Trailer{Code: uint32(codes.PermissionDenied), Message: msg})

@@ -281,48 +281,87 @@ func (s *Server) handleRaw(pc *peerConn) {
 		s.h2.put(pc) // TLS first: the handshake tells the rest
 		return
 	}
-	var buf [wire.PrefaceSize]byte
 	pc.Conn.SetReadDeadline(time.Now().Add(s.cfg.handshakeTimeout))
-	n, err := io.ReadAtLeast(pc.Conn, buf[:], 1)
-	if n > 0 && buf[0] == wire.Magic[0] && n < len(buf) {
-		var m int
-		m, err = io.ReadFull(pc.Conn, buf[n:])
-		n += m
-	}
+	f := sniff(pc.Conn)
 	pc.Conn.SetReadDeadline(time.Time{})
 	switch {
-	case n == 0:
+	case len(f.read) == 0:
 		pc.handshaken.Store(true)
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(f.err, &ne) && ne.Timeout() {
 			pc.mu.Lock()
 			pc.reportLocked(pc.prefaceProblem(true))
 			pc.mu.Unlock()
 		}
 		pc.Close()
-	case buf[0] != wire.Magic[0]:
-		pc.pending = append([]byte(nil), buf[:n]...)
+	case !f.fast && !f.broken:
+		pc.pending = f.read
 		s.h2.put(pc)
+	case f.broken:
+		pc.handshaken.Store(true)
+		why := "its first bytes are neither HTTP/2's preface nor grpcipc's"
+		if f.err != nil {
+			why = fmt.Sprintf("grpcipc's preface stopped after %d bytes", len(f.read))
+		}
+		pc.mu.Lock()
+		pc.reportLocked(why, slog.LevelWarn, "first_bytes", fmt.Sprintf("%q", f.read[:min(len(f.read), 16)]))
+		pc.mu.Unlock()
+		pc.Close()
 	default:
 		pc.handshaken.Store(true)
-		v, perr := wire.ParsePreface(buf[:n])
-		if perr != nil || err != nil {
-			why := "its first bytes are neither HTTP/2's preface nor grpcipc's"
-			if err != nil {
-				why = fmt.Sprintf("grpcipc's preface stopped after %d bytes", n)
-			}
-			pc.mu.Lock()
-			pc.reportLocked(why, slog.LevelWarn, "first_bytes", fmt.Sprintf("%q", buf[:n]))
-			pc.mu.Unlock()
-			pc.Close()
-			return
-		}
 		pc.mu.Lock()
 		pc.prefaceOK = true
 		pc.watched.Store(true)
 		pc.mu.Unlock()
-		s.serveFast(pc, min(v, wire.Version))
+		s.serveFast(pc, f.version, f.rest)
 	}
+}
+
+// sniffed is what a connection's first bytes say.
+type sniffed struct {
+	read    []byte // the bytes read (for HTTP/2 to read again, unless fast)
+	rest    []byte // when fast: bytes read after the offer, the first frames'
+	fast    bool   // the client offers the fast path, in version
+	version uint8  // the version to speak: the client's, at most wire.Version
+	broken  bool   // a grpcipc preface that is not one
+	err     error  // why reading stopped early, if it did
+}
+
+// sniff reads a new connection's first bytes (its read deadline set) and
+// tells which protocol they ask for: the fast path, offered in the
+// SETTINGS of an HTTP/2 client preface (version 2 and later; see
+// [wire.AppendOffer]) or by grpcipc's own preface (version 1's clients),
+// or HTTP/2 (or anything else, for grpc-go to judge).
+func sniff(conn net.Conn) sniffed {
+	buf := make([]byte, 0, wire.OfferSize)
+	n, err := io.ReadAtLeast(conn, buf[:cap(buf)], 1)
+	buf = buf[:n]
+	switch {
+	case n == 0:
+		return sniffed{err: err}
+	case buf[0] == wire.Magic[0]:
+		if n < wire.PrefaceSize {
+			var m int
+			m, err = io.ReadFull(conn, buf[n:wire.PrefaceSize])
+			buf = buf[:n+m]
+		} else {
+			err = nil
+		}
+		if err != nil {
+			return sniffed{read: buf, broken: true, err: err}
+		}
+		v, perr := wire.ParsePreface(buf[:wire.PrefaceSize])
+		if perr != nil {
+			return sniffed{read: buf, broken: true}
+		}
+		// Frames may follow at once (version 1's offer had a PING).
+		return sniffed{read: buf, rest: buf[wire.PrefaceSize:], fast: true, version: min(v, wire.Version)}
+	}
+	read, v, err := wire.ReadOffer(conn, buf)
+	if v >= 2 {
+		return sniffed{read: read, fast: true, version: min(v, wire.Version)}
+	}
+	return sniffed{read: read, err: err}
 }
 
 // Stop stops the server at once: it closes the listeners and every

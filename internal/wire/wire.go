@@ -45,7 +45,7 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Unwrap() []error { return []error{ErrProtocol, ErrLimit} }
 
 // Version is the protocol version this package speaks.
-const Version = 1
+const Version = 2
 
 // Magic starts a preface. No HTTP/2 client sends it: HTTP/2 connections
 // start with "PRI * HTTP/2.0".
