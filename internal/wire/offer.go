@@ -17,7 +17,9 @@ const OfferSetting = 0xf1c0
 
 // offerValue is OfferSetting's value: "GIP" and the highest version the
 // client speaks.
-func offerValue(v uint8) uint32 { return uint32('G')<<24 | uint32('I')<<16 | uint32('P')<<8 | uint32(v) }
+func offerValue(v uint8) uint32 {
+	return uint32('G')<<24 | uint32('I')<<16 | uint32('P')<<8 | uint32(v)
+}
 
 // The HTTP/2 frame header and the frame types ReadOffer reads.
 const (
