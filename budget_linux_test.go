@@ -66,6 +66,20 @@ func rawCallTo(stream uint32, method string, md ...wire.KV) []byte {
 // zeros is the payload of big frames.
 var zeros = make([]byte, 1<<20)
 
+// partsOf is a frame of type t on stream with payload p, cut into parts
+// (FlagMore) of at most a frame's payload each.
+func partsOf(stream uint32, t wire.Type, p []byte) []byte {
+	var out []byte
+	for len(p) > wire.DefaultMaxFrame {
+		out = append(out, rawFrame(stream, t, wire.FlagMore, p[:wire.DefaultMaxFrame])...)
+		p = p[wire.DefaultMaxFrame:]
+	}
+	return append(out, rawFrame(stream, t, 0, p)...)
+}
+
+// make16MiB is 16 MiB of printable bytes.
+func make16MiB() []byte { return []byte(strings.Repeat("v", 16<<20)) }
+
 // attack writes the frames of an attack on a server (the client's side)
 // to w.
 func attack(mode string, w io.Writer) error {
@@ -130,6 +144,22 @@ func attack(mode string, w io.Writer) error {
 		}
 		for s := uint32(1); s <= 127; s += 2 {
 			put(rawCallTo(s, sinkMethod, md...))
+		}
+	case "callparts": // a CALL in parts of 16 MiB of metadata, never finished
+		parts := callParts(1, &wire.Call{Method: sinkMethod, Metadata: []wire.KV{{Key: "v", Value: string(make16MiB())}}})
+		put(parts[:len(parts)-(wire.HeaderSize+1<<20)]) // all but the last 1 MiB part or so
+	case "bigcalls": // calls with 15 MiB of metadata each, in parts
+		md := []wire.KV{{Key: "v", Value: strings.Repeat("v", 15<<20)}}
+		for s := uint32(1); s <= 15; s += 2 {
+			put(callParts(s, &wire.Call{Method: sinkMethod, Metadata: md}))
+		}
+	case "entries": // calls with 400,000 empty entries each (1.2 MB on the wire)
+		md := make([]wire.KV, 400_000)
+		for i := range md {
+			md[i] = wire.KV{Key: "k"}
+		}
+		for s := uint32(1); s <= 15; s += 2 {
+			put(callParts(s, &wire.Call{Method: sinkMethod, Metadata: md}))
 		}
 	default:
 		return fmt.Errorf("no attack %q", mode)
@@ -265,6 +295,10 @@ func TestMemoryBudgetsHoldAgainstACaller(t *testing.T) {
 		{"parts", 1, grpcipc.DefaultConnMemoryBudget, true},
 		{"dead", 1, grpcipc.DefaultConnMemoryBudget, false},
 		{"metadata", 1, grpcipc.DefaultConnMemoryBudget, true},
+		{"callparts", 1, grpcipc.DefaultConnMemoryBudget, false},
+		{"callparts", 8, grpcipc.DefaultCallerMemoryBudget, false},
+		{"bigcalls", 1, grpcipc.DefaultConnMemoryBudget, true},
+		{"entries", 1, grpcipc.DefaultConnMemoryBudget, true},
 		{"windows", 8, grpcipc.DefaultCallerMemoryBudget, true},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", tc.mode, tc.conns), func(t *testing.T) {
@@ -394,6 +428,20 @@ func flood(mode string, w io.Writer, streams []uint32) error {
 		for _, s := range streams {
 			put(rawFrame(s, wire.TypeHeaders, 0, p))
 		}
+	case "bigheaders": // 15 MiB of headers in parts on every stream
+		p := wire.AppendMetadata(nil, []wire.KV{{Key: "v", Value: strings.Repeat("v", 15<<20)}})
+		for _, s := range streams {
+			put(partsOf(s, wire.TypeHeaders, p))
+		}
+	case "headerparts": // 16 MiB of headers in parts, never finished
+		p := wire.AppendMetadata(nil, []wire.KV{{Key: "v", Value: string(make16MiB())}})
+		b := partsOf(streams[0], wire.TypeHeaders, p)
+		put(b[:len(b)-(wire.HeaderSize+1<<20)])
+	case "bigtrailers": // 15 MiB of trailers in parts, ending every stream
+		p := wire.AppendTrailer(nil, &wire.Trailer{Code: uint32(codes.Aborted), Metadata: []wire.KV{{Key: "v", Value: strings.Repeat("v", 15<<20)}}})
+		for _, s := range streams {
+			put(partsOf(s, wire.TypeTrailers, p))
+		}
 	default:
 		return fmt.Errorf("no flood %q", mode)
 	}
@@ -441,7 +489,15 @@ func init() {
 
 func TestMemoryBudgetHoldsAgainstAServer(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, mode := range []string{"tiny", "empty", "windows", "parts", "headers"} {
+	for _, tc := range []struct {
+		mode string
+		code codes.Code // what some calls end with (OK: none need end)
+	}{
+		{"tiny", codes.ResourceExhausted}, {"empty", codes.ResourceExhausted}, {"windows", codes.ResourceExhausted},
+		{"parts", codes.ResourceExhausted}, {"headers", codes.ResourceExhausted}, {"bigheaders", codes.ResourceExhausted},
+		{"headerparts", codes.OK}, {"bigtrailers", codes.Aborted},
+	} {
+		mode := tc.mode
 		t.Run(mode, func(t *testing.T) {
 			endpoint := "unix-abstract:" + testutil.AbstractName(t)
 			cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "hostile-server", endpoint, mode)
@@ -481,7 +537,7 @@ func TestMemoryBudgetHoldsAgainstAServer(t *testing.T) {
 			for timeout := time.After(time.Second); ; {
 				select {
 				case c := <-codesSeen:
-					if c == codes.ResourceExhausted {
+					if c == tc.code {
 						exhausted++
 					}
 					continue
@@ -492,13 +548,13 @@ func TestMemoryBudgetHoldsAgainstAServer(t *testing.T) {
 			cancel()
 			stdin.Close()
 			cmd.Wait()
-			t.Logf("a hostile server %s: the client's heap grew by %.1f MiB at most (budget %d MiB); %d of %d calls ended ResourceExhausted",
-				strings.TrimSpace(line), float64(grown)/MiB, grpcipc.DefaultConnMemoryBudget/MiB, exhausted, len(streams))
+			t.Logf("a hostile server %s: the client's heap grew by %.1f MiB at most (budget %d MiB); %d of %d calls ended %v",
+				strings.TrimSpace(line), float64(grown)/MiB, grpcipc.DefaultConnMemoryBudget/MiB, exhausted, len(streams), tc.code)
 			if limit := int64(grpcipc.DefaultConnMemoryBudget + budgetOverhead); grown > limit {
 				t.Errorf("the client's heap grew by %.1f MiB; the budget allows %.1f MiB", float64(grown)/MiB, float64(limit)/MiB)
 			}
-			if exhausted == 0 {
-				t.Error("no call ended with ResourceExhausted: the flood did not reach the budget")
+			if exhausted == 0 && tc.code != codes.OK {
+				t.Errorf("no call ended with %v: the flood did not reach the budget", tc.code)
 			}
 		})
 	}

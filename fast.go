@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -112,14 +113,15 @@ func fromKV(kv []wire.KV) metadata.MD {
 var okStatus = status.New(codes.OK, "")
 
 // appendOKTrailer appends the payload of TRAILERS for a call that ended
-// well, with md.
+// well, with md, when it fits in one frame (errTrailerTooLarge otherwise:
+// trailerOf makes one of any size).
 func appendOKTrailer(b []byte, md metadata.MD) ([]byte, error) {
 	kv, err := toKV(md, nil)
 	if err != nil {
 		return b, err
 	}
 	t := &wire.Trailer{Metadata: kv}
-	if trailerSize(t) > wire.DefaultMaxFrame {
+	if trailerSize(t) > wire.DefaultMaxFrame || len(kv) > wire.MaxMetadataV1 {
 		return b, errTrailerTooLarge // trailerOf makes one that fits
 	}
 	return wire.AppendTrailer(b, t), nil
@@ -137,20 +139,26 @@ func trailerSize(t *wire.Trailer) int {
 	return n
 }
 
-// fitTrailer makes t fit in one frame of the largest size a reader accepts
-// by default (the client would close the connection at a larger one): the
-// status details go first, then the trailing metadata, each with a note
-// in the status message; a call that ended well and whose trailing metadata
-// does not fit becomes INTERNAL, as grpc-go's server resets a stream whose
-// trailers are over its client's header list limit.
-func fitTrailer(t *wire.Trailer) {
-	if trailerSize(t) <= wire.DefaultMaxFrame {
+// fitTrailer makes t fit what the client reads: for version 2, the
+// metadata limit (wire.MaxHeaderListSize, counted as HTTP/2 counts
+// trailers, as a grpc-go client's default limit); for version 1, one frame
+// of the largest size its reader accepts. The status details go first,
+// then the trailing metadata, each with a note in the status message; a
+// call that ended well and whose trailing metadata does not fit becomes
+// INTERNAL, as grpc-go's server resets a stream whose trailers are over
+// its client's header list limit.
+func fitTrailer(t *wire.Trailer, version uint8) {
+	fits, limit, what := func() bool { return wire.TrailerListSize(t) <= wire.MaxHeaderListSize }, wire.MaxHeaderListSize, "the fast path's metadata limit"
+	if version < 2 {
+		fits, limit, what = func() bool { return trailerSize(t) <= wire.DefaultMaxFrame && len(t.Metadata) <= wire.MaxMetadataV1 }, wire.DefaultMaxFrame, "a version-1 client's frame limit"
+	}
+	if fits() {
 		return
 	}
 	if len(t.Details) > 0 {
-		t.Message = noted(t.Message, fmt.Sprintf("[grpcipc: %d bytes of status details dropped: the trailer would be over the fast path's frame limit (%d bytes)]", len(t.Details), wire.DefaultMaxFrame))
+		t.Message = noted(t.Message, fmt.Sprintf("[grpcipc: %d bytes of status details dropped: the trailer would be over %s (%d bytes)]", len(t.Details), what, limit))
 		t.Details = nil
-		if trailerSize(t) <= wire.DefaultMaxFrame {
+		if fits() {
 			return
 		}
 	}
@@ -158,13 +166,34 @@ func fitTrailer(t *wire.Trailer) {
 	for _, kv := range t.Metadata {
 		n += len(kv.Key) + len(kv.Value)
 	}
-	note := fmt.Sprintf("[grpcipc: %d entries (%d bytes) of trailing metadata dropped: the trailer would be over the fast path's frame limit (%d bytes)]", len(t.Metadata), n, wire.DefaultMaxFrame)
+	note := fmt.Sprintf("[grpcipc: %d entries (%d bytes) of trailing metadata dropped: the trailer would be over %s (%d bytes)]", len(t.Metadata), n, what, limit)
 	t.Metadata = nil
 	if t.Code == uint32(codes.OK) {
 		t.Code, t.Message = uint32(codes.Internal), note
 		return
 	}
 	t.Message = noted(t.Message, note)
+}
+
+// appendBlock appends a CALL, HEADERS or TRAILERS frame on stream of the
+// payload that f appends. A payload longer than a frame is cut into parts,
+// all but the last with FlagMore, one after another with nothing between
+// them (a version-2 peer puts them together; the sender checked the
+// payload's limits).
+func appendBlock(b []byte, stream uint32, t wire.Type, f func([]byte) []byte) []byte {
+	b, at := wire.BeginFrame(b, stream, t, 0)
+	b = f(b)
+	if len(b)-at-wire.HeaderSize <= wire.DefaultMaxFrame {
+		wire.EndFrame(b, at)
+		return b
+	}
+	payload := bytes.Clone(b[at+wire.HeaderSize:])
+	b = b[:at]
+	for len(payload) > wire.DefaultMaxFrame {
+		b = wire.AppendFrame(b, stream, t, wire.FlagMore, payload[:wire.DefaultMaxFrame])
+		payload = payload[wire.DefaultMaxFrame:]
+	}
+	return wire.AppendFrame(b, stream, t, 0, payload)
 }
 
 // noted appends note to a status message, within its limit.
@@ -178,8 +207,9 @@ func noted(msg, note string) string {
 	return msg + note
 }
 
-// trailerOf is the TRAILERS payload of a call's outcome.
-func trailerOf(st *status.Status, md metadata.MD) (*wire.Trailer, error) {
+// trailerOf is the TRAILERS payload of a call's outcome, for a client of
+// the protocol version given.
+func trailerOf(st *status.Status, md metadata.MD, version uint8) (*wire.Trailer, error) {
 	t := &wire.Trailer{Code: uint32(st.Code()), Message: st.Message()}
 	if len(t.Message) > wire.MaxStatusMessage {
 		t.Message = t.Message[:wire.MaxStatusMessage]
@@ -195,7 +225,7 @@ func trailerOf(st *status.Status, md metadata.MD) (*wire.Trailer, error) {
 	if t.Metadata, err = toKV(md, nil); err != nil {
 		return nil, err
 	}
-	fitTrailer(t)
+	fitTrailer(t, version)
 	return t, nil
 }
 

@@ -170,3 +170,14 @@ func (fc *fastClientConn) budgetStatus() *status.Status {
 	return status.Newf(codes.ResourceExhausted, "grpcipc: no room for what the server sent in this client's memory budget (%d of %d bytes in use by messages not yet received by the application)",
 		fc.budget.Used(), fc.budget.Limit())
 }
+
+// chargeWaiting charges n bytes to b, waiting for room as long as a reader
+// waits for room for a message (budgetWait), or until done is closed.
+func chargeWaiting(b *fastio.Budget, done <-chan struct{}, n int) bool {
+	return b.Retry(budgetWait, done, func() error {
+		if !b.TryCharge(n) {
+			return fastio.ErrNoRoom
+		}
+		return nil
+	}) == nil
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type fastClientConn struct {
 	peer    peer.Peer
 	w       fastio.Writer
 	r       *wire.Reader  // the reader goroutine's
+	blk     fastio.Block  // HEADERS or TRAILERS in parts (the reader goroutine's)
 	slots   chan struct{} // one per stream that may be open
 	// budget: what the server can make this client hold; it grows with
 	// the calls' receive limits unless fixed (WithConnMemoryBudget)
@@ -60,6 +62,7 @@ func newFastClientConn(conn net.Conn, ai *AuthInfo, budget int64, version uint8)
 		done:        make(chan struct{}),
 	}
 	fc.w.Conn = conn
+	fc.blk.Charge, fc.blk.Release = fc.charge, fc.budget.Release
 	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: ai}
 	return fc
 }
@@ -87,6 +90,7 @@ func (fc *fastClientConn) read(br *bufio.Reader) {
 		}
 	}
 	fc.close(err)
+	fc.blk.Drop()
 }
 
 // close ends the connection: its calls in flight fail with UNAVAILABLE.
@@ -110,27 +114,65 @@ func (fc *fastClientConn) close(err error) {
 	}
 }
 
+// smallTrailer: trailers of at most this many bytes are not charged.
+const smallTrailer = 256
+
+// charge charges n bytes to the connection's budget, waiting for room
+// as for messages (fastio.Block's Charge).
+func (fc *fastClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, n) }
+
 // frame handles one frame from the server.
 func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
+	held := 0
+	if pid, pt, inParts := fc.blk.Pending(); inParts || h.Type == wire.TypeHeaders || h.Type == wire.TypeTrailers {
+		if inParts && (h.Stream != pid || h.Type != pt) {
+			return fmt.Errorf("%w: a %v frame on stream %d between the parts of the %v of stream %d", wire.ErrProtocol, h.Type, h.Stream, pt, pid)
+		}
+		payload, charged, done, err, connErr := fc.blk.Add(h, p)
+		switch {
+		case connErr != nil:
+			return connErr
+		case !done:
+			return nil
+		case err != nil:
+			if st := fc.stream(h.Stream); st != nil {
+				s := fc.budgetStatus()
+				if !errors.Is(err, fastio.ErrNoRoom) {
+					s = status.Newf(codes.Internal, "grpcipc: the server's %v are over the fast path's limit (%d bytes as HTTP/2 counts them): %v", strings.ToLower(h.Type.String()), wire.MaxHeaderListSize, err)
+				}
+				if h.Type == wire.TypeTrailers {
+					fc.remove(st)
+					st.end(s, nil)
+				} else {
+					st.abort(s)
+				}
+			}
+			return nil
+		}
+		p, held = payload, charged
+	}
 	switch h.Type {
 	case wire.TypeHeaders:
+		st := fc.stream(h.Stream)
+		if st == nil {
+			fc.budget.Release(held)
+			return nil
+		}
+		// Charged before it is parsed: what its metadata will hold.
+		cost := callCost(len(p), wire.Entries(wire.TypeHeaders, p))
+		if held >= cost {
+			fc.budget.Release(held - cost)
+		} else if !fc.charge(cost - held) {
+			fc.budget.Release(held)
+			st.abort(fc.budgetStatus())
+			return nil
+		}
 		md, err := wire.ParseMetadata(p)
 		if err != nil {
+			fc.budget.Release(cost)
 			return err
 		}
-		if st := fc.stream(h.Stream); st != nil {
-			cost := callCost(len(p), len(md))
-			if fc.budget.Retry(budgetWait, fc.done, func() error {
-				if !fc.budget.TryCharge(cost) {
-					return fastio.ErrNoRoom
-				}
-				return nil
-			}) != nil {
-				st.abort(fc.budgetStatus())
-				return nil
-			}
-			st.setHeader(fromKV(md), cost)
-		}
+		st.setHeader(fromKV(md), cost)
 	case wire.TypeMessage:
 		st := fc.stream(h.Stream)
 		if st == nil {
@@ -157,17 +199,34 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 			st.abort(status.New(codes.ResourceExhausted, tooLargeMessage(serr)))
 		}
 	case wire.TypeTrailers:
+		// Trailers of any size are charged, before they are parsed, until
+		// the application learns the call's end: what they will hold.
+		// (A few hundred bytes, every call's, are not worth the charge.)
+		st := fc.stream(h.Stream)
+		cost := 0
+		if st != nil && len(p) > smallTrailer {
+			cost = callCost(len(p), wire.Entries(wire.TypeTrailers, p))
+		}
+		if held >= cost {
+			fc.budget.Release(held - cost)
+		} else if !fc.charge(cost - held) {
+			fc.budget.Release(held)
+			fc.remove(st)
+			st.end(fc.budgetStatus(), nil)
+			return nil
+		}
 		t, err := wire.ParseTrailer(p)
 		if err != nil {
+			fc.budget.Release(cost)
 			return err
 		}
-		if st := fc.stream(h.Stream); st != nil {
+		if st != nil {
 			fc.remove(st)
 			s := statusOf(&t)
 			if s.Code() == codes.OK && st.in.InParts() {
 				s = status.New(codes.Internal, "grpcipc: the server ended the call inside a message")
 			}
-			st.end(s, fromKV(t.Metadata))
+			st.endCharged(s, fromKV(t.Metadata), cost)
 		}
 	case wire.TypeWindow:
 		inc, err := wire.ParseWindow(p)
@@ -349,9 +408,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	fc.streams[st.id] = st
 	fc.mu.Unlock()
 	var at int
-	*b, at = wire.BeginFrame(*b, st.id, wire.TypeCall, 0)
-	*b = wire.AppendCall(*b, &call)
-	wire.EndFrame(*b, at)
+	*b = appendBlock(*b, st.id, wire.TypeCall, func(b []byte) []byte { return wire.AppendCall(b, &call) })
 	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
 		mark := len(*b)
 		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)
@@ -381,24 +438,20 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	return st, sent, nil
 }
 
-// checkCallLimits refuses, before anything is sent, a call whose CALL
-// frame a fast-path server would refuse (docs/protocol.md, "Limits a
-// reader applies"), so that the call fails alone, with a message that
-// names the limit. A method name too long for the fast path is
-// UNIMPLEMENTED: no fast-path server can have such a method, and grpc-go's
-// server answers a method it lacks so. Metadata over the frame or entry
-// limit is INTERNAL, grpc-go's code for request headers over its server's
-// header list limit (HTTP/2 allows 16 MiB by default, the fast path one
-// frame: docs/protocol.md says so).
+// checkCallLimits refuses, before anything is sent, a call whose CALL a
+// fast-path server would refuse (docs/protocol.md, "Limits a reader
+// applies"), so that the call fails alone, with a message that names the
+// limit. A method name too long for the fast path is UNIMPLEMENTED: no
+// fast-path server can have such a method, and grpc-go's server answers a
+// method it lacks so. Metadata over the limit, 16 MiB counted as HTTP/2
+// counts a header list (grpc-go's default limit), is INTERNAL, grpc-go's
+// code for request headers over its server's limit.
 func checkCallLimits(call *wire.Call) error {
 	if n := len(call.Method); n > wire.MaxMethodLen {
 		return status.Errorf(codes.Unimplemented, "grpcipc: the method name is %d bytes, over the fast path's limit (%d bytes)", n, wire.MaxMethodLen)
 	}
-	if n := len(call.Metadata); n > wire.MaxMetadata {
-		return status.Errorf(codes.Internal, "grpcipc: the request metadata has %d entries, over the fast path's limit (%d)", n, wire.MaxMetadata)
-	}
-	if n := wire.CallSize(call); n > wire.DefaultMaxFrame {
-		return status.Errorf(codes.Internal, "grpcipc: the request metadata makes a CALL frame of %d bytes, over the fast path's frame limit (%d bytes)", n, wire.DefaultMaxFrame)
+	if n := wire.ListSize(call.Metadata); n > wire.MaxHeaderListSize {
+		return status.Errorf(codes.Internal, "grpcipc: the request metadata is %d bytes (as HTTP/2 counts it: keys, values and 32 bytes an entry), over the limit (%d bytes)", n, wire.MaxHeaderListSize)
 	}
 	return nil
 }
@@ -429,7 +482,7 @@ type clientStream struct {
 
 	mu         sync.Mutex
 	header     metadata.MD
-	hdrCost    int // the header, charged to the budget until the call ends
+	mdCost     int // the header and trailer, charged until the application learns the call's end
 	hdrSeen    bool
 	trailer    metadata.MD
 	status     *status.Status
@@ -443,7 +496,7 @@ type clientStream struct {
 func (st *clientStream) setHeader(md metadata.MD, cost int) {
 	st.mu.Lock()
 	if !st.hdrSeen && st.status == nil {
-		st.header, st.hdrSeen, st.hdrCost, cost = md, true, cost, 0
+		st.header, st.hdrSeen, st.mdCost, cost = md, true, st.mdCost+cost, 0
 		if st.hdr != nil {
 			close(st.hdr)
 		}
@@ -466,15 +519,20 @@ func (st *clientStream) sawResponse() {
 }
 
 // end records the call's outcome, once.
-func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
+func (st *clientStream) end(s *status.Status, trailer metadata.MD) { st.endCharged(s, trailer, 0) }
+
+// endCharged records the call's outcome, once, with its trailer charged
+// cost bytes: the header and trailer stay charged until the application
+// learns of the end (finishCall) or cancels the call (abort).
+func (st *clientStream) endCharged(s *status.Status, trailer metadata.MD, cost int) {
 	st.mu.Lock()
 	if st.status != nil {
 		st.mu.Unlock()
+		st.fc.budget.Release(cost)
 		return
 	}
 	st.status, st.trailer = s, trailer
-	hdrCost := st.hdrCost
-	st.hdrCost = 0
+	st.mdCost += cost
 	if !st.hdrSeen {
 		st.hdrSeen = true
 		if st.hdr != nil {
@@ -491,8 +549,19 @@ func (st *clientStream) end(s *status.Status, trailer metadata.MD) {
 	// them, or cancels the call, or ends it otherwise (a stream it
 	// abandons without either holds its share, as it holds grpc-go's
 	// resources).
-	st.fc.budget.Release(hdrCost)
 	close(st.done)
+}
+
+// releaseMetadata gives back the header's and trailer's charge once the
+// call has ended: the application has them now, or never will.
+func (st *clientStream) releaseMetadata() {
+	st.mu.Lock()
+	cost := 0
+	if st.status != nil {
+		cost, st.mdCost = st.mdCost, 0
+	}
+	st.mu.Unlock()
+	st.fc.budget.Release(cost)
 }
 
 // abort ends the call here and tells the server.
@@ -502,6 +571,7 @@ func (st *clientStream) abort(s *status.Status) {
 	st.mu.Unlock()
 	if ended {
 		st.in.Drain() // what the application has yet to take: it never will
+		st.releaseMetadata()
 		return
 	}
 	b := st.fc.w.Lock()
@@ -510,6 +580,7 @@ func (st *clientStream) abort(s *status.Status) {
 	st.fc.remove(st)
 	st.end(s, nil)
 	st.in.Drain()
+	st.releaseMetadata()
 }
 
 // result waits for the call's end, or its context's.
@@ -588,6 +659,7 @@ func (st *clientStream) finishCall(ci *callInfo, err error) error {
 	if ci.peer != nil {
 		*ci.peer = st.fc.peer
 	}
+	st.releaseMetadata()
 	return err
 }
 

@@ -41,6 +41,8 @@ type fastServerConn struct {
 	statsCtx context.Context
 	ctx      context.Context // ends when the connection closes; holds the peer
 	cancel   context.CancelFunc
+	version  uint8        // of the protocol, as the server's preface said
+	blk      fastio.Block // a CALL in parts (reader)
 
 	mu        sync.Mutex
 	streams   map[uint32]*serverStream
@@ -54,7 +56,7 @@ type fastServerConn struct {
 // serveFast serves a connection whose client offered the fast path;
 // rest holds the bytes read after the offer.
 func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
-	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}}
+	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}, version: version}
 	c.w.Conn = pc.Conn
 	c.ai = &AuthInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
@@ -84,6 +86,8 @@ func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
 		parent = s.callerBudget(c.caller)
 	}
 	c.budget = fastio.NewBudget(s.cfg.connBudget, parent)
+	c.blk.Charge = c.charge
+	c.blk.Release = c.budget.Release
 	var in io.Reader = c.pc.Conn
 	if len(rest) > 0 {
 		in = io.MultiReader(bytes.NewReader(rest), in)
@@ -157,9 +161,11 @@ func (c *fastServerConn) frameDeadline() error {
 // run reads on (a worker's task).
 func (c *fastServerConn) run() { c.readLoop() }
 
-// end closes the connection, waits for its handlers, and forgets it.
+// end closes the connection, waits for its handlers, and forgets it
+// (the reader's: it gives back what a CALL in parts held).
 func (c *fastServerConn) end(err error) {
 	c.close(err)
+	c.blk.Drop()
 	c.handlers.Wait()
 	for _, h := range c.s.cfg.stats {
 		h.HandleConn(c.statsCtx, &stats.ConnEnd{})
@@ -256,9 +262,25 @@ func beginFrameWith(b []byte, stream uint32, t wire.Type, fl wire.Flags, f func(
 
 // frame handles one frame from the client.
 func (c *fastServerConn) frame(h wire.Header, p []byte) error {
+	if _, _, inParts := c.blk.Pending(); inParts || h.Type == wire.TypeCall {
+		if h.Type != wire.TypeCall {
+			return fmt.Errorf("%w: a %v frame on stream %d between the parts of a CALL", wire.ErrProtocol, h.Type, h.Stream)
+		}
+		payload, held, done, err, connErr := c.blk.Add(h, p)
+		switch {
+		case connErr != nil:
+			return connErr
+		case !done:
+			return nil
+		case errors.Is(err, fastio.ErrNoRoom):
+			c.logBudget()
+			return c.refuseCall(h.Stream, codes.ResourceExhausted, c.budgetMessage())
+		case err != nil:
+			return c.refuseCall(h.Stream, codes.Internal, fmt.Sprintf("grpcipc: call refused: the request metadata is over the fast path's limit (%d bytes as HTTP/2 counts it): %v", wire.MaxHeaderListSize, err))
+		}
+		return c.onCall(h.Stream, payload, held)
+	}
 	switch h.Type {
-	case wire.TypeCall:
-		return c.onCall(h.Stream, p)
 	case wire.TypeMessage, wire.TypeHalfClose, wire.TypeCancel:
 		st, err := c.stream(h.Stream, h.Type)
 		if st == nil {
@@ -362,16 +384,51 @@ func (c *fastServerConn) remove(st *serverStream) {
 	}
 }
 
-// onCall opens a stream.
-func (c *fastServerConn) onCall(id uint32, p []byte) error {
-	call, err := wire.ParseCallInterned(p, c.s.intern)
-	var le *wire.LimitError
-	if errors.As(err, &le) {
-		// Well formed but over a limit: the frame was read whole, so the
-		// call is refused and the connection reads on.
-		return c.refuseCall(id, err)
+// charge charges n bytes to the connection's budget, waiting for room
+// as for messages (fastio.Block's Charge).
+func (c *fastServerConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), n) }
+
+// onCall opens a stream of CALL payload p, of which held bytes are
+// charged to the budget already (a CALL put together from parts).
+func (c *fastServerConn) onCall(id uint32, p []byte, held int) error {
+	// The call's metadata is held as long as the call: it is charged to
+	// the budget like messages, before it is parsed and before anyone
+	// else can see the stream.
+	entries := wire.Entries(wire.TypeCall, p)
+	if entries > wire.MaxHeaderListSize/32 {
+		c.budget.Release(held)
+		return c.refuseLimit(id, &wire.LimitError{What: "metadata entries", N: uint64(entries), Max: wire.MaxHeaderListSize / 32})
+	}
+	cost := callCost(len(p), entries)
+	if int64(cost) > c.budget.Limit() {
+		c.budget.Release(held)
+		return c.refuseCall(id, codes.ResourceExhausted, fmt.Sprintf("grpcipc: call refused: its metadata (%d entries, %d bytes) would hold %d bytes, more than the connection's memory budget (%d bytes)", entries, len(p), cost, c.budget.Limit()))
+	}
+	charged := true
+	if held >= cost {
+		c.budget.Release(held - cost)
+	} else if !c.charge(cost - held) {
+		c.budget.Release(held)
+		charged = false
+	}
+	var call wire.Call
+	var err error
+	if charged {
+		call, err = wire.ParseCallInterned(p, c.s.intern)
+	} else {
+		// No room: the call is refused, its metadata not read.
+		call.Method, err = wire.CallMethod(p)
 	}
 	if err != nil {
+		if charged {
+			c.budget.Release(cost)
+		}
+		var le *wire.LimitError
+		if errors.As(err, &le) {
+			// Well formed but over a limit: the frame was read whole, so
+			// the call is refused and the connection reads on.
+			return c.refuseLimit(id, le)
+		}
 		return err
 	}
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
@@ -386,15 +443,6 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	st.sts.st = st
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &st.sts)
 	st.ctx = ctx
-	// The call's metadata is held as long as the call: it is charged to
-	// the budget like messages, before anyone else can see the stream.
-	cost := callCost(len(p), len(call.Metadata))
-	charged := c.budget.Retry(budgetWait, c.ctx.Done(), func() error {
-		if !c.budget.TryCharge(cost) {
-			return fastio.ErrNoRoom
-		}
-		return nil
-	}) == nil
 	if charged {
 		st.charged = cost
 	}
@@ -469,12 +517,22 @@ func (c *fastServerConn) onCall(id uint32, p []byte) error {
 	return nil
 }
 
-// refuseCall ends stream id, whose CALL frame is over a limit (err wraps
-// wire.ErrLimit), with TRAILERS: a method name too long for any method
-// this server could have is UNIMPLEMENTED, too many metadata entries
-// INTERNAL (grpc-go's code for a header list over its peer's limit). The
-// stream is never started; its later frames are ignored.
-func (c *fastServerConn) refuseCall(id uint32, err error) error {
+// refuseLimit refuses stream id, whose CALL payload is over a limit: a
+// method name too long for any method this server could have is
+// UNIMPLEMENTED, metadata over its limit INTERNAL (grpc-go's code for a
+// header list over its peer's limit).
+func (c *fastServerConn) refuseLimit(id uint32, le *wire.LimitError) error {
+	code, msg := codes.Internal, fmt.Sprintf("grpcipc: call refused: request %s %d, over the fast path's limit (%d)", le.What, le.N, le.Max)
+	if le.What == "method name" {
+		code, msg = codes.Unimplemented, fmt.Sprintf("grpcipc: call refused: a method name of %d bytes, over the fast path's limit (%d bytes)", le.N, le.Max)
+	}
+	return c.refuseCall(id, code, msg)
+}
+
+// refuseCall ends stream id, whose CALL the server read whole but will
+// not start, with TRAILERS of code and msg. The stream is never started;
+// its later frames are ignored.
+func (c *fastServerConn) refuseCall(id uint32, code codes.Code, msg string) error {
 	c.mu.Lock()
 	if id <= c.seen {
 		c.mu.Unlock()
@@ -485,12 +543,6 @@ func (c *fastServerConn) refuseCall(id uint32, err error) error {
 	c.mu.Unlock()
 	if closed {
 		return nil
-	}
-	var le *wire.LimitError
-	errors.As(err, &le)
-	code, msg := codes.Internal, fmt.Sprintf("grpcipc: call refused: %d metadata entries, over the fast path's limit (%d a frame)", le.N, le.Max)
-	if le.What == "method name" {
-		code, msg = codes.Unimplemented, fmt.Sprintf("grpcipc: call refused: a method name of %d bytes, over the fast path's limit (%d bytes)", le.N, le.Max)
 	}
 	b := c.w.Lock()
 	*b, _ = beginFrameWith(*b, id, wire.TypeTrailers, 0, func(b []byte) []byte {
@@ -661,20 +713,17 @@ func (st *serverStream) finish(reply any, err error) {
 		err = st.recvErr // the call failed whatever the handler made of it
 	}
 	s := statusOfError(err)
-	t, terr := trailerOf(s, st.trailer)
+	t, terr := trailerOf(s, st.trailer, c.version)
 	if terr != nil {
 		s = status.Convert(terr)
-		t, _ = trailerOf(s, nil)
+		t, _ = trailerOf(s, nil, c.version)
 	}
 	b := c.w.Lock()
 	sentHeader := !st.headerSent && len(st.header) > 0
 	if sentHeader {
 		st.appendHeaders(b)
 	}
-	var at int
-	*b, at = wire.BeginFrame(*b, st.id, wire.TypeTrailers, 0)
-	*b = wire.AppendTrailer(*b, t)
-	wire.EndFrame(*b, at)
+	*b = appendBlock(*b, st.id, wire.TypeTrailers, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
 	c.w.Unlock()
 	if sentHeader {
 		st.hmu.Unlock()
@@ -709,14 +758,31 @@ func (st *serverStream) statsEnd(s *status.Status) {
 	}
 }
 
-// appendHeaders appends the HEADERS frame (hmu held).
+// appendHeaders appends the HEADERS frame, in parts if it is larger than
+// a frame (hmu held). Metadata that is not gRPC's, or over the limit
+// (wire.MaxHeaderListSize; for a version-1 client, a frame), is not
+// sent: SendHeader and SetHeader refuse it first.
 func (st *serverStream) appendHeaders(b *[]byte) {
 	st.headerSent = true
 	kv, err := toKV(st.header, nil)
-	if err != nil {
+	if err != nil || st.c.headerErr(kv) != nil {
 		kv = nil
 	}
-	*b, _ = beginFrameWith(*b, st.id, wire.TypeHeaders, 0, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
+	*b = appendBlock(*b, st.id, wire.TypeHeaders, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
+}
+
+// headerErr says why response metadata kv cannot be sent to this
+// connection's client, or nil.
+func (c *fastServerConn) headerErr(kv []wire.KV) error {
+	if n := wire.ListSize(kv); n > wire.MaxHeaderListSize {
+		return status.Errorf(codes.Internal, "grpcipc: the response header is %d bytes (as HTTP/2 counts it), over the fast path's limit (%d bytes)", n, wire.MaxHeaderListSize)
+	}
+	if c.version < 2 {
+		if n := wire.MetadataSize(kv); n > wire.DefaultMaxFrame || len(kv) > wire.MaxMetadataV1 {
+			return status.Errorf(codes.Internal, "grpcipc: the response header (%d entries, %d bytes) does not fit in a frame for a version-1 client (%d entries, %d bytes)", len(kv), n, wire.MaxMetadataV1, wire.DefaultMaxFrame)
+		}
+	}
+	return nil
 }
 
 // outHeader tells the stats handlers that the header went out (outside
@@ -893,8 +959,22 @@ func (st *serverStream) SetHeader(md metadata.MD) error {
 	if st.headerSent || st.finished {
 		return status.Error(codes.Internal, "grpcipc: SetHeader after the header was sent")
 	}
-	st.header = metadata.Join(st.header, md)
+	joined := metadata.Join(st.header, md)
+	if err := st.checkHeader(joined); err != nil {
+		return err
+	}
+	st.header = joined
 	return nil
+}
+
+// checkHeader refuses response metadata that the client could not be
+// sent: not gRPC's, or over the limit.
+func (st *serverStream) checkHeader(md metadata.MD) error {
+	kv, err := toKV(md, nil)
+	if err != nil {
+		return err
+	}
+	return st.c.headerErr(kv)
 }
 
 // SendHeader sends the header metadata now.
@@ -904,7 +984,11 @@ func (st *serverStream) SendHeader(md metadata.MD) error {
 	if st.headerSent || st.finished {
 		return status.Error(codes.Internal, "grpcipc: SendHeader called twice, or after the header was sent")
 	}
-	st.header = metadata.Join(st.header, md)
+	joined := metadata.Join(st.header, md)
+	if err := st.checkHeader(joined); err != nil {
+		return err
+	}
+	st.header = joined
 	b := st.c.w.Lock()
 	st.appendHeaders(b)
 	err := st.c.w.Unlock()

@@ -31,7 +31,11 @@ const (
 	pcUnary   = "/grpcipc.test.PerCall/Unary"
 	pcDetails = "/grpcipc.test.PerCall/Details"
 	pcEcho    = "/grpcipc.test.PerCall/Echo"
+	pcBig     = "/grpcipc.test.PerCall/BigMetadata"
 )
+
+// pcBigSize: the response header and trailer the BigMetadata handler sets.
+const pcBigSize = 2 << 20
 
 // pcDetailsSize: the status details the Details handler returns.
 const pcDetailsSize = 2 << 20
@@ -60,6 +64,21 @@ var perCallDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			return nil, st.Err()
+		},
+	}, {
+		MethodName: "BigMetadata",
+		Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var m wrapperspb.BytesValue
+			if err := dec(&m); err != nil {
+				return nil, err
+			}
+			if err := grpc.SetHeader(ctx, metadata.Pairs("big-h", strings.Repeat("h", pcBigSize))); err != nil {
+				return nil, err
+			}
+			if err := grpc.SetTrailer(ctx, metadata.Pairs("big-t", strings.Repeat("t", pcBigSize))); err != nil {
+				return nil, err
+			}
+			return &m, nil
 		},
 	}},
 	Streams: []grpc.StreamDesc{{
@@ -130,11 +149,10 @@ type perCallCase struct {
 func perCallCases() []perCallCase {
 	big := strings.Repeat("x", wire.DefaultMaxFrame+10<<10)
 	return []perCallCase{{
-		// HTTP/2 carries up to 16 MiB of headers; the fast path one frame:
-		// documented in docs/protocol.md as deliberately different.
+		// A CALL larger than a frame goes in parts (version 2).
 		name: "oversized metadata", method: pcUnary,
 		ctx:   func(ctx context.Context) context.Context { return metadata.AppendToOutgoingContext(ctx, "big", big) },
-		http2: codes.OK, fast: codes.Internal, fastWord: "frame limit (1114112 bytes)",
+		http2: codes.OK, fast: codes.OK,
 	}, {
 		name: "1025 entries", method: pcUnary,
 		ctx: func(ctx context.Context) context.Context {
@@ -144,13 +162,24 @@ func perCallCases() []perCallCase {
 			}
 			return metadata.AppendToOutgoingContext(ctx, kv...)
 		},
-		http2: codes.OK, fast: codes.Internal, fastWord: "limit (1024)",
+		http2: codes.OK, fast: codes.OK,
+	}, {
+		// Over 16 MiB as HTTP/2 counts a header list: grpc-go's default
+		// limit, and the fast path's.
+		name: "metadata over 16 MiB", method: pcUnary,
+		ctx: func(ctx context.Context) context.Context {
+			return metadata.AppendToOutgoingContext(ctx, "huge", strings.Repeat("x", 16<<20))
+		},
+		http2: codes.Internal, fast: codes.Internal, fastWord: "over the limit (16777216 bytes)",
 	}, {
 		name: "1025-byte method", method: "/grpcipc.test.PerCall/" + strings.Repeat("m", 1025-len("/grpcipc.test.PerCall/")),
 		http2: codes.Unimplemented, fast: codes.Unimplemented, fastWord: "limit (1024 bytes)",
 	}, {
 		name: "2 MiB of status details", method: pcDetails,
-		http2: codes.Aborted, fast: codes.Aborted, fastWord: "status details dropped",
+		http2: codes.Aborted, fast: codes.Aborted, fastWord: "lots of details",
+	}, {
+		name: "2 MiB response header and trailer", method: pcBig,
+		http2: codes.OK, fast: codes.OK,
 	}, {
 		name: "upper-case key", method: pcUnary,
 		ctx: func(ctx context.Context) context.Context {
@@ -163,42 +192,61 @@ func perCallCases() []perCallCase {
 func TestOneCallsErrorStaysItsOwn(t *testing.T) {
 	for _, c := range perCallCases() {
 		t.Run(c.name, func(t *testing.T) {
-			h2Conns, h2Err := perCallRun(t, c, grpcipc.WithHTTP2())
-			fastConns, fastErr := perCallRun(t, c)
-			if got := status.Code(h2Err); got != c.http2 {
-				t.Errorf("HTTP/2: %v, want %v", h2Err, c.http2)
+			h2 := perCallRun(t, c, grpcipc.WithHTTP2())
+			fast := perCallRun(t, c)
+			t.Logf("HTTP/2: %v; fast path: %v", h2.err, fast.err)
+			if got := status.Code(h2.err); got != c.http2 {
+				t.Errorf("HTTP/2: %v, want %v", h2.err, c.http2)
 			}
-			if got := status.Code(fastErr); got != c.fast {
-				t.Errorf("fast path: %v, want %v", fastErr, c.fast)
+			if got := status.Code(fast.err); got != c.fast {
+				t.Errorf("fast path: %v, want %v", fast.err, c.fast)
 			}
-			if c.fast != codes.OK && !strings.Contains(status.Convert(fastErr).Message(), c.fastWord) {
-				t.Errorf("fast path: %v, want a message with %q", fastErr, c.fastWord)
+			if c.fast != codes.OK && !strings.Contains(status.Convert(fast.err).Message(), c.fastWord) {
+				t.Errorf("fast path: %v, want a message with %q", fast.err, c.fastWord)
 			}
-			if c.method == pcDetails {
-				// The code and the message are kept; the details, which
-				// HTTP/2 carries, are dropped with a note.
-				if !strings.HasPrefix(status.Convert(fastErr).Message(), "lots of details") {
-					t.Errorf("fast path: %v, want the handler's message kept", fastErr)
+			switch c.method {
+			case pcDetails:
+				// Both carry the details (2 MiB, under 16 MiB).
+				for name, r := range map[string]perCallResult{"HTTP/2": h2, "fast path": fast} {
+					d := status.Convert(r.err).Details()
+					if len(d) != 1 {
+						t.Errorf("%s: %d details, want 1", name, len(d))
+					} else if b, ok := d[0].(*wrapperspb.BytesValue); !ok || len(b.Value) != pcDetailsSize {
+						t.Errorf("%s: details %T, want %d bytes", name, d[0], pcDetailsSize)
+					}
 				}
-				if n := len(status.Convert(h2Err).Details()); n != 1 {
-					t.Errorf("HTTP/2: %d details, want 1", n)
+			case pcBig:
+				for name, r := range map[string]perCallResult{"HTTP/2": h2, "fast path": fast} {
+					if h := r.header.Get("big-h"); len(h) != 1 || len(h[0]) != pcBigSize {
+						t.Errorf("%s: the header's big-h has %d values, want one of %d bytes", name, len(h), pcBigSize)
+					}
+					if tr := r.trailer.Get("big-t"); len(tr) != 1 || len(tr[0]) != pcBigSize {
+						t.Errorf("%s: the trailer's big-t has %d values, want one of %d bytes", name, len(tr), pcBigSize)
+					}
 				}
 			}
-			if c.ctx != nil && status.Convert(fastErr).Message() != status.Convert(h2Err).Message() && c.http2 == c.fast && c.fast == codes.Internal {
-				t.Errorf("fast path: %q, HTTP/2: %q: want grpc-go's words on both", status.Convert(fastErr).Message(), status.Convert(h2Err).Message())
+			if c.ctx != nil && status.Convert(fast.err).Message() != status.Convert(h2.err).Message() && c.http2 == c.fast && c.fast == codes.Internal && c.name == "upper-case key" {
+				t.Errorf("fast path: %q, HTTP/2: %q: want grpc-go's words on both", status.Convert(fast.err).Message(), status.Convert(h2.err).Message())
 			}
-			if h2Conns != 1 || fastConns != 1 {
-				t.Errorf("connections accepted: HTTP/2 %d, fast path %d; want 1 each", h2Conns, fastConns)
+			if h2.conns != 1 || fast.conns != 1 {
+				t.Errorf("connections accepted: HTTP/2 %d, fast path %d; want 1 each", h2.conns, fast.conns)
 			}
 		})
 	}
+}
+
+// perCallResult is what perCallRun saw.
+type perCallResult struct {
+	conns           int32 // connections the server accepted
+	err             error // the call's
+	header, trailer metadata.MD
 }
 
 // perCallRun makes c's call on a new ClientConn while another call (a
 // stream) is open on it, checks that the stream goes on and that a later
 // call succeeds, and returns the call's error and how many connections the
 // server accepted.
-func perCallRun(t *testing.T, c perCallCase, opts ...grpcipc.ClientOption) (conns int32, callErr error) {
+func perCallRun(t *testing.T, c perCallCase, opts ...grpcipc.ClientOption) (r perCallResult) {
 	t.Helper()
 	endpoint, cl := servePerCall(t, fmt.Sprint(len(opts)))
 	cc, err := grpcipc.NewClient(endpoint, opts...)
@@ -225,7 +273,7 @@ func perCallRun(t *testing.T, c perCallCase, opts ...grpcipc.ClientOption) (conn
 	if c.ctx != nil {
 		callCtx = c.ctx(ctx)
 	}
-	callErr = cc.Invoke(callCtx, c.method, wrapperspb.Bytes([]byte("hi")), new(wrapperspb.BytesValue))
+	r.err = cc.Invoke(callCtx, c.method, wrapperspb.Bytes([]byte("hi")), new(wrapperspb.BytesValue), grpc.Header(&r.header), grpc.Trailer(&r.trailer))
 
 	if err := other.SendMsg(wrapperspb.Bytes([]byte("two"))); err != nil {
 		t.Errorf("the other call noticed (send): %v", err)
@@ -241,17 +289,32 @@ func perCallRun(t *testing.T, c perCallCase, opts ...grpcipc.ClientOption) (conn
 	if err := cc.Invoke(ctx, pcUnary, wrapperspb.Bytes([]byte("after")), new(wrapperspb.BytesValue)); err != nil {
 		t.Errorf("a call after: %v", err)
 	}
-	return cl.n.Load(), callErr
+	r.conns = cl.n.Load()
+	return r
+}
+
+// callParts is a CALL frame of c on stream, cut into parts (FlagMore) of
+// at most a frame's payload each.
+func callParts(stream uint32, c *wire.Call) []byte {
+	p := wire.AppendCall(nil, c)
+	var out []byte
+	for len(p) > wire.DefaultMaxFrame {
+		out = append(out, rawFrame(stream, wire.TypeCall, wire.FlagMore, p[:wire.DefaultMaxFrame])...)
+		p = p[wire.DefaultMaxFrame:]
+	}
+	return append(out, rawFrame(stream, wire.TypeCall, 0, p)...)
 }
 
 // A client other than grpcipc's (or an older one) that sends a CALL over
-// the method-name or metadata-entry limit gets that call refused with
-// TRAILERS, and the connection lives.
+// the method-name or metadata limits gets that call refused with TRAILERS,
+// and the connection lives.
 func TestServerRefusesTheCallNotTheConnection(t *testing.T) {
 	endpoint, _ := servePerCall(t, "")
-	many := make([]wire.KV, 1025)
-	for i := range many {
-		many[i] = wire.KV{Key: fmt.Sprintf("k%d", i), Value: "v"}
+	// 524,289 empty values: 3 bytes each on the wire, 33 each as HTTP/2
+	// counts them, one more than 16 MiB allows.
+	tiny := make([]wire.KV, wire.MaxHeaderListSize/32+1)
+	for i := range tiny {
+		tiny[i] = wire.KV{Key: "a"}
 	}
 	for _, c := range []struct {
 		name string
@@ -259,14 +322,15 @@ func TestServerRefusesTheCallNotTheConnection(t *testing.T) {
 		code codes.Code
 	}{
 		{"1025-byte method", wire.Call{Method: "/grpcipc.test.PerCall/" + strings.Repeat("m", 1025-len("/grpcipc.test.PerCall/"))}, codes.Unimplemented},
-		{"1025 entries", wire.Call{Method: pcUnary, Metadata: many}, codes.Internal},
+		{"524,289 entries", wire.Call{Method: pcUnary, Metadata: tiny}, codes.Internal},
+		{"a value of 16 MiB", wire.Call{Method: pcUnary, Metadata: []wire.KV{{Key: "v", Value: strings.Repeat("v", 16<<20)}}}, codes.Internal},
+		{"17 MiB in parts", wire.Call{Method: pcUnary, Metadata: []wire.KV{{Key: "v", Value: strings.Repeat("v", 17<<20)}}}, codes.Internal},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rf := dialFast(t, endpoint)
 			defer rf.c.Close()
-			rf.send(t, rawFrame(1, wire.TypeCall, 0, wire.AppendCall(nil, &c.call)),
-				rawFrame(1, wire.TypeHalfClose, 0, nil))
-			h, p, err := rf.next(3 * time.Second)
+			rf.send(t, callParts(1, &c.call), rawFrame(1, wire.TypeHalfClose, 0, nil))
+			h, p, err := rf.next(5 * time.Second)
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}

@@ -9,9 +9,66 @@ import (
 // Limits of what a payload may hold, whatever the frame size.
 const (
 	MaxMethodLen     = 1024 // bytes of a method name
-	MaxMetadata      = 1024 // metadata entries in one frame
 	MaxStatusMessage = 64 << 10
+	// MaxHeaderListSize bounds the metadata of a CALL, of HEADERS and of
+	// TRAILERS (with the status message and details), counted as HTTP/2
+	// counts a header list: each entry's key and value and 32 bytes.
+	// 16 MiB, grpc-go's default limit each way; it also bounds the
+	// entries (at most 524,288).
+	MaxHeaderListSize = 16 << 20
+	// MaxBlock is the largest CALL, HEADERS or TRAILERS payload a reader
+	// puts together from parts (FlagMore): MaxHeaderListSize of metadata
+	// encodes in fewer bytes, and a method name, a status message and the
+	// lengths fit in what is left.
+	MaxBlock = MaxHeaderListSize + 128<<10
+	// MaxMetadataV1 is how many metadata entries a version-1 reader
+	// accepts in one frame (which must hold the whole payload): a sender
+	// keeps to it for a version-1 peer.
+	MaxMetadataV1 = 1024
 )
+
+// entrySize is what HTTP/2 adds to a header list's size for an entry
+// besides its key and value.
+const entrySize = 32
+
+// ListSize is md's size as HTTP/2 counts a header list: each entry's key
+// and value and 32 bytes.
+func ListSize(md []KV) int {
+	n := 0
+	for _, kv := range md {
+		n += len(kv.Key) + len(kv.Value) + entrySize
+	}
+	return n
+}
+
+// TrailerListSize is t's size as HTTP/2 counts trailers: its metadata's,
+// and the status message and details as two more entries.
+func TrailerListSize(t *Trailer) int {
+	return ListSize(t.Metadata) + len(t.Message) + len(t.Details) + 2*entrySize
+}
+
+// Entries returns the number of metadata entries a CALL, HEADERS or
+// TRAILERS payload says it holds, without reading them (0 when the
+// payload is cut short or malformed before the count: parsing it then
+// fails), and at most MaxHeaderListSize/32 + 1: a reader charges its
+// memory budget for them before it parses them.
+func Entries(t Type, p []byte) int {
+	r := cursor{p: p}
+	switch t {
+	case TypeCall:
+		r.bytes("method", MaxMethodLen)
+		r.uvarint("timeout")
+	case TypeTrailers:
+		r.uvarint("status code")
+		r.bytes("status message", MaxStatusMessage)
+		r.bytes("status details", len(p))
+	}
+	n := r.uvarint("metadata count")
+	if r.err != nil {
+		return 0
+	}
+	return int(min(n, MaxHeaderListSize/entrySize+1))
+}
 
 // KV is one metadata entry. Keys ending in "-bin" carry any bytes; other
 // values are printable ASCII, as in gRPC.
@@ -146,9 +203,10 @@ func ParseTrailer(p []byte) (Trailer, error) {
 	}
 	t.Code = uint32(code)
 	t.Message = r.str("status message", MaxStatusMessage)
-	if d := r.str("status details", len(p)); d != "" {
-		t.Details = []byte(d)
+	if d := r.bytes("status details", len(p)); len(d) > 0 {
+		t.Details = append([]byte(nil), d...)
 	}
+	r.list = len(t.Message) + len(t.Details) + 2*entrySize
 	t.Metadata = r.metadata()
 	if err := r.end("TRAILERS"); err != nil {
 		return Trailer{}, err
@@ -205,8 +263,9 @@ func ParseGoAway(p []byte) (GoAway, error) {
 
 // cursor reads a payload, remembering the first error.
 type cursor struct {
-	p   []byte
-	err error
+	p    []byte
+	err  error
+	list int // the header list's size so far (MaxHeaderListSize)
 }
 
 func (r *cursor) uvarint(what string) uint64 { return r.uvarintOf(what, "") }
@@ -258,17 +317,25 @@ func (r *cursor) metadata() []KV {
 		r.err = protoErr("%d metadata entries in %d bytes", n, len(r.p))
 		return nil
 	}
-	if n > MaxMetadata {
-		r.err = &LimitError{What: "metadata entries", N: n, Max: MaxMetadata}
+	if n > uint64(MaxHeaderListSize-r.list)/entrySize {
+		r.err = &LimitError{What: "metadata entries", N: n, Max: uint64(MaxHeaderListSize-r.list) / entrySize}
 		return nil
 	}
-	var md []KV
+	if n == 0 {
+		return nil
+	}
+	md := make([]KV, 0, n)
 	for range n {
-		k := r.str("metadata key", len(r.p))
-		v := r.str("metadata value", len(r.p))
+		kb := r.bytes("metadata key", len(r.p))
+		vb := r.bytes("metadata value", len(r.p))
 		if r.err != nil {
 			return nil
 		}
+		if r.list += len(kb) + len(vb) + entrySize; r.list > MaxHeaderListSize {
+			r.err = &LimitError{What: "metadata size", N: uint64(r.list), Max: MaxHeaderListSize}
+			return nil
+		}
+		k, v := string(kb), string(vb)
 		if err := checkKV(k, v); err != nil {
 			r.err = err
 			return nil
@@ -347,4 +414,18 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
+}
+
+// CallMethod reads only the method of a CALL payload: for a reader that
+// refuses the call without reading its metadata.
+func CallMethod(p []byte) (string, error) {
+	r := cursor{p: p}
+	m := r.str("method", MaxMethodLen)
+	if r.err != nil {
+		return "", r.err
+	}
+	if err := checkMethod(m); err != nil {
+		return "", err
+	}
+	return m, nil
 }

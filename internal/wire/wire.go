@@ -17,7 +17,7 @@ var ErrProtocol = errors.New("grpcipc wire protocol error")
 
 // ErrLimit is wrapped (with ErrProtocol) by the error for a payload that is
 // well formed but holds more than this package's limits allow (a method
-// name over MaxMethodLen, more than MaxMetadata entries): a receiver that
+// name over MaxMethodLen, metadata over MaxHeaderListSize): a receiver that
 // has read the whole frame may refuse its call and keep the connection.
 var ErrLimit = errors.New("over a limit")
 
@@ -32,7 +32,7 @@ func protoErr(format string, args ...any) error {
 // LimitError is the error for a payload over one of this package's limits;
 // it wraps ErrProtocol and ErrLimit.
 type LimitError struct {
-	What string // "method name" or "metadata entries"
+	What string // "method name", "metadata entries" or "metadata size"
 	N    uint64 // what the payload holds: bytes of the name, entries
 	Max  uint64 // the limit
 }
@@ -106,7 +106,9 @@ type Flags uint8
 
 const (
 	// FlagMore on a MESSAGE frame: the message continues in the next
-	// MESSAGE frame of the stream.
+	// MESSAGE frame of the stream. On a CALL, HEADERS or TRAILERS frame
+	// (version 2): the payload continues in the next frame of the stream,
+	// which has the same type.
 	FlagMore Flags = 1 << 0
 	// FlagAck on a PING frame: the answer to one.
 	FlagAck Flags = 1 << 0
