@@ -2,6 +2,7 @@ package grpcipc
 
 import (
 	"path"
+	"runtime"
 	"strconv"
 )
 
@@ -24,12 +25,45 @@ import (
 //
 // app must be 1 to 64 characters of ASCII letters, digits, '.', '_' and '-',
 // and not start with '.' or '-'.
+//
+// DefaultEndpoint is per user: a client run by another user looks in its
+// own place. A daemon that serves other users listens on [SystemEndpoint]
+// instead, and its clients connect there.
 func DefaultEndpoint(app string) (Endpoint, error) {
 	f, err := currentFacts()
 	if err != nil {
 		return Endpoint{}, err
 	}
 	return defaultEndpoint(app, f)
+}
+
+// SystemEndpoint returns the machine-wide endpoint of the application app,
+// for a daemon that serves other users: the same for every caller,
+// whoever runs it.
+//
+//   - Linux: /run/APP/APP.sock
+//   - macOS and the BSDs: /var/run/APP/APP.sock
+//   - Windows: the named pipe npipe:APP
+//
+// Only root (on Windows, an administrator or a service) can create it. The
+// daemon's policy ([WithPolicy]) says who may call, and [Listen] makes the
+// socket file and its directory let in those the policy admits and no
+// one else. app must be as for [DefaultEndpoint].
+func SystemEndpoint(app string) (Endpoint, error) {
+	return systemEndpoint(app, runtime.GOOS)
+}
+
+func systemEndpoint(app, goos string) (Endpoint, error) {
+	if err := checkAppName(app); err != nil {
+		return Endpoint{}, err
+	}
+	switch goos {
+	case "windows":
+		return parseEndpoint("npipe:"+app, goos)
+	case "linux", "android":
+		return parseEndpoint("unix://"+path.Join("/run", app, app+".sock"), goos)
+	}
+	return parseEndpoint("unix://"+path.Join("/var/run", app, app+".sock"), goos)
 }
 
 // osFacts are what the default endpoint depends on, gathered per OS by

@@ -166,6 +166,26 @@ func TestDefaultEndpoint(t *testing.T) {
 	}
 }
 
+func TestSystemEndpoint(t *testing.T) {
+	for goos, want := range map[string]string{
+		"linux":   "unix:///run/kvd/kvd.sock",
+		"darwin":  "unix:///var/run/kvd/kvd.sock",
+		"freebsd": "unix:///var/run/kvd/kvd.sock",
+		"windows": "npipe:kvd",
+	} {
+		ep, err := systemEndpoint("kvd", goos)
+		if err != nil || ep.String() != want {
+			t.Errorf("%s: systemEndpoint(kvd) = %v, %v; want %s", goos, ep, err, want)
+		}
+	}
+	if ep, err := systemEndpoint("../etc", "linux"); !errors.Is(err, ErrInvalidEndpoint) {
+		t.Errorf("systemEndpoint(../etc) = %v, %v; want an invalid-endpoint error", ep, err)
+	}
+	if _, err := SystemEndpoint("kvd"); err != nil {
+		t.Errorf("SystemEndpoint on this OS: %v", err)
+	}
+}
+
 func TestDefaultEndpointThisOS(t *testing.T) {
 	ep, err := DefaultEndpoint("grpcipc")
 	if err != nil {
