@@ -92,6 +92,18 @@ func ParsePrincipal(s string) (Principal, error) {
 	return p, nil
 }
 
+// SameUser is the principal of the server's own user, the default
+// policy's only one (in a client's [WithExpectedServer], the client's own
+// user): ParsePrincipal("same-user"), with no error to check.
+func SameUser() Principal { return Principal{kind: pSameUser, text: "same-user"} }
+
+// Root is the principal of uid 0, or on Windows of SYSTEM (S-1-5-18):
+// ParsePrincipal("root").
+func Root() Principal { return Principal{kind: pSystem, text: "root"} }
+
+// Anyone is the principal every caller matches: ParsePrincipal("*").
+func Anyone() Principal { return Principal{kind: pAny, text: "*"} }
+
 func parsePrincipal(s string) (Principal, error) {
 	switch s {
 	case "*":

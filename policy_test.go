@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -601,4 +602,31 @@ func mustParsePrincipal(t *testing.T, s string) Principal {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// The ready principals are what ParsePrincipal makes of their names, and
+// a policy built from them in Go needs no error check of a constant.
+func TestReadyPrincipals(t *testing.T) {
+	for name, p := range map[string]Principal{"same-user": SameUser(), "root": Root(), "*": Anyone()} {
+		want, err := ParsePrincipal(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(p, want) {
+			t.Errorf("%s: %+v, ParsePrincipal gives %+v", name, p, want)
+		}
+	}
+	p, err := NewPolicy("ready", nil, []Rule{{Name: "self", Principals: []Principal{SameUser(), Root()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := identity{uid: 1000, hasUID: true}
+	for _, c := range []struct {
+		creds *Creds
+		ok    bool
+	}{{testCreds(1000, 1000, nil, ""), true}, {testCreds(0, 0, nil, ""), true}, {testCreds(5, 5, nil, ""), false}} {
+		if ok, rule := p.authorize("/a.B/C", c.creds, self); ok != c.ok {
+			t.Errorf("%s: admitted %v (rule %q), want %v", c.creds, ok, rule, c.ok)
+		}
+	}
 }
