@@ -198,7 +198,7 @@ func checkNoTransportCredentials(opts []grpc.DialOption) error {
 
 // accessDeniedError says that the socket's permissions refuse this user.
 func accessDeniedError(ep Endpoint, err error) error {
-	return fmt.Errorf("grpcipc: %w: %s: %s refuses this process's user (%s); the server's policy decides who may connect: %w",
+	return fmt.Errorf("grpcipc: %w: %s: %s refuses this process's user (%s); the server sets its socket's permissions from its policy (WithPolicy), so its operator admits users there: %w",
 		ErrPermissionDenied, ep, describeAccess(ep), describeSelf(), err)
 }
 

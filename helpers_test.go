@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
@@ -43,7 +44,15 @@ func init() {
 		if len(args) > 2 {
 			opts = append(opts, grpcipc.WithExpectedServer(args[2:]...))
 		}
-		conn, err := grpcipc.NewClient(args[0], opts...)
+		endpoint := args[0]
+		if app, ok := strings.CutPrefix(endpoint, "system:"); ok {
+			ep, err := grpcipc.SystemEndpoint(app) // as the other user sees it
+			if err != nil {
+				return err
+			}
+			endpoint = ep.String()
+		}
+		conn, err := grpcipc.NewClient(endpoint, opts...)
 		if err != nil {
 			return err
 		}

@@ -95,6 +95,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ep, err)
 	}
+	explicit := cfg.policy
 	if cfg.policy == nil {
 		cfg.policy = SameUserPolicy()
 	}
@@ -117,15 +118,18 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	if err != nil {
 		return nil, err
 	}
-	return &listener{Listener: l, ep: ep}, nil
+	return &listener{Listener: l, ep: ep, policy: explicit, modeSet: cfg.modeSet, self: self}, nil
 }
 
 // listener is what Listen returns: its connections are served only by a
 // grpcipc server, which unwraps them; any other reader gets them closed.
 type listener struct {
 	net.Listener
-	ep     Endpoint
-	warned atomic.Bool
+	ep      Endpoint
+	warned  atomic.Bool
+	policy  *Policy  // given to Listen, or nil
+	modeSet bool     // WithSocketMode was given
+	self    identity // the user that listens
 }
 
 // Accept returns the next connection, for a grpcipc server.

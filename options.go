@@ -61,6 +61,7 @@ type serverConfig struct {
 	handshakeTimeout time.Duration
 
 	policy             *Policy
+	policySet          bool // WithPolicy was given
 	logger             *slog.Logger
 	maxPerCaller       int
 	unauthenticatedTCP bool
@@ -159,7 +160,7 @@ func (o PolicyOption) applyServer(c *serverConfig) error {
 	if o.p == nil {
 		return errors.New("grpcipc: nil policy")
 	}
-	c.policy = o.p
+	c.policy, c.policySet = o.p, true
 	return nil
 }
 
@@ -183,14 +184,23 @@ func (o PolicyOption) applyListen(c *listenConfig) error {
 // connections (unix, unix-abstract, npipe); tcp connections carry no OS
 // identity.
 //
-// Given to [Listen], it sets who the socket itself lets in, so that the
-// policy's callers can reach the server: a policy that admits only the
-// server's user keeps 0600; one that admits one group makes the socket
-// 0660 and that group's (the server must be root or a member); one that
-// admits any other user makes it 0666, and the server's check decides who
-// is served. On Windows it sets the named pipe's DACL. An explicit
-// [WithSocketMode] wins. Listen does not check callers: give the same
-// policy to both.
+// The socket itself lets in those the policy admits, so that they can
+// reach the server: a policy that admits only the server's user keeps
+// 0600; one that admits one group makes the socket 0660 and that group's
+// (the server must be root or a member); one that admits any other user
+// makes it 0666, and the server's check decides who is served. On Windows
+// it sets the named pipe's DACL.
+//
+// Give it once, to either: given to [NewServer] only, [Server.Serve] sets
+// the permissions of a socket file [Listen] made with its defaults (and of
+// the directory Listen created) from it, before it accepts a connection;
+// given to [Listen] only, the server checks that listener's callers with
+// it. Given to both, each keeps its own, and Serve logs a warning when the
+// socket's permissions are narrower or wider than the server's policy
+// needs; an explicit [WithSocketMode] likewise. Windows: a named pipe's
+// DACL is made by Listen, so give a policy that admits other users to
+// Listen (Serve warns otherwise). A grpc.Server made with [ServerOptions]
+// serves listeners as Listen made them: give it and Listen the policy.
 func WithPolicy(p *Policy) PolicyOption { return PolicyOption{p: p} }
 
 // WithUnauthenticatedTCP lets a server serve tcp callers that present no

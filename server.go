@@ -161,10 +161,12 @@ var ErrServerStopped = errors.New("grpcipc: the server has stopped")
 // or GracefulStop.
 func (s *Server) Serve(l net.Listener) error {
 	ep := endpointOfListener(l)
+	policy := s.cfg.policy
 	if ll, ok := l.(*listener); ok {
+		policy = s.listenerPolicy(ll)
 		l = ll.Listener
 	}
-	pl, err := s.newGate(ep, l)
+	pl, err := s.newGate(ep, l, policy)
 	if err != nil {
 		l.Close()
 		return err
@@ -220,16 +222,37 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // newGate makes the policy listener that checks l's connections.
-func (s *Server) newGate(ep Endpoint, l net.Listener) (*policyListener, error) {
+func (s *Server) newGate(ep Endpoint, l net.Listener, policy *Policy) (*policyListener, error) {
 	g, err := newGuard(&s.cfg, ep)
 	if err != nil {
 		return nil, err
+	}
+	if !g.tcp {
+		g.policy = policy
 	}
 	max := s.cfg.maxPerCaller
 	if ep.Transport == TCP {
 		max = 0
 	}
 	return newPolicyListener(l, g, max), nil
+}
+
+// listenerPolicy returns the policy that checks the callers of a Listen
+// listener, and makes the socket's permissions agree with it: the policy
+// is given once. The server's own WithPolicy wins; without one, a policy
+// given to Listen is the server's for that listener. A socket whose
+// permissions Listen set by default is given those the policy needs (as
+// Listen would have with it); one set explicitly (WithSocketMode, or
+// another policy given to Listen) is left as it is, and a mismatch is
+// logged as a warning naming both.
+func (s *Server) listenerPolicy(ll *listener) *Policy {
+	policy := s.cfg.policy
+	if !s.cfg.policySet && ll.policy != nil {
+		policy = ll.policy
+		s.cfg.logger.Debug("grpcipc: serving with the policy given to Listen", "endpoint", ll.ep.String(), "policy", policy.Name())
+	}
+	ll.matchAccess(policy, s.cfg.logger)
+	return policy
 }
 
 // newGuard makes the guard of a listener of ep.

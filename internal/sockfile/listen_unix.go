@@ -296,3 +296,52 @@ func bindUnixPath(ctx context.Context, path string, mode fs.FileMode, gid int) (
 	}
 	return &Listener{Listener: l, path: path, file: fi}, nil
 }
+
+// SetAccess gives the socket file mode and group gid (unless -1), if it
+// is still the file Listen bound, and the directory Listen created for it
+// (if it did) the search permission that mode needs and the same group:
+// for a server that learns who may connect only after Listen. The
+// directories on the way were checked by Listen: no one else can replace
+// the file meanwhile.
+func (l *Listener) SetAccess(mode fs.FileMode, gid int) error {
+	now, err := os.Lstat(l.path)
+	if err != nil {
+		return err
+	}
+	if !SameFile(l.file, now) {
+		return fmt.Errorf("%s is no longer the socket this listener bound", l.path)
+	}
+	if l.dir != "" {
+		if gid >= 0 {
+			if err := os.Lchown(l.dir, -1, gid); err != nil {
+				return fmt.Errorf("giving the socket directory %s to group %d: %w", l.dir, gid, err)
+			}
+		}
+		if err := os.Chmod(l.dir, socketDirMode(mode)); err != nil {
+			return err
+		}
+	}
+	if gid >= 0 {
+		if err := os.Lchown(l.path, -1, gid); err != nil {
+			return fmt.Errorf("giving the socket to group %d: %w", gid, err)
+		}
+	}
+	if err := os.Chmod(l.path, mode); err != nil {
+		return err
+	}
+	l.file, err = os.Lstat(l.path)
+	return err
+}
+
+// Access returns the socket file's mode and group now.
+func (l *Listener) Access() (fs.FileMode, int, error) {
+	fi, err := os.Lstat(l.path)
+	if err != nil {
+		return 0, -1, err
+	}
+	gid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = int(st.Gid)
+	}
+	return fi.Mode().Perm(), gid, nil
+}
