@@ -215,7 +215,9 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"finding its types by server reflection (or in --proto or --protoset files), and print the\n"+
 			"reply as JSON. A streaming method takes its requests as a sequence of JSON\n"+
 			"messages (-d @ reads them from standard input as they come, as grpcurl does) and\n"+
-			"prints each reply as it arrives. A failed call exits with 64 plus its gRPC code.",
+			"prints each reply as it arrives. A failed call exits with 64 plus its gRPC code; a\n"+
+			"failure before it (no server, reflection, no such method) with 1: grpcipc --help\n"+
+			"lists the exit statuses.",
 		1, 2, stdout)
 	flags := addClientFlags(c.fs, true)
 	verbose := c.fs.Bool("v", false, "print the response headers and trailers (on standard error: standard output stays the reply)")
@@ -246,7 +248,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer cancelAll()
 	// overdue says, when the command failed, whether --max-time is why.
 	overdue := func(what string, err error) error {
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if !timedOut(ctx) {
 			return err
 		}
 		ep, _ := endpointOrDefault(*flags.connect)
@@ -309,6 +311,12 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		} else if errors.Is(err, errStdinOpen) && errors.Is(err, context.DeadlineExceeded) {
 			// Standard input was still open when --max-time passed.
 			err = status.Errorf(codes.DeadlineExceeded, "--max-time (%v) passed while reading requests from standard input", limit)
+		}
+		if nerr := notConnected(cl.ep, err); nerr != nil {
+			// Connecting failed (with --proto or --protoset the call is
+			// the first to connect): exit status 1, as when reflection
+			// could not connect, and as grpcurl's.
+			return nerr
 		}
 		cerr := callError(fmt.Sprintf("call %s/%s on %s", svcName, methodName, cl.ep), err, types)
 		var ee *exitError
@@ -379,6 +387,17 @@ func deadlinePassed(ctx context.Context) bool {
 	case <-time.After(100 * time.Millisecond):
 	}
 	return errors.Is(ctx.Err(), context.DeadlineExceeded)
+}
+
+// timedOut reports whether ctx's deadline has passed, even when its timer
+// has not fired yet: a socket deadline set to the same instant (the dial's
+// wait for the server's answer) may fire first.
+func timedOut(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && ctx.Err() == nil && !time.Now().Before(d)
 }
 
 // oneRequest reads the one request of a unary or server-streaming method:
@@ -802,6 +821,12 @@ func (c *client) reflectionError(err error) error {
 	// Exit status 1, as grpcurl's when it cannot connect or reflect.
 	if st.Code() == codes.DeadlineExceeded {
 		return fmt.Errorf("%s: no answer to connecting and reflection within %v (--connect-timeout, or --timeout)", c.ep, c.limit)
+	}
+	if err := notConnected(c.ep, err); err != nil {
+		return err
+	}
+	if err := reflectionRefused(c.ep, st); err != nil {
+		return err
 	}
 	return fmt.Errorf("%s: reflection: %s: %s", c.ep, st.Code(), strings.TrimPrefix(st.Message(), "grpcipc: "))
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
@@ -122,4 +123,71 @@ func dashes(name string) string {
 		return "-"
 	}
 	return "--"
+}
+
+// TestUnknownCommandSuggests: a mistyped command gets the one it is close
+// to, a command far from all gets none; both are usage errors (exit 2).
+func TestUnknownCommandSuggests(t *testing.T) {
+	for _, tc := range []struct{ typed, want string }{
+		{"cal", `unknown command "cal": did you mean call?`},
+		{"lsit", `unknown command "lsit": did you mean list?`},
+		{"descibe", `unknown command "descibe": did you mean describe?`},
+		{"bogus", `unknown command "bogus"; run grpcipc --help`},
+	} {
+		code, stdout, stderr := runCLI(t, nil, tc.typed)
+		if code != 2 || stdout != "" {
+			t.Errorf("grpcipc %s: exit %d, stdout %q; want 2", tc.typed, code, stdout)
+		}
+		oneErrorLine(t, stderr, tc.want)
+	}
+	for typed, want := range map[string]string{
+		"serv": "serve", "Call": "call", "endpoints": "endpoint", "dmeo": "demo", "desc": "describe",
+		"benchmark": "bench", "hlep": "help", "versoin": "version", "lis": "list",
+		"callback": "call", "de": "", "ca": "", "x": "", "": "", "status": "", "run": "",
+	} {
+		if got := strings.Join(suggest(typed, commands), " or "); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", typed, got, want)
+		}
+	}
+	// Every command suggested is one run knows.
+	for _, c := range commands {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{c, "--help"}, &out, &errOut); code != 0 {
+			t.Errorf("%s --help: exit %d, %s", c, code, errOut.String())
+		}
+	}
+}
+
+// TestEndpointSystem: endpoint --system prints SystemEndpoint, beside
+// endpoint's DefaultEndpoint, and its help says when to use which.
+func TestEndpointSystem(t *testing.T) {
+	for _, args := range [][]string{{"--system"}, {"--system", "myd"}, {"myd", "--system"}} {
+		app := "grpcipc"
+		for _, a := range args {
+			if a != "--system" {
+				app = a
+			}
+		}
+		want, err := grpcipc.SystemEndpoint(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, nil, append([]string{"endpoint"}, args...)...)
+		if code != 0 || stdout != want.String()+"\n" {
+			t.Errorf("endpoint %v: exit %d, %q, %q; want %s", args, code, stdout, stderr, want)
+		}
+	}
+	code, _, stderr := runCLI(t, nil, "endpoint", "--system", "a/b")
+	if code != 1 {
+		t.Errorf("endpoint --system a/b: exit %d, want 1", code)
+	}
+	oneErrorLine(t, stderr, "application name may hold only")
+	code, stdout, _ := runCLI(t, nil, "endpoint", "--help")
+	help := strings.Join(strings.Fields(stdout), " ")
+	for _, want := range []string{"Usage: grpcipc endpoint [--system] [APP]", "per-user endpoint (grpcipc.DefaultEndpoint",
+		"serves its own user", "machine-wide endpoint (grpcipc.SystemEndpoint)", "a daemon that serves other users", "--system"} {
+		if code != 0 || !strings.Contains(help, want) {
+			t.Errorf("endpoint --help (exit %d) does not say %q:\n%s", code, want, stdout)
+		}
+	}
 }

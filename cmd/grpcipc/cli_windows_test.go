@@ -64,3 +64,15 @@ func TestDefaultPipeEndpoint(t *testing.T) {
 		t.Errorf("call on the default endpoint: exit %d, %q, %q", code, stdout, stderr)
 	}
 }
+
+// TestNoServerPipe: a pipe no server has made is "no server", exit 1.
+func TestNoServerPipe(t *testing.T) {
+	endpoint := testutil.Endpoint(t) // no server made it
+	for _, args := range [][]string{{"list"}, {"call", "--http2", "greet.Greeter/SayHello"}} {
+		code, _, stderr := runCLI(t, nil, append(args, "--connect", endpoint)...)
+		if code != 1 {
+			t.Errorf("%v: exit %d, want 1", args, code)
+		}
+		oneErrorLine(t, stderr, "no server at "+endpoint+" (is it running?): no pipe of that name")
+	}
+}

@@ -6,12 +6,15 @@
 //	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method by reflection
 //	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
 //	grpcipc describe [--connect ENDPOINT] SYMBOL  a service, method or message in .proto syntax
-//	grpcipc endpoint [APP]                        print this OS's default endpoint
+//	grpcipc endpoint [--system] [APP]             print this OS's default (or machine-wide) endpoint
 //	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
 //
-// Errors are one line on stderr and a non-zero exit status: 2 for a wrong
-// command line, 64 plus the gRPC status code for a call that failed (as
-// grpcurl's), 1 otherwise.
+// Errors are one line on stderr and a non-zero exit status by the stage
+// that failed (the usage text's "Exit status", which TestExitStatusByStage
+// checks): 2 for a wrong command line; 1 for a failure before the call
+// (connecting, reflection, finding the method) and any other; 64 plus the
+// gRPC status code for a call that was made and failed (as grpcurl's: 68
+// when --max-time passed); 130 for an interrupted demo.
 package main
 
 import (
@@ -45,13 +48,29 @@ Usage:
   grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
   grpcipc describe [--connect ENDPOINT] SYMBOL     print a service, method or message in .proto syntax
-  grpcipc endpoint [APP]                           print the default endpoint for APP on this OS
+  grpcipc endpoint [--system] [APP]                print APP's endpoint on this OS: per user, or machine-wide
   grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
   grpcipc --version                                which grpcipc this is
 
 Endpoints: unix:///abs/path, unix:rel/path, unix-abstract:name (or unix:@name),
 npipe:name (or \\.\pipe\name), tcp://host:port. The default is the one
 "grpcipc endpoint" prints.
+
+Exit status, by the stage that failed (as grpcurl's):
+  0     done
+  1     connecting, reflection and what comes before the call: no server at the
+        endpoint, its permissions refuse this user, a server not the one expected,
+        --connect-timeout passed, reflection refused or failed, no such service,
+        method or symbol, a request or --proto file that is not valid (no server
+        and permissions also with --proto or --protoset); and any failure not
+        listed here (serve's, a file not written)
+  2     a wrong command line: an unknown command or flag, a bad flag value or
+        endpoint, a wrong number of arguments
+  64+N  the call was made and failed with gRPC status code N: 68 when --max-time
+        passed (DeadlineExceeded, at any stage), 69 NotFound, 71 PermissionDenied,
+        78 Unavailable. With --proto or --protoset the call makes the connection:
+        a failure to connect is then the call's (but for no server and permissions)
+  130   demo interrupted
 
 Run "grpcipc COMMAND --help" for a command's flags.
 `
@@ -116,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
 	default:
-		err = usageErrorf("unknown command %q; run grpcipc --help", cmd)
+		err = unknownCommand(cmd)
 	}
 	if err == nil {
 		return 0

@@ -198,8 +198,20 @@ func endpointOrDefault(s string) (grpcipc.Endpoint, error) {
 }
 
 func runEndpoint(args []string, stdout io.Writer) error {
-	c := newCommand("endpoint", "[APP]",
-		"Print the endpoint a server of APP (default grpcipc) listens on by default on this OS.", 0, 1, stdout)
+	c := newCommand("endpoint", "[--system] [APP]",
+		"Print the endpoint a server of APP (default grpcipc) listens on, and its clients\n"+
+			"connect to, on this OS.\n\n"+
+			"Without --system, the per-user endpoint (grpcipc.DefaultEndpoint; for grpcipc, the\n"+
+			"one serve, call, list and describe use without --listen or --connect): each user\n"+
+			"has their own (in $XDG_RUNTIME_DIR or TMPDIR; root's in /run or /var/run;\n"+
+			"npipe:APP-SID on Windows), and a client looks in its own user's. Use it for a\n"+
+			"server that serves its own user: an agent, a plugin host, a tool's helper.\n\n"+
+			"With --system, the machine-wide endpoint (grpcipc.SystemEndpoint), the same\n"+
+			"whoever asks: /run/APP/APP.sock on Linux, /var/run/APP/APP.sock on macOS and the\n"+
+			"BSDs, npipe:APP on Windows. Use it for a daemon that serves other users: only root\n"+
+			"(on Windows, an administrator or a service) can create it, the daemon's policy\n"+
+			"(serve --allow, --policy) says who may call, and its clients give it to --connect.", 0, 1, stdout)
+	system := c.fs.Bool("system", false, "print the machine-wide endpoint of a daemon that serves other users, not the per-user one")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -208,7 +220,11 @@ func runEndpoint(args []string, stdout io.Writer) error {
 	if len(pos) == 1 {
 		app = pos[0]
 	}
-	ep, err := grpcipc.DefaultEndpoint(app)
+	endpointOf := grpcipc.DefaultEndpoint
+	if *system {
+		endpointOf = grpcipc.SystemEndpoint
+	}
+	ep, err := endpointOf(app)
 	if err != nil {
 		return err
 	}
