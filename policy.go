@@ -424,8 +424,9 @@ func (r *Rule) denies(c *Creds, self identity) (bool, string) {
 // identity of the calling process: a call is refused if a deny rule matches
 // it, else allowed if an allow rule matches it, else refused.
 //
-// Give a policy to [Listen] with [WithPolicy]. Without one, a server admits
-// only its own user ([SameUserPolicy]).
+// Give a policy to a server with [WithPolicy] (to [NewServer] or [Listen]:
+// once is enough; see WithPolicy). Without one, a server admits only its own
+// user ([SameUserPolicy]).
 type Policy struct {
 	name  string
 	deny  []Rule

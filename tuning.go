@@ -7,7 +7,7 @@ import (
 )
 
 // Settings grpcipc gives grpc-go for local transports, chosen with
-// "grpcipc bench" on a 2-core Linux machine (README, "Performance"):
+// "grpcipc bench" on a 2-core Linux machine (docs/performance.md):
 //
 //   - Static flow-control windows of 4 MiB per stream and 16 MiB per
 //     connection, on both sides. A local peer reads as fast as it is

@@ -16,5 +16,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
 		main()
 	}
-	goleak.VerifyTestMain(m, testutil.LeakOptions...)
+	goleak.VerifyTestMain(m, append(testutil.LeakOptions, goleak.Cleanup(func(code int) {
+		testutil.Cleanup() // the copies of the binary made for other users
+		os.Exit(code)
+	}))...)
 }
