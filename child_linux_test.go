@@ -3,6 +3,7 @@ package grpcipc_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -46,6 +47,15 @@ func init() {
 	// and the connection closing.
 	grpcipc.RegisterHelper("stubborn", func([]string) error {
 		signal.Ignore(syscall.SIGTERM)
+		if _, err := grpcipc.ChildListener(); err != nil {
+			return err
+		}
+		time.Sleep(time.Minute)
+		return nil
+	})
+	// child-ignores-close: takes its connection, and waits for a signal
+	// (SIGTERM's default action ends it).
+	grpcipc.RegisterHelper("child-ignores-close", func([]string) error {
 		if _, err := grpcipc.ChildListener(); err != nil {
 			return err
 		}
@@ -623,5 +633,47 @@ func TestChildGrandchildInheritsNothing(t *testing.T) {
 	}
 	if err := child.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestChildSignalledDuringCall: a child that a signal ends while it serves
+// a call (here sent by itself) fails the call with Unavailable, and Close,
+// called at once, names the signal every time: SIGKILL, which Close sends
+// only after its timeout, and SIGTERM, which Close sends too, and which it
+// must not take for its own when the child's connection broke first.
+func TestChildSignalledDuringCall(t *testing.T) {
+	for _, tc := range []struct {
+		how  string
+		sig  os.Signal
+		runs int
+	}{{"term", syscall.SIGTERM, 100}, {"kill", syscall.SIGKILL, 20}} {
+		t.Run(tc.how, func(t *testing.T) {
+			for range tc.runs {
+				child := startExiting(t, tc.how)
+				err := child.Close()
+				checkExit(t, child, err, -1, "had exited: signal: "+tc.sig.String())
+				var exit *grpcipc.ChildExitError
+				if errors.As(err, &exit); exit.Signal != tc.sig {
+					t.Fatalf("Close: %v names signal %v; want %v", err, exit.Signal, tc.sig)
+				}
+			}
+		})
+	}
+}
+
+// TestChildStoppedBySIGTERM: a child that does not exit when its connection
+// closes, and dies of Close's SIGTERM, was stopped cleanly: Close and Wait
+// return nil; ExitCode is -1.
+func TestChildStoppedBySIGTERM(t *testing.T) {
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child-ignores-close")
+	child, err := grpcipc.StartChild(context.Background(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Close(); err != nil {
+		t.Errorf("Close: %v; want nil", err)
+	}
+	if err := child.Wait(); err != nil || child.ExitCode() != -1 {
+		t.Errorf("Wait: %v, ExitCode %d; want nil and -1", err, child.ExitCode())
 	}
 }

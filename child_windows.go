@@ -86,7 +86,7 @@ func startChild(ctx context.Context, cmd *exec.Cmd, call bool, c *Child) (childC
 		if r = <-first; r.conn != nil {
 			r.conn.Close()
 		}
-		r.err = fmt.Errorf("the child (pid %d) exited before it connected: %v", pid, c.waitErr)
+		r.err = fmt.Errorf("the child (pid %d) exited before it connected: %s", pid, c.state)
 	}
 	if r.err != nil {
 		c.kill()

@@ -3,6 +3,9 @@ package grpcipc
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"time"
 
 	"github.com/grpcipc/grpcipc/internal/sockfile"
 )
@@ -59,4 +62,44 @@ func endpointErr(s, format string, args ...any) error {
 
 func unsupportedErr(s, format string, args ...any) error {
 	return &EndpointError{Endpoint: s, Reason: fmt.Sprintf(format, args...), err: errors.ErrUnsupported}
+}
+
+// ChildExitError says how a child started by [StartChild] ended, when
+// that was not a clean end: [Child.Wait] and [Child.Close] return it (see
+// Close for what is clean). It wraps the [*exec.ExitError] of the
+// child's process, so errors.As finds either.
+type ChildExitError struct {
+	PID      int       // the child's process ID
+	ExitCode int       // the exit status; -1 when a signal ended the child
+	Signal   os.Signal // the signal that ended the child (Unix), or nil
+	Killed   bool      // Close killed the child: it had not exited within the stop timeout
+
+	err     *exec.ExitError
+	timeout time.Duration // the stop timeout, for Killed's message
+	before  bool          // the child ended before Close began: "had exited"
+}
+
+// Error implements the error interface: "grpcipc: the child (pid 4242)
+// had exited: exit status 3", "... exited: signal: killed", "... did not
+// exit within 5s of Close: killed".
+func (e *ChildExitError) Error() string {
+	how := fmt.Sprintf("exit status %d", e.ExitCode)
+	if e.Signal != nil {
+		how = "signal: " + e.Signal.String()
+	}
+	switch {
+	case e.Killed:
+		return fmt.Sprintf("grpcipc: the child (pid %d) did not exit within %v of Close: killed", e.PID, e.timeout)
+	case e.before:
+		return fmt.Sprintf("grpcipc: the child (pid %d) had exited: %s", e.PID, how)
+	}
+	return fmt.Sprintf("grpcipc: the child (pid %d) exited: %s", e.PID, how)
+}
+
+// Unwrap returns the [*exec.ExitError] of the child's process.
+func (e *ChildExitError) Unwrap() error {
+	if e.err == nil {
+		return nil
+	}
+	return e.err
 }

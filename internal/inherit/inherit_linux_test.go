@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,5 +62,43 @@ sys.stdin.readline()
 	cmd.Wait()
 	if err := CreatorAlive(proof); err == nil {
 		t.Error("CreatorAlive after its maker exited: nil; want an error")
+	}
+}
+
+// TestExited: a child is not exited while it runs, is once it has exited
+// and before anything reaps it (Exited leaves it to be reaped: Wait still
+// gets its status), and after.
+func TestExited(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("needs sh to play the child")
+	}
+	cmd := exec.Command(sh, "-c", "read x; exit 3")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if Exited(pid) {
+		t.Error("Exited of a running child: true")
+	}
+	stdin.Close() // the child exits
+	deadline := time.Now().Add(10 * time.Second)
+	for !Exited(pid) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the child did not exit within 10 s, or Exited does not see it")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err = cmd.Wait()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("Wait after Exited: %v; want exit status 3 (Exited must not reap)", err)
+	}
+	if !Exited(pid) {
+		t.Error("Exited of a reaped child: false")
 	}
 }

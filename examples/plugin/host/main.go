@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,12 +67,12 @@ func run(ctx context.Context, plugin string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.Command(plugin)
-	cmd.Stderr = os.Stderr
-	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(hostSrv))
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithParentServer(hostSrv),
+		grpcipc.WithChildOutput(slog.Default())) // the plugin's stdout and stderr, a log record per line
 	if err != nil {
 		return err
 	}
-	defer child.Close() // closes its connections, then SIGTERM, then kill after 5 s
+	defer child.Close() // closes its connections, then SIGTERM, then kill after 5 s; says how the plugin ended
 	fmt.Fprintf(out, "started the plugin: %s\n", child.Identity())
 
 	// Negotiation: the newest service version this host knows that the
