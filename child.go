@@ -36,7 +36,7 @@ const childEnvVersion = "1"
 
 // ErrNotChild is the error of [ChildListener] and [ParentConn] in a process
 // that [StartChild] did not start.
-var ErrNotChild = errors.New("grpcipc: this process was not started by grpcipc.StartChild (" + childEnv + " is not set)")
+var ErrNotChild = errors.New("grpcipc: this process was not started by grpcipc.StartChild (GRPCIPC_CHILD is not set)")
 
 // defaultStopTimeout is how long Child.Close waits for the child to exit
 // before it kills it.
