@@ -32,7 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if spec := os.Getenv(benchChildEnv); spec != "" {
 		return benchChild(ctx, spec, stdout)
 	}
-	c := newCommand("bench", "[--quick] [--reps N] [--json FILE] [--chart FILE.svg]",
+	c := newCommand("bench", "[--quick] [--reps N] [--wide] [--json FILE] [--chart FILE.svg]",
 		"Measure the transports side by side on this machine: a raw socket (the floor,\n"+
 			"read into one buffer, and as raw-alloc into a new one per message), grpc-go with\n"+
 			"default options over TCP loopback and a Unix socket (what users get without\n"+
@@ -41,11 +41,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			"process per round and heap, with this process's GOMAXPROCS and GOGC; this process\n"+
 			"is the client. After a warm-up (0.5 s and 2,000 calls), every workload is measured;\n"+
 			"streams again with 64 MiB of live heap in both processes. Rounds are interleaved\n"+
-			"across targets; the table shows medians, their range, CPU and allocations per\n"+
-			"call of both processes, and ratios to grpc-go over TCP and to the raw socket.",
+			"across targets. The table (100 columns; --wide: every column) shows medians, their\n"+
+			"range over the rounds, ratios to grpc-go over TCP, CPU and allocations per call of\n"+
+			"both processes, and a summary line per workload; it warns when the machine was\n"+
+			"busy (Linux: the load average above the CPUs plus two) or a round was more than\n"+
+			"20% from its median. The chart draws the same ratios, the raw socket as a line.",
 		0, 0, stdout)
 	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about 40 s (the full run: about 100 s)")
 	reps := c.fs.Int("reps", 3, "rounds; each measures every workload on every target")
+	wide := c.fs.Bool("wide", false, "print every column: the main figure's min and max, the ratio to the raw socket, unary calls/s")
 	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list (docs/bench.md)")
 	chartFile := c.fs.String("chart", "", "also draw the results to this SVG `file`")
 	if _, err := c.parse(args); err != nil {
@@ -107,18 +111,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 
 	terminal := isTerminal(stderr)
+	load := bench.WatchLoad(runtime.NumCPU())
 	progress := func(done, total int, what string) {
+		load.Sample()
 		if terminal {
 			fmt.Fprintf(stderr, "\r\033[K[%d/%d] %s", done+1, total, what)
 		} else {
 			fmt.Fprintf(stderr, "[%d/%d] %s\n", done+1, total, what)
 		}
 	}
-	fmt.Fprintf(stdout, "grpcipc bench: %s/%s, %d CPUs, GOMAXPROCS %d, GOGC %s, %s, %d rounds%s;\n"+
+	fmt.Fprintf(stdout, "grpcipc bench: %s/%s, %d CPUs, GOMAXPROCS %d, GOGC %s, %s, %d round%s%s;\n"+
 		"a server process per target, round and heap, this process the client; CPU from getrusage (its\n"+
 		"user+system total is kept in nanoseconds on Linux), allocations from runtime/metrics\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), procs, gogc, time.Now().Format("2006-01-02"), *reps,
-		map[bool]string{true: " (quick)"}[*quick])
+		map[bool]string{true: "s"}[*reps > 1], map[bool]string{true: " (quick)"}[*quick])
 	results, err := bench.Run(ctx, bench.Specs(), bench.Options{Quick: *quick, Rounds: *reps, Spawn: spawn, Progress: progress})
 	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
@@ -129,7 +135,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 		return fmt.Errorf("bench: %w", err)
 	}
-	bench.Table(stdout, results)
+	load.Sample()
+	bench.Table(stdout, results, bench.TableOptions{Wide: *wide, Load: load.Load()})
 	if jsonOut != nil {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		if _, err := jsonOut.Write(append(b, '\n')); err != nil {
@@ -138,7 +145,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 	if chartOut != nil {
 		title := fmt.Sprintf("grpcipc bench, %s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), time.Now().Format("2006-01-02"))
-		if err := bench.Chart(chartOut, results, title); err != nil {
+		o := bench.ChartOptions{Title: title}
+		if l := load.Load(); l.Busy() {
+			o.Notes = append(o.Notes, fmt.Sprintf("Measured on a busy machine: the load average reached %.2f on %d CPUs; "+
+				"other programs competed for them, so these ratios are less sure than the whiskers show.", l.Max, l.CPUs))
+		}
+		if err := bench.Chart(chartOut, results, o); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"io"
 	"io/fs"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
@@ -536,9 +538,19 @@ func TestBench(t *testing.T) {
 		t.Fatalf("bench exited %d: %s %s", code, stdout, stderr)
 	}
 	t.Logf("bench printed:\n%s", stdout)
-	for _, want := range []string{"vs grpc-go tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "raw-alloc unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc-http2 unix", "grpcipc unix-abstract", "64MiB", "allocs/op"} {
+	for _, want := range []string{"vs tcp", "unary 1 KiB", "throughput 1 KiB x32", "stream 1 MiB", "raw unix", "raw-alloc unix", "grpc-go tcp", "grpc-go unix", "grpcipc unix", "grpcipc-http2 unix", "grpcipc unix-abstract", "64 MiB heaps", "allocs", "range: none with one round"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q", want)
+		}
+	}
+	// A summary per workload (4 of them, the stream with two heaps), and
+	// lines of at most 100 columns.
+	if n := strings.Count(stdout, "  summary: fast path "); n != 5 {
+		t.Errorf("%d summary lines, want 5", n)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if n := utf8.RuneCountInString(line); n > 100 {
+			t.Errorf("a line of %d columns: %s", n, line)
 		}
 	}
 	b, err := os.ReadFile(jsonFile)
@@ -577,8 +589,16 @@ func TestBench(t *testing.T) {
 		}
 	}
 	svg, err := os.ReadFile(chartFile)
-	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("grpcipc unix")) {
+	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("grpcipc unix")) || bytes.Contains(svg, []byte(`fill=""`)) {
 		t.Errorf("--chart wrote %d bytes: %v", len(svg), err)
+	}
+	for d := xml.NewDecoder(bytes.NewReader(svg)); ; {
+		if _, err := d.Token(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("--chart wrote no XML: %v", err)
+			}
+			break
+		}
 	}
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("bench left %v in its temporary directory", ents)

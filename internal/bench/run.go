@@ -80,8 +80,6 @@ type Result struct {
 	CPUusPerCall  Figure `json:"cpu_us_per_call"` // per call; per MiB for streams
 	AllocsPerCall Figure `json:"allocs_per_call"` // per call; per MiB for streams
 	Rounds        int    `json:"rounds"`
-	target        Target
-	workload      Workload
 }
 
 // measurement is one round's figures.
@@ -150,7 +148,7 @@ func Run(ctx context.Context, specs []Target, o Options) ([]Result, error) {
 				t := names[ti]
 				r := Result{
 					Stack: t.Stack, Transport: t.Transport, Workload: w.Kind, Callers: w.Callers, SizeBytes: w.Size,
-					Heap: heap, Rounds: len(ms), target: t, workload: w,
+					Heap: heap, Rounds: len(ms),
 					CPUusPerCall:  figure(ms, func(m measurement) float64 { return m.cpuPerOp }),
 					AllocsPerCall: figure(ms, func(m measurement) float64 { return m.allocsPerOp }),
 				}
