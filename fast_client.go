@@ -200,16 +200,18 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		}
 	case wire.TypeTrailers:
 		// Trailers of any size are charged, before they are parsed, until
-		// the application learns the call's end: what they will hold.
-		// (A few hundred bytes, every call's, are not worth the charge.)
+		// the application learns the call's end: what they will hold,
+		// their status details parsed too. (A few hundred bytes, every
+		// call's, are not worth the charge.) Trailers that would hold more
+		// than the whole budget end the call at once.
 		st := fc.stream(h.Stream)
 		cost := 0
 		if st != nil && len(p) > smallTrailer {
-			cost = callCost(len(p), wire.Entries(wire.TypeTrailers, p))
+			cost = callCost(len(p), wire.Entries(wire.TypeTrailers, p)) + detailsCost(p)
 		}
 		if held >= cost {
 			fc.budget.Release(held - cost)
-		} else if !fc.charge(cost - held) {
+		} else if int64(cost) > fc.budget.Limit() || !fc.charge(cost-held) {
 			fc.budget.Release(held)
 			fc.remove(st)
 			st.end(fc.budgetStatus(), nil)
