@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -150,6 +153,77 @@ func TestStatusDetailsChargedAtWhatTheyHold(t *testing.T) {
 			}
 			if u := grpcipc.ClientBudgetUsed(conn); u != 0 {
 				t.Errorf("after the calls ended, the client's budget holds %d bytes", u)
+			}
+		})
+	}
+}
+
+// Finding: a client waited for the server's answer to its offer (up to
+// 20 s without a deadline) without watching its dialling call's context:
+// a call cancelled meanwhile, against a server that accepts and answers
+// nothing (hung, stopped), returned only after 20 s, where grpc-go's
+// returns at once. Close did not end the wait either.
+func TestDialWaitEndsWithItsCall(t *testing.T) {
+	for _, how := range []string{"cancel", "close"} {
+		t.Run(how, func(t *testing.T) {
+			path := filepath.Join(testutil.ShortTempDir(t), "h.sock")
+			l := listenUnix(t, path)
+			held := make(chan net.Conn, 16)
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					held <- c
+				}
+			}()
+			t.Cleanup(func() {
+				for {
+					select {
+					case c := <-held:
+						c.Close()
+					default:
+						return
+					}
+				}
+			})
+			conn, err := grpcipc.NewClient("unix://" + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+				done <- err
+			}()
+			time.Sleep(200 * time.Millisecond)
+			want := codes.Canceled
+			if how == "cancel" {
+				cancel()
+			} else {
+				conn.Close()
+			}
+			select {
+			case err := <-done:
+				took := time.Since(start)
+				t.Logf("%s after 200 ms: the call returned after %v: %v", how, took, err)
+				if status.Code(err) != want {
+					t.Errorf("the call: %v, want %v", err, want)
+				}
+				if took > time.Second {
+					t.Errorf("the call returned %v after it started, %v after its %s", took, took-200*time.Millisecond, how)
+				}
+			case <-time.After(3 * time.Second):
+				t.Errorf("the call had not returned 3 s after its %s (the client waits up to 20 s for the server's answer)", how)
+				for range len(held) {
+					(<-held).Close() // the dial ends, and the call with it
+				}
+				<-done
 			}
 		})
 	}
