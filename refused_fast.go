@@ -37,6 +37,10 @@ func sniffRefused(pc *peerConn) (fast bool, version uint8, rest []byte, ok bool)
 	switch {
 	case len(f.read) == 0 || f.broken:
 		return false, 0, nil, false
+	case !f.fast && f.err != nil:
+		// HTTP/2's preface stopped short by the deadline: the refusal
+		// server's handshake would give it as long again.
+		return false, 0, nil, false
 	case f.fast:
 		return true, f.version, f.rest, true
 	}
