@@ -620,6 +620,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		notStarted := st.notStarted
 		st.mu.Unlock()
 		if notStarted {
+			st.releaseMetadata() // a header that came first: the retry has its own
 			return errNotStarted
 		}
 		return st.finishCall(ci, preferContext(ctx, s.Err()))

@@ -228,3 +228,167 @@ func TestDialWaitEndsWithItsCall(t *testing.T) {
 		})
 	}
 }
+
+func init() {
+	// slow-preface ENDPOINT MODE: connect and send the start of an HTTP/2
+	// client's preface, then trickle the rest one byte at a time without
+	// ever finishing it; print how many milliseconds after connecting the
+	// server closed the connection (-1: not within 8 s).
+	//   preface:  "PRI * HTTP/2.0\r\n", then a byte every 300 ms, stopping
+	//             one short of the preface's 24;
+	//   settings: the preface and a SETTINGS frame header announcing
+	//             2,730 settings, then a byte of them every 200 ms.
+	grpcipc.RegisterHelper("slow-preface", func(args []string) error {
+		if len(args) != 2 {
+			return errors.New("want ENDPOINT MODE")
+		}
+		addr, err := unixAddr(args[0])
+		if err != nil {
+			return err
+		}
+		var first, trickle []byte
+		every := 300 * time.Millisecond
+		switch args[1] {
+		case "preface":
+			first, trickle = []byte(wire.HTTP2Preface[:16]), []byte(wire.HTTP2Preface[16:23])
+		case "settings":
+			first = append([]byte(wire.HTTP2Preface), 0, 0x3f, 0xfc, 4, 0, 0, 0, 0, 0) // SETTINGS, 16,380 bytes (2,730 settings)
+			trickle, every = make([]byte, 16380-1), 200*time.Millisecond
+		default:
+			return fmt.Errorf("no mode %q", args[1])
+		}
+		start := time.Now()
+		c, err := net.Dial("unix", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		closed := make(chan time.Duration, 1)
+		go func() {
+			io.Copy(io.Discard, c) // grpc-go's SETTINGS, if it answers; then EOF
+			closed <- time.Since(start)
+		}()
+		c.Write(first)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for end := time.After(8 * time.Second); ; {
+			select {
+			case d := <-closed:
+				fmt.Println(d.Milliseconds())
+				return nil
+			case <-end:
+				fmt.Println(-1)
+				return nil
+			case <-tick.C:
+				if len(trickle) > 0 {
+					c.Write(trickle[:1])
+					trickle = trickle[1:]
+				}
+			}
+		}
+	})
+}
+
+// Finding: the server reads an HTTP/2 client's preface and first frame
+// (to look for the offer) within the handshake timeout, and then, unless
+// they were an offer, handed what it had read to grpc-go, which gave the
+// rest a handshake timeout of its own: a client that trickles its preface
+// held its connection (and a place among its caller's 256) twice the
+// handshake timeout, a refused caller twice the refusal deadline (1 s).
+func TestSlowPrefaceHeldOneHandshakeTimeout(t *testing.T) {
+	testutil.RequireRoot(t)
+	const timeout = time.Second
+	p := mustPolicy(t, `{"name": "hello-for-nobody",
+		"allow_rules": [{"name": "hello", "source": {"principals": ["uid:65534"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}},
+		                {"name": "self", "source": {"principals": ["same-user"]}}]}`)
+	for _, tc := range []struct {
+		name   string
+		policy *grpcipc.Policy // nil: same-user, which refuses uid 65534
+		bound  time.Duration   // the handshake timeout, or the refusal deadline
+	}{
+		{"admitted", p, timeout},
+		{"refused", nil, time.Second},
+	} {
+		for _, mode := range []string{"preface", "settings"} {
+			t.Run(tc.name+"-"+mode, func(t *testing.T) {
+				endpoint := "unix-abstract:" + testutil.AbstractName(t)
+				opts := []grpcipc.ServerOption{grpcipc.WithHandshakeTimeout(timeout)}
+				if tc.policy != nil {
+					opts = append(opts, grpcipc.WithPolicy(tc.policy))
+				}
+				gs := serveGuarded(t, endpoint, opts...)
+				out, err := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "slow-preface", endpoint, mode).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms, err := strconv.Atoi(strings.TrimSpace(string(out)))
+				if err != nil {
+					t.Fatalf("the helper printed %q", out)
+				}
+				held := time.Duration(ms) * time.Millisecond
+				t.Logf("uid 65534 trickling its %s: closed after %v (bound %v); the server's log: %s", mode, held, tc.bound, strings.TrimSpace(gs.log.String()))
+				if ms < 0 || held > tc.bound+400*time.Millisecond {
+					t.Errorf("a client trickling its %s held its connection %v (-1ms: over 8 s); the bound is %v", mode, held, tc.bound)
+				}
+				if tc.policy != nil && !strings.Contains(logSince(gs.log, 0, "connection dropped"), "connection dropped") {
+					t.Errorf("the server did not log the dropped connection:\n%s", gs.log.String())
+				}
+			})
+		}
+	}
+}
+
+// Finding (accounting): a unary call whose server sent its HEADERS and
+// then a GOAWAY saying it never started the call (code UNAVAILABLE) was
+// retried without giving back its header's charge: the connection, still
+// open for its other calls, held it for good.
+func TestHeaderChargeReturnedWhenNotStarted(t *testing.T) {
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	l, err := net.Listen("unix", "@"+strings.TrimPrefix(endpoint, "unix-abstract:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := make([]wire.KV, 1000)
+	for i := range md {
+		md[i] = wire.KV{Key: fmt.Sprintf("k%d", i), Value: strings.Repeat("v", 1000)}
+	}
+	headers := wire.AppendMetadata(nil, md)
+	go func() {
+		c, err := l.Accept()
+		l.Close() // the client's retry finds no server
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var offer [wire.OfferSize]byte
+		if _, err := io.ReadFull(br, offer[:]); err != nil {
+			return
+		}
+		c.Write(wire.AppendPreface(nil, wire.Version))
+		r := wire.NewReader(br, wire.DefaultMaxFrame)
+		for {
+			h, _, err := r.Next()
+			if err != nil {
+				return
+			}
+			if h.Type == wire.TypeCall && h.Stream == 2 {
+				out := rawFrame(2, wire.TypeHeaders, 0, headers)
+				out = append(out, rawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{LastStream: 1, Code: uint32(codes.Unavailable), Message: "stopping"}))...)
+				c.Write(out)
+			}
+		}
+	}()
+	conn := newClient(t, endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, sinkMethod); err != nil {
+		t.Fatal(err) // stream 1: open as long as the test
+	}
+	_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"}) // stream 2
+	used := grpcipc.ClientBudgetUsed(conn)
+	t.Logf("a call the server did not start, after its 1 MB of HEADERS: %v; the connection's budget holds %d bytes", err, used)
+	if used != 0 {
+		t.Errorf("the connection's budget holds %d bytes after the call returned", used)
+	}
+}
