@@ -656,3 +656,78 @@ func TestRefusedFastSkipsPayloadsCheaply(t *testing.T) {
 		t.Errorf("the server spent %v of CPU a GB a refused caller sent (grpc-go's HTTP/2 refusal: about 0.35 s)", perGB)
 	}
 }
+
+// Held: the handoff to HTTP/2 against servers that answer the offer
+// oddly. Each call fails (at its deadline, or at once), and Close leaves
+// no goroutine and no connection behind: the server sees its connections
+// closed.
+func TestHandoffToOddServersLeavesNothing(t *testing.T) {
+	settings := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0} // an empty SETTINGS frame
+	for _, tc := range []struct {
+		name  string
+		reply []byte
+		hold  bool // the server keeps the connection open after its reply
+		code  codes.Code
+	}{
+		{"SETTINGS, then silence", settings, true, codes.DeadlineExceeded},
+		{"SETTINGS, then close", settings, false, codes.Unavailable},
+		{"garbage, then close", []byte("HTTP/1.1 400 Bad Request\r\n\r\n"), false, codes.Unavailable},
+		{"G and garbage", []byte("GARBAGE!"), true, codes.Unavailable},
+		{"half a frame header", settings[:4], true, codes.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fpNoLeaks(t)
+			path := filepath.Join(testutil.ShortTempDir(t), "o.sock")
+			l := listenUnix(t, path)
+			var accepted, closedByClient atomic.Int32
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					accepted.Add(1)
+					go func() {
+						defer c.Close()
+						var offer [wire.OfferSize]byte
+						if _, err := io.ReadFull(c, offer[:]); err != nil {
+							return
+						}
+						c.Write(tc.reply)
+						if !tc.hold {
+							return
+						}
+						c.SetReadDeadline(time.Now().Add(5 * time.Second))
+						if _, err := io.Copy(io.Discard, c); err == nil {
+							closedByClient.Add(1)
+						}
+					}()
+				}
+			}()
+			conn, err := grpcipc.NewClient("unix://" + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
+				cancel()
+				if status.Code(err) != tc.code && status.Code(err) != codes.DeadlineExceeded {
+					t.Errorf("SayHello: %v, want %v", err, tc.code)
+				}
+			}
+			protocol := conn.Protocol()
+			conn.Close()
+			if tc.hold {
+				deadline := time.Now().Add(2 * time.Second)
+				for closedByClient.Load() < accepted.Load() && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n, m := closedByClient.Load(), accepted.Load(); n < m {
+					t.Errorf("after Close, the client had closed %d of the %d connections the server accepted", n, m)
+				}
+			}
+			t.Logf("last call: %v; protocol %q; connections accepted %d", err, protocol, accepted.Load())
+		})
+	}
+}
