@@ -211,7 +211,12 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		}
 		if held >= cost {
 			fc.budget.Release(held - cost)
-		} else if int64(cost) > fc.budget.Limit() || !fc.charge(cost-held) {
+		} else if limit := fc.budget.Limit(); int64(cost) > limit {
+			fc.budget.Release(held)
+			fc.remove(st)
+			st.end(status.Newf(codes.ResourceExhausted, "grpcipc: the server's trailers (%d bytes) would hold %d bytes once parsed, more than this client's memory budget (%d bytes)", len(p), cost, limit), nil)
+			return nil
+		} else if !fc.charge(cost - held) {
 			fc.budget.Release(held)
 			fc.remove(st)
 			st.end(fc.budgetStatus(), nil)

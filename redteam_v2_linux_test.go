@@ -136,8 +136,13 @@ func TestStatusDetailsChargedAtWhatTheyHold(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond) // the client reads on as its budget frees
 			grown := w.grown()
 			seen := map[codes.Code]int{}
+			var last error
 			for _, s := range streams {
-				seen[status.Code(s.RecvMsg(&emptypb.Empty{}))]++
+				last = s.RecvMsg(&emptypb.Empty{})
+				seen[status.Code(last)]++
+			}
+			if anys == 1<<20 && !strings.Contains(status.Convert(last).Message(), "more than this client's memory budget") {
+				t.Errorf("details that cannot fit the budget: %v; want the message to say so", last)
 			}
 			cancel()
 			stdin.Close()
