@@ -401,6 +401,19 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
+	// The wait for the server's answer ends with the dialling call's
+	// context or Close, as grpc-go's connection attempt does: not up to
+	// answerTimeout later.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() {
+		select {
+		case <-cc.closing:
+			wcancel()
+		case <-wctx.Done():
+		}
+	}()
+	interrupt := context.AfterFunc(wctx, func() { conn.SetDeadline(time.Now()) })
 	var offer [wire.OfferSize]byte
 	_, err = conn.Write(wire.AppendOffer(offer[:0], wire.Version))
 	br := bufio.NewReaderSize(conn, 32<<10)
@@ -413,6 +426,10 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 	case first[0] != wire.Magic[0]:
 		// HTTP/2's server preface (a SETTINGS frame) or whatever else the
 		// server says: grpc-go reads it and judges.
+		if !interrupt() {
+			err = errDialInterrupted
+			break
+		}
 		conn.SetDeadline(time.Time{})
 		read, _ := br.Peek(br.Buffered())
 		cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String())
@@ -425,6 +442,9 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 		var v uint8
 		if v, err = wire.ParsePreface(reply); err == nil && v < 2 {
 			err = fmt.Errorf("it answered version %d of the fast path to an offer of version %d, which version 1 does not make", v, wire.Version)
+		}
+		if err == nil && !interrupt() {
+			err = errDialInterrupted
 		}
 		if err != nil {
 			break
@@ -441,6 +461,11 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 	if ctx.Err() != nil {
 		return nil, nil, contextStatus(ctx)
 	}
+	select {
+	case <-cc.closing:
+		return nil, nil, errClosing
+	default:
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF):
@@ -455,6 +480,10 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 	}
 	return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
 }
+
+// errDialInterrupted: the dialling call's context ended, or Close was
+// called, while the dial waited for the server's answer.
+var errDialInterrupted = errors.New("the dial was interrupted")
 
 // takeHandoff hands the grpc.ClientConn's dialer the connection the first
 // dial left for it, if any.

@@ -200,15 +200,22 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 		}
 	case wire.TypeTrailers:
 		// Trailers of any size are charged, before they are parsed, until
-		// the application learns the call's end: what they will hold.
-		// (A few hundred bytes, every call's, are not worth the charge.)
+		// the application learns the call's end: what they will hold,
+		// their status details parsed too. (A few hundred bytes, every
+		// call's, are not worth the charge.) Trailers that would hold more
+		// than the whole budget end the call at once.
 		st := fc.stream(h.Stream)
 		cost := 0
 		if st != nil && len(p) > smallTrailer {
-			cost = callCost(len(p), wire.Entries(wire.TypeTrailers, p))
+			cost = callCost(len(p), wire.Entries(wire.TypeTrailers, p)) + detailsCost(p)
 		}
 		if held >= cost {
 			fc.budget.Release(held - cost)
+		} else if limit := fc.budget.Limit(); int64(cost) > limit {
+			fc.budget.Release(held)
+			fc.remove(st)
+			st.end(status.Newf(codes.ResourceExhausted, "grpcipc: the server's trailers (%d bytes) would hold %d bytes once parsed, more than this client's memory budget (%d bytes)", len(p), cost, limit), nil)
+			return nil
 		} else if !fc.charge(cost - held) {
 			fc.budget.Release(held)
 			fc.remove(st)
@@ -618,6 +625,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		notStarted := st.notStarted
 		st.mu.Unlock()
 		if notStarted {
+			st.releaseMetadata() // a header that came first: the retry has its own
 			return errNotStarted
 		}
 		return st.finishCall(ci, preferContext(ctx, s.Err()))

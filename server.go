@@ -317,6 +317,16 @@ func (s *Server) handleRaw(pc *peerConn) {
 			pc.mu.Unlock()
 		}
 		pc.Close()
+	case !f.fast && !f.broken && f.err != nil:
+		// HTTP/2's preface, or its first frame, stopped short within the
+		// handshake timeout: handed to grpc-go, it would have as long
+		// again (a client that trickled it held its connection twice the
+		// timeout).
+		pc.handshaken.Store(true)
+		pc.mu.Lock()
+		pc.reportLocked(pc.sniffProblem(f))
+		pc.mu.Unlock()
+		pc.Close()
 	case !f.fast && !f.broken:
 		pc.pending = f.read
 		s.h2.put(pc)
@@ -338,6 +348,21 @@ func (s *Server) handleRaw(pc *peerConn) {
 		pc.mu.Unlock()
 		s.serveFast(pc, f.version, f.rest)
 	}
+}
+
+// sniffProblem says how a client's HTTP/2 preface, read by sniff, fell
+// short (pc.mu held).
+func (pc *peerConn) sniffProblem(f sniffed) (string, slog.Level) {
+	var ne net.Error
+	timeout := errors.As(f.err, &ne) && ne.Timeout()
+	if n := len(f.read) - len(wire.HTTP2Preface); n >= 0 {
+		if timeout {
+			return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes before the handshake timeout", n), slog.LevelWarn
+		}
+		return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes", n), slog.LevelWarn
+	}
+	pc.preface = len(f.read)
+	return pc.prefaceProblem(timeout)
 }
 
 // sniffed is what a connection's first bytes say.

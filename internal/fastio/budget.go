@@ -30,7 +30,11 @@ func NewBudget(limit int64, parent *Budget) *Budget {
 }
 
 // Limit returns the budget's size.
-func (b *Budget) Limit() int64 { return b.limit }
+func (b *Budget) Limit() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.limit
+}
 
 // Used returns the bytes charged now.
 func (b *Budget) Used() int64 {

@@ -70,6 +70,22 @@ func Entries(t Type, p []byte) int {
 	return int(min(n, MaxHeaderListSize/entrySize+1))
 }
 
+// TrailerDetails returns the status details of a TRAILERS payload
+// without reading the rest (nil when the payload is cut short or
+// malformed before them: parsing it then fails), for a reader that
+// charges its memory budget for what they will hold before it parses
+// them.
+func TrailerDetails(p []byte) []byte {
+	r := cursor{p: p}
+	r.uvarint("status code")
+	r.bytes("status message", MaxStatusMessage)
+	d := r.bytes("status details", len(p))
+	if r.err != nil {
+		return nil
+	}
+	return d
+}
+
 // KV is one metadata entry. Keys ending in "-bin" carry any bytes; other
 // values are printable ASCII, as in gRPC.
 type KV struct {
