@@ -1,0 +1,315 @@
+package grpcipc
+
+import (
+	"context"
+	"io"
+	"sync"
+
+	"github.com/grpcipc/grpcipc/internal/fastio"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// clientStream is one call on the client's side of the fast path.
+type clientStream struct {
+	fc      *fastClientConn
+	id      uint32
+	ctx     context.Context
+	method  string
+	desc    *grpc.StreamDesc // nil for a unary call
+	maxRecv int
+	maxSend int
+	in      fastio.Inbox
+	stop    func() bool // ends the watch of ctx
+
+	hdr  chan struct{} // closed when the header is known (streams only)
+	done chan struct{} // closed when the call has ended
+
+	mu         sync.Mutex
+	header     metadata.MD
+	mdCost     int // the header and trailer, charged until the application learns the call's end
+	hdrSeen    bool
+	trailer    metadata.MD
+	status     *status.Status
+	halfClosed bool
+	notStarted bool
+	got        int // messages received (streams)
+}
+
+// setHeader keeps the call's header, charged cost bytes, unless it has
+// one or has ended.
+func (st *clientStream) setHeader(md metadata.MD, cost int) {
+	st.mu.Lock()
+	if !st.hdrSeen && st.status == nil {
+		st.header, st.hdrSeen, st.mdCost, cost = md, true, st.mdCost+cost, 0
+		if st.hdr != nil {
+			close(st.hdr)
+		}
+	}
+	st.mu.Unlock()
+	st.fc.budget.Release(cost)
+}
+
+// sawResponse: a message came, so the header (if any) came before it.
+func (st *clientStream) sawResponse() {
+	if st.hdr == nil {
+		return
+	}
+	st.mu.Lock()
+	if !st.hdrSeen {
+		st.hdrSeen = true
+		close(st.hdr)
+	}
+	st.mu.Unlock()
+}
+
+// end records the call's outcome, once.
+func (st *clientStream) end(s *status.Status, trailer metadata.MD) { st.endCharged(s, trailer, 0) }
+
+// endCharged records the call's outcome, once, with its trailer charged
+// cost bytes: the header and trailer stay charged until the application
+// learns of the end (finishCall) or cancels the call (abort).
+func (st *clientStream) endCharged(s *status.Status, trailer metadata.MD, cost int) {
+	st.mu.Lock()
+	if st.status != nil {
+		st.mu.Unlock()
+		st.fc.budget.Release(cost)
+		return
+	}
+	st.status, st.trailer = s, trailer
+	st.mdCost += cost
+	if !st.hdrSeen {
+		st.hdrSeen = true
+		if st.hdr != nil {
+			close(st.hdr)
+		}
+	}
+	st.mu.Unlock()
+	if s.Code() == codes.OK {
+		st.in.End(nil)
+	} else {
+		st.in.End(s.Err())
+	}
+	// Messages not yet taken stay charged until the application takes
+	// them, or cancels the call, or ends it otherwise (a stream it
+	// abandons without either holds its share, as it holds grpc-go's
+	// resources).
+	close(st.done)
+}
+
+// releaseMetadata gives back the header's and trailer's charge once the
+// call has ended: the application has them now, or never will.
+func (st *clientStream) releaseMetadata() {
+	st.mu.Lock()
+	cost := 0
+	if st.status != nil {
+		cost, st.mdCost = st.mdCost, 0
+	}
+	st.mu.Unlock()
+	st.fc.budget.Release(cost)
+}
+
+// abort ends the call here and tells the server.
+func (st *clientStream) abort(s *status.Status) {
+	st.mu.Lock()
+	ended := st.status != nil
+	st.mu.Unlock()
+	if ended {
+		st.in.Drain() // what the application has yet to take: it never will
+		st.releaseMetadata()
+		return
+	}
+	b := st.fc.w.Lock()
+	*b = wire.AppendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+	st.fc.w.Unlock()
+	st.fc.remove(st)
+	st.end(s, nil)
+	st.in.Drain()
+	st.releaseMetadata()
+}
+
+// result waits for the call's end, or its context's.
+func (st *clientStream) result() *status.Status {
+	select {
+	case <-st.done:
+	case <-st.ctx.Done():
+		st.abort(status.Convert(contextStatus(st.ctx)))
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.status
+}
+
+// invoke makes a unary call on the fast path.
+func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply any, ci *callInfo) error {
+	st, sent, err := fc.open(ctx, method, ci, nil, req)
+	if err != nil {
+		return err
+	}
+	if !sent {
+		// io.EOF: the call ended while the request went out; its
+		// outcome (a reply, too) is read below.
+		if err := st.sendMsg(req); err == nil {
+			st.closeSend()
+		} else if err != io.EOF {
+			st.abort(status.Convert(err))
+			return st.finishCall(ci, err)
+		}
+	}
+	s := st.result()
+	if s.Code() != codes.OK {
+		st.in.Drain()
+		st.mu.Lock()
+		notStarted := st.notStarted
+		st.mu.Unlock()
+		if notStarted {
+			st.releaseMetadata() // a header that came first: the retry has its own
+			return errNotStarted
+		}
+		return st.finishCall(ci, preferContext(ctx, s.Err()))
+	}
+	b, _, err := st.in.Next(nil, nil)
+	if err != nil {
+		return st.finishCall(ci, err)
+	}
+	if b == nil {
+		return st.finishCall(ci, status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
+	}
+	err = unmarshal(*b, reply)
+	fastio.PutBuf(b)
+	st.in.Drain()
+	if err != nil {
+		err = status.Errorf(codes.Internal, "grpcipc: failed to unmarshal the response: %v", err)
+	}
+	return st.finishCall(ci, err)
+}
+
+// finishCall fills the call options' header, trailer and peer.
+func (st *clientStream) finishCall(ci *callInfo, err error) error {
+	if ci.header != nil || ci.trailer != nil {
+		st.mu.Lock()
+		if ci.header != nil {
+			*ci.header = st.header
+			if *ci.header == nil {
+				*ci.header = metadata.MD{}
+			}
+		}
+		if ci.trailer != nil {
+			*ci.trailer = st.trailer
+			if *ci.trailer == nil {
+				*ci.trailer = metadata.MD{}
+			}
+		}
+		st.mu.Unlock()
+	}
+	if ci.peer != nil {
+		*ci.peer = st.fc.peer
+	}
+	st.releaseMetadata()
+	return err
+}
+
+// sendMsg sends one message, part by part as the window allows.
+func (st *clientStream) sendMsg(m any) error {
+	size := messageSize(m)
+	if size > st.maxSend {
+		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, st.maxSend)
+	}
+	fc := st.fc
+	if size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
+		b := fc.w.Lock()
+		if st.sendDone() {
+			fc.w.Release()
+			return io.EOF
+		}
+		mark := len(*b)
+		var at int
+		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)
+		var err error
+		if *b, err = marshal(*b, m); err != nil {
+			*b = (*b)[:mark]
+			fc.w.Unlock()
+			return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
+		}
+		wire.EndFrame(*b, at)
+		if err := fc.w.Unlock(); err != nil {
+			fc.writeFailed()
+		}
+		return nil
+	}
+	buf := fastio.GetBuf()
+	defer fastio.PutBuf(buf)
+	var err error
+	if *buf, err = marshal(*buf, m); err != nil {
+		return status.Errorf(codes.Internal, "grpcipc: failed to marshal the request: %v", err)
+	}
+	if len(*buf) > st.maxSend {
+		return status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), st.maxSend)
+	}
+	data := *buf
+	if len(data) > 0 {
+		if !fc.w.AcquireParts(st.done) {
+			return io.EOF
+		}
+	}
+	first := true
+	for first || len(data) > 0 {
+		n := 0
+		if len(data) > 0 {
+			if n, err = st.in.ReservePart(&fc.w, min(len(data), maxFramePayload), st.done, func() error { return io.EOF }); err != nil {
+				return io.EOF // the call ended: RecvMsg tells how
+			}
+		}
+		b := fc.w.Lock()
+		if st.sendDone() {
+			fc.w.Release()
+			if n > 0 {
+				fc.w.ReleaseParts()
+			}
+			return io.EOF
+		}
+		var fl wire.Flags
+		if n < len(data) {
+			fl = wire.FlagMore
+		}
+		*b = wire.AppendFrame(*b, st.id, wire.TypeMessage, fl, data[:n])
+		werr := fc.w.Unlock()
+		data = data[n:]
+		first = false
+		if n > 0 && (len(data) == 0 || werr != nil) {
+			fc.w.ReleaseParts()
+		}
+		if werr != nil {
+			fc.writeFailed()
+			return io.EOF
+		}
+	}
+	return nil
+}
+
+// sendDone: the call ended or the client half-closed (under the writer's
+// lock).
+func (st *clientStream) sendDone() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.status != nil || st.halfClosed
+}
+
+// closeSend sends HALF_CLOSE, once.
+func (st *clientStream) closeSend() {
+	b := st.fc.w.Lock()
+	if st.sendDone() {
+		st.fc.w.Release()
+		return
+	}
+	st.mu.Lock()
+	st.halfClosed = true
+	st.mu.Unlock()
+	*b = wire.AppendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
+	if err := st.fc.w.Unlock(); err != nil {
+		st.fc.writeFailed()
+	}
+}
