@@ -399,39 +399,35 @@ func (st *serverStream) Context() context.Context { return st.ctx }
 func (st *serverStream) SetHeader(md metadata.MD) error {
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
+	return st.addHeader(md, "grpcipc: SetHeader after the header was sent")
+}
+
+// addHeader adds md to the header not yet sent (hmu held), refusing, with
+// tooLate once it was sent, and metadata that the client could not be
+// sent: not gRPC's, or over the limit.
+func (st *serverStream) addHeader(md metadata.MD, tooLate string) error {
 	if st.headerSent || st.finished {
-		return status.Error(codes.Internal, "grpcipc: SetHeader after the header was sent")
+		return status.Error(codes.Internal, tooLate)
 	}
 	joined := metadata.Join(st.header, md)
-	if err := st.checkHeader(joined); err != nil {
+	kv, err := toKV(joined, nil)
+	if err != nil {
+		return err
+	}
+	if err := st.c.headerErr(kv); err != nil {
 		return err
 	}
 	st.header = joined
 	return nil
 }
 
-// checkHeader refuses response metadata that the client could not be
-// sent: not gRPC's, or over the limit.
-func (st *serverStream) checkHeader(md metadata.MD) error {
-	kv, err := toKV(md, nil)
-	if err != nil {
-		return err
-	}
-	return st.c.headerErr(kv)
-}
-
 // SendHeader sends the header metadata now.
 func (st *serverStream) SendHeader(md metadata.MD) error {
 	st.hmu.Lock()
 	defer st.hmu.Unlock()
-	if st.headerSent || st.finished {
-		return status.Error(codes.Internal, "grpcipc: SendHeader called twice, or after the header was sent")
-	}
-	joined := metadata.Join(st.header, md)
-	if err := st.checkHeader(joined); err != nil {
+	if err := st.addHeader(md, "grpcipc: SendHeader called twice, or after the header was sent"); err != nil {
 		return err
 	}
-	st.header = joined
 	b := st.c.w.Lock()
 	st.appendHeaders(b)
 	err := st.c.w.Unlock()
