@@ -249,6 +249,9 @@ func startExiting(t *testing.T, how string, opts ...grpcipc.ChildOption) *grpcip
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("a call that ends the child (%s): %v; want Unavailable", how, err)
 	}
+	if want := fmt.Sprintf("the child pid %d closed the connection", child.PID()); !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), "broken pipe") && !strings.Contains(err.Error(), "reset by peer") {
+		t.Errorf("a call that ends the child (%s): %v; want it to say %q", how, err, want)
+	}
 	return child
 }
 

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
@@ -48,10 +50,26 @@ func describeFile(what, path string) string {
 		return what
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return fmt.Sprintf("%s (mode %04o, owner uid %d, group %d)", what, fi.Mode().Perm(), st.Uid, st.Gid)
+		return fmt.Sprintf("%s (mode %04o, owner %s, group %s)", what, fi.Mode().Perm(), uidName(int(st.Uid)), gidName(int(st.Gid)))
 	}
 	return fmt.Sprintf("%s (mode %04o)", what, fi.Mode().Perm())
 }
 
 // describeSelf names this process's user.
-func describeSelf() string { return fmt.Sprintf("uid %d", os.Geteuid()) }
+func describeSelf() string { return uidName(os.Geteuid()) }
+
+// uidName is "uid N (name)", or "uid N" for a uid with no user.
+func uidName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.Username != "" {
+		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
+// gidName is "N (name)", or "N" for a gid with no group.
+func gidName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil && g.Name != "" {
+		return fmt.Sprintf("%d (%s)", gid, g.Name)
+	}
+	return strconv.Itoa(gid)
+}

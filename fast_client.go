@@ -102,6 +102,11 @@ func (fc *fastClientConn) close(err error) {
 	}
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errors.New("the server closed the connection")
+		if fc.ai != nil && fc.ai.Endpoint.Transport == Inherited {
+			// "the child pid 123", "the parent pid 45": a plugin host
+			// learns whom it lost (child.Wait says how it ended).
+			err = fmt.Errorf("the %s closed the connection (did it exit?)", fc.ai.Endpoint.Address)
+		}
 	}
 	fc.err = err
 	streams := fc.streams

@@ -33,10 +33,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return benchChild(ctx, spec, stdout)
 	}
 	c := newCommand("bench", "[--quick] [--reps N] [--wide] [--json FILE] [--chart FILE.svg]",
-		"Measure the transports side by side on this machine: a raw socket (the floor,\n"+
-			"read into one buffer, and as raw-alloc into a new one per message), grpc-go with\n"+
-			"default options over TCP loopback and a Unix socket (what users get without\n"+
-			"grpcipc), grpcipc's fast path over each local transport, and grpcipc over HTTP/2\n"+
+		"Measure the transports side by side on this machine: a raw socket (the best any\n"+
+			"RPC could do: read into one buffer, and as raw-alloc into a new one per message),\n"+
+			"grpc-go with default options over TCP loopback and a Unix socket (what users get\n"+
+			"without grpcipc), grpcipc's fast path over each local transport, and grpcipc over HTTP/2\n"+
 			"(grpcipc-http2: what other gRPC stacks get). Each target's server runs in a fresh\n"+
 			"process per round and heap, with this process's GOMAXPROCS and GOGC; this process\n"+
 			"is the client. After a warm-up (0.5 s and 2,000 calls), every workload is measured;\n"+

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"google.golang.org/grpc"
 )
 
 // exitStatuses reads the "Exit status" section of grpcipc --help: each
@@ -84,6 +87,17 @@ func TestExitStatusByStage(t *testing.T) {
 	}
 	t.Cleanup(func() { silentL.Close() })
 	silent := "unix://" + silentPath
+	// A plain grpc.Server without reflection.
+	plainPath := filepath.Join(dir, "plain.sock")
+	plainL, err := net.Listen("unix", plainPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainS := grpc.NewServer()
+	greetpb.RegisterGreeterServer(plainS, greetpb.UnimplementedGreeterServer{})
+	go plainS.Serve(plainL)
+	t.Cleanup(plainS.Stop)
+	plain := "unix://" + plainPath
 	none := "unix://" + filepath.Join(dir, "none.sock")
 	noDir := "unix://" + filepath.Join(dir, "gone", "g.sock")
 
@@ -120,6 +134,8 @@ func TestExitStatusByStage(t *testing.T) {
 			policed + ": reflection refused by the server's policy: pass --proto or --protoset (the server said: permission denied: "},
 		{"reflection refused, HTTP/2", "1", "reflection refused", []string{"call", "--http2", "--connect", policed, hello}, 1,
 			"reflection refused by the server's policy: pass --proto or --protoset"},
+		{"no reflection", "1", "reflection refused or failed", []string{"list", "--connect", plain}, 1,
+			plain + ": the server offers no reflection service: pass --proto or --protoset"},
 		{"no such method", "1", "no such service, method or symbol", []string{"call", "--connect", served, "greet.Greeter/Nope"}, 1,
 			`no method "Nope"`},
 		{"a request not valid", "1", "a request or --proto file that is not valid", []string{"call", "--connect", served, hello, `{"nam": 1}`}, 1,
@@ -221,7 +237,11 @@ func TestSocketRefusesUser(t *testing.T) {
 			if code := c.ProcessState.ExitCode(); code != 1 {
 				t.Errorf("exit %d, want 1; stdout %q, stderr %q", code, out.String(), errOut.String())
 			}
-			oneErrorLine(t, errOut.String(), "grpcipc: permission denied: "+endpoint+": the socket file (mode 0600, owner uid 0, group 0) refuses this process's user (uid 65534)")
+			nobody := "uid 65534"
+			if u, err := user.LookupId("65534"); err == nil {
+				nobody += " (" + u.Username + ")"
+			}
+			oneErrorLine(t, errOut.String(), "grpcipc: permission denied: "+endpoint+": the socket file (mode 0600, owner uid 0 (root), group 0 (root)) refuses this process's user ("+nobody+")")
 		})
 	}
 }

@@ -5,7 +5,7 @@
 //	grpcipc serve [--listen ENDPOINT]             the demo server
 //	grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method by reflection
 //	grpcipc list [--connect ENDPOINT] [SERVICE]   list services, or a service's methods
-//	grpcipc describe [--connect ENDPOINT] SYMBOL  a service, method or message in .proto syntax
+//	grpcipc describe [--connect ENDPOINT] [SYMBOL]  a service, method or message in .proto syntax
 //	grpcipc endpoint [--system] [APP]             print this OS's default (or machine-wide) endpoint
 //	grpcipc bench [--quick] [--json F] [--chart F] measure the transports side by side
 //
@@ -44,12 +44,14 @@ Linux abstract sockets and Windows named pipes.
 
 Usage:
   grpcipc demo [--count N]                         start a server in a child process, call it, clean up
-  grpcipc serve [--listen ENDPOINT]                serve greet.Greeter, Echo, health, reflection, Identity
+  grpcipc serve [--listen ENDPOINT] [--allow PRINCIPAL]... [--policy FILE]
+                                                   serve greet.Greeter, Echo, health, reflection, Identity
   grpcipc call [--connect ENDPOINT] METHOD [JSON]  call a method, found by server reflection
   grpcipc list [--connect ENDPOINT] [SERVICE]      list the services, or one service's methods
-  grpcipc describe [--connect ENDPOINT] SYMBOL     print a service, method or message in .proto syntax
+  grpcipc describe [--connect ENDPOINT] [SYMBOL]   print a service, method or message in .proto syntax
   grpcipc endpoint [--system] [APP]                print APP's endpoint on this OS: per user, or machine-wide
-  grpcipc bench [--quick] [--json F] [--chart F]   measure the transports side by side
+  grpcipc bench [--quick] [--wide] [--json F] [--chart F]
+                                                   measure the transports side by side
   grpcipc --version                                which grpcipc this is
 
 Endpoints: unix:///abs/path, unix:rel/path, unix-abstract:name (or unix:@name),

@@ -221,7 +221,7 @@ func layoutChart(results []Result, o ChartOptions) *chartLayout {
 	sub := "Each target's figure as a multiple of grpc-go's (default options) over TCP loopback, the baseline (1x): " +
 		"its p50 latency over the target's for unary calls, the target's calls/s or MB/s over its for the others; " +
 		"longer is better. Bars: the median of the " + roundsText(n) + "; whiskers: the target's lowest and highest round. " +
-		"The raw socket, the floor, is a line (its figure beside each heading)."
+		"The raw socket, the best any RPC could do, is a line (its figure beside each heading)."
 	perLine := int((right - chartMargin) / (chartFont * 0.62))
 	for _, s := range wrap(sub, perLine, "", "") {
 		y += chartLineH
@@ -245,7 +245,7 @@ func layoutChart(results []Result, o ChartOptions) *chartLayout {
 		case name == (Target{Stack: StackGRPCGo, Transport: "tcp"}).Name():
 			label += " (baseline, 1x)"
 		case s.floor:
-			label += " (floor)"
+			label += " (bare socket)"
 		}
 		w := 22 + textWidth(label, chartFont, false)
 		if x > chartMargin && x+w > right {
@@ -283,7 +283,7 @@ func layoutChart(results []Result, o ChartOptions) *chartLayout {
 			fl = append(fl, s)
 		}
 		if len(fl) > 0 {
-			note := "floor: " + strings.Join(fl, ", ")
+			note := "bare socket: " + strings.Join(fl, ", ")
 			nx := chartMargin + textWidth(h.s, chartFont, true) + 12
 			if nx+textWidth(note, chartFont, false) > right {
 				y += chartLineH

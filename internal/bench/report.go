@@ -219,7 +219,7 @@ func legendText(rounds int, wide bool) string {
 		"the others (higher is better). %s vs tcp: how many times better than grpc-go over TCP loopback, "+
 		"the baseline (x2.00: half the latency, or twice the calls or MB/s). CPU/op and allocs: client "+
 		"and server together, per op (a call, or a MiB streamed); CPU vs tcp: that CPU over the "+
-		"baseline's (0.50: half). raw is the bare socket, the floor.", roundsText(rounds), rng)
+		"baseline's (0.50: half). raw is the bare socket, the best possible.", roundsText(rounds), rng)
 	if wide {
 		s += " min, max: the main figure's lowest and highest round; vs raw: the ratio to the raw socket; " +
 			"calls/s: for unary calls, one caller's."
@@ -317,7 +317,7 @@ func summary(g *group) string {
 		s += fmt.Sprintf("; over %s its rounds' range overlaps grpc-go's: no clear difference there", and(overlap))
 	}
 	if raw, ok := g.find(StackRaw, ""); ok && raw.main().Median > 0 {
-		s += fmt.Sprintf("; the raw socket (the floor): %.2fx", Speedup(raw, base))
+		s += fmt.Sprintf("; the bare socket (the best possible): %.2fx", Speedup(raw, base))
 	}
 	return s
 }

@@ -160,11 +160,11 @@ func summaries(out string) []string {
 func TestTableSummaries(t *testing.T) {
 	want := []string{
 		// 80/40 = 2.00, 80/50 = 1.60; raw 80/20 = 4.00
-		"summary: fast path 2.00x (unix) and 1.60x (unix-abstract) the speed of grpc-go over TCP here (p50 40.0µs and 50.0µs vs 80.0µs); the raw socket (the floor): 4.00x",
+		"summary: fast path 2.00x (unix) and 1.60x (unix-abstract) the speed of grpc-go over TCP here (p50 40.0µs and 50.0µs vs 80.0µs); the bare socket (the best possible): 4.00x",
 		// 116000/40000 = 2.90
-		"summary: fast path 2.90x (unix) and 3.00x (unix-abstract) the calls/s of grpc-go over TCP here (116,000 and 120,000 vs 40,000); the raw socket (the floor): 2.50x",
+		"summary: fast path 2.90x (unix) and 3.00x (unix-abstract) the calls/s of grpc-go over TCP here (116,000 and 120,000 vs 40,000); the bare socket (the best possible): 2.50x",
 		// unix-abstract's 1000-1200 overlaps grpc-go's 950-1050
-		"summary: fast path 2.00x (unix) and 1.10x (unix-abstract) the MB/s of grpc-go over TCP here (2,000 and 1,100 vs 1,000); over unix-abstract its rounds' range overlaps grpc-go's: no clear difference there; the raw socket (the floor): 18.00x",
+		"summary: fast path 2.00x (unix) and 1.10x (unix-abstract) the MB/s of grpc-go over TCP here (2,000 and 1,100 vs 1,000); over unix-abstract its rounds' range overlaps grpc-go's: no clear difference there; the bare socket (the best possible): 18.00x",
 	}
 	got := summaries(table(fixed(), TableOptions{}))
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -381,7 +381,7 @@ func TestChartLegend(t *testing.T) {
 			texts = append(texts, e.text)
 		}
 	}
-	for _, want := range []string{"grpc-go tcp (baseline, 1x)", "grpcipc unix", "raw unix (floor)", "raw-alloc unix (floor)"} {
+	for _, want := range []string{"grpc-go tcp (baseline, 1x)", "grpcipc unix", "raw unix (bare socket)", "raw-alloc unix (bare socket)"} {
 		if !strings.Contains(strings.Join(texts, "\n"), want) {
 			t.Errorf("the chart's text lacks %q", want)
 		}
@@ -459,7 +459,7 @@ func TestChartFloorIsALine(t *testing.T) {
 			notes = append(notes, x.s)
 		}
 	}
-	want := []string{"floor: raw unix 4.00x (beyond the scale)", "floor: raw unix 2.50x", "floor: raw unix 18.00x (beyond the scale), raw-alloc unix 3.00x"}
+	want := []string{"bare socket: raw unix 4.00x (beyond the scale)", "bare socket: raw unix 2.50x", "bare socket: raw unix 18.00x (beyond the scale), raw-alloc unix 3.00x"}
 	if strings.Join(notes, "\n") != strings.Join(want, "\n") {
 		t.Errorf("floor notes:\n%s\nwant:\n%s", strings.Join(notes, "\n"), strings.Join(want, "\n"))
 	}
