@@ -439,7 +439,7 @@ func slicesSort(ds []time.Duration) { slices.Sort(ds) }
 func init() {
 	// hold ENDPOINT N: open N connections that each send the HTTP/2 preface
 	// and an empty SETTINGS frame, hold them 1.5 s, then print how many the
-	// server has not closed.
+	// server has not closed (once that count holds).
 	grpcipc.RegisterHelper("hold", func(args []string) error {
 		addr, n, err := addrAndCount(args)
 		if err != nil {
@@ -456,19 +456,34 @@ func init() {
 			conns = append(conns, c)
 		}
 		time.Sleep(1500 * time.Millisecond)
-		open := 0
 		buf := make([]byte, 4096)
-		for _, c := range conns {
-			c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
-			for {
-				if _, err := c.Read(buf); err != nil {
-					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
-						open++
+		count := func() int {
+			open := 0
+			for _, c := range conns {
+				c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+				for {
+					if _, err := c.Read(buf); err != nil {
+						var ne net.Error
+						if errors.As(err, &ne) && ne.Timeout() {
+							open++
+						}
+						break
 					}
-					break
 				}
 			}
+			return open
+		}
+		// A connection still in the accept queue looks open until the
+		// server accepts it (and, over the limit, closes it): on a busy
+		// machine, count until the count holds.
+		open := count()
+		for range 10 {
+			time.Sleep(300 * time.Millisecond)
+			again := count()
+			if again == open {
+				break
+			}
+			open = again
 		}
 		// Closed only once all are counted: a connection closed while
 		// counting frees a slot for one still waiting to be accepted.
