@@ -830,7 +830,7 @@ func (c *client) reflectionError(err error) error {
 	}
 	if st.Code() == codes.Unimplemented {
 		// grpcreflect tries v1, then v1alpha: the last word is v1alpha's.
-		return fmt.Errorf("%s: the server offers no reflection service: pass --proto or --protoset (the server said: %s)", c.ep, st.Message())
+		return fmt.Errorf("%s: the server offers no reflection service (Unimplemented): pass --proto or --protoset (the server said: %s)", c.ep, st.Message())
 	}
 	return fmt.Errorf("%s: reflection: %s: %s", c.ep, st.Code(), strings.TrimPrefix(st.Message(), "grpcipc: "))
 }

@@ -135,7 +135,7 @@ func TestExitStatusByStage(t *testing.T) {
 		{"reflection refused, HTTP/2", "1", "reflection refused", []string{"call", "--http2", "--connect", policed, hello}, 1,
 			"reflection refused by the server's policy: pass --proto or --protoset"},
 		{"no reflection", "1", "reflection refused or failed", []string{"list", "--connect", plain}, 1,
-			plain + ": the server offers no reflection service: pass --proto or --protoset"},
+			plain + ": the server offers no reflection service (Unimplemented): pass --proto or --protoset"},
 		{"no such method", "1", "no such service, method or symbol", []string{"call", "--connect", served, "greet.Greeter/Nope"}, 1,
 			`no method "Nope"`},
 		{"a request not valid", "1", "a request or --proto file that is not valid", []string{"call", "--connect", served, hello, `{"nam": 1}`}, 1,
