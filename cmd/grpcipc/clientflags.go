@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -203,4 +206,59 @@ func loadCAs(ctx context.Context, what, file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s: %s holds no PEM certificate", what, file)
 	}
 	return pool, nil
+}
+
+// parseHeaders reads -H's "name: value" pairs; the values of -bin names
+// are base64, as grpcurl takes them.
+func parseHeaders(hs []string) (metadata.MD, error) {
+	md := metadata.MD{}
+	for _, h := range hs {
+		name, value, ok := strings.Cut(h, ":")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if !ok || name == "" {
+			return nil, usageErrorf("header %q: want \"name: value\"", h)
+		}
+		value = strings.TrimSpace(value)
+		if strings.HasSuffix(name, "-bin") {
+			// base64, as grpcurl takes it; what is not base64 is sent as
+			// it is, as grpcurl sends it.
+			if b, err := base64.StdEncoding.DecodeString(value); err == nil {
+				value = string(b)
+			} else if b, err := base64.RawStdEncoding.DecodeString(value); err == nil {
+				value = string(b)
+			}
+		}
+		md.Append(name, value)
+	}
+	return md, nil
+}
+
+// seconds is a time limit given as grpcurl gives it (seconds, "2.5") or as
+// a Go duration ("2.5s", "1m"); zero when not given.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+
+func (s *seconds) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || f > float64(math.MaxInt64/int64(time.Second)) {
+			return fmt.Errorf("%q is neither seconds nor a duration", v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return fmt.Errorf("%q is not positive", v)
+	}
+	*s = seconds(d)
+	return nil
+}
+
+// or is the limit given, or def.
+func (s seconds) or(def time.Duration) time.Duration {
+	if s == 0 {
+		return def
+	}
+	return time.Duration(s)
 }

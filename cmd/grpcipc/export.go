@@ -1,56 +1,16 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/jhump/protoreflect/v2/protoprint"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 )
-
-// anyOf resolves types in the first resolver that has them: the server's
-// (by reflection) or the --proto files', then those compiled into grpcipc
-// (google.rpc's error details, the well-known types).
-type anyOf []typeResolver
-
-func (r anyOf) FindMessageByName(n protoreflect.FullName) (protoreflect.MessageType, error) {
-	return first(r, func(t typeResolver) (protoreflect.MessageType, error) { return t.FindMessageByName(n) })
-}
-
-func (r anyOf) FindMessageByURL(url string) (protoreflect.MessageType, error) {
-	return first(r, func(t typeResolver) (protoreflect.MessageType, error) { return t.FindMessageByURL(url) })
-}
-
-func (r anyOf) FindExtensionByName(n protoreflect.FullName) (protoreflect.ExtensionType, error) {
-	return first(r, func(t typeResolver) (protoreflect.ExtensionType, error) { return t.FindExtensionByName(n) })
-}
-
-func (r anyOf) FindExtensionByNumber(m protoreflect.FullName, n protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
-	return first(r, func(t typeResolver) (protoreflect.ExtensionType, error) { return t.FindExtensionByNumber(m, n) })
-}
-
-func first[T any](r anyOf, find func(typeResolver) (T, error)) (T, error) {
-	var zero T
-	err := error(protoregistry.NotFound)
-	for _, t := range r {
-		v, ferr := find(t)
-		if ferr == nil {
-			return v, nil
-		}
-		if !errors.Is(ferr, protoregistry.NotFound) {
-			err = ferr
-		}
-	}
-	return zero, err
-}
 
 // exportFlags are list's and describe's grpcurl flags that write what
 // they found: a descriptor set, .proto files.
@@ -114,51 +74,4 @@ func withImports(ds []protoreflect.Descriptor) []protoreflect.FileDescriptor {
 		visit(d.ParentFile())
 	}
 	return out
-}
-
-// messageTemplate returns a message of type md with every field set, so that its
-// JSON shows each field's name and shape: grpcurl's -msg-template. A
-// message type met again inside itself is left empty.
-func messageTemplate(md protoreflect.MessageDescriptor) *dynamicpb.Message {
-	return fill(md, nil)
-}
-
-func fill(md protoreflect.MessageDescriptor, path []protoreflect.FullName) *dynamicpb.Message {
-	m := dynamicpb.NewMessage(md)
-	if slices.Contains(path, md.FullName()) || len(path) > 8 {
-		return m
-	}
-	path = append(path, md.FullName())
-	fields := md.Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if fd.ContainingOneof() != nil && !fd.HasOptionalKeyword() && fd.ContainingOneof().Fields().Get(0) != fd {
-			continue // one field of each oneof
-		}
-		switch {
-		case fd.IsMap():
-			mp := m.Mutable(fd).Map()
-			mp.Set(zeroValue(fd.MapKey(), path).MapKey(), zeroValue(fd.MapValue(), path))
-		case fd.IsList():
-			m.Mutable(fd).List().Append(zeroValue(fd, path))
-		default:
-			m.Set(fd, zeroValue(fd, path))
-		}
-	}
-	return m
-}
-
-// zeroValue is a field's default value, or a filled message for a message
-// field.
-func zeroValue(fd protoreflect.FieldDescriptor, path []protoreflect.FullName) protoreflect.Value {
-	switch fd.Kind() {
-	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return protoreflect.ValueOfMessage(fill(fd.Message(), path))
-	case protoreflect.EnumKind:
-		return protoreflect.ValueOfEnum(fd.Enum().Values().Get(0).Number())
-	}
-	if fd.IsList() || fd.IsMap() {
-		return dynamicpb.NewMessage(fd.ContainingMessage()).NewField(fd).List().NewElement()
-	}
-	return fd.Default()
 }
