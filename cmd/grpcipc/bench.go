@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grpcipc/grpcipc/internal/bench"
+	"github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench"
 )
 
 // benchChildEnv, when set, makes "grpcipc bench" serve one target for the

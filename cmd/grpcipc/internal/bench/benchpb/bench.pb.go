@@ -121,7 +121,7 @@ const file_grpcipc_bench_v1_bench_proto_rawDesc = "" +
 	"size_bytes\x18\x01 \x01(\x05R\tsizeBytes2\x8d\x01\n" +
 	"\x05Bench\x12<\n" +
 	"\x04Echo\x12\x19.grpcipc.bench.v1.Payload\x1a\x19.grpcipc.bench.v1.Payload\x12F\n" +
-	"\x06Stream\x12\x1f.grpcipc.bench.v1.StreamRequest\x1a\x19.grpcipc.bench.v1.Payload0\x01B0Z.github.com/grpcipc/grpcipc/internal/pb/benchpbb\x06proto3"
+	"\x06Stream\x12\x1f.grpcipc.bench.v1.StreamRequest\x1a\x19.grpcipc.bench.v1.Payload0\x01B?Z=github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench/benchpbb\x06proto3"
 
 var (
 	file_grpcipc_bench_v1_bench_proto_rawDescOnce sync.Once

@@ -17,7 +17,7 @@ import (
 	"sync"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/benchpb"
+	"github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench/benchpb"
 	"google.golang.org/grpc"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
-	"github.com/grpcipc/grpcipc/internal/pb/benchpb"
+	"github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench/benchpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
