@@ -210,13 +210,14 @@ func TestDescribe(t *testing.T) {
 // TestTimeoutsApart: --connect-timeout and --max-time take grpcurl's
 // seconds or a duration; --max-time bounds the whole command (a stream
 // that does not end gets DeadlineExceeded, exit 68, having printed its
-// update).
+// update). The bound is long enough for a loaded machine to connect, read
+// the server's reflection and print the first update within it.
 func TestTimeoutsApart(t *testing.T) {
 	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "g.sock")
 	startServe(t, endpoint)
-	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--connect-timeout", "5", "--max-time", "0.3", "grpc.health.v1.Health/Watch")
+	code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--connect-timeout", "5", "--max-time", "1.5", "grpc.health.v1.Health/Watch")
 	if code != 64+int(codes.DeadlineExceeded) || !strings.Contains(stdout, `"SERVING"`) {
-		t.Errorf("--max-time 0.3 on a stream that does not end: exit %d, %q, %q", code, stdout, stderr)
+		t.Errorf("--max-time 1.5 on a stream that does not end: exit %d, %q, %q", code, stdout, stderr)
 	}
 	if code, stdout, stderr := runCLI(t, nil, "call", "--connect", endpoint, "--connect-timeout", "2s", "--max-time", "1m", "greet.Greeter/SayHello"); code != 0 || !strings.Contains(stdout, "Hello") {
 		t.Errorf("durations: exit %d, %q, %q", code, stdout, stderr)
