@@ -1,27 +1,23 @@
 package grpcipc
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/grpcipc/grpcipc/internal/fastio"
+	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"github.com/grpcipc/grpcipc/internal/sockfile"
-	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -60,7 +56,7 @@ type ClientConn struct {
 
 	mu       sync.Mutex
 	protocol string // "", ProtocolFast or ProtocolHTTP2
-	fc       *fastClientConn
+	fc       *fastpath.ClientConn
 	dialing  chan struct{} // closed when the dial in progress ends
 	retry    reconnect     // failed dials, and when the next may start
 	h2       *grpc.ClientConn
@@ -173,7 +169,7 @@ func (cc *ClientConn) Close() error {
 		handoff.Close()
 	}
 	if fc != nil {
-		fc.close(errors.New("the client connection is closing"))
+		fc.Close(errors.New("the client connection is closing"))
 	}
 	if h2 != nil {
 		return h2.Close()
@@ -197,15 +193,15 @@ func (cc *ClientConn) invoke(ctx context.Context, method string, req, reply any,
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		fc, h2, err := cc.transport(ctx, ci.waitForReady)
+		fc, h2, err := cc.transport(ctx, ci.WaitForReady())
 		if err != nil {
 			return err
 		}
 		if h2 != nil {
 			return h2.Invoke(ctx, method, req, reply, opts...)
 		}
-		err = fc.invoke(ctx, method, req, reply, &ci)
-		if err == errNotStarted && attempt < 3 {
+		err = fc.Invoke(ctx, method, req, reply, &ci)
+		if err == fastpath.ErrNotStarted && attempt < 3 {
 			continue // the server went away before it started the call
 		}
 		return err
@@ -226,49 +222,26 @@ func (cc *ClientConn) newStream(ctx context.Context, desc *grpc.StreamDesc, _ *g
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		fc, h2, err := cc.transport(ctx, ci.waitForReady)
+		fc, h2, err := cc.transport(ctx, ci.WaitForReady())
 		if err != nil {
 			return nil, err
 		}
 		if h2 != nil {
 			return h2.NewStream(ctx, desc, method, opts...)
 		}
-		st, _, err := fc.open(ctx, method, &ci, desc, nil)
-		if err == errNotStarted && attempt < 3 {
+		st, err := fc.NewStream(ctx, desc, method, &ci)
+		if err == fastpath.ErrNotStarted && attempt < 3 {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		st.stop = context.AfterFunc(ctx, func() { st.abort(status.Convert(contextStatus(ctx))) })
-		return &fastStream{st: st, ci: ci}, nil
+		return st, err
 	}
 }
 
-// callInfo reads a call's options.
-func (cc *ClientConn) callInfo(opts []grpc.CallOption) (callInfo, error) {
-	ci := callInfo{maxRecv: DefaultMaxCallRecvMsgSize, maxSend: math.MaxInt32}
-	for _, o := range opts {
-		switch o := o.(type) {
-		case grpc.HeaderCallOption:
-			ci.header = o.HeaderAddr
-		case grpc.TrailerCallOption:
-			ci.trailer = o.TrailerAddr
-		case grpc.PeerCallOption:
-			ci.peer = o.PeerAddr
-		case grpc.MaxRecvMsgSizeCallOption:
-			ci.maxRecv = o.MaxRecvMsgSize
-		case grpc.MaxSendMsgSizeCallOption:
-			ci.maxSend = o.MaxSendMsgSize
-		case grpc.FailFastCallOption:
-			ci.waitForReady = !o.FailFast
-		case grpc.PerRPCCredsCallOption:
-			ci.perRPC = append(ci.perRPC, grpcPerRPC{o.Creds})
-		case grpc.CompressorCallOption:
-			if o.CompressorType != "" && o.CompressorType != "identity" && cc.Protocol() != ProtocolHTTP2 {
-				return ci, status.Errorf(codes.Unimplemented, "grpcipc: the fast path does not compress (asked for %q): a local socket gains nothing from it; use WithHTTP2 to compress over HTTP/2", o.CompressorType)
-			}
-		}
+// callInfo reads a call's options for the fast path.
+func (cc *ClientConn) callInfo(opts []grpc.CallOption) (fastpath.CallInfo, error) {
+	ci, compressor := fastpath.ParseCallOptions(opts, DefaultMaxCallRecvMsgSize)
+	if compressor != "" && cc.Protocol() != ProtocolHTTP2 {
+		return ci, status.Errorf(codes.Unimplemented, "grpcipc: the fast path does not compress (asked for %q): a local socket gains nothing from it; use WithHTTP2 to compress over HTTP/2", compressor)
 	}
 	return ci, nil
 }
@@ -280,7 +253,7 @@ func (cc *ClientConn) callInfo(opts []grpc.CallOption) (callInfo, error) {
 // them ([reconnect]): a call that does not wait for ready fails at once
 // with the last dial's error until the next dial is due; one that waits
 // for ready waits for it, within its deadline, and dials then.
-func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastClientConn, *grpc.ClientConn, error) {
+func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastpath.ClientConn, *grpc.ClientConn, error) {
 	for {
 		cc.mu.Lock()
 		switch {
@@ -291,7 +264,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 			h2 := cc.h2
 			cc.mu.Unlock()
 			return nil, h2, nil
-		case cc.fc != nil && cc.fc.usable():
+		case cc.fc != nil && cc.fc.Usable():
 			fc := cc.fc
 			cc.mu.Unlock()
 			return fc, nil, nil
@@ -302,7 +275,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, nil, contextStatus(ctx)
+				return nil, nil, fastpath.ContextStatus(ctx)
 			}
 		}
 		if wait := cc.retry.wait(time.Now()); wait > 0 {
@@ -317,7 +290,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 				continue
 			case <-ctx.Done():
 				t.Stop()
-				return nil, nil, contextStatus(ctx)
+				return nil, nil, fastpath.ContextStatus(ctx)
 			case <-cc.closing:
 				t.Stop()
 				return nil, nil, errClosing
@@ -337,7 +310,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 			} // else this call's deadline or cancellation ended the dial, not the server
 		case cc.closed:
 			if fc != nil {
-				fc.close(errClosing)
+				fc.Close(errClosing)
 			}
 			if handoff != nil {
 				handoff.Close()
@@ -364,7 +337,7 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 		case err == nil:
 			continue
 		case ctx.Err() != nil:
-			return nil, nil, contextStatus(ctx)
+			return nil, nil, fastpath.ContextStatus(ctx)
 		case !waitForReady || status.Code(err) != codes.Unavailable:
 			return nil, nil, err
 		}
@@ -376,14 +349,14 @@ func (cc *ClientConn) transport(ctx context.Context, waitForReady bool) (*fastCl
 // that answers in HTTP/2 (every gRPC server but grpcipc's) has its
 // connection returned as handoff, for the grpc.ClientConn to speak HTTP/2
 // on: the offer was a valid HTTP/2 preface.
-func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net.Conn, err error) {
+func (cc *ClientConn) dial(ctx context.Context) (fc *fastpath.ClientConn, handoff net.Conn, err error) {
 	raw, err := cc.cfg.connect(ctx)
 	if err != nil {
 		if sockfile.IsAccessDenied(err) {
 			return nil, nil, status.Error(codes.PermissionDenied, accessDeniedError(cc.ep, err).Error())
 		}
 		if ctx.Err() != nil {
-			return nil, nil, contextStatus(ctx)
+			return nil, nil, fastpath.ContextStatus(ctx)
 		}
 		return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: connecting to %s: %v", cc.ep, err)
 	}
@@ -414,52 +387,27 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 		}
 	}()
 	interrupt := context.AfterFunc(wctx, func() { conn.SetDeadline(time.Now()) })
-	var offer [wire.OfferSize]byte
-	_, err = conn.Write(wire.AppendOffer(offer[:0], wire.Version))
-	br := bufio.NewReaderSize(conn, 32<<10)
-	var first []byte
-	if err == nil {
-		first, err = br.Peek(1)
+	a, err := fastpath.Offer(conn)
+	if err == nil && !interrupt() {
+		err = errDialInterrupted
 	}
 	switch {
 	case err != nil:
-	case first[0] != wire.Magic[0]:
+	case !a.Fast:
 		// HTTP/2's server preface (a SETTINGS frame) or whatever else the
 		// server says: grpc-go reads it and judges.
-		if !interrupt() {
-			err = errDialInterrupted
-			break
-		}
 		conn.SetDeadline(time.Time{})
-		read, _ := br.Peek(br.Buffered())
 		cc.log.Debug("grpcipc: the server does not speak the fast path; speaking HTTP/2", "endpoint", cc.ep.String())
-		return nil, &handoffConn{Conn: conn, ai: ai, pending: bytes.Clone(read)}, nil
+		return nil, &handoffConn{Conn: conn, ai: ai, pending: a.Pending}, nil
 	default:
-		var reply []byte
-		if reply, err = br.Peek(wire.PrefaceSize); err != nil {
-			break
-		}
-		var v uint8
-		if v, err = wire.ParsePreface(reply); err == nil && v < 2 {
-			err = fmt.Errorf("it answered version %d of the fast path to an offer of version %d, which version 1 does not make", v, wire.Version)
-		}
-		if err == nil && !interrupt() {
-			err = errDialInterrupted
-		}
-		if err != nil {
-			break
-		}
-		br.Discard(wire.PrefaceSize)
 		conn.SetDeadline(time.Time{})
-		a, _ := ai.(*AuthInfo)
-		fc := newFastClientConn(conn, a, cc.cfg.connBudget, v)
-		go fc.read(br)
-		cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String(), "version", v)
+		fc := fastpath.NewClientConn(conn, a.Reader, a.Version, cc.fastConfig(ai))
+		cc.log.Debug("grpcipc: speaking the fast path", "endpoint", cc.ep.String(), "version", a.Version)
 		return fc, nil, nil
 	}
 	conn.Close()
 	if ctx.Err() != nil {
-		return nil, nil, contextStatus(ctx)
+		return nil, nil, fastpath.ContextStatus(ctx)
 	}
 	select {
 	case <-cc.closing:
@@ -474,11 +422,28 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastClientConn, handoff net
 		err = fmt.Errorf("the server closed the connection before it answered: %w", err)
 	case errors.As(err, &ne) && ne.Timeout():
 		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			return nil, nil, contextStatus(ctx)
+			return nil, nil, fastpath.ContextStatus(ctx)
 		}
 		err = fmt.Errorf("the server did not answer the connection's first bytes within %v", answerTimeout)
 	}
 	return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+}
+
+// fastConfig is the configuration of a fast-path connection to a server
+// whose handshake gave ai.
+func (cc *ClientConn) fastConfig(ai credentials.AuthInfo) fastpath.ClientConfig {
+	cfg := fastpath.ClientConfig{
+		AuthInfo:    ai,
+		Budget:      cmp.Or(cc.cfg.connBudget, DefaultConnMemoryBudget),
+		BudgetFixed: cc.cfg.connBudget != 0,
+	}
+	if a, ok := ai.(*AuthInfo); ok && a != nil {
+		cfg.SecurityLevel = a.SecurityLevel
+		if a.Endpoint.Transport == Inherited {
+			cfg.ClosedBy = a.Endpoint.Address
+		}
+	}
+	return cfg
 }
 
 // errDialInterrupted: the dialling call's context ended, or Close was
@@ -493,144 +458,6 @@ func (cc *ClientConn) takeHandoff() net.Conn {
 	c := cc.handoff
 	cc.handoff = nil
 	return c
-}
-
-// grpcPerRPC is a call's per-RPC credentials.
-type grpcPerRPC struct{ c credentials.PerRPCCredentials }
-
-// metadata adds the credentials' metadata to md.
-func (p grpcPerRPC) metadata(ctx context.Context, ai *AuthInfo, method string, md []wire.KV) ([]wire.KV, error) {
-	if p.c.RequireTransportSecurity() && (ai == nil || ai.SecurityLevel < credentials.PrivacyAndIntegrity) {
-		return nil, status.Error(codes.Unauthenticated, "grpcipc: per-RPC credentials require transport security")
-	}
-	svc, _, _ := cutMethod(method)
-	ri := credentials.RequestInfo{Method: method, AuthInfo: ai}
-	m, err := p.c.GetRequestMetadata(credentials.NewContextWithRequestInfo(ctx, ri), "https://localhost/"+svc)
-	if err != nil {
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Unavailable, "grpcipc: per-RPC credentials: %v", err)
-	}
-	return toKV(metadata.New(m), md)
-}
-
-// fastStream is a streaming call on the fast path: a grpc.ClientStream.
-type fastStream struct {
-	st *clientStream
-	ci callInfo
-}
-
-// Header waits for the server's header metadata.
-func (s *fastStream) Header() (metadata.MD, error) {
-	select {
-	case <-s.st.hdr:
-	case <-s.st.ctx.Done():
-		return nil, contextStatus(s.st.ctx)
-	}
-	s.st.mu.Lock()
-	defer s.st.mu.Unlock()
-	if s.st.header == nil && s.st.status != nil && s.st.status.Code() != codes.OK {
-		return nil, s.st.status.Err()
-	}
-	if s.st.header == nil {
-		return metadata.MD{}, nil
-	}
-	return s.st.header, nil
-}
-
-// Trailer returns the trailer metadata once the call has ended.
-func (s *fastStream) Trailer() metadata.MD {
-	s.st.mu.Lock()
-	defer s.st.mu.Unlock()
-	return s.st.trailer
-}
-
-// CloseSend tells the server that no more messages come.
-func (s *fastStream) CloseSend() error {
-	if s.ctxEnded() {
-		return nil // RecvMsg tells how the call ended
-	}
-	s.st.closeSend()
-	return nil
-}
-
-// ctxEnded ends the call at once when its context has ended, so that
-// what follows a cancel sees it, whatever the server has sent meanwhile.
-func (s *fastStream) ctxEnded() bool {
-	if s.st.ctx.Err() == nil {
-		return false
-	}
-	s.st.abort(status.Convert(contextStatus(s.st.ctx)))
-	return true
-}
-
-// Context returns the call's context.
-func (s *fastStream) Context() context.Context { return s.st.ctx }
-
-// SendMsg sends a message; io.EOF when the call has ended (RecvMsg says
-// how).
-func (s *fastStream) SendMsg(m any) error {
-	if s.ctxEnded() || s.st.sendDone() {
-		return io.EOF
-	}
-	err := s.st.sendMsg(m)
-	if err != nil && status.Code(err) == codes.ResourceExhausted {
-		s.st.abort(status.Convert(err))
-	}
-	return err
-}
-
-// RecvMsg receives the next message; io.EOF after the last of a call that
-// ended well, the call's status otherwise.
-func (s *fastStream) RecvMsg(m any) error {
-	st := s.st
-	s.ctxEnded()
-	b, credit, err := st.in.Next(nil, nil)
-	if err == nil && b != nil {
-		uerr := unmarshal(*b, m)
-		fastio.PutBuf(b)
-		if give := st.in.Taken(credit); give > 0 {
-			st.fc.window(st.id, give)
-		}
-		if uerr != nil {
-			st.abort(status.Newf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
-			return s.finish(status.Errorf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
-		}
-		st.got++
-		if s.st.desc.ServerStreams {
-			return nil
-		}
-		// One message only: read on to the end for the status.
-		b2, _, err2 := st.in.Next(nil, nil)
-		if b2 != nil {
-			fastio.PutBuf(b2)
-			st.abort(status.New(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
-			return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
-		}
-		if err2 != nil {
-			return s.finish(err2)
-		}
-		s.finish(nil)
-		return nil
-	}
-	if err != nil {
-		return s.finish(err)
-	}
-	if !s.st.desc.ServerStreams && st.got == 0 {
-		return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
-	}
-	return s.finish(io.EOF)
-}
-
-// finish ends the watch of the context once the call has ended, and fills
-// the call options.
-func (s *fastStream) finish(err error) error {
-	s.st.stop()
-	if err != io.EOF {
-		err = preferContext(s.st.ctx, err)
-	}
-	return s.st.finishCall(&s.ci, err)
 }
 
 // WithHTTP2 makes [NewClient] speak HTTP/2 through a grpc.ClientConn

@@ -129,11 +129,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 			// A grpcipc client offers the fast path first: it hears its
 			// refusal there, on this one connection (a plain grpc.Server
 			// speaks no other fast path). Others hear it over HTTP/2.
-			fast, v, rest, ok := sniffRefused(pc)
-			if fast {
-				answerRefusedFast(pc.Conn, rest, pc.creds, v, pc.refusedUntil)
-			}
-			if !ok || fast {
+			if !answerRefused(pc) {
 				pc.Close()
 				return nil, nil, credentials.ErrConnDispatched
 			}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -176,6 +177,9 @@ type peerConn struct {
 	refused bool
 	// refusedUntil: a refused connection is closed by then.
 	refusedUntil time.Time
+	// ai: the caller's AuthInfo on the fast path (fastAuthInfo), set
+	// before the connection is served.
+	ai *AuthInfo
 }
 
 // logKey is the caller key of the connection's log lines: tcp callers
@@ -614,13 +618,10 @@ func (r *refuser) take(c *refusedConn) {
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		fast, v, rest, ok := sniffRefused(c.peerConn)
-		if fast {
-			answerRefusedFast(c.peerConn.Conn, rest, c.creds, v, c.refusedUntil)
-		}
+		h2 := answerRefused(c.peerConn)
 		r.mu.Lock()
 		delete(r.sniffed, c)
-		h2 := ok && !fast && !r.stopped
+		h2 = h2 && !r.stopped
 		if h2 {
 			select {
 			case r.conns <- c:
@@ -722,4 +723,29 @@ func (l *logLimiter) allow(now time.Time, flush func(int)) (bool, int) {
 	skipped := l.skipped
 	l.skipped = 0
 	return true, skipped
+}
+
+// answerRefused reads a refused connection's first bytes (its deadline
+// set) and, when a grpcipc client offered the fast path, answers its calls
+// there with the refusal (fastpath.AnswerRefused), so that it connects
+// once and its refusal is logged once. h2 says the connection is left for
+// the HTTP/2 refusal, what was read in pc.pending; otherwise it was
+// answered, or is of no use (closed, silent, a broken preface, or HTTP/2's
+// preface stopped short by the deadline, which the refusal server's
+// handshake would give as long again), and the caller closes it.
+func answerRefused(pc *peerConn) (h2 bool) {
+	f := fastpath.Sniff(pc.Conn)
+	switch {
+	case len(f.Read) == 0 || f.Broken:
+		return false
+	case f.Fast:
+		msg := (&RefusedError{Caller: pc.creds.String()}).Error()
+		// A tenth of the time is kept for the GOAWAY that ends it.
+		fastpath.AnswerRefused(pc.Conn, f.Rest, f.Version, msg, pc.refusedUntil.Add(-refusalDeadline/10), pc.refusedUntil)
+		return false
+	case f.Err != nil:
+		return false
+	}
+	pc.pending = f.Read
+	return true
 }

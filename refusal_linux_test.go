@@ -365,7 +365,7 @@ func TestRefusedFastConnectionBounded(t *testing.T) {
 	gs := serveGuarded(t, endpoint)
 	rs := probe(t, endpoint, "fastflood", "ff", "/greet.Greeter/SayHello")
 	r := rs[0]
-	const answered = 16 // refusedCalls
+	const answered = 16 // fastpath.refusedCalls
 	if r.Trailers != answered || r.GoAway != 2*answered-1 {
 		t.Errorf("20 calls on a refused connection: %d answered, GOAWAY after stream %d; want %d and %d", r.Trailers, r.GoAway, answered, 2*answered-1)
 	}

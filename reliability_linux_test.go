@@ -224,7 +224,7 @@ func goroutinesBesidesIdleWorkers() int {
 	count := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		header, rest, _ := strings.Cut(g, "\n")
-		if strings.Contains(header, "[chan receive") && strings.HasPrefix(rest, "github.com/grpcipc/grpcipc.(*workerPool).run.func1(") {
+		if strings.Contains(header, "[chan receive") && strings.HasPrefix(rest, "github.com/grpcipc/grpcipc/internal/fastpath.(*workerPool).run.func1(") {
 			continue
 		}
 		count++

@@ -1,19 +1,17 @@
 package grpcipc
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/grpcipc/grpcipc/internal/fastio"
-	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Server is a gRPC server for local endpoints that speaks two protocols on
@@ -34,31 +32,14 @@ type Server struct {
 	grpc  *grpc.Server
 	h2    *connQueue // connections for grpc; served once the first Serve starts
 
-	methods  map[string]*method
-	services map[string]bool
-	unary    grpc.UnaryServerInterceptor
-	stream   grpc.StreamServerInterceptor
-	workers  *workerPool
-	intern   func([]byte) string // a method's name without a copy, if registered
+	fast *fastpath.Server // the fast path's connections, its method table and workers
 
 	mu        sync.Mutex
 	serving   bool // grpc serves h2
 	stopped   bool // Stop or GracefulStop began
-	draining  bool // GracefulStop began
 	listeners map[*policyListener]bool
-	conns     map[*fastServerConn]bool
-	budgets   map[string]*fastio.Budget // callers' memory budgets, by callerKey
-	connsIdle *sync.Cond                // signalled when a fast connection ends
 	wg        sync.WaitGroup
 	h2done    chan struct{}
-}
-
-// method is a registered method: a unary one has md, a streaming one sd.
-type method struct {
-	name string // full: /pkg.Service/Method
-	impl any
-	md   *grpc.MethodDesc
-	sd   *grpc.StreamDesc
 }
 
 // NewServer makes a server. Options set the policy ([WithPolicy]), the
@@ -85,29 +66,21 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		creds:     creds,
-		methods:   map[string]*method{},
-		services:  map[string]bool{},
 		listeners: map[*policyListener]bool{},
-		conns:     map[*fastServerConn]bool{},
-		budgets:   map[string]*fastio.Budget{},
-		workers:   newWorkerPool(),
 		h2done:    make(chan struct{}),
+		fast: fastpath.NewServer(fastpath.ServerConfig{
+			Unary: cfg.unary, Stream: cfg.stream, Stats: cfg.stats,
+			MaxRecv: cfg.maxRecv, MaxSend: cfg.maxSend,
+			ConnBudget: cfg.connBudget, CallerBudget: cfg.callerBudget,
+			FrameTimeout: cfg.handshakeTimeout,
+		}),
 	}
-	s.connsIdle = sync.NewCond(&s.mu)
 	s.grpc = grpc.NewServer(append(append(localServerOptions(),
 		grpc.UnknownServiceHandler(s.unknownService)),
 		append(cfg.grpcOptions(),
 			grpc.Creds(creds),
 			grpc.ConnectionTimeout(cfg.handshakeTimeout))...)...)
 	s.h2 = newConnQueue()
-	s.intern = func(b []byte) string {
-		if m, ok := s.methods[string(b)]; ok {
-			return m.name
-		}
-		return string(b)
-	}
-	s.unary = chainUnary(cfg.unary)
-	s.stream = chainStream(cfg.stream)
 	return s, nil
 }
 
@@ -116,17 +89,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 // called before Serve.
 func (s *Server) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	s.grpc.RegisterService(sd, impl) // checks impl and duplicates, as grpc-go does
-	s.services[sd.ServiceName] = true
-	for i := range sd.Methods {
-		d := &sd.Methods[i]
-		name := "/" + sd.ServiceName + "/" + d.MethodName
-		s.methods[name] = &method{name: name, impl: impl, md: d}
-	}
-	for i := range sd.Streams {
-		d := &sd.Streams[i]
-		name := "/" + sd.ServiceName + "/" + d.StreamName
-		s.methods[name] = &method{name: name, impl: impl, sd: d}
-	}
+	s.fast.RegisterService(sd, impl)
 }
 
 // unknownService answers HTTP/2 calls of a method the server lacks, as
@@ -137,7 +100,7 @@ func (s *Server) unknownService(_ any, ss grpc.ServerStream) error {
 	if err := authorizeCall(ctx, method); err != nil {
 		return err
 	}
-	return s.unimplemented(method)
+	return s.fast.Unimplemented(method)
 }
 
 // GetServiceInfo returns the registered services, as
@@ -305,19 +268,19 @@ func (s *Server) handleRaw(pc *peerConn) {
 		return
 	}
 	pc.Conn.SetReadDeadline(time.Now().Add(s.cfg.handshakeTimeout))
-	f := sniff(pc.Conn)
+	f := fastpath.Sniff(pc.Conn)
 	pc.Conn.SetReadDeadline(time.Time{})
 	switch {
-	case len(f.read) == 0:
+	case len(f.Read) == 0:
 		pc.handshaken.Store(true)
 		var ne net.Error
-		if errors.As(f.err, &ne) && ne.Timeout() {
+		if errors.As(f.Err, &ne) && ne.Timeout() {
 			pc.mu.Lock()
 			pc.reportLocked(pc.prefaceProblem(true))
 			pc.mu.Unlock()
 		}
 		pc.Close()
-	case !f.fast && !f.broken && f.err != nil:
+	case !f.Fast && !f.Broken && f.Err != nil:
 		// HTTP/2's preface, or its first frame, stopped short within the
 		// handshake timeout: handed to grpc-go, it would have as long
 		// again (a client that trickled it held its connection twice the
@@ -327,17 +290,17 @@ func (s *Server) handleRaw(pc *peerConn) {
 		pc.reportLocked(pc.sniffProblem(f))
 		pc.mu.Unlock()
 		pc.Close()
-	case !f.fast && !f.broken:
-		pc.pending = f.read
+	case !f.Fast && !f.Broken:
+		pc.pending = f.Read
 		s.h2.put(pc)
-	case f.broken:
+	case f.Broken:
 		pc.handshaken.Store(true)
 		why := "its first bytes are neither HTTP/2's preface nor grpcipc's"
-		if f.err != nil {
-			why = fmt.Sprintf("grpcipc's preface stopped after %d bytes", len(f.read))
+		if f.Err != nil {
+			why = fmt.Sprintf("grpcipc's preface stopped after %d bytes", len(f.Read))
 		}
 		pc.mu.Lock()
-		pc.reportLocked(why, slog.LevelWarn, "first_bytes", fmt.Sprintf("%q", f.read[:min(len(f.read), 16)]))
+		pc.reportLocked(why, slog.LevelWarn, "first_bytes", fmt.Sprintf("%q", f.Read[:min(len(f.Read), 16)]))
 		pc.mu.Unlock()
 		pc.Close()
 	default:
@@ -345,71 +308,67 @@ func (s *Server) handleRaw(pc *peerConn) {
 		pc.mu.Lock()
 		pc.prefaceOK = true
 		pc.watched.Store(true)
+		pc.ai = pc.fastAuthInfo()
 		pc.mu.Unlock()
-		s.serveFast(pc, f.version, f.rest)
+		s.fast.Serve(pc.Conn, pc, f.Version, f.Rest)
 	}
 }
 
 // sniffProblem says how a client's HTTP/2 preface, read by sniff, fell
 // short (pc.mu held).
-func (pc *peerConn) sniffProblem(f sniffed) (string, slog.Level) {
+func (pc *peerConn) sniffProblem(f fastpath.Sniffed) (string, slog.Level) {
 	var ne net.Error
-	timeout := errors.As(f.err, &ne) && ne.Timeout()
-	if n := len(f.read) - len(wire.HTTP2Preface); n >= 0 {
+	timeout := errors.As(f.Err, &ne) && ne.Timeout()
+	if n := len(f.Read) - len(http2Preface); n >= 0 {
 		if timeout {
 			return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes before the handshake timeout", n), slog.LevelWarn
 		}
 		return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes", n), slog.LevelWarn
 	}
-	pc.preface = len(f.read)
+	pc.preface = len(f.Read)
 	return pc.prefaceProblem(timeout)
 }
 
-// sniffed is what a connection's first bytes say.
-type sniffed struct {
-	read    []byte // the bytes read (for HTTP/2 to read again, unless fast)
-	rest    []byte // when fast: bytes read after the offer, the first frames'
-	fast    bool   // the client offers the fast path, in version
-	version uint8  // the version to speak: the client's, at most wire.Version
-	broken  bool   // a grpcipc preface that is not one
-	err     error  // why reading stopped early, if it did
+// A connection served on the fast path is its fastpath.Caller: the fast
+// path knows its caller only through these methods.
+var _ fastpath.Caller = (*peerConn)(nil)
+
+// fastAuthInfo is the AuthInfo of a connection served on the fast path,
+// which handlers find in their peer.Peer (the kernel names the peer of a
+// local connection: PrivacyAndIntegrity).
+func (pc *peerConn) fastAuthInfo() *AuthInfo {
+	return &AuthInfo{
+		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+		Transport:      pc.guard.ep.Transport, Endpoint: pc.guard.ep, Peer: pc.creds, guard: pc.guard,
+	}
 }
 
-// sniff reads a new connection's first bytes (its read deadline set) and
-// tells which protocol they ask for: the fast path, offered in the
-// SETTINGS of an HTTP/2 client preface (version 2 and later; see
-// [wire.AppendOffer]) or by grpcipc's own preface (version 1's clients),
-// or HTTP/2 (or anything else, for grpc-go to judge).
-func sniff(conn net.Conn) sniffed {
-	buf := make([]byte, 0, wire.OfferSize)
-	n, err := io.ReadAtLeast(conn, buf[:cap(buf)], 1)
-	buf = buf[:n]
-	switch {
-	case n == 0:
-		return sniffed{err: err}
-	case buf[0] == wire.Magic[0]:
-		if n < wire.PrefaceSize {
-			var m int
-			m, err = io.ReadFull(conn, buf[n:wire.PrefaceSize])
-			buf = buf[:n+m]
-		} else {
-			err = nil
-		}
-		if err != nil {
-			return sniffed{read: buf, broken: true, err: err}
-		}
-		v, perr := wire.ParsePreface(buf[:wire.PrefaceSize])
-		if perr != nil {
-			return sniffed{read: buf, broken: true}
-		}
-		// Frames may follow at once (version 1's offer had a PING).
-		return sniffed{read: buf, rest: buf[wire.PrefaceSize:], fast: true, version: min(v, wire.Version)}
+// AuthInfo returns the caller's AuthInfo (fastpath.Caller).
+func (pc *peerConn) AuthInfo() credentials.AuthInfo { return pc.ai }
+
+// BudgetKey names the memory budget the caller's connections share, ""
+// for the server's own user and root, who have none (fastpath.Caller).
+func (pc *peerConn) BudgetKey() string {
+	if pc.guard.trusted(pc.creds) {
+		return ""
 	}
-	read, v, err := wire.ReadOffer(conn, buf)
-	if v >= 2 {
-		return sniffed{read: read, fast: true, version: min(v, wire.Version)}
+	return callerKey(pc.creds)
+}
+
+// Authorize applies the policy to a call (fastpath.Caller).
+func (pc *peerConn) Authorize(method string) error { return pc.ai.authorize(method) }
+
+// Warn logs a line about the connection, rate-limited per caller, with
+// the endpoint and the caller first (fastpath.Caller).
+func (pc *peerConn) Warn(msg string, attrs ...any) {
+	g := pc.guard
+	if ok, skipped := g.logOK(pc.logKey()); ok {
+		all := append([]any{"endpoint", g.ep.String(), "caller", pc.creds.String()}, attrs...)
+		if skipped > 0 {
+			all = append(all, "lines_not_logged", skipped)
+		}
+		g.log.Warn(msg, all...)
 	}
-	return sniffed{read: read, err: err}
 }
 
 // Stop stops the server at once: it closes the listeners and every
@@ -430,7 +389,6 @@ func (s *Server) GracefulStop() {
 func (s *Server) stop(graceful bool) {
 	s.mu.Lock()
 	s.stopped = true
-	s.draining = s.draining || graceful
 	ls := make([]*policyListener, 0, len(s.listeners))
 	for l := range s.listeners {
 		ls = append(ls, l)
@@ -450,25 +408,14 @@ func (s *Server) stop(graceful bool) {
 		}
 		close(done)
 	}()
-	s.mu.Lock()
-	for c := range s.conns {
-		if graceful {
-			c.goAway()
-		} else {
-			c.close(errServerStopped)
-		}
-	}
-	for len(s.conns) > 0 {
-		s.connsIdle.Wait()
-	}
-	s.mu.Unlock()
+	s.fast.Shutdown(graceful)
 	<-done
 	s.h2.close()
 	if serving {
 		<-s.h2done
 	}
 	s.wg.Wait()
-	s.workers.stop()
+	s.fast.Close()
 }
 
 // connQueue is the listener the embedded grpc.Server serves: the
@@ -543,114 +490,4 @@ func (g *gates) gate(c net.Conn) (*policyListener, error) {
 	}
 	g.by[key] = pl
 	return pl, nil
-}
-
-// chainUnary makes one interceptor of several, the first outermost; nil
-// for none.
-func chainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	switch len(is) {
-	case 0:
-		return nil
-	case 1:
-		return is[0]
-	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return is[0](ctx, req, info, unaryNext(is, 1, info, handler))
-	}
-}
-
-func unaryNext(is []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) grpc.UnaryHandler {
-	if i == len(is) {
-		return h
-	}
-	return func(ctx context.Context, req any) (any, error) {
-		return is[i](ctx, req, info, unaryNext(is, i+1, info, h))
-	}
-}
-
-// chainStream makes one interceptor of several, the first outermost; nil
-// for none.
-func chainStream(is []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
-	switch len(is) {
-	case 0:
-		return nil
-	case 1:
-		return is[0]
-	}
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return is[0](srv, ss, info, streamNext(is, 1, info, handler))
-	}
-}
-
-func streamNext(is []grpc.StreamServerInterceptor, i int, info *grpc.StreamServerInfo, h grpc.StreamHandler) grpc.StreamHandler {
-	if i == len(is) {
-		return h
-	}
-	return func(srv any, ss grpc.ServerStream) error {
-		return is[i](srv, ss, info, streamNext(is, i+1, info, h))
-	}
-}
-
-// runner is a task for a workerPool.
-type runner interface{ run() }
-
-// workerPool runs handlers on long-lived goroutines, whose stacks stay
-// grown from call to call; when all are busy a task gets a goroutine of
-// its own.
-type workerPool struct {
-	tasks chan runner
-	mu    sync.RWMutex
-	n     int
-	done  bool
-	wg    sync.WaitGroup
-}
-
-// maxWorkers is how many goroutines a pool keeps.
-const maxWorkers = 64
-
-func newWorkerPool() *workerPool { return &workerPool{tasks: make(chan runner)} }
-
-// run runs t on an idle worker, a new worker, or a goroutine of its own.
-func (p *workerPool) run(t runner) {
-	p.mu.RLock()
-	if !p.done {
-		select {
-		case p.tasks <- t:
-			p.mu.RUnlock()
-			return
-		default:
-		}
-	}
-	p.mu.RUnlock()
-	p.mu.Lock()
-	keep := !p.done && p.n < maxWorkers
-	if keep {
-		p.n++
-		p.wg.Add(1)
-	}
-	p.mu.Unlock()
-	if !keep {
-		go t.run()
-		return
-	}
-	go func() {
-		defer p.wg.Done()
-		t.run()
-		for t := range p.tasks {
-			t.run()
-		}
-	}()
-}
-
-// stop ends the idle workers once the tasks running are done.
-func (p *workerPool) stop() {
-	p.mu.Lock()
-	if p.done {
-		p.mu.Unlock()
-		return
-	}
-	p.done = true
-	close(p.tasks)
-	p.mu.Unlock()
-	p.wg.Wait()
 }

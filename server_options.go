@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
@@ -141,11 +140,6 @@ const (
 	// connection budget when that is larger.
 	DefaultCallerMemoryBudget = 256 << 20
 )
-
-// budgetWait is how long a fast-path reader waits for room in a memory
-// budget (not reading its connection meanwhile) before it ends the calls
-// holding the most of it with codes.ResourceExhausted.
-const budgetWait = time.Second
 
 // MemoryBudgetOption sets a fast-path connection's memory budget: it is
 // both a [ServerOption] (each connection a server accepts) and a

@@ -3,6 +3,7 @@ package grpcipc
 import (
 	"net"
 
+	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"google.golang.org/grpc"
 )
 
@@ -38,7 +39,7 @@ func localServerOptions() []grpc.ServerOption {
 		grpc.StaticConnWindowSize(localConnWindow),
 		grpc.ReadBufferSize(localBufferSize),
 		grpc.WriteBufferSize(localBufferSize),
-		grpc.MaxConcurrentStreams(maxStreams),
+		grpc.MaxConcurrentStreams(fastpath.MaxStreams),
 	}
 }
 

@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 import (
 	"context"

@@ -1,8 +1,7 @@
-package grpcipc
+package fastpath
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,16 +16,34 @@ import (
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// fastClientConn is the client's end of a fast-path connection: one
+// ClientConfig is what the root's client sets for a fast-path connection.
+type ClientConfig struct {
+	// AuthInfo is the server's, as the root's handshake checked it: in
+	// grpc.Peer and the RequestInfo of per-RPC credentials.
+	AuthInfo credentials.AuthInfo
+	// SecurityLevel is the connection's: per-RPC credentials that require
+	// transport security are sent only at PrivacyAndIntegrity.
+	SecurityLevel credentials.SecurityLevel
+	// Budget is the connection's memory budget (> 0); unless BudgetFixed,
+	// it grows to twice the largest receive limit of a call.
+	Budget      int64
+	BudgetFixed bool
+	// ClosedBy names the peer when it closes the connection ("child pid
+	// 123"); "" says "the server".
+	ClosedBy string
+}
+
+// ClientConn is the client's end of a fast-path connection: one
 // goroutine reads its frames; callers write theirs.
-type fastClientConn struct {
+type ClientConn struct {
 	conn    net.Conn
-	ai      *AuthInfo
+	cfg     ClientConfig
 	version uint8 // of the protocol: what the server's preface said
 	peer    peer.Peer
 	w       fastio.Writer
@@ -35,8 +52,7 @@ type fastClientConn struct {
 	slots   chan struct{} // one per stream that may be open
 	// budget: what the server can make this client hold; it grows with
 	// the calls' receive limits unless fixed (WithConnMemoryBudget)
-	budget      *fastio.Budget
-	budgetFixed bool
+	budget *fastio.Budget
 
 	mu         sync.Mutex
 	streams    map[uint32]*clientStream
@@ -47,35 +63,44 @@ type fastClientConn struct {
 	done       chan struct{}
 }
 
-// errNotStarted: the server's GOAWAY says it did not start the stream,
+// ErrNotStarted: the server's GOAWAY says it did not start the stream,
 // which may be retried on a new connection.
-var errNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stopping and did not start the call")
+var ErrNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stopping and did not start the call")
 
-func newFastClientConn(conn net.Conn, ai *AuthInfo, budget int64, version uint8) *fastClientConn {
-	fc := &fastClientConn{
-		conn: conn, ai: ai, version: version,
-		budget:      fastio.NewBudget(cmp.Or(budget, DefaultConnMemoryBudget), nil),
-		budgetFixed: budget != 0,
-		slots:       make(chan struct{}, maxStreams),
-		streams:     map[uint32]*clientStream{},
-		next:        1,
-		done:        make(chan struct{}),
-	}
-	fc.w.Conn = conn
-	fc.blk.Charge, fc.blk.Release = fc.charge, fc.budget.Release
-	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: ai}
+// NewClientConn serves the client's end of conn, on which the server
+// answered the fast path's offer with its preface of version (read
+// already: br, which reads conn, is positioned after it). It starts the
+// connection's reader.
+func NewClientConn(conn net.Conn, br *bufio.Reader, version uint8, cfg ClientConfig) *ClientConn {
+	fc := newClientConn(conn, version, cfg)
+	go fc.read(br)
 	return fc
 }
 
-// usable: new calls may start on this connection.
-func (fc *fastClientConn) usable() bool {
+func newClientConn(conn net.Conn, version uint8, cfg ClientConfig) *ClientConn {
+	fc := &ClientConn{
+		conn: conn, cfg: cfg, version: version,
+		budget:  fastio.NewBudget(cfg.Budget, nil),
+		slots:   make(chan struct{}, MaxStreams),
+		streams: map[uint32]*clientStream{},
+		next:    1,
+		done:    make(chan struct{}),
+	}
+	fc.w.Conn = conn
+	fc.blk.Charge, fc.blk.Release = fc.charge, fc.budget.Release
+	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: cfg.AuthInfo}
+	return fc
+}
+
+// Usable says whether new calls may start on this connection.
+func (fc *ClientConn) Usable() bool {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.err == nil && !fc.goingAway && fc.next < 1<<31
 }
 
 // read reads frames until the connection ends.
-func (fc *fastClientConn) read(br *bufio.Reader) {
+func (fc *ClientConn) read(br *bufio.Reader) {
 	r := wire.NewReader(br, wire.DefaultMaxFrame)
 	fc.r = r
 	var err error
@@ -89,12 +114,12 @@ func (fc *fastClientConn) read(br *bufio.Reader) {
 			break
 		}
 	}
-	fc.close(err)
+	fc.Close(err)
 	fc.blk.Drop()
 }
 
 // close ends the connection: its calls in flight fail with UNAVAILABLE.
-func (fc *fastClientConn) close(err error) {
+func (fc *ClientConn) Close(err error) {
 	fc.mu.Lock()
 	if fc.err != nil {
 		fc.mu.Unlock()
@@ -102,10 +127,10 @@ func (fc *fastClientConn) close(err error) {
 	}
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errors.New("the server closed the connection")
-		if fc.ai != nil && fc.ai.Endpoint.Transport == Inherited {
+		if fc.cfg.ClosedBy != "" {
 			// "the child pid 123", "the parent pid 45": a plugin host
 			// learns whom it lost (child.Wait says how it ended).
-			err = fmt.Errorf("the %s closed the connection (did it exit?)", fc.ai.Endpoint.Address)
+			err = fmt.Errorf("the %s closed the connection (did it exit?)", fc.cfg.ClosedBy)
 		}
 	}
 	fc.err = err
@@ -124,10 +149,10 @@ const smallTrailer = 256
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (fc *fastClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, n) }
+func (fc *ClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, n) }
 
 // frame handles one frame from the server.
-func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
+func (fc *ClientConn) frame(h wire.Header, p []byte) error {
 	held := 0
 	if pid, pt, inParts := fc.blk.Pending(); inParts || h.Type == wire.TypeHeaders || h.Type == wire.TypeTrailers {
 		if inParts && (h.Stream != pid || h.Type != pt) {
@@ -274,7 +299,7 @@ func (fc *fastClientConn) frame(h wire.Header, p []byte) error {
 // server is stopping (code UNAVAILABLE); a GOAWAY for anything else (a
 // connection error, which a call on it may have caused; a refusal) ends
 // them with its code and message.
-func (fc *fastClientConn) goAway(g wire.GoAway) {
+func (fc *ClientConn) goAway(g wire.GoAway) {
 	last := g.LastStream
 	retry := codes.Code(g.Code) == codes.Unavailable
 	fc.mu.Lock()
@@ -302,26 +327,26 @@ func (fc *fastClientConn) goAway(g wire.GoAway) {
 		st.mu.Lock()
 		st.notStarted = true
 		st.mu.Unlock()
-		st.end(status.Convert(errNotStarted), nil)
+		st.end(status.Convert(ErrNotStarted), nil)
 	}
 	if idle {
-		fc.close(errors.New("the server is stopping"))
+		fc.Close(errors.New("the server is stopping"))
 	}
 }
 
 // Take and TakeCap hand over the frame reader's buffer (fastio.Taker).
-func (fc *fastClientConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: fc.r}.Take(n) }
+func (fc *ClientConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: fc.r}.Take(n) }
 
 // TakeCap: see Take.
-func (fc *fastClientConn) TakeCap() int { return fc.r.Cap() }
+func (fc *ClientConn) TakeCap() int { return fc.r.Cap() }
 
-func (fc *fastClientConn) stream(id uint32) *clientStream {
+func (fc *ClientConn) stream(id uint32) *clientStream {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.streams[id]
 }
 
-func (fc *fastClientConn) remove(st *clientStream) {
+func (fc *ClientConn) remove(st *clientStream) {
 	fc.mu.Lock()
 	_, ok := fc.streams[st.id]
 	if ok {
@@ -333,24 +358,24 @@ func (fc *fastClientConn) remove(st *clientStream) {
 		<-fc.slots
 	}
 	if idle {
-		fc.close(errors.New("the server is stopping"))
+		fc.Close(errors.New("the server is stopping"))
 	}
 }
 
 // SendWindow gives n bytes of a stream's window back to the server
 // (fastio.WindowSender).
-func (fc *fastClientConn) SendWindow(id uint32, n int) { fc.window(id, n) }
+func (fc *ClientConn) SendWindow(id uint32, n int) { fc.window(id, n) }
 
 // window gives n bytes of a stream's window back to the server.
-func (fc *fastClientConn) window(id uint32, n int) {
+func (fc *ClientConn) window(id uint32, n int) {
 	b := fc.w.Lock()
 	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
 	*b = wire.AppendWindow(*b, uint32(n))
 	fc.w.Unlock()
 }
 
-// callInfo is what a call's options ask for.
-type callInfo struct {
+// CallInfo is what a call's options ask for ([ParseCallOptions]).
+type CallInfo struct {
 	header, trailer *metadata.MD
 	peer            *peer.Peer
 	maxRecv         int
@@ -359,10 +384,71 @@ type callInfo struct {
 	perRPC          []grpcPerRPC
 }
 
+// ParseCallOptions reads a call's options: those the fast path honours
+// (grpc.Header, Trailer, Peer, MaxCallRecvMsgSize, MaxCallSendMsgSize,
+// WaitForReady, PerRPCCredentials), with maxRecv the receive limit unless
+// they set one. compressor is the first compressor asked for other than
+// none and "identity": the fast path does not compress, and the root says
+// so in its own words.
+func ParseCallOptions(opts []grpc.CallOption, maxRecv int) (ci CallInfo, compressor string) {
+	ci = CallInfo{maxRecv: maxRecv, maxSend: math.MaxInt32}
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			ci.header = o.HeaderAddr
+		case grpc.TrailerCallOption:
+			ci.trailer = o.TrailerAddr
+		case grpc.PeerCallOption:
+			ci.peer = o.PeerAddr
+		case grpc.MaxRecvMsgSizeCallOption:
+			ci.maxRecv = o.MaxRecvMsgSize
+		case grpc.MaxSendMsgSizeCallOption:
+			ci.maxSend = o.MaxSendMsgSize
+		case grpc.FailFastCallOption:
+			ci.waitForReady = !o.FailFast
+		case grpc.PerRPCCredsCallOption:
+			ci.perRPC = append(ci.perRPC, grpcPerRPC{o.Creds})
+		case grpc.CompressorCallOption:
+			if o.CompressorType != "" && o.CompressorType != "identity" && compressor == "" {
+				compressor = o.CompressorType
+			}
+		}
+	}
+	return ci, compressor
+}
+
+// WaitForReady says whether the call waits for a connection
+// (grpc.WaitForReady) rather than failing at once without one.
+func (ci *CallInfo) WaitForReady() bool { return ci.waitForReady }
+
+// grpcPerRPC is a call's per-RPC credentials.
+type grpcPerRPC struct{ c credentials.PerRPCCredentials }
+
+// metadata adds the credentials' metadata to md.
+func (p grpcPerRPC) metadata(ctx context.Context, cfg *ClientConfig, method string, md []wire.KV) ([]wire.KV, error) {
+	if p.c.RequireTransportSecurity() && cfg.SecurityLevel < credentials.PrivacyAndIntegrity {
+		return nil, status.Error(codes.Unauthenticated, "grpcipc: per-RPC credentials require transport security")
+	}
+	svc, _, _ := cutMethod(method)
+	ri := credentials.RequestInfo{Method: method, AuthInfo: cfg.AuthInfo}
+	m, err := p.c.GetRequestMetadata(credentials.NewContextWithRequestInfo(ctx, ri), "https://localhost/"+svc)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.Unavailable, "grpcipc: per-RPC credentials: %v", err)
+	}
+	return toKV(metadata.New(m), md)
+}
+
+// BudgetUsed reports the bytes in use of the connection's memory budget
+// (tests and diagnostics).
+func (fc *ClientConn) BudgetUsed() int64 { return fc.budget.Used() }
+
 // open starts a stream: it takes a slot, numbers the stream and sends
 // its CALL frame, followed by req and HALF_CLOSE when req is given and
 // fits the window (a unary or server-streaming call); sent says so.
-func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo, desc *grpc.StreamDesc, req any) (st *clientStream, sent bool, err error) {
+func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, desc *grpc.StreamDesc, req any) (st *clientStream, sent bool, err error) {
 	if err := validateOutgoing(ctx); err != nil {
 		return nil, false, err
 	}
@@ -378,7 +464,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		return nil, false, err
 	}
 	for _, c := range ci.perRPC {
-		if call.Metadata, err = c.metadata(ctx, fc.ai, method, call.Metadata); err != nil {
+		if call.Metadata, err = c.metadata(ctx, &fc.cfg, method, call.Metadata); err != nil {
 			return nil, false, err
 		}
 	}
@@ -394,11 +480,11 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 	select {
 	case fc.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, false, contextStatus(ctx)
+		return nil, false, ContextStatus(ctx)
 	case <-fc.done:
 		return nil, false, status.Error(codes.Unavailable, "grpcipc: connection closed")
 	}
-	if !fc.budgetFixed {
+	if !fc.cfg.BudgetFixed {
 		fc.budget.RaiseTo(2 * int64(min(ci.maxRecv, math.MaxInt32)))
 	}
 	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
@@ -412,7 +498,7 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		fc.mu.Unlock()
 		fc.w.Release()
 		<-fc.slots
-		return nil, false, errNotStarted
+		return nil, false, ErrNotStarted
 	}
 	st.id = fc.next
 	st.in.SetStream(st.id)
@@ -444,8 +530,8 @@ func (fc *fastClientConn) open(ctx context.Context, method string, ci *callInfo,
 		st.mu.Lock()
 		st.notStarted = true
 		st.mu.Unlock()
-		st.end(status.Convert(errNotStarted), nil)
-		return nil, false, errNotStarted
+		st.end(status.Convert(ErrNotStarted), nil)
+		return nil, false, ErrNotStarted
 	}
 	return st, sent, nil
 }
@@ -471,7 +557,7 @@ func checkCallLimits(call *wire.Call) error {
 // writeFailed: the connection cannot be written to (the server closed
 // it). No new call starts on it; its reader reads on to the end, so that
 // calls whose replies arrived before the close still get them.
-func (fc *fastClientConn) writeFailed() {
+func (fc *ClientConn) writeFailed() {
 	fc.mu.Lock()
 	fc.goingAway = true
 	fc.mu.Unlock()

@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 // The fast path's memory budgets (docs/protocol.md, "Memory budgets"), as
 // the server's and the client's connections apply them: the callers'
@@ -9,6 +9,7 @@ package grpcipc
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/wire"
@@ -23,7 +24,7 @@ func (s *Server) callerBudget(key string) *fastio.Budget {
 	defer s.mu.Unlock()
 	b := s.budgets[key]
 	if b == nil {
-		b = fastio.NewBudget(s.cfg.callerBudget, nil)
+		b = fastio.NewBudget(s.cfg.CallerBudget, nil)
 		s.budgets[key] = b
 	}
 	b.Ref()
@@ -42,12 +43,12 @@ func (s *Server) releaseCallerBudget(key string) {
 // addWaiting adds a MESSAGE frame that found no room in the memory
 // budget, waiting for room as long as budgetWait (the connection is not
 // read meanwhile); if none comes, the stream fails with ErrNoRoom.
-func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
+func (c *serverConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
 	// Still no room after the wait: the calls holding the most of this
 	// connection's budget end, not the one whose frame came last, until
 	// the frame fits or its own call is the largest.
 	c.budget.RetryOrEvict(budgetWait, c.ctx.Done(), func() error {
-		give, serr, err = st.in.Add(f, p, c.s.cfg.maxRecv, c)
+		give, serr, err = st.in.Add(f, p, c.s.cfg.MaxRecv, c)
 		if err != nil {
 			return err
 		}
@@ -65,7 +66,7 @@ func (c *fastServerConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (g
 
 // largestStream returns the open stream holding the most of the
 // connection's budget, if any holds some.
-func (c *fastServerConn) largestStream() *serverStream {
+func (c *serverConn) largestStream() *serverStream {
 	c.mu.Lock()
 	streams := make([]*serverStream, 0, len(c.streams))
 	inboxes := make([]*fastio.Inbox, 0, len(c.streams))
@@ -81,7 +82,7 @@ func (c *fastServerConn) largestStream() *serverStream {
 }
 
 // recvError is the status of a call whose message could not be received.
-func (c *fastServerConn) recvError(err error) error {
+func (c *serverConn) recvError(err error) error {
 	switch {
 	case errors.Is(err, fastio.ErrCardinality):
 		return status.Error(codes.Internal, "grpcipc: cardinality violation: received multiple request messages for non-client-streaming RPC")
@@ -93,17 +94,17 @@ func (c *fastServerConn) recvError(err error) error {
 }
 
 // budgetMessage says why a call found no room in the memory budgets.
-func (c *fastServerConn) budgetMessage() string {
+func (c *serverConn) budgetMessage() string {
 	return fmt.Sprintf("grpcipc: no room for what the call sent in the server's memory budgets (this connection: %d of %d bytes in use; this caller: %s): messages not taken by handlers hold it",
 		c.budget.Used(), c.budget.Limit(), c.callerUse())
 }
 
-func (c *fastServerConn) callerUse() string {
-	if c.caller == "" {
+func (c *serverConn) callerUse() string {
+	if c.key == "" {
 		return "no budget of its own, the server's user or root"
 	}
 	c.s.mu.Lock()
-	b := c.s.budgets[c.caller]
+	b := c.s.budgets[c.key]
 	c.s.mu.Unlock()
 	if b == nil {
 		return "none"
@@ -113,23 +114,16 @@ func (c *fastServerConn) callerUse() string {
 
 // logBudget logs, rate-limited per caller, that a call was ended for want
 // of room in the memory budgets.
-func (c *fastServerConn) logBudget() {
-	g := c.pc.guard
-	if ok, skipped := g.logOK(c.pc.logKey()); ok {
-		attrs := []any{"endpoint", g.ep.String(), "caller", c.pc.creds.String(),
-			"conn_budget_used", c.budget.Used(), "conn_budget", c.budget.Limit()}
-		if skipped > 0 {
-			attrs = append(attrs, "lines_not_logged", skipped)
-		}
-		g.log.Warn("grpcipc: call ended with ResourceExhausted: the caller's memory budget is full", attrs...)
-	}
+func (c *serverConn) logBudget() {
+	c.caller.Warn("grpcipc: call ended with ResourceExhausted: the caller's memory budget is full",
+		"conn_budget_used", c.budget.Used(), "conn_budget", c.budget.Limit())
 }
 
 // addWaiting adds a MESSAGE frame that found no room in the memory
 // budget, waiting for room as long as budgetWait (the connection is not
 // read meanwhile); then the calls holding the most of the budget end,
 // until the frame fits or its own call is the largest (ErrNoRoom).
-func (fc *fastClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
+func (fc *ClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
 	fc.budget.RetryOrEvict(budgetWait, fc.done, func() error {
 		give, serr, err = st.in.Add(f, p, st.maxRecv, fc)
 		if err != nil {
@@ -149,7 +143,7 @@ func (fc *fastClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (
 
 // largestStream returns the open call holding the most of the
 // connection's budget, if any holds some.
-func (fc *fastClientConn) largestStream() *clientStream {
+func (fc *ClientConn) largestStream() *clientStream {
 	fc.mu.Lock()
 	streams := make([]*clientStream, 0, len(fc.streams))
 	inboxes := make([]*fastio.Inbox, 0, len(fc.streams))
@@ -166,10 +160,15 @@ func (fc *fastClientConn) largestStream() *clientStream {
 
 // budgetStatus is the status of a call that found no room in the
 // client's memory budget.
-func (fc *fastClientConn) budgetStatus() *status.Status {
+func (fc *ClientConn) budgetStatus() *status.Status {
 	return status.Newf(codes.ResourceExhausted, "grpcipc: no room for what the server sent in this client's memory budget (%d of %d bytes in use by messages not yet received by the application)",
 		fc.budget.Used(), fc.budget.Limit())
 }
+
+// budgetWait is how long a reader waits for room in a memory budget
+// before the calls holding the most of it end (the root's
+// WithConnMemoryBudget documents it: "within a second").
+const budgetWait = time.Second
 
 // chargeWaiting charges n bytes to b, waiting for room as long as a reader
 // waits for room for a message (budgetWait), or until done is closed.

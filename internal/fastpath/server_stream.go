@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // serverStream is one call on the server's side of the fast path. It is
 // the handler's grpc.ServerStream.
 type serverStream struct {
-	c      *fastServerConn
+	c      *serverConn
 	id     uint32
 	method string
 	m      *method
@@ -110,7 +110,7 @@ func (st *serverStream) decodeRequest(v any) error {
 }
 
 func (st *serverStream) inPayload(v any, n int) {
-	for _, h := range st.c.s.cfg.stats {
+	for _, h := range st.c.s.cfg.Stats {
 		h.HandleRPC(st.ctx, &stats.InPayload{Payload: v, Length: n, CompressedLength: n, WireLength: n + wire.HeaderSize, RecvTime: time.Now()})
 	}
 }
@@ -188,7 +188,7 @@ func statusOfError(err error) *status.Status {
 }
 
 func (st *serverStream) statsEnd(s *status.Status) {
-	hs := st.c.s.cfg.stats
+	hs := st.c.s.cfg.Stats
 	if len(hs) == 0 || st.unseen {
 		return
 	}
@@ -216,7 +216,7 @@ func (st *serverStream) appendHeaders(b *[]byte) {
 
 // headerErr says why response metadata kv cannot be sent to this
 // connection's client, or nil.
-func (c *fastServerConn) headerErr(kv []wire.KV) error {
+func (c *serverConn) headerErr(kv []wire.KV) error {
 	if n := wire.ListSize(kv); n > wire.MaxHeaderListSize {
 		return status.Errorf(codes.Internal, "grpcipc: the response header is %d bytes (as HTTP/2 counts it), over the fast path's limit (%d bytes)", n, wire.MaxHeaderListSize)
 	}
@@ -231,7 +231,7 @@ func (c *fastServerConn) headerErr(kv []wire.KV) error {
 // outHeader tells the stats handlers that the header went out (outside
 // the writer's lock: a slow handler holds up this call only).
 func (st *serverStream) outHeader() {
-	hs := st.c.s.cfg.stats
+	hs := st.c.s.cfg.Stats
 	if len(hs) == 0 {
 		return
 	}
@@ -255,8 +255,8 @@ var errStreamDone = errors.New("grpcipc: the stream has ended")
 func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err error) {
 	c := st.c
 	size := messageSize(m)
-	if size > c.s.cfg.maxSend {
-		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, c.s.cfg.maxSend)
+	if size > c.s.cfg.MaxSend {
+		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", size, c.s.cfg.MaxSend)
 	}
 	if size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
 		st.hmu.Lock()
@@ -314,8 +314,8 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 	if *buf, err = marshal(*buf, m); err != nil {
 		return false, status.Errorf(codes.Internal, "grpcipc: failed to marshal the response: %v", err)
 	}
-	if len(*buf) > c.s.cfg.maxSend {
-		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), c.s.cfg.maxSend)
+	if len(*buf) > c.s.cfg.MaxSend {
+		return false, status.Errorf(codes.ResourceExhausted, "grpcipc: trying to send message larger than max (%d vs. %d)", len(*buf), c.s.cfg.MaxSend)
 	}
 	if err := st.sendParts(*buf); err != nil {
 		return false, err
@@ -330,7 +330,7 @@ func (st *serverStream) sendParts(data []byte) error {
 	c := st.c
 	if len(data) > 0 {
 		if !c.w.AcquireParts(st.ctx.Done()) {
-			return contextStatus(st.ctx)
+			return ContextStatus(st.ctx)
 		}
 	}
 	first := true
@@ -339,7 +339,7 @@ func (st *serverStream) sendParts(data []byte) error {
 		n := 0
 		if want > 0 {
 			var err error
-			n, err = st.in.ReservePart(&c.w, want, st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+			n, err = st.in.ReservePart(&c.w, want, st.ctx.Done(), func() error { return ContextStatus(st.ctx) })
 			if err != nil {
 				return err
 			}
@@ -383,7 +383,7 @@ func (st *serverStream) sendParts(data []byte) error {
 }
 
 func (st *serverStream) outPayload(m any, n int) {
-	for _, h := range st.c.s.cfg.stats {
+	for _, h := range st.c.s.cfg.Stats {
 		h.HandleRPC(st.ctx, &stats.OutPayload{Payload: m, Length: n, CompressedLength: n, WireLength: n + wire.HeaderSize, SentTime: time.Now()})
 	}
 }
@@ -457,7 +457,7 @@ func (st *serverStream) SendMsg(m any) error {
 
 // RecvMsg receives the client's next message; io.EOF after its last.
 func (st *serverStream) RecvMsg(m any) error {
-	b, credit, err := st.in.Next(st.ctx.Done(), func() error { return contextStatus(st.ctx) })
+	b, credit, err := st.in.Next(st.ctx.Done(), func() error { return ContextStatus(st.ctx) })
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 import (
 	"bufio"
@@ -24,17 +24,129 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// fastServerConn is the server's end of a fast-path connection: one
+// ServerConfig is what the root's server sets for the fast path: its
+// interceptors, stats handlers, limits and budgets, resolved (no zero
+// means a default here).
+type ServerConfig struct {
+	Unary        []grpc.UnaryServerInterceptor  // chained here, the first outermost
+	Stream       []grpc.StreamServerInterceptor // chained here, the first outermost
+	Stats        []stats.Handler
+	MaxRecv      int           // the largest message received
+	MaxSend      int           // the largest message sent
+	ConnBudget   int64         // each connection's memory budget (> 0)
+	CallerBudget int64         // what one caller's connections share (>= ConnBudget)
+	FrameTimeout time.Duration // a frame once begun arrives whole within it
+}
+
+// Caller is an admitted connection as the root's admission knows it: who
+// called, and what its policy lets it do. The root's accepted connection
+// implements it, so that serving one allocates nothing more.
+type Caller interface {
+	// Close closes the connection and gives back its admission share.
+	Close() error
+	// AuthInfo is handed to handlers in their peer.Peer.
+	AuthInfo() credentials.AuthInfo
+	// BudgetKey names the memory budget the caller's connections share;
+	// "" for none (the server's own user, root).
+	BudgetKey() string
+	// Authorize applies the policy to a call of method, before stats
+	// handlers hear of it; its error is the call's status.
+	Authorize(method string) error
+	// Warn logs msg, rate-limited per caller, with the endpoint and the
+	// caller added before attrs.
+	Warn(msg string, attrs ...any)
+}
+
+// Server serves fast-path connections: it holds the method table, the
+// handlers' worker pool, the connections being served and the callers'
+// shared memory budgets.
+type Server struct {
+	cfg      ServerConfig
+	methods  map[string]*method
+	services map[string]bool
+	unary    grpc.UnaryServerInterceptor
+	stream   grpc.StreamServerInterceptor
+	workers  *workerPool
+	intern   func([]byte) string // a method's name without a copy, if registered
+
+	mu        sync.Mutex
+	stopped   bool // Shutdown began
+	draining  bool // a graceful Shutdown began (sticky)
+	conns     map[*serverConn]bool
+	budgets   map[string]*fastio.Budget // callers' memory budgets, by Caller.BudgetKey
+	connsIdle *sync.Cond                // signalled when a connection ends
+}
+
+// NewServer makes a fast-path server configured by cfg.
+func NewServer(cfg ServerConfig) *Server {
+	s := &Server{
+		cfg:      cfg,
+		methods:  map[string]*method{},
+		services: map[string]bool{},
+		unary:    chainUnary(cfg.Unary),
+		stream:   chainStream(cfg.Stream),
+		workers:  newWorkerPool(),
+		conns:    map[*serverConn]bool{},
+		budgets:  map[string]*fastio.Budget{},
+	}
+	s.connsIdle = sync.NewCond(&s.mu)
+	s.intern = s.internName
+	return s
+}
+
+// Shutdown ends the server's connections: gracefully, each is told that
+// no new calls start (GOAWAY) and closes once its calls are done;
+// otherwise each is closed at once, failing its calls with UNAVAILABLE.
+// It returns once every connection has ended; connections served after
+// it began are refused, or, while draining, sent GOAWAY at once. A
+// graceful Shutdown stays graceful for connections that come later.
+func (s *Server) Shutdown(graceful bool) {
+	s.mu.Lock()
+	s.stopped = true
+	s.draining = s.draining || graceful
+	for c := range s.conns {
+		if graceful {
+			c.goAway()
+		} else {
+			c.close(errServerStopped)
+		}
+	}
+	for len(s.conns) > 0 {
+		s.connsIdle.Wait()
+	}
+	s.mu.Unlock()
+}
+
+// Close ends the handlers' idle workers, once Shutdown has returned and
+// every Serve with it.
+func (s *Server) Close() { s.workers.stop() }
+
+// BudgetsInUse reports the memory budgets in use on the server's
+// connections and its callers' budgets, by key (tests and diagnostics).
+func (s *Server) BudgetsInUse() (conns []int64, callers map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		conns = append(conns, c.budget.Used())
+	}
+	callers = map[string]int64{}
+	for k, b := range s.budgets {
+		callers[k] = b.Used()
+	}
+	return conns, callers
+}
+
+// serverConn is the server's end of a fast-path connection: one
 // goroutine reads its frames; handlers write theirs.
-type fastServerConn struct {
+type serverConn struct {
 	s        *Server
-	pc       *peerConn
-	ai       *AuthInfo
+	conn     net.Conn
+	caller   Caller
 	w        fastio.Writer
 	r        *wire.Reader   // the reading goroutine's
 	br       *bufio.Reader  // what r reads
 	budget   *fastio.Budget // what the client makes the server hold
-	caller   string         // the key of the caller's budget, if it has one
+	key      string         // the key of the caller's budget, if it has one
 	deadline bool           // a read deadline is set (reader)
 	ready    *serverStream  // a unary call to run once the frame is read (reader)
 	statsCtx context.Context
@@ -52,25 +164,24 @@ type fastServerConn struct {
 	handlers  sync.WaitGroup
 }
 
-// serveFast serves a connection whose client offered the fast path;
-// rest holds the bytes read after the offer.
-func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
-	c := &fastServerConn{s: s, pc: pc, streams: map[uint32]*serverStream{}, version: version}
-	c.w.Conn = pc.Conn
-	c.ai = &AuthInfo{
-		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		Transport:      pc.guard.ep.Transport, Endpoint: pc.guard.ep, Peer: pc.creds, guard: pc.guard,
-	}
-	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: pc.RemoteAddr(), LocalAddr: pc.LocalAddr(), AuthInfo: c.ai})
-	for _, h := range s.cfg.stats {
-		ctx = h.TagConn(ctx, &stats.ConnTagInfo{RemoteAddr: pc.RemoteAddr(), LocalAddr: pc.LocalAddr()})
+// Serve serves conn, an admitted connection whose client offered the fast
+// path in version (at most wire.Version); rest holds the bytes read after
+// the offer. It returns when the connection ends or, if a handler runs
+// on this goroutine, when that handler is done and another goroutine reads
+// on. conn is closed through caller.
+func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte) {
+	c := &serverConn{s: s, conn: conn, caller: caller, streams: map[uint32]*serverStream{}, version: version}
+	c.w.Conn = conn
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: caller.AuthInfo()})
+	for _, h := range s.cfg.Stats {
+		ctx = h.TagConn(ctx, &stats.ConnTagInfo{RemoteAddr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr()})
 		h.HandleConn(ctx, &stats.ConnBegin{})
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	s.mu.Lock()
 	if s.stopped && !s.draining {
 		s.mu.Unlock()
-		pc.Close()
+		caller.Close()
 		c.cancel()
 		return
 	}
@@ -80,14 +191,13 @@ func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
 
 	c.statsCtx = ctx
 	var parent *fastio.Budget
-	if !pc.guard.trusted(pc.creds) {
-		c.caller = callerKey(pc.creds)
-		parent = s.callerBudget(c.caller)
+	if c.key = caller.BudgetKey(); c.key != "" {
+		parent = s.callerBudget(c.key)
 	}
-	c.budget = fastio.NewBudget(s.cfg.connBudget, parent)
+	c.budget = fastio.NewBudget(s.cfg.ConnBudget, parent)
 	c.blk.Charge = c.charge
 	c.blk.Release = c.budget.Release
-	var in io.Reader = c.pc.Conn
+	var in io.Reader = conn
 	if len(rest) > 0 {
 		in = io.MultiReader(bytes.NewReader(rest), in)
 	}
@@ -109,7 +219,7 @@ func (s *Server) serveFast(pc *peerConn, version uint8, rest []byte) {
 // readLoop reads frames until the connection ends, or until a unary call
 // is ready: then another goroutine reads on, and this one runs the call's
 // handler at once (no hand-off between the request and its handler).
-func (c *fastServerConn) readLoop() {
+func (c *serverConn) readLoop() {
 	for {
 		if err := c.frameDeadline(); err != nil {
 			c.end(err)
@@ -136,11 +246,11 @@ func (c *fastServerConn) readLoop() {
 // once it has, the whole frame must arrive within the handshake timeout,
 // so that a peer that stops inside a frame does not hold its connection
 // (an idle client, between frames, keeps it).
-func (c *fastServerConn) frameDeadline() error {
+func (c *serverConn) frameDeadline() error {
 	br := c.br
 	if br.Buffered() == 0 {
 		if c.deadline {
-			c.pc.Conn.SetReadDeadline(time.Time{})
+			c.conn.SetReadDeadline(time.Time{})
 			c.deadline = false
 		}
 		if _, err := br.Peek(1); err != nil {
@@ -152,34 +262,34 @@ func (c *fastServerConn) frameDeadline() error {
 			return nil // all here: no timer needed
 		}
 	}
-	c.pc.Conn.SetReadDeadline(time.Now().Add(c.s.cfg.handshakeTimeout))
+	c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.FrameTimeout))
 	c.deadline = true
 	return nil
 }
 
 // run reads on (a worker's task).
-func (c *fastServerConn) run() { c.readLoop() }
+func (c *serverConn) run() { c.readLoop() }
 
 // end closes the connection, waits for its handlers, and forgets it
 // (the reader's: it gives back what a CALL in parts held).
-func (c *fastServerConn) end(err error) {
+func (c *serverConn) end(err error) {
 	c.close(err)
 	c.blk.Drop()
 	c.handlers.Wait()
-	for _, h := range c.s.cfg.stats {
+	for _, h := range c.s.cfg.Stats {
 		h.HandleConn(c.statsCtx, &stats.ConnEnd{})
 	}
 	c.s.mu.Lock()
 	delete(c.s.conns, c)
 	c.s.connsIdle.Broadcast()
 	c.s.mu.Unlock()
-	if c.caller != "" {
-		c.s.releaseCallerBudget(c.caller)
+	if c.key != "" {
+		c.s.releaseCallerBudget(c.key)
 	}
 }
 
 // close ends the connection: its calls in flight end with err.
-func (c *fastServerConn) close(err error) {
+func (c *serverConn) close(err error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -201,7 +311,7 @@ func (c *fastServerConn) close(err error) {
 	c.mu.Unlock()
 	c.logEnd(err)
 	c.cancel()
-	c.pc.Close()
+	c.caller.Close()
 	for _, st := range streams {
 		st.in.End(status.Error(codes.Unavailable, "grpcipc: connection closed"))
 		st.abandon()
@@ -209,23 +319,16 @@ func (c *fastServerConn) close(err error) {
 }
 
 // logEnd logs why a connection ended, unless its client simply left.
-func (c *fastServerConn) logEnd(err error) {
+func (c *serverConn) logEnd(err error) {
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, errServerStopped) || sockfile.IsPeerClosed(err) {
 		return
 	}
-	g := c.pc.guard
-	if ok, skipped := g.logOK(c.pc.logKey()); ok {
-		attrs := []any{"endpoint", g.ep.String(), "caller", c.pc.creds.String(), "err", err}
-		if skipped > 0 {
-			attrs = append(attrs, "lines_not_logged", skipped)
-		}
-		g.log.Warn("grpcipc: fast-path connection closed", attrs...)
-	}
+	c.caller.Warn("grpcipc: fast-path connection closed", "err", err)
 }
 
 // goAway tells the client that no new streams will start, and closes the
 // connection once those in flight are done.
-func (c *fastServerConn) goAway() {
+func (c *serverConn) goAway() {
 	c.mu.Lock()
 	if c.goingAway || c.closed {
 		c.mu.Unlock()
@@ -242,7 +345,7 @@ func (c *fastServerConn) goAway() {
 }
 
 // writeGoAway sends GOAWAY with the last stream started (c.mu held).
-func (c *fastServerConn) writeGoAway(code codes.Code, msg string) {
+func (c *serverConn) writeGoAway(code codes.Code, msg string) {
 	last := c.last
 	b := c.w.Lock()
 	*b, _ = beginFrameWith(*b, 0, wire.TypeGoAway, 0, func(b []byte) []byte {
@@ -260,7 +363,7 @@ func beginFrameWith(b []byte, stream uint32, t wire.Type, fl wire.Flags, f func(
 }
 
 // frame handles one frame from the client.
-func (c *fastServerConn) frame(h wire.Header, p []byte) error {
+func (c *serverConn) frame(h wire.Header, p []byte) error {
 	if _, _, inParts := c.blk.Pending(); inParts || h.Type == wire.TypeCall {
 		if h.Type != wire.TypeCall {
 			return fmt.Errorf("%w: a %v frame on stream %d between the parts of a CALL", wire.ErrProtocol, h.Type, h.Stream)
@@ -287,7 +390,7 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 		}
 		switch h.Type {
 		case wire.TypeMessage:
-			give, serr, err := st.in.Add(h.Flags, p, c.s.cfg.maxRecv, c)
+			give, serr, err := st.in.Add(h.Flags, p, c.s.cfg.MaxRecv, c)
 			if serr == fastio.ErrNoRoom {
 				give, serr, err = c.addWaiting(st, h.Flags, p)
 			}
@@ -343,14 +446,14 @@ func (c *fastServerConn) frame(h wire.Header, p []byte) error {
 }
 
 // Take and TakeCap hand over the frame reader's buffer (fastio.Taker).
-func (c *fastServerConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: c.r}.Take(n) }
+func (c *serverConn) Take(n int) *[]byte { return fastio.ReaderTaker{R: c.r}.Take(n) }
 
 // TakeCap: see Take.
-func (c *fastServerConn) TakeCap() int { return c.r.Cap() }
+func (c *serverConn) TakeCap() int { return c.r.Cap() }
 
 // stream returns the open stream id, nil for one that has ended, and an
 // error for one never opened.
-func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
+func (c *serverConn) stream(id uint32, t wire.Type) (*serverStream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if id > c.seen {
@@ -361,17 +464,17 @@ func (c *fastServerConn) stream(id uint32, t wire.Type) (*serverStream, error) {
 
 // SendWindow gives n bytes of stream id's window back to the client
 // (fastio.WindowSender).
-func (c *fastServerConn) SendWindow(id uint32, n int) { c.window(id, n) }
+func (c *serverConn) SendWindow(id uint32, n int) { c.window(id, n) }
 
 // window gives n bytes of stream id's window back to the client.
-func (c *fastServerConn) window(id uint32, n int) {
+func (c *serverConn) window(id uint32, n int) {
 	b := c.w.Lock()
 	*b = wire.AppendHeader(*b, wire.Header{Length: wire.WindowSize, Stream: id, Type: wire.TypeWindow})
 	*b = wire.AppendWindow(*b, uint32(n))
 	c.w.Unlock()
 }
 
-func (c *fastServerConn) remove(st *serverStream) {
+func (c *serverConn) remove(st *serverStream) {
 	c.mu.Lock()
 	if c.streams[st.id] == st {
 		delete(c.streams, st.id)
@@ -385,11 +488,11 @@ func (c *fastServerConn) remove(st *serverStream) {
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (c *fastServerConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), n) }
+func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), n) }
 
 // onCall opens a stream of CALL payload p, of which held bytes are
 // charged to the budget already (a CALL put together from parts).
-func (c *fastServerConn) onCall(id uint32, p []byte, held int) error {
+func (c *serverConn) onCall(id uint32, p []byte, held int) error {
 	// The call's metadata is held as long as the call: it is charged to
 	// the budget like messages, before it is parsed and before anyone
 	// else can see the stream.
@@ -463,30 +566,30 @@ func (c *fastServerConn) onCall(id uint32, p []byte, held int) error {
 		notStarted()
 		return nil // not started (above the GOAWAY's last stream): the client retries it
 	}
-	if len(c.streams) >= maxStreams {
+	if len(c.streams) >= MaxStreams {
 		c.mu.Unlock()
 		notStarted()
-		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, maxStreams)
+		return fmt.Errorf("%w: more than %d streams open at once", wire.ErrProtocol, MaxStreams)
 	}
 	c.last = id
 	c.streams[id] = st
 	c.handlers.Add(1)
 	c.mu.Unlock()
-	if err := c.ai.authorize(call.Method); err != nil {
+	if err := c.caller.Authorize(call.Method); err != nil {
 		// Refused before stats handlers hear of the call, as on HTTP/2,
 		// where the policy's tap refuses it before grpc-go makes a stream.
 		st.unseen = true
 		st.fail(err)
 		return nil
 	}
-	if hs := c.s.cfg.stats; len(hs) > 0 {
+	if hs := c.s.cfg.Stats; len(hs) > 0 {
 		st.begin = time.Now()
 		for _, h := range hs {
 			ctx = h.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: call.Method})
 		}
 		for _, h := range hs {
 			h.HandleRPC(ctx, &stats.InHeader{
-				FullMethod: call.Method, RemoteAddr: c.pc.RemoteAddr(), LocalAddr: c.pc.LocalAddr(),
+				FullMethod: call.Method, RemoteAddr: c.conn.RemoteAddr(), LocalAddr: c.conn.LocalAddr(),
 				Header: md, WireLength: len(p),
 			})
 		}
@@ -506,7 +609,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte, held int) error {
 		return nil
 	}
 	if st.m == nil {
-		st.fail(c.s.unimplemented(call.Method))
+		st.fail(c.s.Unimplemented(call.Method))
 		return nil
 	}
 	st.ready.Store(true)
@@ -520,7 +623,7 @@ func (c *fastServerConn) onCall(id uint32, p []byte, held int) error {
 // method name too long for any method this server could have is
 // UNIMPLEMENTED, metadata over its limit INTERNAL (grpc-go's code for a
 // header list over its peer's limit).
-func (c *fastServerConn) refuseLimit(id uint32, le *wire.LimitError) error {
+func (c *serverConn) refuseLimit(id uint32, le *wire.LimitError) error {
 	code, msg := codes.Internal, fmt.Sprintf("grpcipc: call refused: request %s %d, over the fast path's limit (%d)", le.What, le.N, le.Max)
 	if le.What == "method name" {
 		code, msg = codes.Unimplemented, fmt.Sprintf("grpcipc: call refused: a method name of %d bytes, over the fast path's limit (%d bytes)", le.N, le.Max)
@@ -531,7 +634,7 @@ func (c *fastServerConn) refuseLimit(id uint32, le *wire.LimitError) error {
 // refuseCall ends stream id, whose CALL the server read whole but will
 // not start, with TRAILERS of code and msg. The stream is never started;
 // its later frames are ignored.
-func (c *fastServerConn) refuseCall(id uint32, code codes.Code, msg string) error {
+func (c *serverConn) refuseCall(id uint32, code codes.Code, msg string) error {
 	c.mu.Lock()
 	if id <= c.seen {
 		c.mu.Unlock()
@@ -549,26 +652,4 @@ func (c *fastServerConn) refuseCall(id uint32, code codes.Code, msg string) erro
 	})
 	c.w.Unlock()
 	return nil
-}
-
-// unimplemented is grpc-go's UNIMPLEMENTED for a method this server lacks.
-func (s *Server) unimplemented(method string) error {
-	svc, m, _ := cutMethod(method)
-	if !s.services[svc] {
-		return status.Errorf(codes.Unimplemented, "unknown service %v", svc)
-	}
-	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
-}
-
-// cutMethod splits "/pkg.Service/Method".
-func cutMethod(full string) (svc, m string, ok bool) {
-	if len(full) > 0 && full[0] == '/' {
-		full = full[1:]
-	}
-	for i := len(full) - 1; i >= 0; i-- {
-		if full[i] == '/' {
-			return full[:i], full[i+1:], true
-		}
-	}
-	return full, "", false
 }

@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 // clientStream is one call on the client's side of the fast path.
 type clientStream struct {
-	fc      *fastClientConn
+	fc      *ClientConn
 	id      uint32
 	ctx     context.Context
 	method  string
@@ -136,7 +136,7 @@ func (st *clientStream) result() *status.Status {
 	select {
 	case <-st.done:
 	case <-st.ctx.Done():
-		st.abort(status.Convert(contextStatus(st.ctx)))
+		st.abort(status.Convert(ContextStatus(st.ctx)))
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -144,7 +144,7 @@ func (st *clientStream) result() *status.Status {
 }
 
 // invoke makes a unary call on the fast path.
-func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply any, ci *callInfo) error {
+func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any, ci *CallInfo) error {
 	st, sent, err := fc.open(ctx, method, ci, nil, req)
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 		st.mu.Unlock()
 		if notStarted {
 			st.releaseMetadata() // a header that came first: the retry has its own
-			return errNotStarted
+			return ErrNotStarted
 		}
 		return st.finishCall(ci, preferContext(ctx, s.Err()))
 	}
@@ -188,7 +188,7 @@ func (fc *fastClientConn) invoke(ctx context.Context, method string, req, reply 
 }
 
 // finishCall fills the call options' header, trailer and peer.
-func (st *clientStream) finishCall(ci *callInfo, err error) error {
+func (st *clientStream) finishCall(ci *CallInfo, err error) error {
 	if ci.header != nil || ci.trailer != nil {
 		st.mu.Lock()
 		if ci.header != nil {
@@ -312,4 +312,135 @@ func (st *clientStream) closeSend() {
 	if err := st.fc.w.Unlock(); err != nil {
 		st.fc.writeFailed()
 	}
+}
+
+// NewStream starts a streaming call of method on the connection
+// (ErrNotStarted: the server is going away and did not start it; the
+// caller may retry on a new connection). The call ends at once when ctx
+// does.
+func (fc *ClientConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, ci *CallInfo) (grpc.ClientStream, error) {
+	st, _, err := fc.open(ctx, method, ci, desc, nil)
+	if err != nil {
+		return nil, err
+	}
+	st.stop = context.AfterFunc(ctx, func() { st.abort(status.Convert(ContextStatus(ctx))) })
+	return &fastStream{st: st, ci: *ci}, nil
+}
+
+// fastStream is a streaming call on the fast path: a grpc.ClientStream.
+type fastStream struct {
+	st *clientStream
+	ci CallInfo
+}
+
+// Header waits for the server's header metadata.
+func (s *fastStream) Header() (metadata.MD, error) {
+	select {
+	case <-s.st.hdr:
+	case <-s.st.ctx.Done():
+		return nil, ContextStatus(s.st.ctx)
+	}
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	if s.st.header == nil && s.st.status != nil && s.st.status.Code() != codes.OK {
+		return nil, s.st.status.Err()
+	}
+	if s.st.header == nil {
+		return metadata.MD{}, nil
+	}
+	return s.st.header, nil
+}
+
+// Trailer returns the trailer metadata once the call has ended.
+func (s *fastStream) Trailer() metadata.MD {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return s.st.trailer
+}
+
+// CloseSend tells the server that no more messages come.
+func (s *fastStream) CloseSend() error {
+	if s.ctxEnded() {
+		return nil // RecvMsg tells how the call ended
+	}
+	s.st.closeSend()
+	return nil
+}
+
+// ctxEnded ends the call at once when its context has ended, so that
+// what follows a cancel sees it, whatever the server has sent meanwhile.
+func (s *fastStream) ctxEnded() bool {
+	if s.st.ctx.Err() == nil {
+		return false
+	}
+	s.st.abort(status.Convert(ContextStatus(s.st.ctx)))
+	return true
+}
+
+// Context returns the call's context.
+func (s *fastStream) Context() context.Context { return s.st.ctx }
+
+// SendMsg sends a message; io.EOF when the call has ended (RecvMsg says
+// how).
+func (s *fastStream) SendMsg(m any) error {
+	if s.ctxEnded() || s.st.sendDone() {
+		return io.EOF
+	}
+	err := s.st.sendMsg(m)
+	if err != nil && status.Code(err) == codes.ResourceExhausted {
+		s.st.abort(status.Convert(err))
+	}
+	return err
+}
+
+// RecvMsg receives the next message; io.EOF after the last of a call that
+// ended well, the call's status otherwise.
+func (s *fastStream) RecvMsg(m any) error {
+	st := s.st
+	s.ctxEnded()
+	b, credit, err := st.in.Next(nil, nil)
+	if err == nil && b != nil {
+		uerr := unmarshal(*b, m)
+		fastio.PutBuf(b)
+		if give := st.in.Taken(credit); give > 0 {
+			st.fc.window(st.id, give)
+		}
+		if uerr != nil {
+			st.abort(status.Newf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
+			return s.finish(status.Errorf(codes.Internal, "grpcipc: failed to unmarshal a message: %v", uerr))
+		}
+		st.got++
+		if s.st.desc.ServerStreams {
+			return nil
+		}
+		// One message only: read on to the end for the status.
+		b2, _, err2 := st.in.Next(nil, nil)
+		if b2 != nil {
+			fastio.PutBuf(b2)
+			st.abort(status.New(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
+			return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: more than one response message"))
+		}
+		if err2 != nil {
+			return s.finish(err2)
+		}
+		s.finish(nil)
+		return nil
+	}
+	if err != nil {
+		return s.finish(err)
+	}
+	if !s.st.desc.ServerStreams && st.got == 0 {
+		return s.finish(status.Error(codes.Internal, "grpcipc: cardinality violation: the server sent no response message"))
+	}
+	return s.finish(io.EOF)
+}
+
+// finish ends the watch of the context once the call has ended, and fills
+// the call options.
+func (s *fastStream) finish(err error) error {
+	s.st.stop()
+	if err != io.EOF {
+		err = preferContext(s.st.ctx, err)
+	}
+	return s.st.finishCall(&s.ci, err)
 }

@@ -1,4 +1,4 @@
-package grpcipc
+package fastpath
 
 import (
 	"bytes"
@@ -22,10 +22,10 @@ import (
 
 // Fast-path limits (docs/protocol.md).
 const (
-	// maxStreams is how many streams a fast-path connection may have open
+	// MaxStreams is how many streams a fast-path connection may have open
 	// at once; a client waits for a free one, a server closes a connection
 	// that opens more.
-	maxStreams = 256
+	MaxStreams = 256
 	// maxFramePayload is the largest MESSAGE payload a sender puts in one
 	// frame: a 1 MiB message and its field's few bytes of encoding fit;
 	// readers accept wire.DefaultMaxFrame.
@@ -277,8 +277,8 @@ const (
 	anyCost      = 256
 )
 
-// contextStatus is the status of a call whose context ended.
-func contextStatus(ctx context.Context) error {
+// ContextStatus is the status of a call whose context ended.
+func ContextStatus(ctx context.Context) error {
 	err := ctx.Err()
 	if err == nil {
 		err = context.DeadlineExceeded // the deadline passed; the timer has yet to fire
@@ -295,10 +295,10 @@ func preferContext(ctx context.Context, err error) error {
 		return err
 	}
 	if ctx.Err() != nil {
-		return contextStatus(ctx)
+		return ContextStatus(ctx)
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return contextStatus(ctx)
+		return ContextStatus(ctx)
 	}
 	return err
 }

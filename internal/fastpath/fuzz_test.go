@@ -1,16 +1,19 @@
-package grpcipc
+package fastpath
 
 import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
+	"math"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
 type fuzzGreeter struct {
@@ -37,6 +40,9 @@ func fuzzSeeds() [][]byte {
 	client = wire.AppendFrame(client, 3, wire.TypeWindow, 0, wire.AppendWindow(nil, 10))
 	client = wire.AppendFrame(client, 3, wire.TypeCancel, 0, nil)
 	client = wire.AppendFrame(client, 0, wire.TypePing, 0, make([]byte, 8))
+	refused := wire.AppendCall(nil, &wire.Call{Method: "/greet.Greeter/Refused"})
+	client = wire.AppendFrame(client, 5, wire.TypeCall, 0, refused)
+	client = wire.AppendFrame(client, 5, wire.TypeHalfClose, 0, nil)
 	var server []byte
 	server = wire.AppendFrame(server, 1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, []wire.KV{{Key: "h", Value: "1"}}))
 	server = wire.AppendFrame(server, 1, wire.TypeMessage, 0, req)
@@ -46,6 +52,21 @@ func fuzzSeeds() [][]byte {
 	return [][]byte{client, server, client[:25], server[:40], nil}
 }
 
+// fuzzCaller is an admitted connection to a fuzzed server: it admits
+// every method but /greet.Greeter/Refused, so that both handlers and
+// refusals are fuzzed.
+type fuzzCaller struct{ net.Conn }
+
+func (fuzzCaller) AuthInfo() credentials.AuthInfo { return nil }
+func (fuzzCaller) BudgetKey() string              { return "unknown" }
+func (fuzzCaller) Warn(string, ...any)            {}
+func (fuzzCaller) Authorize(method string) error {
+	if method == "/greet.Greeter/Refused" {
+		return status.Error(codes.PermissionDenied, "refused")
+	}
+	return nil
+}
+
 // FuzzServerConn feeds a fast-path server connection whatever a client
 // might send: it must neither panic nor hang, and must end when the
 // client goes away.
@@ -53,24 +74,18 @@ func FuzzServerConn(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
-	srv, err := NewServer(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		f.Fatal(err)
-	}
+	srv := NewServer(ServerConfig{MaxRecv: 4 << 20, MaxSend: math.MaxInt32, ConnBudget: 64 << 20, CallerBudget: 256 << 20, FrameTimeout: 10 * time.Second})
 	greetpb.RegisterGreeterServer(srv, fuzzGreeter{})
-	self, err := selfIdentity()
-	if err != nil {
-		f.Fatal(err)
-	}
+	f.Cleanup(func() {
+		srv.Shutdown(false)
+		srv.Close()
+	})
 	f.Fuzz(func(t *testing.T, input []byte) {
 		cEnd, sEnd := net.Pipe()
-		pc := &peerConn{Conn: sEnd, guard: &guard{
-			ep: Endpoint{Transport: Unix, Address: "fuzz"}, policy: SameUserPolicy(), self: self, log: srv.cfg.logger,
-		}}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			srv.serveFast(pc, wire.Version, nil)
+			srv.Serve(sEnd, fuzzCaller{sEnd}, wire.Version, nil)
 			// Reading may have moved to another goroutine: the
 			// connection has ended once the server forgets it.
 			srv.mu.Lock()
@@ -99,7 +114,7 @@ func FuzzClientConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		cEnd, sEnd := net.Pipe()
-		fc := newFastClientConn(cEnd, &AuthInfo{}, 0, wire.Version)
+		fc := newClientConn(cEnd, wire.Version, ClientConfig{Budget: 64 << 20})
 		go fc.read(bufio.NewReader(cEnd))
 		go io.Copy(io.Discard, sEnd) // the client's frames
 		ended := make(chan error, 1)
@@ -107,8 +122,8 @@ func FuzzClientConn(f *testing.F) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			var reply greetpb.HelloReply
-			ci := callInfo{maxRecv: DefaultMaxCallRecvMsgSize, maxSend: 1 << 20}
-			ended <- fc.invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: "fuzz"}, &reply, &ci)
+			ci := CallInfo{maxRecv: 4 << 20, maxSend: 1 << 20}
+			ended <- fc.Invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: "fuzz"}, &reply, &ci)
 		}()
 		sEnd.SetDeadline(time.Now().Add(5 * time.Second))
 		sEnd.Write(input)
@@ -118,6 +133,6 @@ func FuzzClientConn(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("a call did not end after its server left (input %q)", input)
 		}
-		fc.close(nil)
+		fc.Close(nil)
 	})
 }
