@@ -15,6 +15,7 @@ import (
 
 	"github.com/grpcipc/grpcipc/internal/inherit"
 	"github.com/grpcipc/grpcipc/internal/peercred"
+	"github.com/grpcipc/grpcipc/internal/rights"
 )
 
 // The Unix convention. The parent makes a socket pair per direction and
@@ -118,13 +119,13 @@ func receiveChildConn(ctx context.Context, boot *net.UnixConn, pid int, stop <-c
 	default:
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
-	defer inherit.Discard(proof)
+	defer rights.Discard(proof)
 	peer, err := proofCreds(proof, pid)
 	if err != nil {
 		return nil, err
 	}
 	tuneSocket(boot)
-	return &inheritedConn{Conn: inherit.NewConn(boot), peer: peer}, nil
+	return &inheritedConn{Conn: rights.NewConn(boot), peer: peer}, nil
 }
 
 // proofCreds reads who made the socket the child sent, which must be the
@@ -193,7 +194,7 @@ func openInherited(spec string) (net.Conn, error) {
 		return nil, fmt.Errorf("grpcipc: telling the parent who this process is: %w", err)
 	}
 	tuneSocket(boot)
-	return &inheritedConn{Conn: inherit.NewConn(boot.(*net.UnixConn)), peer: peer}, nil
+	return &inheritedConn{Conn: rights.NewConn(boot.(*net.UnixConn)), peer: peer}, nil
 }
 
 // terminate asks the child to stop.

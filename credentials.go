@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/tap"
 )
 
 // AuthInfo is what grpcipc's transport credentials learnt of a connection:
@@ -35,8 +34,8 @@ type AuthInfo struct {
 	// [WithPins]): the peer's certificates are in TLS.State.
 	TLS *credentials.TLSInfo
 
-	guard   *guard // the policy of the server that accepted the connection
-	refused bool   // the policy admits this caller to no method
+	adm     *admission // the policy of the server that accepted the connection
+	refused bool       // the policy admits this caller to no method
 }
 
 // AuthType implements [credentials.AuthInfo].
@@ -75,9 +74,9 @@ type transportCreds struct {
 	// clientAuth: the server's TLS requires and verifies client
 	// certificates (a CA or pins).
 	clientAuth bool
-	// gates: a server made with ServerOptions checks connections of
-	// listeners it did not wrap itself here, one gate per local address.
-	gates *gates
+	// admissions: a server made with ServerOptions admits connections
+	// of listeners it did not wrap itself here, one per local address.
+	admissions *admissions
 }
 
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -104,19 +103,19 @@ func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, 
 }
 
 func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	var pc *peerConn
+	var pc *admittedConn
 	switch v := conn.(type) {
-	case *peerConn:
+	case *admittedConn:
 		pc = v
 	case *refusedConn:
-		pc = v.peerConn
+		pc = v.admittedConn
 	case *unservedConn:
 		conn = v.Conn
 	}
-	if pc == nil && c.gates != nil {
+	if pc == nil && c.admissions != nil {
 		// A plain grpc.Server made with ServerOptions: this handshake is
 		// where its callers are checked, by the code NewServer's Serve runs.
-		g, err := c.gates.gate(conn)
+		g, err := c.admissions.of(conn)
 		if err != nil {
 			conn.Close()
 			return nil, nil, err
@@ -136,7 +135,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		}
 		conn = pc
 	}
-	if pc != nil && pc.guard.tcp {
+	if pc != nil && pc.adm.tcp {
 		return c.tcpHandshake(pc, conn)
 	}
 	if pc != nil {
@@ -144,7 +143,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 		pc.encrypted = c.tls != nil
 		ai := &AuthInfo{
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-			Transport:      pc.guard.ep.Transport, Peer: pc.creds, guard: pc.guard, refused: pc.refused,
+			Transport:      pc.adm.ep.Transport, Peer: pc.creds, adm: pc.adm, refused: pc.refused,
 		}
 		return c.finish(context.Background(), "", conn, ai, true)
 	}
@@ -164,8 +163,8 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 // tcpHandshake admits a connection from a tcp Listen listener: over TLS
 // with client certificates required, or, with WithUnauthenticatedTCP,
 // anyone (only from loopback without TLS).
-func (c *transportCreds) tcpHandshake(pc *peerConn, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	g := pc.guard
+func (c *transportCreds) tcpHandshake(pc *admittedConn, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	g := pc.adm
 	pc.handshaken.Store(true)
 	pc.encrypted = c.tls != nil
 	if !c.clientAuth && !g.tcpOpen {
@@ -182,19 +181,19 @@ func (c *transportCreds) tcpHandshake(pc *peerConn, conn net.Conn) (net.Conn, cr
 			return nil, nil, err // not loopback
 		}
 	}
-	ai := &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP, guard: g}
+	ai := &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP, adm: g}
 	return c.finish(context.Background(), "", conn, ai, true)
 }
 
 // finish runs TLS, if configured, over the checked connection.
 func (c *transportCreds) finish(ctx context.Context, authority string, conn net.Conn, ai *AuthInfo, server bool) (net.Conn, credentials.AuthInfo, error) {
-	pc, fromGuard := conn.(*peerConn)
+	pc, fromGuard := conn.(*admittedConn)
 	if ai.Endpoint.Transport == "" {
 		switch {
 		case !server:
 			ai.Endpoint = c.ep
 		case fromGuard:
-			ai.Endpoint = pc.guard.ep
+			ai.Endpoint = pc.adm.ep
 		default:
 			ai.Endpoint = endpointOfAddr(conn.LocalAddr())
 		}
@@ -214,12 +213,12 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 			if fromGuard {
 				// TLS 1.3 tells the client of a refused certificate only
 				// at its first read: say here who was refused and why.
-				if ok, skipped := pc.guard.logOK(pc.logKey()); ok {
-					attrs := []any{"endpoint", pc.guard.ep.String(), "caller", pc.creds.String(), "err", err}
+				if ok, skipped := pc.adm.logOK(pc.logKey()); ok {
+					attrs := []any{"endpoint", pc.adm.ep.String(), "caller", pc.creds.String(), "err", err}
 					if skipped > 0 {
 						attrs = append(attrs, "lines_not_logged", skipped)
 					}
-					pc.guard.log.Warn("grpcipc: TLS handshake failed", attrs...)
+					pc.adm.log.Warn("grpcipc: TLS handshake failed", attrs...)
 				}
 			}
 			return nil, nil, err
@@ -303,7 +302,7 @@ func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	if err := checkGRPCOptions(cfg.grpcOpts); err != nil {
 		return nil, err
 	}
-	creds.gates = &gates{cfg: &cfg}
+	creds.admissions = &admissions{cfg: &cfg}
 	return append(append(localServerOptions(),
 		grpc.UnknownServiceHandler(unknownService)),
 		append(cfg.grpcOptions(),
@@ -340,82 +339,4 @@ func unknownService(_ any, ss grpc.ServerStream) error {
 func unimplemented(method string) error {
 	svc, m, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
 	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", m, svc)
-}
-
-// authorizeTap applies the policy to an HTTP/2 call when its headers
-// arrive, before grpc-go makes a stream of it, reads a byte of its request
-// or runs a stats handler or interceptor: a caller the policy does not let
-// call the method gets PermissionDenied (the RefusedError's text, as on the
-// fast path) whether or not the method exists and whatever it sends, and
-// its bytes are never decoded. grpc-go runs it on the connection's reading
-// goroutine, where it does no I/O but a refusal's log line (rate-limited
-// per caller).
-func authorizeTap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if err := authorizeCall(ctx, info.FullMethodName); err != nil {
-		return ctx, err
-	}
-	return ctx, nil
-}
-
-// authorizeUnary and authorizeStream apply the policy again as the
-// outermost interceptors: a second line behind authorizeTap, which has
-// already refused every call they would refuse.
-func authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := authorizeCall(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
-}
-
-func authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := authorizeCall(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return handler(srv, ss)
-}
-
-// authorizeCall applies the policy of the connection's server to a call.
-func authorizeCall(ctx context.Context, method string) error {
-	ai, ok := AuthInfoFromContext(ctx)
-	if !ok || ai.guard == nil || ai.guard.policy == nil {
-		return nil // not checked by a grpcipc server: no policy to apply
-	}
-	return ai.authorize(method)
-}
-
-// authorize applies the policy to a call of method on this connection.
-func (ai *AuthInfo) authorize(method string) error {
-	if ai.refused {
-		return &RefusedError{Caller: ai.Peer.String()}
-	}
-	g := ai.guard
-	ok, rule := g.policy.authorize(method, ai.Peer, g.self)
-	if ok {
-		return nil
-	}
-	return g.refuse(method, ai.Peer, rule)
-}
-
-// RefusedError is the error of a call that the server's policy refused. It
-// unwraps to [ErrPermissionDenied] and becomes codes.PermissionDenied at the
-// gRPC boundary. Its message names the caller as the server saw it and the
-// method, not the rule, which the server logs.
-type RefusedError struct {
-	Caller string // the caller's identity, as [Creds.String] gives it
-	Method string // the full method name, or "" for a refused connection
-}
-
-func (e *RefusedError) Error() string {
-	if e.Method == "" {
-		return fmt.Sprintf("grpcipc: %s: %s is not admitted by this server's policy", ErrPermissionDenied, e.Caller)
-	}
-	return fmt.Sprintf("grpcipc: %s: %s may not call %s", ErrPermissionDenied, e.Caller, e.Method)
-}
-
-// Unwrap returns [ErrPermissionDenied].
-func (e *RefusedError) Unwrap() error { return ErrPermissionDenied }
-
-// GRPCStatus makes the error codes.PermissionDenied for grpc-go.
-func (e *RefusedError) GRPCStatus() *status.Status {
-	return status.New(codes.PermissionDenied, e.Error())
 }

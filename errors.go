@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/sockfile"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Named errors. Test for them with [errors.Is]; the errors returned carry the
@@ -102,4 +104,28 @@ func (e *ChildExitError) Unwrap() error {
 		return nil
 	}
 	return e.err
+}
+
+// RefusedError is the error of a call that the server's policy refused. It
+// unwraps to [ErrPermissionDenied] and becomes codes.PermissionDenied at the
+// gRPC boundary. Its message names the caller as the server saw it and the
+// method, not the rule, which the server logs.
+type RefusedError struct {
+	Caller string // the caller's identity, as [Creds.String] gives it
+	Method string // the full method name, or "" for a refused connection
+}
+
+func (e *RefusedError) Error() string {
+	if e.Method == "" {
+		return fmt.Sprintf("grpcipc: %s: %s is not admitted by this server's policy", ErrPermissionDenied, e.Caller)
+	}
+	return fmt.Sprintf("grpcipc: %s: %s may not call %s", ErrPermissionDenied, e.Caller, e.Method)
+}
+
+// Unwrap returns [ErrPermissionDenied].
+func (e *RefusedError) Unwrap() error { return ErrPermissionDenied }
+
+// GRPCStatus makes the error codes.PermissionDenied for grpc-go.
+func (e *RefusedError) GRPCStatus() *status.Status {
+	return status.New(codes.PermissionDenied, e.Error())
 }

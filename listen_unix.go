@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/grpcipc/grpcipc/internal/inherit"
+	"github.com/grpcipc/grpcipc/internal/rights"
 	"github.com/grpcipc/grpcipc/internal/sockfile"
 	"golang.org/x/sys/unix"
 )
@@ -35,14 +35,14 @@ func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, e
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
 }
 
-// guardReads makes an accepted Unix connection read with recvmsg, so that
+// rightsDiscarded makes an accepted Unix connection read with recvmsg, so that
 // descriptors a caller attaches (SCM_RIGHTS) are closed off the reading
 // goroutine instead of by the kernel inside the read, where closing one (a
 // TCP socket with unsent data and SO_LINGER) can block for as long as the
 // caller likes.
-func guardReads(c net.Conn) net.Conn {
+func rightsDiscarded(c net.Conn) net.Conn {
 	if uc, ok := c.(*net.UnixConn); ok {
-		return inherit.NewConn(uc)
+		return rights.NewConn(uc)
 	}
 	return c
 }

@@ -47,6 +47,6 @@ func listenAbstract(_ context.Context, ep Endpoint) (net.Listener, error) {
 	return nil, unsupportedErr(ep.String(), "abstract sockets exist only on Linux")
 }
 
-// guardReads: named pipes and Windows AF_UNIX sockets carry no
+// rightsDiscarded: named pipes and Windows AF_UNIX sockets carry no
 // descriptors.
-func guardReads(c net.Conn) net.Conn { return c }
+func rightsDiscarded(c net.Conn) net.Conn { return c }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // Server is a gRPC server for local endpoints that speaks two protocols on
@@ -37,7 +36,7 @@ type Server struct {
 	mu        sync.Mutex
 	serving   bool // grpc serves h2
 	stopped   bool // Stop or GracefulStop began
-	listeners map[*policyListener]bool
+	listeners map[*admitListener]bool
 	wg        sync.WaitGroup
 	h2done    chan struct{}
 }
@@ -66,7 +65,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		creds:     creds,
-		listeners: map[*policyListener]bool{},
+		listeners: map[*admitListener]bool{},
 		h2done:    make(chan struct{}),
 		fast: fastpath.NewServer(fastpath.ServerConfig{
 			Unary: cfg.unary, Stream: cfg.stream, Stats: cfg.stats,
@@ -80,7 +79,7 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 		append(cfg.grpcOptions(),
 			grpc.Creds(creds),
 			grpc.ConnectionTimeout(cfg.handshakeTimeout))...)...)
-	s.h2 = newConnQueue()
+	s.h2 = newConnQueue(0, &net.UnixAddr{Name: "grpcipc", Net: "unix"})
 	return s, nil
 }
 
@@ -129,7 +128,7 @@ func (s *Server) Serve(l net.Listener) error {
 		policy = s.listenerPolicy(ll)
 		l = ll.Listener
 	}
-	pl, err := s.newGate(ep, l, policy)
+	pl, err := s.admitting(ep, l, policy)
 	if err != nil {
 		l.Close()
 		return err
@@ -175,29 +174,13 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		wait = 0
-		pc := c.(*peerConn)
+		pc := c.(*admittedConn)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.handleRaw(pc)
 		}()
 	}
-}
-
-// newGate makes the policy listener that checks l's connections.
-func (s *Server) newGate(ep Endpoint, l net.Listener, policy *Policy) (*policyListener, error) {
-	g, err := newGuard(&s.cfg, ep)
-	if err != nil {
-		return nil, err
-	}
-	if !g.tcp {
-		g.policy = policy
-	}
-	max := s.cfg.maxPerCaller
-	if ep.Transport == TCP {
-		max = 0
-	}
-	return newPolicyListener(l, g, max), nil
 }
 
 // listenerPolicy returns the policy that checks the callers of a Listen
@@ -216,23 +199,6 @@ func (s *Server) listenerPolicy(ll *listener) *Policy {
 	}
 	ll.matchAccess(policy, s.cfg.logger)
 	return policy
-}
-
-// newGuard makes the guard of a listener of ep.
-func newGuard(cfg *serverConfig, ep Endpoint) (*guard, error) {
-	if ep.Transport == TCP {
-		g := &guard{ep: ep, log: cfg.logger, tcp: true, tcpOpen: cfg.unauthenticatedTCP}
-		if g.tcpOpen {
-			g.log.Warn("grpcipc: serving tcp without client authentication (WithUnauthenticatedTCP): every process that can reach the port may call, as no one",
-				"endpoint", ep.String())
-		}
-		return g, nil
-	}
-	self, err := selfIdentity()
-	if err != nil {
-		return nil, fmt.Errorf("grpcipc: serve %s: %w", ep, err)
-	}
-	return &guard{ep: ep, policy: cfg.policy, self: self, log: cfg.logger}, nil
 }
 
 // endpointOfListener tells which endpoint l serves, for logs and AuthInfo.
@@ -262,8 +228,8 @@ func endpointOfAddr(a net.Addr) Endpoint {
 
 // handleRaw reads an admitted connection's first bytes and serves it with
 // the protocol they announce.
-func (s *Server) handleRaw(pc *peerConn) {
-	if pc.guard.tcp || s.creds.tls != nil {
+func (s *Server) handleRaw(pc *admittedConn) {
+	if pc.adm.tcp || s.creds.tls != nil {
 		s.h2.put(pc) // TLS first: the handshake tells the rest
 		return
 	}
@@ -314,63 +280,6 @@ func (s *Server) handleRaw(pc *peerConn) {
 	}
 }
 
-// sniffProblem says how a client's HTTP/2 preface, read by sniff, fell
-// short (pc.mu held).
-func (pc *peerConn) sniffProblem(f fastpath.Sniffed) (string, slog.Level) {
-	var ne net.Error
-	timeout := errors.As(f.Err, &ne) && ne.Timeout()
-	if n := len(f.Read) - len(http2Preface); n >= 0 {
-		if timeout {
-			return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes before the handshake timeout", n), slog.LevelWarn
-		}
-		return fmt.Sprintf("its first HTTP/2 frame stopped after %d bytes", n), slog.LevelWarn
-	}
-	pc.preface = len(f.Read)
-	return pc.prefaceProblem(timeout)
-}
-
-// A connection served on the fast path is its fastpath.Caller: the fast
-// path knows its caller only through these methods.
-var _ fastpath.Caller = (*peerConn)(nil)
-
-// fastAuthInfo is the AuthInfo of a connection served on the fast path,
-// which handlers find in their peer.Peer (the kernel names the peer of a
-// local connection: PrivacyAndIntegrity).
-func (pc *peerConn) fastAuthInfo() *AuthInfo {
-	return &AuthInfo{
-		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		Transport:      pc.guard.ep.Transport, Endpoint: pc.guard.ep, Peer: pc.creds, guard: pc.guard,
-	}
-}
-
-// AuthInfo returns the caller's AuthInfo (fastpath.Caller).
-func (pc *peerConn) AuthInfo() credentials.AuthInfo { return pc.ai }
-
-// BudgetKey names the memory budget the caller's connections share, ""
-// for the server's own user and root, who have none (fastpath.Caller).
-func (pc *peerConn) BudgetKey() string {
-	if pc.guard.trusted(pc.creds) {
-		return ""
-	}
-	return callerKey(pc.creds)
-}
-
-// Authorize applies the policy to a call (fastpath.Caller).
-func (pc *peerConn) Authorize(method string) error { return pc.ai.authorize(method) }
-
-// Warn logs a line about the connection, rate-limited per caller, with
-// the endpoint and the caller first (fastpath.Caller).
-func (pc *peerConn) Warn(msg string, attrs ...any) {
-	g := pc.guard
-	if ok, skipped := g.logOK(pc.logKey()); ok {
-		all := append([]any{"endpoint", g.ep.String(), "caller", pc.creds.String()}, attrs...)
-		if skipped > 0 {
-			all = append(all, "lines_not_logged", skipped)
-		}
-		g.log.Warn(msg, all...)
-	}
-}
-
 // Stop stops the server at once: it closes the listeners and every
 // connection, cancels the calls in flight (their clients see UNAVAILABLE)
 // and waits for their handlers to return.
@@ -389,7 +298,7 @@ func (s *Server) GracefulStop() {
 func (s *Server) stop(graceful bool) {
 	s.mu.Lock()
 	s.stopped = true
-	ls := make([]*policyListener, 0, len(s.listeners))
+	ls := make([]*admitListener, 0, len(s.listeners))
 	for l := range s.listeners {
 		ls = append(ls, l)
 	}
@@ -416,78 +325,4 @@ func (s *Server) stop(graceful bool) {
 	}
 	s.wg.Wait()
 	s.fast.Close()
-}
-
-// connQueue is the listener the embedded grpc.Server serves: the
-// connections that speak HTTP/2.
-type connQueue struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newConnQueue() *connQueue {
-	return &connQueue{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (q *connQueue) put(c net.Conn) {
-	select {
-	case q.conns <- c:
-	case <-q.done:
-		c.Close()
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.conns:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) close() { q.once.Do(func() { close(q.done) }) }
-
-// Close ends the queue: grpc.Server's Stop and GracefulStop call it.
-func (q *connQueue) Close() error {
-	q.close()
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return &net.UnixAddr{Name: "grpcipc", Net: "unix"} }
-
-// gates are the policy listeners of a grpc.Server made with ServerOptions,
-// one per local address it serves, without listeners of their own.
-type gates struct {
-	cfg *serverConfig
-	mu  sync.Mutex
-	by  map[string]*policyListener
-}
-
-// gate returns the gate of c's local address.
-func (g *gates) gate(c net.Conn) (*policyListener, error) {
-	addr := c.LocalAddr()
-	key := addr.Network() + " " + addr.String()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if pl, ok := g.by[key]; ok {
-		return pl, nil
-	}
-	ep := endpointOfAddr(addr)
-	gd, err := newGuard(g.cfg, ep)
-	if err != nil {
-		return nil, err
-	}
-	max := g.cfg.maxPerCaller
-	if ep.Transport == TCP {
-		max = 0
-	}
-	pl := newPolicyListener(nil, gd, max)
-	pl.inline = true
-	if g.by == nil {
-		g.by = map[string]*policyListener{}
-	}
-	g.by[key] = pl
-	return pl, nil
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/grpcipc/grpcipc/internal/rights"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,7 +129,7 @@ func ReceiveProof(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (i
 		c.SetReadDeadline(time.Unix(1, 0)) // wakes the read below
 	}()
 	var b [1]byte
-	oob := make([]byte, rightsSpace) // room for all a message can carry: none is closed inside the read
+	oob := make([]byte, rights.Space) // room for all a message can carry: none is closed inside the read
 	n, oobn, _, _, err := c.ReadMsgUnix(b[:], oob)
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -140,7 +141,7 @@ func ReceiveProof(ctx context.Context, c *net.UnixConn, stop <-chan struct{}) (i
 	case err != nil:
 		return -1, err
 	}
-	fds, err := rights(oob[:oobn])
+	fds, err := takeOne(oob[:oobn])
 	if err != nil {
 		return -1, err
 	}
@@ -159,85 +160,15 @@ func CheckProof(fd int) error {
 	return nil
 }
 
-// rightsSpace holds the most descriptors one message carries (the
-// kernel's SCM_MAX_FD, 253): a read with less room has the kernel close
-// the rest inside the read, where a close can block.
-var rightsSpace = unix.CmsgSpace(253 * 4)
-
-// rights takes the descriptors of an SCM_RIGHTS message: exactly one is
+// takeOne takes the descriptors of an SCM_RIGHTS message: exactly one is
 // expected; any others are discarded.
-func rights(oob []byte) ([]int, error) {
-	fds := received(oob)
+func takeOne(oob []byte) ([]int, error) {
+	fds := rights.Received(oob)
 	if len(fds) != 1 {
-		Discard(fds...)
+		rights.Discard(fds...)
 		return nil, fmt.Errorf("%d descriptors sent; want one", len(fds))
 	}
 	return fds, nil
-}
-
-// received returns the descriptors in oob, close-on-exec.
-func received(oob []byte) []int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if got, err := unix.ParseUnixRights(&m); err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
-	}
-	return fds
-}
-
-// Discard closes descriptors another process sent, on a goroutine of its
-// own: closing one can block for as long as that process wants (a TCP
-// socket with SO_LINGER and unsent data, a FUSE file).
-func Discard(fds ...int) {
-	if len(fds) == 0 {
-		return
-	}
-	go func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-}
-
-// Conn is a Unix stream connection to another process that reads with
-// recvmsg, so that descriptors the other process attaches (SCM_RIGHTS) are
-// discarded here (see Discard) rather than closed by the kernel inside the
-// read, which could then block past any deadline.
-type Conn struct {
-	*net.UnixConn
-	oob []byte
-}
-
-// NewConn wraps c.
-func NewConn(c *net.UnixConn) *Conn { return &Conn{UnixConn: c, oob: make([]byte, rightsSpace)} }
-
-func (c *Conn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, oobn, _, _, err := c.UnixConn.ReadMsgUnix(p, c.oob)
-		if oobn > 0 {
-			Discard(received(c.oob[:oobn])...)
-		}
-		switch {
-		case n < 0:
-			return 0, err
-		case n == 0 && err == nil && oobn > 0:
-			continue // descriptors alone: nothing to read yet
-		case n == 0 && err == nil:
-			return 0, io.EOF // recvmsg says end of stream with 0
-		}
-		return n, err
-	}
 }
 
 // CheckActivatedFDs checks, before anything takes them, that the
