@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"context"
+
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"

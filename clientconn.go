@@ -27,11 +27,6 @@ const (
 	ProtocolHTTP2 = "http2"   // gRPC over HTTP/2, through a grpc.ClientConn
 )
 
-// DefaultMaxCallRecvMsgSize is the largest message a client receives
-// unless a call says otherwise ([grpc.MaxCallRecvMsgSize]): 4 MiB, as in
-// grpc-go.
-const DefaultMaxCallRecvMsgSize = 4 << 20
-
 // answerTimeout bounds the wait for a server's first bytes when the call
 // that dials has no deadline: grpc-go's own bound on a connection attempt
 // (its MinConnectTimeout). Every gRPC server answers a client's preface
@@ -123,7 +118,7 @@ func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), op
 	if err := checkNoTransportCredentials(cfg.grpcOpts); err != nil {
 		return nil, err
 	}
-	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: slog.Default(), closing: make(chan struct{})}
+	cc := &ClientConn{ep: ep, cfg: cfg, creds: creds, log: cmp.Or(cfg.logger, slog.Default()), closing: make(chan struct{})}
 	cc.unary = chainUnaryClient(cfg.unary)
 	cc.stream = chainStreamClient(cfg.stream)
 	cc.invoker = cc.invoke
@@ -458,47 +453,6 @@ func (cc *ClientConn) takeHandoff() net.Conn {
 	c := cc.handoff
 	cc.handoff = nil
 	return c
-}
-
-// WithHTTP2 makes [NewClient] speak HTTP/2 through a grpc.ClientConn
-// ([ClientConn.GRPCClientConn]) rather than offer the fast path, for what
-// only grpc.ClientConn has: service-config retries and load balancing,
-// channelz, connectivity state, keepalive pings, compression.
-func WithHTTP2() ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		c.http2 = true
-		return nil
-	})
-}
-
-// WithUnaryClientInterceptor adds unary interceptors to a client, on both
-// protocols; the first given runs first. On the fast path the interceptor's
-// *grpc.ClientConn is nil.
-func WithUnaryClientInterceptor(i ...grpc.UnaryClientInterceptor) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		for _, x := range i {
-			if x == nil {
-				return errors.New("grpcipc: nil unary client interceptor")
-			}
-		}
-		c.unary = append(c.unary, i...)
-		return nil
-	})
-}
-
-// WithStreamClientInterceptor adds stream interceptors to a client, on
-// both protocols; the first given runs first. On the fast path the
-// interceptor's *grpc.ClientConn is nil.
-func WithStreamClientInterceptor(i ...grpc.StreamClientInterceptor) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		for _, x := range i {
-			if x == nil {
-				return errors.New("grpcipc: nil stream client interceptor")
-			}
-		}
-		c.stream = append(c.stream, i...)
-		return nil
-	})
 }
 
 func chainUnaryClient(is []grpc.UnaryClientInterceptor) grpc.UnaryClientInterceptor {

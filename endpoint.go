@@ -25,6 +25,14 @@ const (
 	TCP Transport = "tcp"
 )
 
+// Inherited is the transport of a connection that a parent process made
+// and handed to a child it started ([StartChild], [ChildListener],
+// [ParentConn]): a Unix socket pair, or on Windows a named pipe of a
+// random name that admits only the child's process. Such an endpoint has
+// no string a client could dial; its Address names the process at the
+// other end ("child pid 4242", "parent pid 4241").
+const Inherited Transport = "inherited"
+
 // Endpoint is a parsed endpoint string: where a server listens and a client
 // connects. The zero value is not a valid endpoint; make one with
 // [ParseEndpoint] or [DefaultEndpoint].

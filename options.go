@@ -1,17 +1,19 @@
 package grpcipc
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net"
-	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 )
+
+// Options, one file per kind: this file holds the option types and the
+// options that fit more than one constructor; server_options.go,
+// client_options.go and listen_options.go those of one constructor each,
+// with their defaults; child.go StartChild's. An option that fits several
+// constructors is a named struct type (PolicyOption, TLSOption,
+// MemoryBudgetOption, LoggerOption) that is an option of each kind it
+// fits, so that the compiler refuses it where it does not.
 
 // ListenOption configures [Listen]. An option that does not apply to the
 // endpoint's transport (a file mode for an abstract socket, say) makes
@@ -25,130 +27,9 @@ type ClientOption interface {
 	applyClient(*clientConfig) error
 }
 
-type listenConfig struct {
-	ep      Endpoint
-	mode    fs.FileMode
-	modeSet bool
-	gid     int // group to give the socket file, or -1
-	self    identity
-	policy  *Policy
-}
-
-type clientConfig struct {
-	ep       Endpoint
-	grpcOpts []grpc.DialOption
-	tls      tlsSettings
-	expect   []Principal // the server must match one (none: no check)
-	identify bool        // named pipes: Identification, not Anonymous
-	http2    bool        // speak HTTP/2 only
-	unary    []grpc.UnaryClientInterceptor
-	stream   []grpc.StreamClientInterceptor
-	// dial, when set, makes the connections instead of dialling ep (a
-	// child's inherited connection).
-	dial func(context.Context) (net.Conn, error)
-	// connBudget: the fast-path memory budget of each connection (0: the
-	// default, which grows with the calls' receive limits)
-	connBudget int64
-}
-
-// ServerOption configures [ServerOptions].
+// ServerOption configures [NewServer] and [ServerOptions].
 type ServerOption interface {
 	applyServer(*serverConfig) error
-}
-
-type serverConfig struct {
-	tls              tlsSettings
-	handshakeTimeout time.Duration
-
-	policy             *Policy
-	policySet          bool // WithPolicy was given
-	logger             *slog.Logger
-	maxPerCaller       int
-	unauthenticatedTCP bool
-
-	unary    []grpc.UnaryServerInterceptor
-	stream   []grpc.StreamServerInterceptor
-	stats    []stats.Handler
-	maxRecv  int
-	maxSend  int
-	grpcOpts []grpc.ServerOption
-	// fast-path memory budgets, in bytes (0: the default)
-	connBudget, callerBudget int64
-}
-
-// newServerConfig applies opts to the defaults.
-func newServerConfig(opts []ServerOption) (serverConfig, error) {
-	cfg := serverConfig{
-		handshakeTimeout: DefaultHandshakeTimeout,
-		maxPerCaller:     DefaultMaxConnsPerCaller,
-		maxRecv:          DefaultMaxRecvMsgSize,
-		maxSend:          DefaultMaxSendMsgSize,
-	}
-	for _, o := range opts {
-		if o == nil {
-			return serverConfig{}, errors.New("grpcipc: nil ServerOption")
-		}
-		if err := o.applyServer(&cfg); err != nil {
-			return serverConfig{}, err
-		}
-	}
-	if err := cfg.setBudgets(); err != nil {
-		return serverConfig{}, err
-	}
-	if cfg.policy == nil {
-		cfg.policy = SameUserPolicy()
-	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
-	return cfg, nil
-}
-
-// DefaultHandshakeTimeout is how long [ServerOptions] lets a new
-// connection take to finish its handshakes, up to and including HTTP/2's
-// preface, before closing it: a local peer that says nothing for that long
-// is stuck or hostile. grpc-go's own default is 120 s.
-const DefaultHandshakeTimeout = 5 * time.Second
-
-// WithHandshakeTimeout sets how long a new connection may take to finish
-// its handshakes (default [DefaultHandshakeTimeout]).
-func WithHandshakeTimeout(d time.Duration) ServerOption {
-	return serverOptionFunc(func(c *serverConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("grpcipc: handshake timeout %v is not positive", d)
-		}
-		c.handshakeTimeout = d
-		return nil
-	})
-}
-
-type serverOptionFunc func(*serverConfig) error
-
-func (f serverOptionFunc) applyServer(c *serverConfig) error { return f(c) }
-
-type listenOptionFunc func(*listenConfig) error
-
-func (f listenOptionFunc) applyListen(c *listenConfig) error { return f(c) }
-
-type clientOptionFunc func(*clientConfig) error
-
-func (f clientOptionFunc) applyClient(c *clientConfig) error { return f(c) }
-
-// WithSocketMode sets the permission bits of a Unix socket file (default
-// 0600: only the server's own user can connect). The mode is set before the
-// socket accepts its first connection. Only the permission bits (0777) may
-// be set, and only for unix endpoints with a path.
-func WithSocketMode(mode fs.FileMode) ListenOption {
-	return listenOptionFunc(func(c *listenConfig) error {
-		if c.ep.Transport != Unix {
-			return fmt.Errorf("listen %s: a socket file mode applies only to unix socket paths, not to %s endpoints", c.ep, c.ep.Transport)
-		}
-		if mode&^fs.ModePerm != 0 {
-			return fmt.Errorf("listen %s: socket mode %v has bits other than permissions", c.ep, mode)
-		}
-		c.mode, c.modeSet = mode, true
-		return nil
-	})
 }
 
 // PolicyOption is what [WithPolicy] returns: a [ServerOption] that makes
@@ -203,117 +84,140 @@ func (o PolicyOption) applyListen(c *listenConfig) error {
 // serves listeners as Listen made them: give it and Listen the policy.
 func WithPolicy(p *Policy) PolicyOption { return PolicyOption{p: p} }
 
-// WithUnauthenticatedTCP lets a server serve tcp callers that present no
-// TLS client certificate. Over TCP there is no OS identity: every process
-// that can reach the port (every local user on a loopback address, every
-// host on the network otherwise) may then call every method, and handlers
-// cannot tell who called. Without TLS, only loopback peers are served. Use
-// it for a service that is public by design; otherwise require client
-// certificates ([WithTLS] with tls.RequireAndVerifyClientCert, or
-// [WithPins]). The server logs a warning when it serves a tcp listener
-// this way; it does not apply to local listeners, which always check the
-// caller's OS identity.
-func WithUnauthenticatedTCP() ServerOption {
-	return serverOptionFunc(func(c *serverConfig) error {
-		c.unauthenticatedTCP = true
-		return nil
-	})
+// LoggerOption is what [WithLogger] returns: a [ServerOption] and a
+// [ClientOption].
+type LoggerOption struct{ l *slog.Logger }
+
+// WithLogger sets where grpcipc logs (default [slog.Default]). A server
+// logs refused callers, connections closed for breaking the protocol and
+// calls ended for want of memory (warnings, rate-limited per caller); a
+// client logs which protocol each connection speaks (debug).
+func WithLogger(l *slog.Logger) LoggerOption { return LoggerOption{l: l} }
+
+func (o LoggerOption) applyServer(c *serverConfig) error {
+	if o.l == nil {
+		return errors.New("grpcipc: nil logger")
+	}
+	c.logger = o.l
+	return nil
 }
 
-// DefaultMaxConnsPerCaller is how many connections one caller (a uid, or a
-// SID) other than the server's own user and root may hold open on a
-// server: a client needs one or a few, and each costs the server a
-// descriptor and buffers, so a user the policy admits to some method
-// cannot use up the server's descriptors. Beyond it a connection is
-// closed at once, and logged.
-const DefaultMaxConnsPerCaller = 256
-
-// WithMaxConnsPerCaller sets the bound [DefaultMaxConnsPerCaller]
-// describes; 0 removes it.
-func WithMaxConnsPerCaller(n int) ServerOption {
-	return serverOptionFunc(func(c *serverConfig) error {
-		if n < 0 {
-			return fmt.Errorf("grpcipc: a connection limit of %d is negative", n)
-		}
-		c.maxPerCaller = n
-		return nil
-	})
+func (o LoggerOption) applyClient(c *clientConfig) error {
+	if o.l == nil {
+		return errors.New("grpcipc: nil logger")
+	}
+	c.logger = o.l
+	return nil
 }
 
-// WithLogger sets where a server logs refused callers and dropped
-// connections (default [slog.Default]).
-func WithLogger(l *slog.Logger) ServerOption {
-	return serverOptionFunc(func(c *serverConfig) error {
-		if l == nil {
-			return errors.New("grpcipc: nil logger")
+// TLSOption is what [WithTLS] and [WithPins] return: a [ServerOption] and
+// a [ClientOption].
+type TLSOption struct{ set func(*tlsSettings) error }
+
+func (o TLSOption) applyServer(c *serverConfig) error { return o.set(&c.tls) }
+
+func (o TLSOption) applyClient(c *clientConfig) error { return o.set(&c.tls) }
+
+// WithTLS runs TLS over the local connection, on top of the OS identity
+// check (both must pass; [AuthInfo] carries both). On the server cfg must
+// hold a certificate; set ClientAuth and ClientCAs to require client
+// certificates (mutual TLS). On the client, RootCAs verifies the server
+// unless [WithPins] pins it, for the name in ServerName ("localhost" when
+// empty; a tcp endpoint's host).
+func WithTLS(cfg *tls.Config) TLSOption {
+	return TLSOption{func(s *tlsSettings) error {
+		if cfg == nil {
+			return errors.New("grpcipc: WithTLS(nil)")
 		}
-		c.logger = l
+		s.cfg = cfg
 		return nil
-	})
+	}}
 }
 
-// WithExpectedServer makes [NewClient] check the server's OS identity
-// before it sends a byte of a request: the process at the other end of the
-// socket must match one of principals (see [ParsePrincipal]; "same-user" is
-// the client's own user, "root" is uid 0 or, on Windows, SYSTEM). On a Unix
-// socket path the socket file's owner must match too, and no directory
-// from the socket's up to / may be writable by another user unless it is
-// sticky and owned by root or the expected user, so that the socket could
-// not have been swapped. A mismatch fails the connection with an error
-// wrapping [ErrUntrustedServer] that names the expected and the actual
-// identity. Without this option a client expects "same-user" or "root";
-// "*" trusts any server and turns the socket file checks off.
-func WithExpectedServer(principals ...string) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		if len(principals) == 0 {
-			return fmt.Errorf("grpcipc: WithExpectedServer with no principals")
+// WithPins accepts the peer's certificate by its SHA-256 thumbprint (see
+// [ParsePin]) instead of a CA, as the reference docs' certificate
+// validation callback does. On the client it turns TLS on and pins the
+// server's certificate; on the server it requires a client certificate that
+// matches one of the pins (mutual TLS). A mismatch fails the handshake with
+// [ErrPinMismatch], naming the certificate's thumbprints.
+//
+// A pinned certificate must also be within its validity period (NotBefore
+// to NotAfter, by tls.Config.Time if set): a pin names one certificate, and
+// expiry is how its issuer retires it. An "spki:" pin survives re-issuing
+// with the same key, and the certificate presented must still be current.
+// Otherwise the handshake fails with [ErrCertificateExpired], saying when
+// the certificate expired.
+//
+// With TLS 1.3 a client learns that the server refused its certificate
+// only after its own handshake; its calls then fail with an error that
+// says so and carries the server's alert ("remote error: tls: bad
+// certificate"), while the server logs the reason.
+func WithPins(pins ...string) TLSOption {
+	return TLSOption{func(s *tlsSettings) error {
+		if len(pins) == 0 {
+			return errors.New("grpcipc: WithPins with no pins")
 		}
-		if c.ep.Transport == TCP {
-			return fmt.Errorf("grpcipc: %s: a tcp server has no OS identity to check; use TLS with WithPins or a CA", c.ep)
-		}
-		for _, s := range principals {
-			p, err := ParsePrincipal(s)
+		for _, p := range pins {
+			pin, err := ParsePin(p)
 			if err != nil {
-				return err
+				return fmt.Errorf("grpcipc: %w", err)
 			}
-			if err := checkExeBounded(p); err != nil {
-				return fmt.Errorf("grpcipc: expected server: %w", err)
-			}
-			c.expect = append(c.expect, p)
+			s.pins = append(s.pins, pin)
 		}
 		return nil
-	})
+	}}
 }
 
-// WithPipeIdentification lets a named-pipe server identify the client at
-// the Identification impersonation level. By default grpcipc's clients
-// connect at the Anonymous level, as the reference docs advise: a server
-// can then neither act as the client nor learn its identity by
-// impersonating it (grpcipc's servers read it from the client's process
-// token instead). Only for npipe endpoints.
-func WithPipeIdentification() ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		if c.ep.Transport != NamedPipe {
-			return fmt.Errorf("grpcipc: %s: an impersonation level applies only to named pipes", c.ep)
-		}
-		c.identify = true
-		return nil
-	})
+// DefaultConnMemoryBudget is how much memory one fast-path connection's
+// peer can make the other side hold (docs/protocol.md, "Memory budgets"):
+// messages received and not yet taken by handlers (or, on a client, by the
+// caller), messages arriving in parts, and the metadata of open calls,
+// each counted at no less than what it really occupies. It grows to twice
+// the receive limit when that is larger.
+const DefaultConnMemoryBudget = 64 << 20
+
+// MemoryBudgetOption sets a fast-path connection's memory budget: it is
+// both a [ServerOption] (each connection a server accepts) and a
+// [ClientOption] (each connection the client makes). See
+// [WithConnMemoryBudget].
+type MemoryBudgetOption struct{ n int64 }
+
+// WithConnMemoryBudget sets how much memory the peer of one fast-path
+// connection can make this side hold (default [DefaultConnMemoryBudget]):
+// received messages not yet taken, messages arriving in parts, metadata
+// of open calls. When it is full the connection is not read until memory
+// is released (the peer's own calls wait); if none is within a second,
+// the calls holding the most of the budget end with
+// codes.ResourceExhausted, largest first, until the message that found
+// no room fits (or its own call is the largest), and the other calls go
+// on. It must hold one message of the receive limit and a bit (an eighth
+// more and 2 MiB): NewServer fails for a smaller one, and NewClient for
+// one smaller than that for gRPC's default receive limit (4 MiB). A
+// client's default grows with the receive limits its calls set
+// (grpc.MaxCallRecvMsgSize); one set here does not.
+func WithConnMemoryBudget(n int64) MemoryBudgetOption { return MemoryBudgetOption{n: n} }
+
+func (o MemoryBudgetOption) applyServer(c *serverConfig) error {
+	if o.n <= 0 {
+		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
+	}
+	c.connBudget = o.n
+	return nil
 }
 
-// WithGRPCDialOptions adds grpc-go dial options to those [NewClient] sets,
-// after grpcipc's own. They configure a grpc.ClientConn, so a client given
-// them speaks HTTP/2 (as with [WithHTTP2]): an interceptor or a per-RPC
-// credential among them is never skipped. Use [WithUnaryClientInterceptor]
-// and [WithStreamClientInterceptor] for interceptors that also run on the
-// fast path. Options that set transport credentials are an error: they
-// would replace grpcipc's check of the server. Use [WithTLS] or
-// [WithPins] for TLS, or [ClientCredentials] with [Dial] for a
-// [grpc.ClientConn] of your own.
-func WithGRPCDialOptions(opts ...grpc.DialOption) ClientOption {
-	return clientOptionFunc(func(c *clientConfig) error {
-		c.grpcOpts = append(c.grpcOpts, opts...)
-		c.http2 = c.http2 || len(opts) > 0
-		return nil
-	})
+func (o MemoryBudgetOption) applyClient(c *clientConfig) error {
+	if o.n <= 0 {
+		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
+	}
+	if floor := budgetFloor(DefaultMaxCallRecvMsgSize); o.n < floor {
+		return fmt.Errorf("grpcipc: a connection memory budget of %d bytes cannot hold one message of gRPC's default receive limit (%d bytes): it needs at least %d", o.n, DefaultMaxCallRecvMsgSize, floor)
+	}
+	c.connBudget = o.n
+	return nil
+}
+
+// budgetFloor is the least budget that holds one message of max bytes
+// arriving in parts, and a frame besides.
+func budgetFloor(max int) int64 {
+	return int64(max) + int64(max)/8 + 2<<20
 }

@@ -3,7 +3,9 @@ package grpcipc
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
@@ -125,61 +127,11 @@ func (cfg *serverConfig) grpcOptions() []grpc.ServerOption {
 	return append(opts, cfg.grpcOpts...)
 }
 
-// Memory budgets of the fast path (docs/protocol.md, "Memory budgets").
-const (
-	// DefaultConnMemoryBudget is how much memory one fast-path connection's
-	// peer can make the other side hold: messages received and not yet
-	// taken by handlers (or, on a client, by the caller), messages
-	// arriving in parts, and the metadata of open calls, each counted at
-	// no less than what it really occupies. It grows to twice the receive
-	// limit when that is larger.
-	DefaultConnMemoryBudget = 64 << 20
-	// DefaultCallerMemoryBudget is how much all the fast-path connections
-	// of one caller (a uid) other than the server's own user and root can
-	// make a server hold together. Left to its default, it grows to the
-	// connection budget when that is larger.
-	DefaultCallerMemoryBudget = 256 << 20
-)
-
-// MemoryBudgetOption sets a fast-path connection's memory budget: it is
-// both a [ServerOption] (each connection a server accepts) and a
-// [ClientOption] (each connection the client makes). See
-// [WithConnMemoryBudget].
-type MemoryBudgetOption struct{ n int64 }
-
-// WithConnMemoryBudget sets how much memory the peer of one fast-path
-// connection can make this side hold (default [DefaultConnMemoryBudget]):
-// received messages not yet taken, messages arriving in parts, metadata
-// of open calls. When it is full the connection is not read until memory
-// is released (the peer's own calls wait); if none is within a second,
-// the calls holding the most of the budget end with
-// codes.ResourceExhausted, largest first, until the message that found
-// no room fits (or its own call is the largest), and the other calls go
-// on. It must hold one message of the receive limit and a bit (an eighth
-// more and 2 MiB): NewServer fails for a smaller one, and NewClient for
-// one smaller than that for gRPC's default receive limit (4 MiB). A
-// client's default grows with the receive limits its calls set
-// (grpc.MaxCallRecvMsgSize); one set here does not.
-func WithConnMemoryBudget(n int64) MemoryBudgetOption { return MemoryBudgetOption{n: n} }
-
-func (o MemoryBudgetOption) applyServer(c *serverConfig) error {
-	if o.n <= 0 {
-		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
-	}
-	c.connBudget = o.n
-	return nil
-}
-
-func (o MemoryBudgetOption) applyClient(c *clientConfig) error {
-	if o.n <= 0 {
-		return fmt.Errorf("grpcipc: a memory budget of %d bytes is not positive", o.n)
-	}
-	if floor := budgetFloor(DefaultMaxCallRecvMsgSize); o.n < floor {
-		return fmt.Errorf("grpcipc: a connection memory budget of %d bytes cannot hold one message of gRPC's default receive limit (%d bytes): it needs at least %d", o.n, DefaultMaxCallRecvMsgSize, floor)
-	}
-	c.connBudget = o.n
-	return nil
-}
+// DefaultCallerMemoryBudget is how much all the fast-path connections of
+// one caller (a uid) other than the server's own user and root can make a
+// server hold together. Left to its default, it grows to the connection
+// budget when that is larger.
+const DefaultCallerMemoryBudget = 256 << 20
 
 // WithCallerMemoryBudget sets how much memory all the fast-path
 // connections of one caller other than the server's own user and root can
@@ -196,12 +148,6 @@ func WithCallerMemoryBudget(n int64) ServerOption {
 		c.callerBudget = n
 		return nil
 	})
-}
-
-// budgetFloor is the least budget that holds one message of max bytes
-// arriving in parts, and a frame besides.
-func budgetFloor(max int) int64 {
-	return int64(max) + int64(max)/8 + 2<<20
 }
 
 // setBudgets fills in the budgets' defaults and checks those set.
@@ -241,4 +187,111 @@ func checkGRPCOptions(opts []grpc.ServerOption) (err error) {
 	// them after a tap of ours, on a server that never serves.
 	grpc.NewServer(append([]grpc.ServerOption{grpc.InTapHandle(authorizeTap)}, opts...)...).Stop()
 	return nil
+}
+
+type serverConfig struct {
+	tls              tlsSettings
+	handshakeTimeout time.Duration
+
+	policy             *Policy
+	policySet          bool // WithPolicy was given
+	logger             *slog.Logger
+	maxPerCaller       int
+	unauthenticatedTCP bool
+
+	unary    []grpc.UnaryServerInterceptor
+	stream   []grpc.StreamServerInterceptor
+	stats    []stats.Handler
+	maxRecv  int
+	maxSend  int
+	grpcOpts []grpc.ServerOption
+	// fast-path memory budgets, in bytes (0: the default)
+	connBudget, callerBudget int64
+}
+
+// newServerConfig applies opts to the defaults.
+func newServerConfig(opts []ServerOption) (serverConfig, error) {
+	cfg := serverConfig{
+		handshakeTimeout: DefaultHandshakeTimeout,
+		maxPerCaller:     DefaultMaxConnsPerCaller,
+		maxRecv:          DefaultMaxRecvMsgSize,
+		maxSend:          DefaultMaxSendMsgSize,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return serverConfig{}, errors.New("grpcipc: nil ServerOption")
+		}
+		if err := o.applyServer(&cfg); err != nil {
+			return serverConfig{}, err
+		}
+	}
+	if err := cfg.setBudgets(); err != nil {
+		return serverConfig{}, err
+	}
+	if cfg.policy == nil {
+		cfg.policy = SameUserPolicy()
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// DefaultHandshakeTimeout is how long [ServerOptions] lets a new
+// connection take to finish its handshakes, up to and including HTTP/2's
+// preface, before closing it: a local peer that says nothing for that long
+// is stuck or hostile. grpc-go's own default is 120 s.
+const DefaultHandshakeTimeout = 5 * time.Second
+
+// WithHandshakeTimeout sets how long a new connection may take to finish
+// its handshakes (default [DefaultHandshakeTimeout]).
+func WithHandshakeTimeout(d time.Duration) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("grpcipc: handshake timeout %v is not positive", d)
+		}
+		c.handshakeTimeout = d
+		return nil
+	})
+}
+
+type serverOptionFunc func(*serverConfig) error
+
+func (f serverOptionFunc) applyServer(c *serverConfig) error { return f(c) }
+
+// WithUnauthenticatedTCP lets a server serve tcp callers that present no
+// TLS client certificate. Over TCP there is no OS identity: every process
+// that can reach the port (every local user on a loopback address, every
+// host on the network otherwise) may then call every method, and handlers
+// cannot tell who called. Without TLS, only loopback peers are served. Use
+// it for a service that is public by design; otherwise require client
+// certificates ([WithTLS] with tls.RequireAndVerifyClientCert, or
+// [WithPins]). The server logs a warning when it serves a tcp listener
+// this way; it does not apply to local listeners, which always check the
+// caller's OS identity.
+func WithUnauthenticatedTCP() ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		c.unauthenticatedTCP = true
+		return nil
+	})
+}
+
+// DefaultMaxConnsPerCaller is how many connections one caller (a uid, or a
+// SID) other than the server's own user and root may hold open on a
+// server: a client needs one or a few, and each costs the server a
+// descriptor and buffers, so a user the policy admits to some method
+// cannot use up the server's descriptors. Beyond it a connection is
+// closed at once, and logged.
+const DefaultMaxConnsPerCaller = 256
+
+// WithMaxConnsPerCaller sets the bound [DefaultMaxConnsPerCaller]
+// describes; 0 removes it.
+func WithMaxConnsPerCaller(n int) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		if n < 0 {
+			return fmt.Errorf("grpcipc: a connection limit of %d is negative", n)
+		}
+		c.maxPerCaller = n
+		return nil
+	})
 }
