@@ -289,7 +289,8 @@ func (c *transportCreds) OverrideServerName(string) error { return nil }
 // identity with [AuthInfoFromContext]. [WithTLS] and [WithPins] add TLS on
 // top of the identity check. Interceptors, stats handlers and limits given
 // as options apply too; grpc-go options of your own go after these, but
-// transport credentials among them are replaced by grpcipc's.
+// transport credentials among them are replaced by grpcipc's. Its errors
+// are [NewServer]'s.
 func ServerOptions(opts ...ServerOption) ([]grpc.ServerOption, error) {
 	cfg, err := newServerConfig(opts)
 	if err != nil {

@@ -27,7 +27,9 @@ type ruleFile struct {
 	} `json:"request"`
 }
 
-// LoadPolicy reads a policy file; see [ParsePolicy] for its form.
+// LoadPolicy reads a policy file; see [ParsePolicy] for its form. Its error
+// names the file: it could not be read, or it is not a policy (the error
+// wraps [ErrPolicy] and says where in the file).
 func LoadPolicy(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

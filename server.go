@@ -50,6 +50,14 @@ type Server struct {
 // and grpcipc's clients given TLS options speak HTTP/2 to it. The fast path
 // runs over local connections without TLS, whose peer the kernel names.
 // tcp listeners are served HTTP/2 only.
+//
+// NewServer does no I/O and starts nothing: [Server.Serve] does. It returns
+// an error, naming the option, when an option cannot be applied: a nil
+// option, policy or logger; a limit or timeout that is not positive; a
+// memory budget too small for one message of the receive limit, or a
+// caller's budget smaller than a connection's; grpc.InTapHandle among
+// [WithGRPCServerOptions]; a TLS configuration without a certificate, or a
+// pin that does not parse.
 func NewServer(opts ...ServerOption) (*Server, error) {
 	cfg, err := newServerConfig(opts)
 	if err != nil {

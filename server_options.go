@@ -102,7 +102,8 @@ func WithMaxSendMsgSize(n int) ServerOption {
 // [WithStreamInterceptor], [WithStatsHandler], [WithMaxRecvMsgSize] and
 // [WithMaxSendMsgSize] for what must apply to both). Keepalive, HTTP/2
 // window sizes, grpc.MaxConcurrentStreams and encoders are examples.
-// Transport credentials are an error: grpcipc's check the callers.
+// Transport credentials among them are replaced by grpcipc's, which check
+// the callers: use [WithTLS] or [WithPins] for TLS.
 func WithGRPCServerOptions(opts ...grpc.ServerOption) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) error {
 		c.grpcOpts = append(c.grpcOpts, opts...)

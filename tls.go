@@ -101,7 +101,10 @@ type KeyPair struct {
 }
 
 // NewKeyPair makes a key pair whose certificate names name (as its common
-// name and DNS name, along with "localhost"), valid for a year.
+// name and DNS name, along with "localhost"), valid for a year: an ECDSA
+// P-256 key, for tests and for a server that pins its clients or is
+// pinned by them ([WithPins]). It fails only if the system's random source
+// does.
 func NewKeyPair(name string) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
