@@ -23,7 +23,7 @@ import (
 
 func init() {
 	// connect PATH: one connection attempt; prints "ok" or the error.
-	helpers["connect"] = func(args []string) error {
+	testutil.RegisterHelper("connect", func(args []string) error {
 		c, err := net.Dial("unix", args[0])
 		if err != nil {
 			fmt.Println(errors.Unwrap(errors.Unwrap(err)))
@@ -32,10 +32,10 @@ func init() {
 		c.Close()
 		fmt.Println("ok")
 		return nil
-	}
+	})
 	// connect-loop PATH DURATION: connects again and again for DURATION and
 	// prints how many connections were accepted.
-	helpers["connect-loop"] = func(args []string) error {
+	testutil.RegisterHelper("connect-loop", func(args []string) error {
 		d, err := time.ParseDuration(args[1])
 		if err != nil {
 			return err
@@ -50,10 +50,10 @@ func init() {
 		}
 		fmt.Println(n)
 		return nil
-	}
+	})
 	// listen ENDPOINT: listens with grpcipc.Listen, prints "ready", accepts
 	// and closes connections until killed.
-	helpers["listen"] = func(args []string) error {
+	testutil.RegisterHelper("listen", func(args []string) error {
 		l, err := Listen(context.Background(), args[0])
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func init() {
 			}
 			c.Close()
 		}
-	}
+	})
 }
 
 // sockPath returns a socket path in a fresh short directory.
