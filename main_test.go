@@ -9,7 +9,3 @@ import (
 // TestMain runs a helper process when asked to (listen_unix_test.go
 // registers them), or the tests and a check for leaked goroutines.
 func TestMain(m *testing.M) { testutil.Main(m) }
-
-// RegisterHelper adds a helper for the external test package: test-only,
-// as this file is.
-func RegisterHelper(name string, f func(args []string) error) { testutil.RegisterHelper(name, f) }

@@ -18,16 +18,7 @@ func init() {
 // budgetsInUse reports the memory budgets in use on s's fast-path
 // connections and its callers' budgets (tests only).
 func budgetsInUse(s *Server) (conns []int64, callers map[string]int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		conns = append(conns, c.budget.Used())
-	}
-	callers = map[string]int64{}
-	for k, b := range s.budgets {
-		callers[k] = b.Used()
-	}
-	return conns, callers
+	return s.fast.BudgetsInUse()
 }
 
 // clientBudgetUsed reports the fast-path client connection's memory budget
@@ -39,7 +30,7 @@ func clientBudgetUsed(cc *ClientConn) int64 {
 	if fc == nil {
 		return -1
 	}
-	return fc.budget.Used()
+	return fc.BudgetUsed()
 }
 
 // newClientWithDialer is NewClient with dial making its connections

@@ -2,51 +2,25 @@ package grpcipc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
-// KeyPairValidBetween is a self-signed key pair like NewKeyPair's with the
+// keyPairValidBetween is a self-signed key pair like NewKeyPair's with the
 // validity period given, for tests of expired certificates.
-func KeyPairValidBetween(name string, notBefore, notAfter time.Time) (*KeyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func keyPairValidBetween(name string, notBefore, notAfter time.Time) (*KeyPair, error) {
+	c, err := testutil.SelfSigned(name, notBefore, notAfter)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		DNSNames:              []string{name, "localhost"},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &KeyPair{
-		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		Pin:         CertPin(der),
-	}, nil
+	return &KeyPair{Certificate: c, Pin: CertPin(c.Certificate[0])}, nil
 }
 
 // pinHandshake runs grpcipc's TLS handshakes, each side pinning the other,
@@ -90,7 +64,7 @@ func TestPinnedCertificateValidity(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	day := 24 * time.Hour
 	mk := func(name string, from, to time.Time) *KeyPair {
-		kp, err := KeyPairValidBetween(name, from, to)
+		kp, err := keyPairValidBetween(name, from, to)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -54,9 +54,9 @@ func missing(t testing.TB, why string) {
 	t.Skip(why)
 }
 
-// StartPythonServer runs testdata/interop/server.py (in dir, that folder
-// as seen from the test's package) on the grpcio target until the test
-// ends, and waits until it serves.
+// StartPythonServer runs server.py of the module's testdata/interop (in
+// dir, that folder as seen from the test's package) on the grpcio target
+// until the test ends, and waits until it serves.
 func StartPythonServer(t testing.TB, dir, target string) {
 	t.Helper()
 	cmd := exec.Command(Python(t), "server.py", target)

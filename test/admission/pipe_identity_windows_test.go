@@ -1,4 +1,4 @@
-package grpcipc_test
+package admission
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"golang.org/x/sys/windows"
 )
 
@@ -16,7 +17,7 @@ import (
 // WhoAmI over a named pipe; each side sees the other's PID and SID.
 func TestPipeSecondProcess(t *testing.T) {
 	endpoint := testutil.Endpoint(t)
-	startServer(t, endpoint)
+	e2e.StartServer(t, endpoint)
 	tu, err := windows.GetCurrentProcessToken().GetTokenUser()
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +28,7 @@ func TestPipeSecondProcess(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s from a second process: %v", method, err)
 		}
-		var res callResult
+		var res e2e.CallResult
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("helper printed %q: %v", out, err)
 		}

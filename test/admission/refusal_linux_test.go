@@ -1,4 +1,4 @@
-package grpcipc_test
+package admission
 
 // One refusal for every protocol (issue 20, items 3 and 4): a caller the
 // policy does not let call a method gets the same PermissionDenied over
@@ -22,6 +22,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -63,11 +64,11 @@ func init() {
 	// Prints a JSON list of probeResult. PROTOCOLS "fastflood" opens one
 	// fast-path connection and sends 20 CALLs of the first method on it,
 	// "fastidle" one CALL; both read until the server closes.
-	grpcipc.RegisterHelper("probe", func(args []string) error {
+	testutil.RegisterHelper("probe", func(args []string) error {
 		if len(args) < 4 {
 			return fmt.Errorf("want ENDPOINT PROTOCOLS BODY METHOD...")
 		}
-		addr, err := unixAddr(args[0])
+		addr, err := e2e.UnixAddr(args[0])
 		if err != nil {
 			return err
 		}
@@ -242,22 +243,22 @@ func (c *callCounter) HandleConn(context.Context, stats.ConnStats)              
 // stats handler.
 func TestDeniedMethodsLookAlike(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := mustPolicy(t, `{"name": "hello-only", "allow_rules": [
+	p := e2e.MustPolicy(t, `{"name": "hello-only", "allow_rules": [
 		{"name": "hello", "source": {"principals": ["uid:65534"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}}]}`)
 	denied := []string{
 		"/grpcipc.v1.Identity/WhoAmI",  // exists: its request would not decode
 		"/grpcipc.v1.Identity/Missing", // a service that exists, a method that does not
 		"/no.such.Service/Method",      // neither exists
 	}
-	for _, k := range serverKinds {
-		t.Run(k.name, func(t *testing.T) {
+	for _, k := range e2e.ServerKinds {
+		t.Run(k.Name, func(t *testing.T) {
 			protocols := "fast,http2"
-			if k.name == serverOptionsKind.name {
+			if k.Name == e2e.ServerOptionsKind.Name {
 				protocols = "http2" // a grpc.Server speaks no fast path
 			}
 			var cnt callCounter
 			endpoint := "unix-abstract:" + testutil.AbstractName(t)
-			gs := serveGuardedKind(t, k, endpoint, nil, grpcipc.WithPolicy(p),
+			gs := e2e.ServeGuardedKind(t, k, endpoint, nil, grpcipc.WithPolicy(p),
 				grpcipc.WithUnaryInterceptor(cnt.unary), grpcipc.WithStreamInterceptor(cnt.stream), grpcipc.WithStatsHandler(&cnt))
 
 			rs := probe(t, endpoint, protocols, "ff", denied...)
@@ -282,7 +283,7 @@ func TestDeniedMethodsLookAlike(t *testing.T) {
 					t.Errorf("%s %s: %q differs from %q", r.Protocol, r.Method, generic, first)
 				}
 			}
-			if n := gs.srv.calls.Load(); n != 0 {
+			if n := gs.Srv.Calls.Load(); n != 0 {
 				t.Errorf("%d handlers ran for denied calls", n)
 			}
 			if n := cnt.intercepted.Load(); n != 0 {
@@ -291,7 +292,7 @@ func TestDeniedMethodsLookAlike(t *testing.T) {
 			if n := cnt.begun.Load(); n != 0 {
 				t.Errorf("stats handlers saw %d denied calls begin", n)
 			}
-			if log := gs.log.String(); strings.Count(log, "call refused") != len(rs) {
+			if log := gs.Log.String(); strings.Count(log, "call refused") != len(rs) {
 				t.Errorf("want %d lines \"call refused\":\n%s", len(rs), log)
 			}
 
@@ -303,7 +304,7 @@ func TestDeniedMethodsLookAlike(t *testing.T) {
 					t.Errorf("%s SayHello: %s %q; want OK", r.Protocol, r.Code, r.Message)
 				}
 			}
-			if got := gs.srv.calls.Load(); got != int64(len(ok)) {
+			if got := gs.Srv.Calls.Load(); got != int64(len(ok)) {
 				t.Errorf("%d handlers ran for %d allowed calls", got, len(ok))
 			}
 			if got := cnt.intercepted.Load(); got != int64(len(ok)) {
@@ -322,23 +323,23 @@ func TestDeniedMethodsLookAlike(t *testing.T) {
 // Plain gRPC clients still hear it over HTTP/2.
 func TestRefusedFastClientConnectsOnce(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, k := range serverKinds {
-		t.Run(k.name, func(t *testing.T) {
+	for _, k := range e2e.ServerKinds {
+		t.Run(k.Name, func(t *testing.T) {
 			endpoint := "unix-abstract:" + testutil.AbstractName(t)
-			gs := serveGuardedKind(t, k, endpoint, nil) // same-user: uid 65534 is refused
+			gs := e2e.ServeGuardedKind(t, k, endpoint, nil) // same-user: uid 65534 is refused
 			refusal := func(pid int) string {
 				return fmt.Sprintf("grpcipc: permission denied: pid %d uid 65534 (nobody) gid 65534 is not admitted by this server's policy", pid)
 			}
 
-			res := call(t, nobody, endpoint, "SayHello")
+			res := e2e.Call(t, e2e.Nobody, endpoint, "SayHello")
 			if res.Code != "PermissionDenied" || res.Message != refusal(res.PID) {
 				t.Errorf("grpcipc client: %s %q; want PermissionDenied %q", res.Code, res.Message, refusal(res.PID))
 			}
 			if res.Protocol != grpcipc.ProtocolFast {
 				t.Errorf("the refused grpcipc client spoke %q; want %q", res.Protocol, grpcipc.ProtocolFast)
 			}
-			if n := strings.Count(gs.log.String(), "connection refused"); n != 1 {
-				t.Errorf("the refused grpcipc client's call: %d lines \"connection refused\", want 1 (one connection):\n%s", n, gs.log.String())
+			if n := strings.Count(gs.Log.String(), "connection refused"); n != 1 {
+				t.Errorf("the refused grpcipc client's call: %d lines \"connection refused\", want 1 (one connection):\n%s", n, gs.Log.String())
 			}
 
 			// A plain grpc-go client hears the same over HTTP/2.
@@ -346,10 +347,10 @@ func TestRefusedFastClientConnectsOnce(t *testing.T) {
 			if r := rs[0]; r.Code != "PermissionDenied" || r.Message != refusal(r.PID) {
 				t.Errorf("plain grpc-go client: %s %q; want PermissionDenied %q", r.Code, r.Message, refusal(r.PID))
 			}
-			if n := strings.Count(gs.log.String(), "connection refused"); n != 2 {
-				t.Errorf("after the grpc-go client's call: %d lines \"connection refused\", want 2:\n%s", n, gs.log.String())
+			if n := strings.Count(gs.Log.String(), "connection refused"); n != 2 {
+				t.Errorf("after the grpc-go client's call: %d lines \"connection refused\", want 2:\n%s", n, gs.Log.String())
 			}
-			if n := gs.srv.calls.Load(); n != 0 {
+			if n := gs.Srv.Calls.Load(); n != 0 {
 				t.Errorf("%d handlers ran for refused callers", n)
 			}
 		})
@@ -362,7 +363,7 @@ func TestRefusedFastClientConnectsOnce(t *testing.T) {
 func TestRefusedFastConnectionBounded(t *testing.T) {
 	testutil.RequireRoot(t)
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	gs := serveGuarded(t, endpoint)
+	gs := e2e.ServeGuarded(t, endpoint)
 	rs := probe(t, endpoint, "fastflood", "ff", "/greet.Greeter/SayHello")
 	r := rs[0]
 	const answered = 16 // fastpath.refusedCalls
@@ -378,7 +379,7 @@ func TestRefusedFastConnectionBounded(t *testing.T) {
 	if idle.Trailers != 1 || idle.GoAway != 1 || idle.Open > 1200*time.Millisecond {
 		t.Errorf("one call, then idle: %d answered, GOAWAY after stream %d, closed after %v; want 1, 1, about 1 s", idle.Trailers, idle.GoAway, idle.Open)
 	}
-	if n := strings.Count(gs.log.String(), "connection refused"); n != 2 {
-		t.Errorf("%d lines \"connection refused\", want 2:\n%s", n, gs.log.String())
+	if n := strings.Count(gs.Log.String(), "connection refused"); n != 2 {
+		t.Errorf("%d lines \"connection refused\", want 2:\n%s", n, gs.Log.String())
 	}
 }

@@ -1,4 +1,4 @@
-package grpcipc_test
+package admission
 
 import (
 	"context"

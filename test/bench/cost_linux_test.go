@@ -1,4 +1,4 @@
-package grpcipc_test
+package bench
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -84,7 +85,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 			path := filepath.Join(testutil.ShortTempDir(b), "b.sock")
 			var (
 				l    net.Listener
-				srv  testServer
+				srv  e2e.TestServer
 				conn interface {
 					grpc.ClientConnInterface
 					Close() error
@@ -99,7 +100,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 					sopts = append(sopts, grpcipc.WithPolicy(tc.policy))
 				}
 				l, err = grpcipc.Listen(context.Background(), "unix://"+path, lopts...)
-				srv = newServerKind.make(b, sopts...)
+				srv = e2e.NewServerKind.Make(b, sopts...)
 			} else {
 				l, err = net.Listen("unix", path)
 				srv = grpc.NewServer()
@@ -164,7 +165,7 @@ func BenchmarkNewConnection(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := newServerKind.make(b, tc.server...)
+			srv := e2e.NewServerKind.Make(b, tc.server...)
 			greetpb.RegisterGreeterServer(srv, benchGreeter{})
 			go srv.Serve(l)
 			defer srv.Stop()

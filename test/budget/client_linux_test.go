@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"bufio"
@@ -12,8 +12,10 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testhooks"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,18 +27,18 @@ import (
 // the client's budget should be back to 0.
 func TestClientChargesReturn(t *testing.T) {
 	endpoint, s := serveBig(t)
-	conn := newClient(t, endpoint)
+	conn := e2e.NewClient(t, endpoint)
 	gc := greetpb.NewGreeterClient(conn)
 	check := func(name string) {
 		t.Helper()
 		var u int64
 		for range 50 {
-			if u = grpcipc.ClientBudgetUsed(conn); u == 0 {
+			if u = testhooks.ClientBudgetUsed(conn); u == 0 {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		sv, _ := grpcipc.BudgetsInUse(s)
+		sv, _ := testhooks.BudgetsInUse(s)
 		t.Logf("%-50s client budget %d, server %v", name, u, sv)
 		if u != 0 {
 			t.Errorf("%s: the client's budget holds %d bytes", name, u)
@@ -149,16 +151,16 @@ func TestClientChargesReturnAfterAHostileServer(t *testing.T) {
 				continue
 			}
 			if h.Stream%4 == 1 { // streams 1, 5, ...: half a message, then OK
-				w(rawFrame(h.Stream, wire.TypeMessage, wire.FlagMore, zeros[:1<<20]))
-				w(rawFrame(h.Stream, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
+				w(e2e.RawFrame(h.Stream, wire.TypeMessage, wire.FlagMore, zeros[:1<<20]))
+				w(e2e.RawFrame(h.Stream, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
 			} else { // 3, 7, ...: a reply in parts + OK while the request still goes out
-				w(rawFrame(h.Stream, wire.TypeMessage, wire.FlagMore, reply[:1<<20]))
-				w(rawFrame(h.Stream, wire.TypeMessage, 0, reply[1<<20:]))
-				w(rawFrame(h.Stream, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
+				w(e2e.RawFrame(h.Stream, wire.TypeMessage, wire.FlagMore, reply[:1<<20]))
+				w(e2e.RawFrame(h.Stream, wire.TypeMessage, 0, reply[1<<20:]))
+				w(e2e.RawFrame(h.Stream, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
 			}
 		}
 	}()
-	conn := newClient(t, endpoint, grpcipc.WithExpectedServer("*"))
+	conn := e2e.NewClient(t, endpoint, grpcipc.WithExpectedServer("*"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := range 4 {
@@ -174,14 +176,14 @@ func TestClientChargesReturnAfterAHostileServer(t *testing.T) {
 			for err = st.RecvMsg(&m); err == nil; err = st.RecvMsg(&m) {
 				n++
 			}
-			t.Logf("stream %d: read %d messages, then %v; client budget %d", i, n, err, grpcipc.ClientBudgetUsed(conn))
+			t.Logf("stream %d: read %d messages, then %v; client budget %d", i, n, err, testhooks.ClientBudgetUsed(conn))
 			if i == 0 && status.Code(err) != codes.Internal { // stream 1: half a message
 				t.Errorf("a server that ended the call inside a message: %v, want Internal", err)
 			}
 		} else {
 			var rep greetpb.HelloReply
 			err := conn.Invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: strings.Repeat("q", 8<<20)}, &rep)
-			t.Logf("unary %d: err %v, reply %d bytes; client budget %d", i, err, len(rep.Message), grpcipc.ClientBudgetUsed(conn))
+			t.Logf("unary %d: err %v, reply %d bytes; client budget %d", i, err, len(rep.Message), testhooks.ClientBudgetUsed(conn))
 			if err != nil || len(rep.Message) != 2<<20 {
 				t.Errorf("a reply that came while the request still went out: %v, %d bytes; want it whole", err, len(rep.Message))
 			}
@@ -189,7 +191,7 @@ func TestClientChargesReturnAfterAHostileServer(t *testing.T) {
 	}
 	cancel()
 	time.Sleep(100 * time.Millisecond)
-	if u := grpcipc.ClientBudgetUsed(conn); u != 0 {
+	if u := testhooks.ClientBudgetUsed(conn); u != 0 {
 		t.Errorf("after every call ended (and its context was cancelled), the client's budget holds %d bytes", u)
 	}
 }

@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/testhooks"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -26,7 +28,7 @@ func TestEchoBothWaysFitsTheBudget(t *testing.T) {
 				if proto == "http2" {
 					copts = append(copts, grpcipc.WithHTTP2())
 				}
-				conn := newClient(t, endpoint, copts...)
+				conn := e2e.NewClient(t, endpoint, copts...)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				start := time.Now()
@@ -77,9 +79,9 @@ func TestEchoBothWaysFitsTheBudget(t *testing.T) {
 					}
 				}
 				time.Sleep(200 * time.Millisecond)
-				after, _ := grpcipc.BudgetsInUse(s)
+				after, _ := testhooks.BudgetsInUse(s)
 				t.Logf("%s: %d echo streams x %d msgs of %d: %v in %v; first err %.200v; client budget %d, server %v",
-					proto, c.n, c.m, c.size, byCode, time.Since(start).Round(time.Millisecond), first, grpcipc.ClientBudgetUsed(conn), after)
+					proto, c.n, c.m, c.size, byCode, time.Since(start).Round(time.Millisecond), first, testhooks.ClientBudgetUsed(conn), after)
 				if first != nil {
 					t.Errorf("%d streams echoing 4 MiB messages both ways: %v; want all OK", c.n, byCode)
 				}

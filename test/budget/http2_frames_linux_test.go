@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -22,8 +23,8 @@ func init() {
 	// h2-flood ENDPOINT N: open an HTTP/2 call of the Sink and send it N
 	// one-byte DATA frames, print "sent N", and hold the connection until
 	// standard input closes.
-	grpcipc.RegisterHelper("h2-flood", func(args []string) error {
-		addr, err := unixAddr(args[0])
+	testutil.RegisterHelper("h2-flood", func(args []string) error {
+		addr, err := e2e.UnixAddr(args[0])
 		if err != nil {
 			return err
 		}
@@ -42,7 +43,7 @@ func init() {
 		fr.WriteSettings()
 		var hb bytes.Buffer
 		enc := hpack.NewEncoder(&hb)
-		for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", sinkMethod}, {":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", e2e.SinkMethod}, {":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
 			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
 		}
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
@@ -68,13 +69,13 @@ func init() {
 // is served meanwhile.
 func TestHTTP2TinyFramesBounded(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := mustPolicy(t, `{"name": "sink-for-nobody",
+	p := e2e.MustPolicy(t, `{"name": "sink-for-nobody",
 		"allow_rules": [{"name": "sink", "source": {"principals": ["uid:65534"]}, "request": {"paths": ["/grpcipc.test.Sink/*"]}},
 		                {"name": "self", "source": {"principals": ["same-user"]}}]}`)
 	endpoint := "unix-abstract:" + testutil.AbstractName(t)
-	serveGuardedKind(t, sinkServerKind, endpoint, nil, grpcipc.WithPolicy(p))
-	g := keepCalling(greetpb.NewGreeterClient(newClient(t, endpoint)))
-	w := watchHeap()
+	e2e.ServeGuardedKind(t, e2e.SinkServerKind, endpoint, nil, grpcipc.WithPolicy(p))
+	g := e2e.KeepCalling(greetpb.NewGreeterClient(e2e.NewClient(t, endpoint)))
+	w := e2e.WatchHeap()
 	cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "h2-flood", endpoint, "1000000")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -86,10 +87,10 @@ func TestHTTP2TinyFramesBounded(t *testing.T) {
 		t.Fatalf("the attacker: %v", err)
 	}
 	time.Sleep(time.Second)
-	grown := w.grown()
+	grown := w.Grown()
 	stdin.Close()
 	cmd.Wait()
-	g.check(t)
+	g.Check(t)
 	t.Logf("uid 65534 %s one-byte DATA frames: the server's heap grew by %.1f MiB at most", strings.TrimSpace(line), float64(grown)/MiB)
 	if limit := int64(grpcipc.DefaultConnMemoryBudget + budgetOverhead); grown > limit {
 		t.Errorf("the server's heap grew by %.1f MiB; want at most %.1f MiB", float64(grown)/MiB, float64(limit)/MiB)

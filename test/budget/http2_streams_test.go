@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/grpcipc/grpcipc/examples/echopb"
 	"github.com/grpcipc/grpcipc/internal/demo"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 )
 
@@ -39,7 +40,7 @@ func TestHTTP2StreamsBounded(t *testing.T) {
 	}
 	go srv.Serve(l)
 	defer srv.Stop()
-	conn := newClient(t, endpoint, grpcipc.WithHTTP2())
+	conn := e2e.NewClient(t, endpoint, grpcipc.WithHTTP2())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,19 +1,29 @@
-package grpcipc_test
+package budget
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testhooks"
+	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func connBudgetUsed(s *grpcipc.Server) int64 {
-	conns, _ := grpcipc.BudgetsInUse(s)
+	conns, _ := testhooks.BudgetsInUse(s)
 	var n int64
 	for _, u := range conns {
 		n += u
@@ -38,13 +48,13 @@ func waitUsedChange(s *grpcipc.Server, old int64) int64 {
 // round this way).
 func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
 	endpoint, s := serveBig(t)
-	rf := dialFast(t, endpoint)
+	rf := e2e.DialFast(t, endpoint)
 	limit := int64(grpcipc.DefaultConnMemoryBudget)
 	var mu sync.Mutex
 	trailers := map[codes.Code]int{}
 	go func() {
 		for {
-			h, p, err := rf.r.Next()
+			h, p, err := rf.R.Next()
 			if err != nil {
 				return
 			}
@@ -57,17 +67,17 @@ func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
 		}
 	}()
 	msg := func(stream uint32, fl wire.Flags, n int) []byte {
-		return rawFrame(stream, wire.TypeMessage, fl, zeros[:n])
+		return e2e.RawFrame(stream, wire.TypeMessage, fl, zeros[:n])
 	}
 	next := uint32(1)
 	for round := range 4 {
 		t0 := time.Now()
 		b := next
 		next += 2
-		rf.send(t, rawFrame(b, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: sinkMethod, Timeout: 2 * time.Second})))
+		rf.Send(t, e2e.RawFrame(b, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: e2e.SinkMethod, Timeout: 2 * time.Second})))
 		used := waitUsedChange(s, connBudgetUsed(s))
 		for range 3 {
-			rf.send(t, msg(b, 0, 1<<20))
+			rf.Send(t, msg(b, 0, 1<<20))
 			used = waitUsedChange(s, used)
 		}
 		var as []uint32
@@ -77,23 +87,23 @@ func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
 			a := next
 			next += 2
 			as = append(as, a)
-			rf.send(t, rawCallTo(a, sinkMethod))
+			rf.Send(t, e2e.RawCallTo(a, e2e.SinkMethod))
 			used = waitUsedChange(s, used)
 			for range 16 {
 				if used+300<<10 >= limit {
 					break
 				}
-				rf.send(t, msg(a, 0, 256<<10))
+				rf.Send(t, msg(a, 0, 256<<10))
 				used = waitUsedChange(s, used)
 				nA++
 			}
 		}
 		t.Logf("round %d: filled to %d of %d in %v with %d streams, %d messages of 256 KiB", round, used, limit, time.Since(t0), len(as), nA)
 		time.Sleep(time.Until(t0.Add(1600 * time.Millisecond)))
-		rf.send(t, msg(b, wire.FlagMore, 1<<20)) // no room: the reader waits; B's deadline passes meanwhile
+		rf.Send(t, msg(b, wire.FlagMore, 1<<20)) // no room: the reader waits; B's deadline passes meanwhile
 		time.Sleep(1500 * time.Millisecond)
 		for _, a := range as {
-			rf.send(t, rawFrame(a, wire.TypeCancel, 0, nil))
+			rf.Send(t, e2e.RawFrame(a, wire.TypeCancel, 0, nil))
 		}
 		time.Sleep(300 * time.Millisecond)
 
@@ -115,7 +125,7 @@ func TestBudgetReleasedWhenHandlerEndsDuringWait(t *testing.T) {
 // charged.
 func TestBudgetReleasedByEarlyReturningHandlers(t *testing.T) {
 	endpoint, s := serveBig(t)
-	conn := newClient(t, endpoint)
+	conn := e2e.NewClient(t, endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := &wrapperspb.BytesValue{Value: make([]byte, 64<<10)}
@@ -144,5 +154,60 @@ func TestBudgetReleasedByEarlyReturningHandlers(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if u := connBudgetUsed(s); u > 0 {
 		t.Errorf("budget leaked by early-returning handlers: %d bytes held with no stream open", u)
+	}
+}
+
+// Finding (accounting): a unary call whose server sent its HEADERS and
+// then a GOAWAY saying it never started the call (code UNAVAILABLE) was
+// retried without giving back its header's charge: the connection, still
+// open for its other calls, held it for good.
+func TestHeaderChargeReturnedWhenNotStarted(t *testing.T) {
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	l, err := net.Listen("unix", "@"+strings.TrimPrefix(endpoint, "unix-abstract:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := make([]wire.KV, 1000)
+	for i := range md {
+		md[i] = wire.KV{Key: fmt.Sprintf("k%d", i), Value: strings.Repeat("v", 1000)}
+	}
+	headers := wire.AppendMetadata(nil, md)
+	go func() {
+		c, err := l.Accept()
+		l.Close() // the client's retry finds no server
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var offer [wire.OfferSize]byte
+		if _, err := io.ReadFull(br, offer[:]); err != nil {
+			return
+		}
+		c.Write(wire.AppendPreface(nil, wire.Version))
+		r := wire.NewReader(br, wire.DefaultMaxFrame)
+		for {
+			h, _, err := r.Next()
+			if err != nil {
+				return
+			}
+			if h.Type == wire.TypeCall && h.Stream == 2 {
+				out := e2e.RawFrame(2, wire.TypeHeaders, 0, headers)
+				out = append(out, e2e.RawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{LastStream: 1, Code: uint32(codes.Unavailable), Message: "stopping"}))...)
+				c.Write(out)
+			}
+		}
+	}()
+	conn := e2e.NewClient(t, endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, e2e.SinkMethod); err != nil {
+		t.Fatal(err) // stream 1: open as long as the test
+	}
+	_, err = greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"}) // stream 2
+	used := testhooks.ClientBudgetUsed(conn)
+	t.Logf("a call the server did not start, after its 1 MB of HEADERS: %v; the connection's budget holds %d bytes", err, used)
+	if used != 0 {
+		t.Errorf("the connection's budget holds %d bytes after the call returned", used)
 	}
 }

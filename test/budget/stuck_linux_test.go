@@ -1,14 +1,18 @@
-package grpcipc_test
+package budget
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testhooks"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,7 +51,7 @@ func TestStuckHandlersDoNotStarveOtherCalls(t *testing.T) {
 				if proto == "http2" {
 					copts = append(copts, grpcipc.WithHTTP2())
 				}
-				conn := newClient(t, endpoint, copts...)
+				conn := e2e.NewClient(t, endpoint, copts...)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				if err := upload(ctx, conn, 10, 1); err != nil {
@@ -60,7 +64,7 @@ func TestStuckHandlersDoNotStarveOtherCalls(t *testing.T) {
 					swg.Add(1)
 					go func() {
 						defer swg.Done()
-						st, err := conn.NewStream(sctx, &sinkDesc.Streams[0], sinkMethod)
+						st, err := conn.NewStream(sctx, &e2e.SinkDesc.Streams[0], e2e.SinkMethod)
 						if err != nil {
 							return
 						}
@@ -71,7 +75,7 @@ func TestStuckHandlersDoNotStarveOtherCalls(t *testing.T) {
 					}()
 				}
 				time.Sleep(1500 * time.Millisecond)
-				conns, _ := grpcipc.BudgetsInUse(s)
+				conns, _ := testhooks.BudgetsInUse(s)
 				stopH := make(chan struct{})
 				lat := worstHello(ctx, conn, stopH)
 				start := time.Now()
@@ -106,7 +110,7 @@ func TestStuckHandlersDoNotStarveOtherCalls(t *testing.T) {
 				scancel()
 				swg.Wait()
 				time.Sleep(300 * time.Millisecond)
-				after, _ := grpcipc.BudgetsInUse(s)
+				after, _ := testhooks.BudgetsInUse(s)
 				t.Logf("%s, %d stuck streams (msgs sent into them %v), server conn budgets %v: 8 uploads of 2x4MiB in %v (worst %v): %v; worst SayHello %v; first err %.160v; budgets after cancel %v",
 					proto, k, sent, conns, time.Since(start).Round(time.Millisecond), worstU.Round(time.Millisecond), byCode, (<-lat).Round(time.Millisecond), first, after)
 				if first != nil {
@@ -128,7 +132,7 @@ func TestUnreadRepliesDoNotStarveOtherCalls(t *testing.T) {
 				if proto == "http2" {
 					copts = append(copts, grpcipc.WithHTTP2())
 				}
-				conn := newClient(t, endpoint, copts...)
+				conn := e2e.NewClient(t, endpoint, copts...)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				if err := upload(ctx, conn, 10, 1); err != nil {
@@ -141,7 +145,7 @@ func TestUnreadRepliesDoNotStarveOtherCalls(t *testing.T) {
 					}
 				}
 				time.Sleep(1500 * time.Millisecond)
-				cb := grpcipc.ClientBudgetUsed(conn)
+				cb := testhooks.ClientBudgetUsed(conn)
 				stopH := make(chan struct{})
 				lat := worstHello(ctx, conn, stopH)
 				start := time.Now()
@@ -190,16 +194,51 @@ func TestUnreadRepliesDoNotStarveOtherCalls(t *testing.T) {
 				}
 				scancel()
 				time.Sleep(300 * time.Millisecond)
-				after, _ := grpcipc.BudgetsInUse(s)
+				after, _ := testhooks.BudgetsInUse(s)
 				t.Logf("%s, %d unread streams, client budget %d: 8 calls of 4x4MiB replies in %v (worst %v): %v; worst SayHello %v; first err %.200v; client budget after cancel %d, server %v",
-					proto, k, cb, time.Since(start).Round(time.Millisecond), worstU.Round(time.Millisecond), byCode, (<-lat).Round(time.Millisecond), first, grpcipc.ClientBudgetUsed(conn), after)
+					proto, k, cb, time.Since(start).Round(time.Millisecond), worstU.Round(time.Millisecond), byCode, (<-lat).Round(time.Millisecond), first, testhooks.ClientBudgetUsed(conn), after)
 				if first != nil {
 					t.Errorf("with %d unread streams, other calls on the connection failed: %v; want all OK (the unread streams end first)", k, byCode)
 				}
-				if u := grpcipc.ClientBudgetUsed(conn); proto == "fast" && u != 0 {
+				if u := testhooks.ClientBudgetUsed(conn); proto == "fast" && u != 0 {
 					t.Errorf("after every call ended, the client's budget holds %d bytes", u)
 				}
 			})
 		}
+	}
+}
+
+// Stop returns promptly while a reader waits for budget room.
+func TestStopWhileWaitingForBudget(t *testing.T) {
+	endpoint, s := serveBig(t)
+	rf := e2e.DialFast(t, endpoint)
+	go func() {
+		for {
+			if _, _, err := rf.R.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	var frames [][]byte
+	for id := uint32(1); id <= 41; id += 2 {
+		frames = append(frames, e2e.RawCallTo(id, e2e.SinkMethod))
+		for range 4 {
+			frames = append(frames, e2e.RawFrame(id, wire.TypeMessage, 0, zeros[:1<<20]))
+		}
+	}
+	go rf.C.Write([]byte(strings.Join(func() []string {
+		var ss []string
+		for _, f := range frames {
+			ss = append(ss, string(f))
+		}
+		return ss
+	}(), "")))
+	time.Sleep(300 * time.Millisecond)
+	t.Logf("budget in use %d", connBudgetUsed(s))
+	start := time.Now()
+	s.Stop()
+	t.Logf("Stop took %v", time.Since(start))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Stop took %v while a connection's reader waited for room in its budget", took)
 	}
 }

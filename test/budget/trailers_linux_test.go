@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,7 +54,7 @@ func floodThenTrailers(mode string, w io.Writer, streams []uint32) error {
 		default:
 			return fmt.Errorf("no flood %q", mode)
 		}
-		put(rawFrame(s, wire.TypeTrailers, 0, ok))
+		put(e2e.RawFrame(s, wire.TypeTrailers, 0, ok))
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -63,12 +64,12 @@ func floodThenTrailers(mode string, w io.Writer, streams []uint32) error {
 
 func init() {
 	// trailers-server ENDPOINT MODE STREAMS
-	grpcipc.RegisterHelper("trailers-server", func(args []string) error {
+	testutil.RegisterHelper("trailers-server", func(args []string) error {
 		if len(args) != 3 {
 			return errors.New("want ENDPOINT MODE STREAMS")
 		}
 		n, _ := strconv.Atoi(args[2])
-		addr, err := unixAddr(args[0])
+		addr, err := e2e.UnixAddr(args[0])
 		if err != nil {
 			return err
 		}
@@ -109,13 +110,13 @@ func TestBudgetHeldAfterTrailers(t *testing.T) {
 			if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
 				t.Fatalf("the hostile server: %q, %v", line, err)
 			}
-			w := watchHeap()
-			conn := newClient(t, endpoint, grpcipc.WithExpectedServer("*"))
+			w := e2e.WatchHeap()
+			conn := e2e.NewClient(t, endpoint, grpcipc.WithExpectedServer("*"))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var streams []grpc.ClientStream
 			for range tc.streams {
-				s, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, sinkMethod)
+				s, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, e2e.SinkMethod)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -126,7 +127,7 @@ func TestBudgetHeldAfterTrailers(t *testing.T) {
 				t.Fatalf("the hostile server: %v", err)
 			}
 			time.Sleep(1500 * time.Millisecond)
-			grown := w.grown()
+			grown := w.Grown()
 			// What the application receives afterwards.
 			got, codesSeen := 0, map[codes.Code]int{}
 			for _, s := range streams {

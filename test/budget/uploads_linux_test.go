@@ -1,4 +1,4 @@
-package grpcipc_test
+package budget
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -75,7 +76,7 @@ func TestConcurrentUploadsFitTheBudget(t *testing.T) {
 				if proto == "http2" {
 					copts = append(copts, grpcipc.WithHTTP2())
 				}
-				conn := newClient(t, endpoint, copts...)
+				conn := e2e.NewClient(t, endpoint, copts...)
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				if err := upload(ctx, conn, 10, 1); err != nil {

@@ -1,4 +1,4 @@
-package grpcipc_test
+package client
 
 import (
 	"strings"
@@ -7,6 +7,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/credentials/local"
@@ -35,7 +36,7 @@ func TestOwnTransportCredentialsRefused(t *testing.T) {
 
 // ClientCredentials keeps the checks in a grpc.ClientConn of one's own.
 func TestClientCredentialsKeepChecks(t *testing.T) {
-	ep, _ := startServer(t, testutil.Endpoint(t))
+	ep, _ := e2e.StartServer(t, testutil.Endpoint(t))
 	dial := func(expect ...string) error {
 		var opts []grpcipc.ClientOption
 		if len(expect) > 0 {
@@ -50,7 +51,7 @@ func TestClientCredentialsKeepChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		_, err = greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "x"})
+		_, err = greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "x"})
 		return err
 	}
 	if err := dial(); err != nil {

@@ -1,4 +1,4 @@
-package grpcipc_test
+package client
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/demo"
+	"github.com/grpcipc/grpcipc/internal/testhooks"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,7 +24,8 @@ import (
 func countingClient(t *testing.T, endpoint string) (*grpcipc.ClientConn, *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
-	conn, err := grpcipc.NewClientWithDialer(endpoint, func(ctx context.Context) (net.Conn, error) {
+	newClientWithDialer := testhooks.NewClientWithDialer.(func(string, func(context.Context) (net.Conn, error), ...grpcipc.ClientOption) (*grpcipc.ClientConn, error))
+	conn, err := newClientWithDialer(endpoint, func(ctx context.Context) (net.Conn, error) {
 		n.Add(1)
 		return grpcipc.Dial(ctx, endpoint)
 	})

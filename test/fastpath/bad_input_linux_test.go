@@ -1,15 +1,8 @@
-package grpcipc_test
+package fastpath
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +11,9 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
-	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -28,324 +22,106 @@ import (
 // server's other clients are served meanwhile, and no goroutine or memory
 // stays behind.
 
-const fpSayHello = "/greet.Greeter/SayHello"
-
-// rawFast is a fast-path connection spoken by hand: the prefaces have
-// been exchanged.
-type rawFast struct {
-	c      *net.UnixConn
-	r      *wire.Reader
-	frames []wire.Type  // what the server sent
-	goAway *wire.GoAway // the server's GOAWAY, if it sent one
-}
-
-// dialFast connects to endpoint, sends a client's offer (version 2's:
-// an HTTP/2 preface whose SETTINGS offer the fast path) and reads the
-// server's preface.
-func dialFast(t *testing.T, endpoint string) *rawFast {
-	t.Helper()
-	return dialFastWith(t, endpoint, wire.AppendOffer(nil, wire.Version), wire.Version)
-}
-
-// dialFastWith connects to endpoint, sends offer and reads the server's
-// preface, which must be of version want.
-func dialFastWith(t *testing.T, endpoint string, offer []byte, want uint8) *rawFast {
-	t.Helper()
-	c := rawConn(t, endpoint).(*net.UnixConn)
-	if _, err := c.Write(offer); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	var got [wire.PrefaceSize]byte
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.ReadFull(br, got[:]); err != nil {
-		t.Fatalf("reading the server's preface: %v", err)
-	}
-	c.SetReadDeadline(time.Time{})
-	if want := wire.AppendPreface(nil, want); !bytes.Equal(got[:], want) {
-		t.Fatalf("the server's preface is %q, want %q", got, want)
-	}
-	return &rawFast{c: c, r: wire.NewReader(br, wire.DefaultMaxFrame)}
-}
-
-func rawFrame(stream uint32, typ wire.Type, flags wire.Flags, payload []byte) []byte {
-	return append(wire.AppendHeader(nil, wire.Header{Length: uint32(len(payload)), Stream: stream, Type: typ, Flags: flags}), payload...)
-}
-
-func rawCall(stream uint32) []byte {
-	return rawFrame(stream, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: fpSayHello}))
-}
-
-func (rf *rawFast) send(t *testing.T, frames ...[]byte) {
-	t.Helper()
-	rf.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := rf.c.Write(bytes.Join(frames, nil)); err != nil {
-		t.Fatalf("sending: %v", err)
-	}
-}
-
-// next reads the server's next frame, noting it.
-func (rf *rawFast) next(within time.Duration) (wire.Header, []byte, error) {
-	rf.c.SetReadDeadline(time.Now().Add(within))
-	h, p, err := rf.r.Next()
-	if err != nil {
-		return h, p, err
-	}
-	rf.frames = append(rf.frames, h.Type)
-	if h.Type == wire.TypeGoAway {
-		if g, err := wire.ParseGoAway(p); err == nil {
-			rf.goAway = &g
-		}
-	}
-	return h, p, nil
-}
-
-// alive pings the server and waits for its answer: the connection is
-// still served.
-func (rf *rawFast) alive(t *testing.T) {
-	t.Helper()
-	data := []byte("alive?!!")
-	rf.send(t, rawFrame(0, wire.TypePing, 0, data))
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		h, p, err := rf.next(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("no answer to a PING: %v (frames so far %v)", err, rf.frames)
-		}
-		if h.Type == wire.TypePing && h.Flags&wire.FlagAck != 0 && bytes.Equal(p, data) {
-			return
-		}
-	}
-}
-
-// closed reads until the server closes the connection: true if it did
-// within the time given.
-func (rf *rawFast) closed(within time.Duration) (bool, error) {
-	deadline := time.Now().Add(within)
-	for {
-		_, _, err := rf.next(time.Until(deadline))
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return false, err
-		}
-		return true, err // EOF, ECONNRESET: closed
-	}
-}
-
-// goodCaller calls SayHello over and over on a well-behaved client while
-// a test misbehaves beside it.
-type goodCaller struct {
-	stop, done chan struct{}
-	ok, failed atomic.Int64
-	firstErr   atomic.Value
-}
-
-func keepCalling(client greetpb.GreeterClient) *goodCaller {
-	g := &goodCaller{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(g.done)
-		for {
-			select {
-			case <-g.stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := client.SayHello(ctx, &greetpb.HelloRequest{Name: "good"})
-			cancel()
-			if err != nil {
-				g.failed.Add(1)
-				g.firstErr.CompareAndSwap(nil, err)
-			} else {
-				g.ok.Add(1)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
-	return g
-}
-
-// check stops the calls and checks that all of them were served.
-func (g *goodCaller) check(t *testing.T) {
-	t.Helper()
-	close(g.stop)
-	<-g.done
-	if n := g.failed.Load(); n > 0 {
-		t.Errorf("%d calls of a well-behaved client failed meanwhile; the first: %v", n, g.firstErr.Load())
-	}
-	if g.ok.Load() == 0 {
-		t.Error("a well-behaved client made no call meanwhile")
-	}
-}
-
-// logSince waits until the log, past mark, holds every one of want, and
-// returns that part.
-func logSince(log *syncBuffer, mark int, want ...string) string {
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		s := log.String()[mark:]
-		all := true
-		for _, w := range want {
-			all = all && strings.Contains(s, w)
-		}
-		if all || time.Now().After(deadline) {
-			return s
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func heapInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
-
-// TestVersion1ClientsServed: a client of version 1, which offered the fast
-// path with grpcipc's own 8-byte preface (and, later, a PING in the same
-// write), is answered with version 1 and served.
-func TestVersion1ClientsServed(t *testing.T) {
-	endpoint, _, _, _ := startSlowServer(t)
-	v1 := wire.AppendPreface(nil, 1)
-	for name, offer := range map[string][]byte{
-		"preface":          v1,
-		"preface and PING": append(v1, rawFrame(0, wire.TypePing, 0, []byte("grpcipc\n"))...),
-	} {
-		t.Run(name, func(t *testing.T) {
-			rf := dialFastWith(t, endpoint, offer, 1)
-			req, _ := proto.Marshal(&greetpb.HelloRequest{Name: "v1"})
-			rf.send(t, rawCall(1), rawFrame(1, wire.TypeMessage, 0, req), rawFrame(1, wire.TypeHalfClose, 0, nil))
-			for {
-				h, p, err := rf.next(5 * time.Second)
-				if err != nil {
-					t.Fatalf("reading the reply: %v (frames %v)", err, rf.frames)
-				}
-				if h.Type == wire.TypeMessage {
-					var r greetpb.HelloReply
-					if err := proto.Unmarshal(p, &r); err != nil || r.GetMessage() != "Hello v1" {
-						t.Fatalf("reply %q, %v", r.GetMessage(), err)
-					}
-				}
-				if h.Type == wire.TypeTrailers {
-					tr, err := wire.ParseTrailer(p)
-					if err != nil || tr.Code != 0 {
-						t.Fatalf("trailers %+v, %v", tr, err)
-					}
-					break
-				}
-			}
-			if len(offer) > wire.PrefaceSize && !slices.Contains(rf.frames, wire.TypePing) {
-				t.Errorf("the offer's PING was not answered: frames %v", rf.frames)
-			}
-		})
-	}
-}
-
 func TestFastPathBadInput(t *testing.T) {
-	endpoint, _, _, log := startSlowServer(t, grpcipc.WithHandshakeTimeout(500*time.Millisecond))
-	conn := newClient(t, endpoint)
+	endpoint, _, _, log := e2e.StartSlowServer(t, grpcipc.WithHandshakeTimeout(500*time.Millisecond))
+	conn := e2e.NewClient(t, endpoint)
 	good := greetpb.NewGreeterClient(conn)
-	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "first"}); err != nil {
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "first"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := conn.Protocol(); got != grpcipc.ProtocolFast {
 		t.Fatalf("the well-behaved client speaks %q, want the fast path", got)
 	}
-	goroutines := stable(goroutinesBesidesIdleWorkers)
+	goroutines := e2e.Stable(e2e.GoroutinesBesidesIdleWorkers)
 	const closedLine = "grpcipc: fast-path connection closed"
 	var noGoAway []string // protocol errors closed without the GOAWAY docs/protocol.md promises
 
 	for _, tc := range []struct {
 		name string
-		send func(t *testing.T, rf *rawFast)
+		send func(t *testing.T, rf *e2e.RawFast)
 		log  string // what the log line about the connection must say
 		// protocolErr: docs/protocol.md's connection error, which the
 		// server announces with a GOAWAY before it closes.
 		protocolErr bool
 	}{
-		{"garbage", func(t *testing.T, rf *rawFast) {
-			rf.send(t, []byte("\x13\x37 this is not a grpcipc frame at all \xff\xfe\xfd\x00"))
+		{"garbage", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, []byte("\x13\x37 this is not a grpcipc frame at all \xff\xfe\xfd\x00"))
 		}, "grpcipc wire protocol error", true},
-		{"MESSAGE on a stream never opened", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawFrame(1, wire.TypeMessage, 0, []byte("abc")))
+		{"MESSAGE on a stream never opened", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawFrame(1, wire.TypeMessage, 0, []byte("abc")))
 		}, "MESSAGE frame on stream 1, which was never opened", true},
-		{"truncated frame, then close", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(1), wire.AppendHeader(nil, wire.Header{Length: 100, Stream: 1, Type: wire.TypeMessage}), make([]byte, 10))
-			rf.c.CloseWrite()
+		{"truncated frame, then close", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(1), wire.AppendHeader(nil, wire.Header{Length: 100, Stream: 1, Type: wire.TypeMessage}), make([]byte, 10))
+			rf.C.CloseWrite()
 		}, "unexpected EOF", false},
-		{"frame over the limit", func(t *testing.T, rf *rawFast) {
+		{"frame over the limit", func(t *testing.T, rf *e2e.RawFast) {
 			// A frame of the limit passes...
-			rf.send(t, rawCall(1), rawFrame(1, wire.TypeMessage, 0, make([]byte, wire.DefaultMaxFrame)))
-			rf.alive(t)
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, wire.TypeMessage, 0, make([]byte, wire.DefaultMaxFrame)))
+			rf.Alive(t)
 			// ...one byte more does not, refused from its header.
-			rf.send(t, wire.AppendHeader(nil, wire.Header{Length: wire.DefaultMaxFrame + 1, Stream: 1, Type: wire.TypeMessage}))
+			rf.Send(t, wire.AppendHeader(nil, wire.Header{Length: wire.DefaultMaxFrame + 1, Stream: 1, Type: wire.TypeMessage}))
 		}, "frame too large", true},
-		{"unknown frame type", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(1), rawFrame(1, 10, 0, nil))
+		{"unknown frame type", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, 10, 0, nil))
 		}, "unknown frame type 10", true},
-		{"CALL reusing a stream id", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(3))
-			rf.alive(t)
-			rf.send(t, rawCall(3))
+		{"CALL reusing a stream id", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(3))
+			rf.Alive(t)
+			rf.Send(t, e2e.RawCall(3))
 		}, "CALL on stream 3 after stream 3: streams must increase", true},
-		{"CALL with a lower stream id", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(5))
-			rf.alive(t)
-			rf.send(t, rawCall(4))
+		{"CALL with a lower stream id", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(5))
+			rf.Alive(t)
+			rf.Send(t, e2e.RawCall(4))
 		}, "CALL on stream 4 after stream 5: streams must increase", true},
-		{"MESSAGE exceeding the window", func(t *testing.T, rf *rawFast) {
+		{"MESSAGE exceeding the window", func(t *testing.T, rf *e2e.RawFast) {
 			// Whole messages the handler has not taken (it takes none):
 			// the fifth 1 MiB frame is past the 4 MiB window.
-			rf.send(t, rawCallTo(1, sinkMethod))
-			msg := rawFrame(1, wire.TypeMessage, 0, make([]byte, 1<<20))
+			rf.Send(t, e2e.RawCallTo(1, e2e.SinkMethod))
+			msg := e2e.RawFrame(1, wire.TypeMessage, 0, make([]byte, 1<<20))
 			for range wire.InitialWindow / (1 << 20) {
-				rf.send(t, msg)
+				rf.Send(t, msg)
 			}
-			rf.alive(t)
-			rf.send(t, msg)
+			rf.Alive(t)
+			rf.Send(t, msg)
 		}, "exceed its window", true},
-		{"HEADERS from the client", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(1), rawFrame(1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, nil)))
+		{"HEADERS from the client", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, wire.TypeHeaders, 0, wire.AppendMetadata(nil, nil)))
 		}, "a client sent a HEADERS frame, which only servers send", true},
-		{"TRAILERS from the client", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawCall(1), rawFrame(1, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
+		{"TRAILERS from the client", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, wire.TypeTrailers, 0, wire.AppendTrailer(nil, &wire.Trailer{})))
 		}, "a client sent a TRAILERS frame, which only servers send", true},
-		{"GOAWAY from the client", func(t *testing.T, rf *rawFast) {
-			rf.send(t, rawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{})))
+		{"GOAWAY from the client", func(t *testing.T, rf *e2e.RawFast) {
+			rf.Send(t, e2e.RawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{})))
 		}, "a client sent a GOAWAY frame, which only servers send", true},
-		{"more than 256 streams at once", func(t *testing.T, rf *rawFast) {
+		{"more than 256 streams at once", func(t *testing.T, rf *e2e.RawFast) {
 			var calls [][]byte
 			for id := uint32(1); id <= 256; id++ {
-				calls = append(calls, rawCall(id))
+				calls = append(calls, e2e.RawCall(id))
 			}
-			rf.send(t, calls...)
-			rf.alive(t) // 256 are allowed
-			rf.send(t, rawCall(257))
+			rf.Send(t, calls...)
+			rf.Alive(t) // 256 are allowed
+			rf.Send(t, e2e.RawCall(257))
 		}, "more than 256 streams open at once", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mark := len(log.String())
-			g := keepCalling(good)
-			rf := dialFast(t, endpoint)
+			g := e2e.KeepCalling(good)
+			rf := e2e.DialFast(t, endpoint)
 			tc.send(t, rf)
-			closed, err := rf.closed(5 * time.Second)
-			g.check(t)
+			closed, err := rf.Closed(5 * time.Second)
+			g.Check(t)
 			if !closed {
 				t.Fatalf("the server did not close the connection within 5 s: %v", err)
 			}
-			got := logSince(log, mark, closedLine, tc.log)
+			got := e2e.LogSince(log, mark, closedLine, tc.log)
 			if !strings.Contains(got, closedLine) || !strings.Contains(got, tc.log) {
 				t.Errorf("the server's log does not say %q:\n%s", tc.log, got)
 			}
-			if tc.protocolErr && rf.goAway == nil {
+			if tc.protocolErr && rf.GoAway == nil {
 				noGoAway = append(noGoAway, tc.name)
 			}
-			t.Logf("closed (%v) after frames %v", err, rf.frames)
+			t.Logf("closed (%v) after frames %v", err, rf.Frames)
 		})
 	}
 
@@ -355,18 +131,18 @@ func TestFastPathBadInput(t *testing.T) {
 	// read mid-frame, and the server should not wait for them for ever.
 	t.Run("silent inside a frame", func(t *testing.T) {
 		mark := len(log.String())
-		g := keepCalling(good)
-		half := dialFast(t, endpoint)
-		half.send(t, wire.AppendHeader(nil, wire.Header{Length: 100, Stream: 1, Type: wire.TypeMessage})[:5])
-		announced := dialFast(t, endpoint)
-		announced.send(t, rawCall(1), wire.AppendHeader(nil, wire.Header{Length: 1 << 20, Stream: 1, Type: wire.TypeMessage}), make([]byte, 1000))
+		g := e2e.KeepCalling(good)
+		half := e2e.DialFast(t, endpoint)
+		half.Send(t, wire.AppendHeader(nil, wire.Header{Length: 100, Stream: 1, Type: wire.TypeMessage})[:5])
+		announced := e2e.DialFast(t, endpoint)
+		announced.Send(t, e2e.RawCall(1), wire.AppendHeader(nil, wire.Header{Length: 1 << 20, Stream: 1, Type: wire.TypeMessage}), make([]byte, 1000))
 		var wg sync.WaitGroup
 		var halfClosed, announcedClosed bool
 		wg.Add(2)
-		go func() { defer wg.Done(); halfClosed, _ = half.closed(5 * time.Second) }()
-		go func() { defer wg.Done(); announcedClosed, _ = announced.closed(5 * time.Second) }()
+		go func() { defer wg.Done(); halfClosed, _ = half.Closed(5 * time.Second) }()
+		go func() { defer wg.Done(); announcedClosed, _ = announced.Closed(5 * time.Second) }()
 		wg.Wait()
-		g.check(t)
+		g.Check(t)
 		if !halfClosed {
 			t.Error("a peer that sent 5 bytes of a frame header and went silent still holds its connection after 5 s (the server's handshake timeout is 500 ms)")
 		}
@@ -382,20 +158,20 @@ func TestFastPathBadInput(t *testing.T) {
 	// allocates the frame when it reads the header holds 50 MiB.
 	t.Run("memory of 50 silent peers", func(t *testing.T) {
 		const peers = 50
-		g := keepCalling(good)
-		before := heapInuse()
-		var rfs []*rawFast
+		g := e2e.KeepCalling(good)
+		before := e2e.HeapInuse()
+		var rfs []*e2e.RawFast
 		for range peers {
-			rf := dialFast(t, endpoint)
-			rf.send(t, rawCall(1))
-			rf.alive(t)
-			rf.send(t, wire.AppendHeader(nil, wire.Header{Length: 1 << 20, Stream: 1, Type: wire.TypeMessage}), make([]byte, 100))
+			rf := e2e.DialFast(t, endpoint)
+			rf.Send(t, e2e.RawCall(1))
+			rf.Alive(t)
+			rf.Send(t, wire.AppendHeader(nil, wire.Header{Length: 1 << 20, Stream: 1, Type: wire.TypeMessage}), make([]byte, 100))
 			rfs = append(rfs, rf)
 		}
 		time.Sleep(300 * time.Millisecond) // for the server to read the headers
-		after := heapInuse()
+		after := e2e.HeapInuse()
 		runtime.KeepAlive(rfs) // the peers stay connected until measured
-		g.check(t)
+		g.Check(t)
 		per := (int64(after) - int64(before)) / peers
 		t.Logf("heap in use: %d KiB before, %d KiB with %d silent peers that announced 1 MiB frames: %d KiB each", before>>10, after>>10, peers, per>>10)
 		if per > 256<<10 {
@@ -410,17 +186,17 @@ func TestFastPathBadInput(t *testing.T) {
 	// must stop giving the window back well before 24 MiB.
 	t.Run("messages in parts beyond the window", func(t *testing.T) {
 		const msgSize, msgs = 3 << 20, 8 // under the server's 4 MiB limit
-		g := keepCalling(good)
-		before := heapInuse()
-		rf := dialFast(t, endpoint)
-		rf.send(t, rawCall(1))
+		g := e2e.KeepCalling(good)
+		before := e2e.HeapInuse()
+		rf := e2e.DialFast(t, endpoint)
+		rf.Send(t, e2e.RawCall(1))
 		var granted atomic.Int64
 		readErr := make(chan error, 1)
 		pong := make(chan struct{}, 1)
 		go func() {
 			for {
-				rf.c.SetReadDeadline(time.Time{})
-				h, p, err := rf.r.Next()
+				rf.C.SetReadDeadline(time.Time{})
+				h, p, err := rf.R.Next()
 				if err != nil {
 					readErr <- err
 					return
@@ -438,9 +214,9 @@ func TestFastPathBadInput(t *testing.T) {
 		used, sent := int64(0), 0
 		var parts [][]byte // the message: 1 MiB parts with MORE, then 1 byte
 		for left := msgSize - 1; left > 0; left -= min(left, 1<<20) {
-			parts = append(parts, rawFrame(1, wire.TypeMessage, wire.FlagMore, make([]byte, min(left, 1<<20))))
+			parts = append(parts, e2e.RawFrame(1, wire.TypeMessage, wire.FlagMore, make([]byte, min(left, 1<<20))))
 		}
-		parts = append(parts, rawFrame(1, wire.TypeMessage, 0, []byte{0}))
+		parts = append(parts, e2e.RawFrame(1, wire.TypeMessage, 0, []byte{0}))
 		stalled := false
 	send:
 		for range msgs {
@@ -454,12 +230,12 @@ func TestFastPathBadInput(t *testing.T) {
 					}
 					time.Sleep(time.Millisecond)
 				}
-				rf.send(t, part)
+				rf.Send(t, part)
 				used += n
 			}
 			sent++
 		}
-		rf.send(t, rawFrame(0, wire.TypePing, 0, []byte("alive?!!")))
+		rf.Send(t, e2e.RawFrame(0, wire.TypePing, 0, []byte("alive?!!")))
 		select {
 		case <-pong:
 		case err := <-readErr:
@@ -467,10 +243,10 @@ func TestFastPathBadInput(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no answer to a PING")
 		}
-		held := heapInuse()
-		rf.c.Close()
+		held := e2e.HeapInuse()
+		rf.C.Close()
 		<-readErr
-		g.check(t)
+		g.Check(t)
 		t.Logf("the server let a client send %d whole messages of %d MiB (%d MiB) to a stream that took none (window given back: %d MiB; stalled: %v); heap in use grew by %d MiB",
 			sent, msgSize>>20, sent*msgSize>>20, granted.Load()>>20, stalled, (int64(held)-int64(before))>>20)
 		if limit := wire.InitialWindow + 2*msgSize; sent*msgSize > limit {
@@ -482,125 +258,12 @@ func TestFastPathBadInput(t *testing.T) {
 	if len(noGoAway) > 0 {
 		t.Errorf("docs/protocol.md: on a connection error the server closes the connection after a GOAWAY; these closed without one: %s", strings.Join(noGoAway, "; "))
 	}
-	if got := settle(goroutines, goroutinesBesidesIdleWorkers); got != goroutines {
+	if got := e2e.Settle(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
 		t.Errorf("goroutines: %d before the bad peers, %d after", goroutines, got)
 	}
-	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "last"}); err != nil {
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "last"}); err != nil {
 		t.Errorf("the well-behaved client after all: %v", err)
 	}
-}
-
-// TestFastPathGoAwayLastStream: GracefulStop's GOAWAY names the last
-// stream the server started (docs/protocol.md, "Shutdown"): every stream
-// up to it is finished (gets its TRAILERS), none above it is run, so that
-// the client may retry exactly those. A client that keeps opening calls
-// while the server stops races the GOAWAY with many of them; the race is
-// narrow, so the test runs it on 25 servers.
-func TestFastPathGoAwayLastStream(t *testing.T) {
-	const rounds = 25
-	var failures []string
-	for round := range rounds {
-		r := goAwayRound(t)
-		switch {
-		case r.err != "":
-			failures = append(failures, fmt.Sprintf("round %d: %s", round, r.err))
-		case r.goAway == nil:
-			failures = append(failures, fmt.Sprintf("round %d: GracefulStop closed the connection without a GOAWAY (after %d streams finished)", round, r.finished))
-		case len(r.missing) > 0:
-			failures = append(failures, fmt.Sprintf("round %d: streams %v are at or below the GOAWAY's last stream (%d), so started, but the server closed the connection without finishing them", round, r.missing, r.goAway.LastStream))
-		case len(r.beyond) > 0:
-			failures = append(failures, fmt.Sprintf("round %d: streams %v are above the GOAWAY's last stream (%d), so not started, yet got TRAILERS", round, r.beyond, r.goAway.LastStream))
-		}
-	}
-	if len(failures) > 0 {
-		t.Errorf("%d of %d graceful stops broke the GOAWAY's promise:\n%s", len(failures), rounds, strings.Join(failures, "\n"))
-	}
-}
-
-type goAwayResult struct {
-	goAway          *wire.GoAway
-	finished        int
-	missing, beyond []uint32
-	err             string
-}
-
-// goAwayRound serves a new server, opens unary calls on one raw
-// connection as fast as they finish, gracefully stops the server after
-// 200, and reads what the server sent until it closes the connection.
-func goAwayRound(t *testing.T) goAwayResult {
-	t.Helper()
-	env := fpServe(t, testutil.Endpoint(t), newFPService())
-	rf := dialFast(t, env.endpoint)
-	defer rf.c.Close()
-	var (
-		sent, ended atomic.Int64 // streams opened, streams that got TRAILERS
-		stopWriting atomic.Bool  // GOAWAY seen, or the connection ended
-		writerDone  = make(chan struct{})
-	)
-	go func() {
-		defer close(writerDone)
-		var b []byte
-		for id := uint32(1); !stopWriting.Load(); id++ {
-			for sent.Load()-ended.Load() >= 128 && !stopWriting.Load() {
-				time.Sleep(50 * time.Microsecond) // well under 256 open streams
-			}
-			b = append(b[:0], rawFrame(id, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: "/grpc.testing.TestService/EmptyCall"}))...)
-			b = append(b, rawFrame(id, wire.TypeMessage, 0, nil)...)
-			b = append(b, rawFrame(id, wire.TypeHalfClose, 0, nil)...)
-			rf.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := rf.c.Write(b); err != nil {
-				return
-			}
-			sent.Store(int64(id))
-		}
-	}()
-	trailers := map[uint32]bool{}
-	stopped := make(chan struct{})
-	var res goAwayResult
-	for {
-		h, _, err := rf.next(10 * time.Second)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				res.err = fmt.Sprintf("the server neither finished nor closed the connection within 10 s (GOAWAY seen: %v)", rf.goAway != nil)
-			}
-			break
-		}
-		switch h.Type {
-		case wire.TypeTrailers:
-			trailers[h.Stream] = true
-			if ended.Add(1) == 200 {
-				go func() { env.srv.GracefulStop(); close(stopped) }()
-			}
-		case wire.TypeGoAway:
-			stopWriting.Store(true)
-		}
-	}
-	stopWriting.Store(true)
-	<-writerDone
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		if res.err == "" {
-			res.err = "GracefulStop did not return within 10 s"
-		}
-	}
-	res.goAway, res.finished = rf.goAway, len(trailers)
-	if rf.goAway == nil {
-		return res
-	}
-	last := rf.goAway.LastStream
-	for id := uint32(1); id <= last; id++ {
-		if !trailers[id] {
-			res.missing = append(res.missing, id)
-		}
-	}
-	for id := range trailers {
-		if id > last {
-			res.beyond = append(res.beyond, id)
-		}
-	}
-	return res
 }
 
 // TestFastPathNonReaderBounded: a client that sends PINGs (each answered)
@@ -610,14 +273,14 @@ func goAwayRound(t *testing.T) goAwayResult {
 // keeps being served meanwhile. (A red-team run before the bound grew a
 // server to 4.5 GB this way.)
 func TestFastPathNonReaderBounded(t *testing.T) {
-	endpoint, _, _, _ := startSlowServer(t)
-	good := greetpb.NewGreeterClient(newClient(t, endpoint))
-	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+	endpoint, _, _, _ := e2e.StartSlowServer(t)
+	good := greetpb.NewGreeterClient(e2e.NewClient(t, endpoint))
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	rf := dialFast(t, endpoint)
-	rf.c.SetReadBuffer(4 << 10) // the attacker reads nothing and keeps its buffer small
-	before := heapInuse()
+	rf := e2e.DialFast(t, endpoint)
+	rf.C.SetReadBuffer(4 << 10) // the attacker reads nothing and keeps its buffer small
+	before := e2e.HeapInuse()
 	// First unary calls, unread replies and all, until a handler's write
 	// of its reply blocks: that handler is then the connection's writer,
 	// and what others queue waits for it.
@@ -625,32 +288,32 @@ func TestFastPathNonReaderBounded(t *testing.T) {
 	var calls []byte
 	id := uint32(1)
 	for range 20000 {
-		calls = append(calls, rawCall(id)...)
-		calls = append(calls, rawFrame(id, wire.TypeMessage, 0, req)...)
-		calls = append(calls, rawFrame(id, wire.TypeHalfClose, 0, nil)...)
+		calls = append(calls, e2e.RawCall(id)...)
+		calls = append(calls, e2e.RawFrame(id, wire.TypeMessage, 0, req)...)
+		calls = append(calls, e2e.RawFrame(id, wire.TypeHalfClose, 0, nil)...)
 		id += 2
 		if len(calls) > 64<<10 {
-			rf.c.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := rf.c.Write(calls); err != nil {
+			rf.C.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := rf.C.Write(calls); err != nil {
 				break
 			}
 			calls = calls[:0]
 			time.Sleep(time.Millisecond)
 		}
 	}
-	ping := rawFrame(0, wire.TypePing, 0, make([]byte, 8))
+	ping := e2e.RawFrame(0, wire.TypePing, 0, make([]byte, 8))
 	batch := bytes.Repeat(ping, 4096)
 	sent := 0
 	const most = 96 << 20 // enough answers to fill the socket and the queue many times over
 	for sent < most {
-		rf.c.SetWriteDeadline(time.Now().Add(time.Second))
-		n, err := rf.c.Write(batch)
+		rf.C.SetWriteDeadline(time.Now().Add(time.Second))
+		n, err := rf.C.Write(batch)
 		sent += n
 		if err != nil {
 			break // the server stopped reading: what it owes is bounded
 		}
 	}
-	grown := int64(heapInuse()) - int64(before)
+	grown := int64(e2e.HeapInuse()) - int64(before)
 	t.Logf("sent %d MiB of PINGs without reading; the server's heap grew by %d MiB", sent>>20, grown>>20)
 	if sent >= most {
 		t.Errorf("the server read %d MiB of PINGs from a client that reads nothing: no back-pressure", sent>>20)
@@ -658,8 +321,35 @@ func TestFastPathNonReaderBounded(t *testing.T) {
 	if grown > 48<<20 {
 		t.Errorf("the server's heap grew by %d MiB for one client that does not read", grown>>20)
 	}
-	if _, err := good.SayHello(ctxFor(t), &greetpb.HelloRequest{}); err != nil {
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{}); err != nil {
 		t.Errorf("a well-behaved client during the flood: %v", err)
 	}
-	rf.c.Close()
+	rf.C.Close()
+}
+
+// A unary call takes one request: a second ends the call with grpc-go's
+// cardinality violation, and the connection goes on.
+func TestFastPathUnaryTakesOneRequest(t *testing.T) {
+	endpoint, _, _, _ := e2e.StartSlowServer(t)
+	rf := e2e.DialFast(t, endpoint)
+	req, _ := proto.Marshal(&greetpb.HelloRequest{Name: "once"})
+	rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, wire.TypeMessage, 0, req), e2e.RawFrame(1, wire.TypeMessage, 0, req), e2e.RawFrame(1, wire.TypeHalfClose, 0, nil))
+	for {
+		h, p, err := rf.Next(3 * time.Second)
+		if err != nil {
+			t.Fatalf("no TRAILERS: %v (frames %v)", err, rf.Frames)
+		}
+		if h.Type != wire.TypeTrailers {
+			continue
+		}
+		tr, err := wire.ParseTrailer(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if codes.Code(tr.Code) != codes.Internal || !strings.Contains(tr.Message, "cardinality violation") {
+			t.Errorf("two requests on a unary call: %v %q, want Internal, a cardinality violation", codes.Code(tr.Code), tr.Message)
+		}
+		break
+	}
+	rf.Alive(t)
 }

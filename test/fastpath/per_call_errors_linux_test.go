@@ -1,4 +1,4 @@
-package grpcipc_test
+package fastpath
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -293,18 +294,6 @@ func perCallRun(t *testing.T, c perCallCase, opts ...grpcipc.ClientOption) (r pe
 	return r
 }
 
-// callParts is a CALL frame of c on stream, cut into parts (FlagMore) of
-// at most a frame's payload each.
-func callParts(stream uint32, c *wire.Call) []byte {
-	p := wire.AppendCall(nil, c)
-	var out []byte
-	for len(p) > wire.DefaultMaxFrame {
-		out = append(out, rawFrame(stream, wire.TypeCall, wire.FlagMore, p[:wire.DefaultMaxFrame])...)
-		p = p[wire.DefaultMaxFrame:]
-	}
-	return append(out, rawFrame(stream, wire.TypeCall, 0, p)...)
-}
-
 // A client other than grpcipc's (or an older one) that sends a CALL over
 // the method-name or metadata limits gets that call refused with TRAILERS,
 // and the connection lives.
@@ -327,10 +316,10 @@ func TestServerRefusesTheCallNotTheConnection(t *testing.T) {
 		{"17 MiB in parts", wire.Call{Method: pcUnary, Metadata: []wire.KV{{Key: "v", Value: strings.Repeat("v", 17<<20)}}}, codes.Internal},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rf := dialFast(t, endpoint)
-			defer rf.c.Close()
-			rf.send(t, callParts(1, &c.call), rawFrame(1, wire.TypeHalfClose, 0, nil))
-			h, p, err := rf.next(5 * time.Second)
+			rf := e2e.DialFast(t, endpoint)
+			defer rf.C.Close()
+			rf.Send(t, e2e.CallParts(1, &c.call), e2e.RawFrame(1, wire.TypeHalfClose, 0, nil))
+			h, p, err := rf.Next(5 * time.Second)
 			if err != nil {
 				t.Fatalf("no answer: %v", err)
 			}
@@ -344,14 +333,14 @@ func TestServerRefusesTheCallNotTheConnection(t *testing.T) {
 			if codes.Code(tr.Code) != c.code || !strings.Contains(tr.Message, "limit") {
 				t.Errorf("TRAILERS %v %q, want %v naming the limit", codes.Code(tr.Code), tr.Message, c.code)
 			}
-			rf.alive(t)
+			rf.Alive(t)
 			// And the connection serves the next call.
-			rf.send(t, rawFrame(3, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: pcUnary})),
-				rawFrame(3, wire.TypeMessage, 0, nil), rawFrame(3, wire.TypeHalfClose, 0, nil))
+			rf.Send(t, e2e.RawFrame(3, wire.TypeCall, 0, wire.AppendCall(nil, &wire.Call{Method: pcUnary})),
+				e2e.RawFrame(3, wire.TypeMessage, 0, nil), e2e.RawFrame(3, wire.TypeHalfClose, 0, nil))
 			for {
-				h, p, err := rf.next(3 * time.Second)
+				h, p, err := rf.Next(3 * time.Second)
 				if err != nil {
-					t.Fatalf("the next call: %v (frames %v)", err, rf.frames)
+					t.Fatalf("the next call: %v (frames %v)", err, rf.Frames)
 				}
 				if h.Type == wire.TypeTrailers && h.Stream == 3 {
 					if tr, _ := wire.ParseTrailer(p); tr.Code != 0 {
@@ -360,8 +349,8 @@ func TestServerRefusesTheCallNotTheConnection(t *testing.T) {
 					break
 				}
 			}
-			if rf.goAway != nil {
-				t.Errorf("the server sent GOAWAY %+v", *rf.goAway)
+			if rf.GoAway != nil {
+				t.Errorf("the server sent GOAWAY %+v", *rf.GoAway)
 			}
 		})
 	}
@@ -408,14 +397,14 @@ func TestNoRetryAfterAConnectionError(t *testing.T) {
 								return
 							}
 							if h.Type == wire.TypeCall {
-								c2.Write(rawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{Code: uint32(c.code), Message: "no"})))
+								c2.Write(e2e.RawFrame(0, wire.TypeGoAway, 0, wire.AppendGoAway(nil, &wire.GoAway{Code: uint32(c.code), Message: "no"})))
 								return
 							}
 						}
 					}()
 				}
 			}()
-			conn := newClient(t, endpoint, grpcipc.WithExpectedServer("*"))
+			conn := e2e.NewClient(t, endpoint, grpcipc.WithExpectedServer("*"))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err = conn.Invoke(ctx, pcUnary, wrapperspb.Bytes(nil), new(wrapperspb.BytesValue))

@@ -1,4 +1,4 @@
-package grpcipc_test
+package fastpath
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,9 +15,12 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // http2ClientPreface is what every HTTP/2 client sends first (RFC 9113,
@@ -160,7 +164,7 @@ func listenUnix(tb testing.TB, path string) net.Listener {
 
 func serveGRPCGo(tb testing.TB, l net.Listener) {
 	s := grpc.NewServer()
-	greetpb.RegisterGreeterServer(s, benchGreeter{})
+	greetpb.RegisterGreeterServer(s, e2e.Greeter{})
 	done := make(chan struct{})
 	go func() { defer close(done); s.Serve(l) }()
 	tb.Cleanup(func() { s.Stop(); <-done })
@@ -183,7 +187,7 @@ var choiceServers = []choiceServer{
 		return n
 	}},
 	{name: "python grpcio", reply: "Hello x from python", start: func(tb testing.TB, path string) *atomic.Int32 {
-		testutil.StartPythonServer(tb, filepath.Join("testdata", "interop"), "unix://"+path)
+		testutil.StartPythonServer(tb, filepath.Join("..", "..", "testdata", "interop"), "unix://"+path)
 		return nil
 	}},
 	{name: "never answers", code: codes.DeadlineExceeded, start: func(tb testing.TB, path string) *atomic.Int32 {
@@ -239,7 +243,7 @@ func TestProtocolChoiceFirstCall(t *testing.T) {
 		t.Run(cs.name, func(t *testing.T) {
 			path := filepath.Join(testutil.ShortTempDir(t), "c.sock")
 			accepted := cs.start(t, path)
-			conn := newClient(t, "unix://"+path)
+			conn := e2e.NewClient(t, "unix://"+path)
 			call := func() (*greetpb.HelloReply, time.Duration, error) {
 				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 				defer cancel()
@@ -300,7 +304,7 @@ func TestProtocolChoiceOffer(t *testing.T) {
 		m, _ := c.Read(b[n:])
 		got <- b[:n+m]
 	}()
-	conn := newClient(t, "unix://"+path)
+	conn := e2e.NewClient(t, "unix://"+path)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	greetpb.NewGreeterClient(conn).SayHello(ctx, &greetpb.HelloRequest{Name: "x"})
@@ -367,6 +371,46 @@ func BenchmarkFirstCall(b *testing.B) {
 						}
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestVersion1ClientsServed: a client of version 1, which offered the fast
+// path with grpcipc's own 8-byte preface (and, later, a PING in the same
+// write), is answered with version 1 and served.
+func TestVersion1ClientsServed(t *testing.T) {
+	endpoint, _, _, _ := e2e.StartSlowServer(t)
+	v1 := wire.AppendPreface(nil, 1)
+	for name, offer := range map[string][]byte{
+		"preface":          v1,
+		"preface and PING": append(v1, e2e.RawFrame(0, wire.TypePing, 0, []byte("grpcipc\n"))...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rf := e2e.DialFastWith(t, endpoint, offer, 1)
+			req, _ := proto.Marshal(&greetpb.HelloRequest{Name: "v1"})
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, wire.TypeMessage, 0, req), e2e.RawFrame(1, wire.TypeHalfClose, 0, nil))
+			for {
+				h, p, err := rf.Next(5 * time.Second)
+				if err != nil {
+					t.Fatalf("reading the reply: %v (frames %v)", err, rf.Frames)
+				}
+				if h.Type == wire.TypeMessage {
+					var r greetpb.HelloReply
+					if err := proto.Unmarshal(p, &r); err != nil || r.GetMessage() != "Hello v1" {
+						t.Fatalf("reply %q, %v", r.GetMessage(), err)
+					}
+				}
+				if h.Type == wire.TypeTrailers {
+					tr, err := wire.ParseTrailer(p)
+					if err != nil || tr.Code != 0 {
+						t.Fatalf("trailers %+v, %v", tr, err)
+					}
+					break
+				}
+			}
+			if len(offer) > wire.PrefaceSize && !slices.Contains(rf.Frames, wire.TypePing) {
+				t.Errorf("the offer's PING was not answered: frames %v", rf.Frames)
 			}
 		})
 	}

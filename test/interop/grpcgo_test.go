@@ -1,4 +1,4 @@
-package grpcipc_test
+package interop
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -95,9 +96,9 @@ func TestGRPCInterop(t *testing.T) {
 		t.Cleanup(s.Stop)
 		return "unix://" + filepath.ToSlash(path)
 	}
-	dialGRPCIPC := func(t *testing.T, endpoint string) grpc.ClientConnInterface { return newClient(t, endpoint) }
+	dialGRPCIPC := func(t *testing.T, endpoint string) grpc.ClientConnInterface { return e2e.NewClient(t, endpoint) }
 	dialGRPCIPCHTTP2 := func(t *testing.T, endpoint string) grpc.ClientConnInterface {
-		return newClient(t, endpoint, grpcipc.WithHTTP2())
+		return e2e.NewClient(t, endpoint, grpcipc.WithHTTP2())
 	}
 	dialPlain := func(t *testing.T, endpoint string) grpc.ClientConnInterface {
 		ep, err := grpcipc.ParseEndpoint(endpoint)
@@ -182,7 +183,7 @@ func TestInteropHarnessFails(t *testing.T) {
 	s := newGRPCIPCServer(t) // no TestService: every case fails
 	go s.Serve(l)
 	t.Cleanup(s.Stop)
-	tc := testgrpc.NewTestServiceClient(newClient(t, endpoint))
+	tc := testgrpc.NewTestServiceClient(e2e.NewClient(t, endpoint))
 	defer func() {
 		if _, ok := recover().(interopFailure); !ok {
 			t.Error("a failing interop case did not report its failure")

@@ -1,4 +1,4 @@
-package grpcipc_test
+package interop
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 )
 
 const grpcurlInstall = "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4"
@@ -38,7 +39,7 @@ func TestInteropGrpcurl(t *testing.T) {
 	grpcurl := testutil.Tool(t, "grpcurl", grpcurlInstall)
 	for _, ie := range interopEndpoints(t) {
 		t.Run(ie.name, func(t *testing.T) {
-			startServer(t, ie.endpoint)
+			e2e.StartServer(t, ie.endpoint)
 			// run runs grpcurl with args, whose last is the method (or
 			// list), and returns its output and pid.
 			run := func(args ...string) (string, int) {
@@ -78,9 +79,9 @@ func TestInteropPythonClient(t *testing.T) {
 	python := testutil.Python(t)
 	for _, ie := range interopEndpoints(t) {
 		t.Run(ie.name, func(t *testing.T) {
-			ep, _ := startServer(t, ie.endpoint)
+			ep, _ := e2e.StartServer(t, ie.endpoint)
 			cmd := exec.Command(python, "client.py", ie.grpcio)
-			cmd.Dir = filepath.Join("testdata", "interop")
+			cmd.Dir = filepath.Join("..", "..", "testdata", "interop")
 			var errOut bytes.Buffer
 			cmd.Stderr = &errOut
 			out, err := cmd.Output()
@@ -110,9 +111,9 @@ func TestInteropPythonClient(t *testing.T) {
 
 func TestInteropPythonServer(t *testing.T) {
 	path := filepath.Join(testutil.ShortTempDir(t), "py.sock")
-	testutil.StartPythonServer(t, filepath.Join("testdata", "interop"), "unix://"+path)
-	conn := newClient(t, "unix://"+path, grpcipc.WithExpectedServer("same-user"))
-	reply, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "grpcipc"})
+	testutil.StartPythonServer(t, filepath.Join("..", "..", "testdata", "interop"), "unix://"+path)
+	conn := e2e.NewClient(t, "unix://"+path, grpcipc.WithExpectedServer("same-user"))
+	reply, err := greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "grpcipc"})
 	if err != nil {
 		t.Fatalf("SayHello to Python: %v", err)
 	}

@@ -1,4 +1,4 @@
-package grpcipc_test
+package listen
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ func init() {
 	// activated [allow PRINCIPAL]: takes the sockets handed over as systemd
 	// does (LISTEN_FDS; LISTEN_PID is set here, as systemd sets it to the
 	// pid it execs) and prints each one's address, or the error.
-	grpcipc.RegisterHelper("activated", func(args []string) error {
+	testutil.RegisterHelper("activated", func(args []string) error {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 		var opts []grpcipc.ListenOption
 		if len(args) == 2 && args[0] == "allow" {

@@ -1,4 +1,4 @@
-package grpcipc_test
+package listen
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 )
 
 // The policy is given once (issue 22): given to NewServer only, the socket
@@ -52,17 +53,17 @@ func TestPolicyGivenOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			log := &syncBuffer{}
+			log := &e2e.SyncBuffer{}
 			s, err := grpcipc.NewServer(append(c.serverOpts, grpcipc.WithLogger(slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))))...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			greetpb.RegisterGreeterServer(s, &countingServer{})
+			greetpb.RegisterGreeterServer(s, &e2e.CountingServer{})
 			done := make(chan struct{})
 			go func() { defer close(done); s.Serve(l) }()
 			t.Cleanup(func() { s.Stop(); <-done })
 
-			res := call(t, nobody, endpoint, "SayHello") // Serve has begun once the socket answers
+			res := e2e.Call(t, e2e.Nobody, endpoint, "SayHello") // Serve has begun once the socket answers
 			if res.Code != c.code {
 				t.Errorf("uid %d's call: %s %q, want %s", testutil.Nobody, res.Code, res.Message, c.code)
 			}
@@ -76,7 +77,7 @@ func TestPolicyGivenOnce(t *testing.T) {
 			}
 			warned := log.String() // Serve logged before it accepted the call
 			if c.warn != "" {
-				warned = logSince(log, 0, c.warn)
+				warned = e2e.LogSince(log, 0, c.warn)
 			}
 			if c.warn == "" && strings.Contains(warned, "level=WARN") {
 				t.Errorf("a warning where none was due:\n%s", warned)
@@ -110,7 +111,7 @@ func TestSystemEndpointDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	greetpb.RegisterGreeterServer(s, &countingServer{})
+	greetpb.RegisterGreeterServer(s, &e2e.CountingServer{})
 	done := make(chan struct{})
 	go func() { defer close(done); s.Serve(l) }()
 	t.Cleanup(func() {
@@ -120,7 +121,7 @@ func TestSystemEndpointDaemon(t *testing.T) {
 			t.Errorf("the daemon's directory %s is left behind: %v", filepath.Dir(ep.Address), err)
 		}
 	})
-	if res := call(t, nobody, "system:"+app, "SayHello"); res.Code != "OK" {
+	if res := e2e.Call(t, e2e.Nobody, "system:"+app, "SayHello"); res.Code != "OK" {
 		t.Errorf("uid %d through SystemEndpoint: %s %q", testutil.Nobody, res.Code, res.Message)
 	}
 }

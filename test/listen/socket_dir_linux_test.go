@@ -1,4 +1,4 @@
-package grpcipc_test
+package listen
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 )
 
 func init() {
 	// symlink TARGET LINK: makes LINK point to TARGET, as whoever runs it.
-	grpcipc.RegisterHelper("symlink", func(args []string) error {
+	testutil.RegisterHelper("symlink", func(args []string) error {
 		return os.Symlink(args[0], args[1])
 	})
 }
@@ -233,7 +234,7 @@ func TestListenChecksDirectoriesAboveSocketDir(t *testing.T) {
 func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 	testutil.RequireRoot(t)
 	const usersGroup = 100 // "users" on Debian
-	member := caller{uid: 12345, gid: 12345, groups: []int{usersGroup}}
+	member := e2e.Caller{UID: 12345, GID: 12345, Groups: []int{usersGroup}}
 	everyone, err := grpcipc.AllowPolicy("*")
 	if err != nil {
 		t.Fatal(err)
@@ -247,19 +248,19 @@ func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 		policy   *grpcipc.Policy
 		dirMode  fs.FileMode
 		dirGID   int
-		admitted []caller
-		refused  []caller
+		admitted []e2e.Caller
+		refused  []e2e.Caller
 	}{
-		{"same-user", grpcipc.SameUserPolicy(), 0o700, 0, []caller{root}, []caller{member, nobody}},
-		{"group", group, 0o710, usersGroup, []caller{root, member}, []caller{nobody}},
-		{"everyone", everyone, 0o711, 0, []caller{root, member, nobody}, nil},
+		{"same-user", grpcipc.SameUserPolicy(), 0o700, 0, []e2e.Caller{e2e.Root}, []e2e.Caller{member, e2e.Nobody}},
+		{"group", group, 0o710, usersGroup, []e2e.Caller{e2e.Root, member}, []e2e.Caller{e2e.Nobody}},
+		{"everyone", everyone, 0o711, 0, []e2e.Caller{e2e.Root, member, e2e.Nobody}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base := traversableTempDir(t)
 			dir := filepath.Join(base, "app") // Listen creates it
 			endpoint := "unix://" + filepath.Join(dir, "s.sock")
-			gs := serveGuarded(t, endpoint, grpcipc.WithPolicy(tt.policy))
+			gs := e2e.ServeGuarded(t, endpoint, grpcipc.WithPolicy(tt.policy))
 
 			fi, err := os.Lstat(dir)
 			if err != nil {
@@ -270,23 +271,23 @@ func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 				t.Errorf("directory Listen made: mode %v group %d; want %04o group %d", fi.Mode(), st.Gid, tt.dirMode, tt.dirGID)
 			}
 			for _, c := range tt.admitted {
-				if res := call(t, c, endpoint, "SayHello"); res.Code != "OK" {
+				if res := e2e.Call(t, c, endpoint, "SayHello"); res.Code != "OK" {
 					t.Errorf("%v: got %s %q; want OK", c, res.Code, res.Message)
 				}
 			}
-			served := gs.srv.calls.Load()
+			served := gs.Srv.Calls.Load()
 			for _, c := range tt.refused {
 				// Refused by the file system: the call never reaches the
 				// server, and the client says why at once.
-				res := call(t, c, endpoint, "SayHello")
+				res := e2e.Call(t, c, endpoint, "SayHello")
 				if res.Code != "PermissionDenied" || !strings.Contains(res.Message, "refuses this process's user") {
 					t.Errorf("%v: got %s %q; want PermissionDenied, the socket refuses this user", c, res.Code, res.Message)
 				}
 			}
-			if got := gs.srv.calls.Load(); got != served {
+			if got := gs.Srv.Calls.Load(); got != served {
 				t.Errorf("a refused caller was served (%d calls, %d before)", got, served)
 			}
-			if log := gs.log.String(); strings.Contains(log, "connection refused") {
+			if log := gs.Log.String(); strings.Contains(log, "connection refused") {
 				t.Errorf("the server saw a caller the file system should have kept out:\n%s", log)
 			}
 		})

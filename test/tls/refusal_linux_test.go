@@ -1,4 +1,4 @@
-package grpcipc_test
+package tls
 
 import (
 	"crypto/tls"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 )
 
 // TestTLSClientCertificateRefused: a TLS 1.3 client whose certificate the
@@ -27,7 +29,7 @@ func TestTLSClientCertificateRefused(t *testing.T) {
 	pinServer := grpcipc.WithPins(server.Pin.String())
 	for _, tc := range []struct {
 		name string
-		gs   *guardedServer
+		gs   *e2e.GuardedServer
 		opts []grpcipc.ClientOption
 		want []string
 		log  string // what the server logs
@@ -47,11 +49,11 @@ func TestTLSClientCertificateRefused(t *testing.T) {
 			[]string{"the server requires a client certificate and this client has none", "remote error: tls: certificate required"}, "TLS handshake failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			calls := tc.gs.srv.calls.Load()
+			calls := tc.gs.Srv.Calls.Load()
 			// Often enough that both ends of the race show up: the
 			// preface written before the server closes, or not.
 			for range 20 {
-				err := sayHello(t, tc.gs.endpoint, tc.opts...)
+				err := e2e.SayHello(t, tc.gs.Endpoint, tc.opts...)
 				if err == nil {
 					t.Fatal("the call went through")
 				}
@@ -67,18 +69,18 @@ func TestTLSClientCertificateRefused(t *testing.T) {
 					}
 				}
 			}
-			if tc.gs.srv.calls.Load() != calls {
+			if tc.gs.Srv.Calls.Load() != calls {
 				t.Error("a handler ran for a refused client")
 			}
-			log := tc.gs.log.String()
+			log := tc.gs.Log.String()
 			if !strings.Contains(log, "TLS handshake failed") || !strings.Contains(log, tc.log) {
 				t.Errorf("the server's log does not say %q:\n%s", tc.log, log)
 			}
 		})
 	}
 	// The accepted client still gets through both servers.
-	for _, gs := range []*guardedServer{pinned, withCA} {
-		if err := sayHello(t, gs.endpoint, grpcipc.WithTLS(client.TLSConfig()), pinServer); err != nil {
+	for _, gs := range []*e2e.GuardedServer{pinned, withCA} {
+		if err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithTLS(client.TLSConfig()), pinServer); err != nil {
 			t.Errorf("the pinned client: %v", err)
 		}
 	}
@@ -91,7 +93,7 @@ func TestPinnedServerCertificateExpired(t *testing.T) {
 	gs := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()))
 	notAfter := server.Certificate.Leaf.NotAfter.UTC().Format(time.RFC3339)
 	for _, pin := range []string{server.Pin.String(), grpcipc.SPKIPin(server.Certificate.Leaf).String()} {
-		err := sayHello(t, gs.endpoint, grpcipc.WithPins(pin))
+		err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(pin))
 		if err == nil {
 			t.Fatalf("pin %s: an expired server certificate was accepted", pin)
 		}
@@ -107,9 +109,9 @@ func TestPinnedServerCertificateExpired(t *testing.T) {
 // certificate expired a day ago.
 func expiredKeyPair(t *testing.T, name string) *grpcipc.KeyPair {
 	t.Helper()
-	kp, err := grpcipc.KeyPairValidBetween(name, time.Now().Add(-30*24*time.Hour), time.Now().Add(-24*time.Hour).Truncate(time.Second))
+	c, err := testutil.SelfSigned(name, time.Now().Add(-30*24*time.Hour), time.Now().Add(-24*time.Hour).Truncate(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kp
+	return &grpcipc.KeyPair{Certificate: c, Pin: grpcipc.CertPin(c.Certificate[0])}
 }

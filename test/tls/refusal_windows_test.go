@@ -1,4 +1,4 @@
-package grpcipc_test
+package tls
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/internal/demo"
 	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
 )
 
 // TestTLSClientCertificateRefusedPipe: over a named pipe, a TLS 1.3 client
@@ -41,8 +42,8 @@ func TestTLSClientCertificateRefusedPipe(t *testing.T) {
 	t.Cleanup(func() { srv.Stop(); <-done })
 
 	call := func(kp *grpcipc.KeyPair) error {
-		conn := newClient(t, endpoint, grpcipc.WithTLS(kp.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
-		_, err := greetpb.NewGreeterClient(conn).SayHello(ctxFor(t), &greetpb.HelloRequest{Name: "x"})
+		conn := e2e.NewClient(t, endpoint, grpcipc.WithTLS(kp.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
+		_, err := greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "x"})
 		return err
 	}
 	if err := call(client); err != nil {

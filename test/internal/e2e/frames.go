@@ -22,7 +22,7 @@ const SayHelloMethod = "/greet.Greeter/SayHello"
 // been exchanged.
 type RawFast struct {
 	C      *net.UnixConn
-	r      *wire.Reader
+	R      *wire.Reader // the server's frames
 	Frames []wire.Type  // what the server sent
 	GoAway *wire.GoAway // the server's GOAWAY, if it sent one
 }
@@ -53,7 +53,7 @@ func DialFastWith(t *testing.T, endpoint string, offer []byte, want uint8) *RawF
 	if want := wire.AppendPreface(nil, want); !bytes.Equal(got[:], want) {
 		t.Fatalf("the server's preface is %q, want %q", got, want)
 	}
-	return &RawFast{C: c, r: wire.NewReader(br, wire.DefaultMaxFrame)}
+	return &RawFast{C: c, R: wire.NewReader(br, wire.DefaultMaxFrame)}
 }
 
 // RawFrame is a frame of type typ on stream, with flags and payload.
@@ -106,7 +106,7 @@ func (rf *RawFast) Send(t *testing.T, frames ...[]byte) {
 // Next reads the server's next frame, noting it.
 func (rf *RawFast) Next(within time.Duration) (wire.Header, []byte, error) {
 	rf.C.SetReadDeadline(time.Now().Add(within))
-	h, p, err := rf.r.Next()
+	h, p, err := rf.R.Next()
 	if err != nil {
 		return h, p, err
 	}
