@@ -34,16 +34,16 @@ func (f clientOptionFunc) applyClient(c *clientConfig) error { return f(c) }
 
 // WithExpectedServer makes [NewClient] check the server's OS identity
 // before it sends a byte of a request: the process at the other end of the
-// socket must match one of principals (see [ParsePrincipal]; "same-user" is
-// the client's own user, "root" is uid 0 or, on Windows, SYSTEM). On a Unix
-// socket path the socket file's owner must match too, and no directory
-// from the socket's up to / may be writable by another user unless it is
-// sticky and owned by root or the expected user, so that the socket could
-// not have been swapped. A mismatch fails the connection with an error
+// socket must match one of principals ([SameUser] is the client's own user,
+// [Root] is uid 0 or, on Windows, SYSTEM; [ParsePrincipal] reads the others
+// from text). On a Unix socket path the socket file's owner must match too,
+// and no directory from the socket's up to / may be writable by another
+// user unless it is sticky and owned by root or the expected user, so that
+// the socket could not have been swapped. A mismatch fails the connection with an error
 // wrapping [ErrUntrustedServer] that names the expected and the actual
-// identity. Without this option a client expects "same-user" or "root";
-// "*" trusts any server and turns the socket file checks off.
-func WithExpectedServer(principals ...string) ClientOption {
+// identity. Without this option a client expects [SameUser] or [Root];
+// [Anyone] ("*") trusts any server and turns the socket file checks off.
+func WithExpectedServer(principals ...Principal) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) error {
 		if len(principals) == 0 {
 			return fmt.Errorf("grpcipc: WithExpectedServer with no principals")
@@ -51,10 +51,9 @@ func WithExpectedServer(principals ...string) ClientOption {
 		if c.ep.Transport == TCP {
 			return fmt.Errorf("grpcipc: %s: a tcp server has no OS identity to check; use TLS with WithPins or a CA", c.ep)
 		}
-		for _, s := range principals {
-			p, err := ParsePrincipal(s)
-			if err != nil {
-				return err
+		for _, p := range principals {
+			if p.kind == 0 {
+				return errors.New("grpcipc: expected server: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)")
 			}
 			if err := checkExeBounded(p); err != nil {
 				return fmt.Errorf("grpcipc: expected server: %w", err)

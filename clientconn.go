@@ -21,10 +21,13 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// The protocols a [ClientConn] speaks ([ClientConn.Protocol]).
+// Protocol is a protocol a [ClientConn] speaks ([ClientConn.Protocol]).
+type Protocol string
+
+// The protocols a [ClientConn] speaks.
 const (
-	ProtocolFast  = "grpcipc" // grpcipc's fast path (docs/protocol.md)
-	ProtocolHTTP2 = "http2"   // gRPC over HTTP/2, through a grpc.ClientConn
+	ProtocolFast  Protocol = "grpcipc" // grpcipc's fast path (docs/protocol.md)
+	ProtocolHTTP2 Protocol = "http2"   // gRPC over HTTP/2, through a grpc.ClientConn
 )
 
 // answerTimeout bounds the wait for a server's first bytes when the call
@@ -50,7 +53,7 @@ type ClientConn struct {
 	closing chan struct{}         // closed by Close
 
 	mu       sync.Mutex
-	protocol string // "", ProtocolFast or ProtocolHTTP2
+	protocol Protocol // "", ProtocolFast or ProtocolHTTP2
 	fc       *fastpath.ClientConn
 	dialing  chan struct{} // closed when the dial in progress ends
 	retry    reconnect     // failed dials, and when the next may start
@@ -134,7 +137,7 @@ func newClientConn(ep Endpoint, dial func(context.Context) (net.Conn, error), op
 
 // Protocol says which protocol the connection speaks: [ProtocolFast] or
 // [ProtocolHTTP2]; "" until the first connection to the server has told.
-func (cc *ClientConn) Protocol() string {
+func (cc *ClientConn) Protocol() Protocol {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return cc.protocol

@@ -134,8 +134,9 @@ func WithTLS(cfg *tls.Config) TLSOption {
 	}}
 }
 
-// WithPins accepts the peer's certificate by its SHA-256 thumbprint (see
-// [ParsePin]) instead of a CA, as the reference docs' certificate
+// WithPins accepts the peer's certificate by its SHA-256 thumbprint
+// ([CertPin], [SPKIPin], a [KeyPair]'s Pin, or [ParsePin] from text)
+// instead of a CA, as the reference docs' certificate
 // validation callback does. On the client it turns TLS on and pins the
 // server's certificate; on the server it requires a client certificate that
 // matches one of the pins (mutual TLS). A mismatch fails the handshake with
@@ -152,18 +153,17 @@ func WithTLS(cfg *tls.Config) TLSOption {
 // only after its own handshake; its calls then fail with an error that
 // says so and carries the server's alert ("remote error: tls: bad
 // certificate"), while the server logs the reason.
-func WithPins(pins ...string) TLSOption {
+func WithPins(pins ...Pin) TLSOption {
 	return TLSOption{func(s *tlsSettings) error {
 		if len(pins) == 0 {
 			return errors.New("grpcipc: WithPins with no pins")
 		}
 		for _, p := range pins {
-			pin, err := ParsePin(p)
-			if err != nil {
-				return fmt.Errorf("grpcipc: %w", err)
+			if p == (Pin{}) {
+				return errors.New("grpcipc: WithPins: the zero Pin names no certificate (make one with CertPin, SPKIPin or ParsePin)")
 			}
-			s.pins = append(s.pins, pin)
 		}
+		s.pins = append(s.pins, pins...)
 		return nil
 	}}
 }

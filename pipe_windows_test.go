@@ -37,7 +37,11 @@ func TestPipeSecondServerRefused(t *testing.T) {
 func TestPipeSDDL(t *testing.T) {
 	self := identity{sid: "S-1-5-21-1-2-3-1001"}
 	mk := func(principals ...string) *Policy {
-		p, err := AllowPolicy(principals...)
+		ps := make([]Principal, len(principals))
+		for i, s := range principals {
+			ps[i] = mustParsePrincipal(t, s)
+		}
+		p, err := AllowPolicy(ps...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -104,6 +104,20 @@ func Root() Principal { return Principal{kind: pSystem, text: "root"} }
 // Anyone is the principal every caller matches: ParsePrincipal("*").
 func Anyone() Principal { return Principal{kind: pAny, text: "*"} }
 
+// UID is the principal of the effective user ID uid (on Windows it
+// matches no one): ParsePrincipal("uid:" + strconv.Itoa(uid)). A negative
+// uid matches no one.
+func UID(uid int) Principal {
+	return Principal{kind: pUID, id: uid, text: "uid:" + strconv.Itoa(uid)}
+}
+
+// GID is the principal of the members of group gid, primary or
+// supplementary (on Windows it matches no one): ParsePrincipal("gid:" +
+// strconv.Itoa(gid)). A negative gid matches no one.
+func GID(gid int) Principal {
+	return Principal{kind: pGID, id: gid, text: "gid:" + strconv.Itoa(gid)}
+}
+
 func parsePrincipal(s string) (Principal, error) {
 	switch s {
 	case "*":
@@ -527,14 +541,15 @@ func SameUserPolicy() *Policy {
 }
 
 // AllowPolicy returns a policy that admits the server's own user and the
-// given principals (see [ParsePrincipal]) to every method: what the grpcipc
-// command's --allow flags build.
-func AllowPolicy(principals ...string) (*Policy, error) {
-	ps := []Principal{{kind: pSameUser, text: "same-user"}}
-	for _, s := range principals {
-		p, err := ParsePrincipal(s)
-		if err != nil {
-			return nil, err
+// given principals to every method: what the grpcipc command's --allow
+// flags build. Its error wraps [ErrPolicy]: a zero Principal, or an exe:
+// principal that is not combined with a user, group, uid, gid, root or SID
+// (see [ParsePrincipal]).
+func AllowPolicy(principals ...Principal) (*Policy, error) {
+	ps := []Principal{SameUser()}
+	for _, p := range principals {
+		if p.kind == 0 {
+			return nil, fmt.Errorf("%w: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)", ErrPolicy)
 		}
 		if err := checkExeBounded(p); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrPolicy, err)

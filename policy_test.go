@@ -590,7 +590,7 @@ func TestExeAloneAdmitsNoOne(t *testing.T) {
 			t.Errorf("%s in a deny rule: %v; want an error saying a copy dodges it", name, err)
 		}
 	}
-	if _, err := AllowPolicy(exe); err == nil {
+	if _, err := AllowPolicy(p(exe)); err == nil {
 		t.Error("AllowPolicy(exe:...) accepted")
 	}
 }

@@ -73,8 +73,8 @@ func (st stack) String() string { return st.name + " " + st.transport }
 var stacks = []stack{
 	{name: "grpc-go", transport: "tcp", serve: serveGRPCGoTCP, dial: dialGRPCGo, streams: true},
 	{name: "grpc-go", transport: "unix", serve: serveGRPCGoUnix, dial: dialGRPCGoUnix, streams: true},
-	{name: "grpcipc", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPC, protocol: grpcipc.ProtocolFast, streams: true},
-	{name: "grpcipc-http2", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPCHTTP2, protocol: grpcipc.ProtocolHTTP2, streams: true},
+	{name: "grpcipc", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPC, protocol: string(grpcipc.ProtocolFast), streams: true},
+	{name: "grpcipc-http2", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPCHTTP2, protocol: string(grpcipc.ProtocolHTTP2), streams: true},
 	{name: "ttrpc", transport: "unix", serve: serveTTRPC, dial: dialTTRPC, streams: true},
 	{name: "drpc", transport: "unix", serve: serveDRPC, dial: dialDRPC, streams: true},
 }
@@ -205,7 +205,7 @@ type grpcipcClient struct {
 	cc *grpcipc.ClientConn
 }
 
-func (g grpcipcClient) protocol() string { return g.cc.Protocol() }
+func (g grpcipcClient) protocol() string { return string(g.cc.Protocol()) }
 
 // shared returns callers copies of one client: a stack whose connection
 // takes concurrent calls, used as its users do.

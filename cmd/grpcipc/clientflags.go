@@ -109,7 +109,15 @@ func (f *clientFlags) options(ctx context.Context) ([]grpcipc.ClientOption, erro
 		opts = append(opts, grpcipc.WithHTTP2())
 	}
 	if len(f.expect) > 0 {
-		opts = append(opts, grpcipc.WithExpectedServer(f.expect...))
+		expect := make([]grpcipc.Principal, len(f.expect))
+		for i, s := range f.expect {
+			p, err := grpcipc.ParsePrincipal(s)
+			if err != nil {
+				return nil, err
+			}
+			expect[i] = p
+		}
+		opts = append(opts, grpcipc.WithExpectedServer(expect...))
 	}
 	if *f.serverName != "" && *f.cacert == "" {
 		return nil, usageErrorf("--servername names the certificate --cacert verifies: give --cacert too")
@@ -133,7 +141,15 @@ func (f *clientFlags) options(ctx context.Context) ([]grpcipc.ClientOption, erro
 		opts = append(opts, grpcipc.WithTLS(cfg))
 	}
 	if len(f.pins) > 0 {
-		opts = append(opts, grpcipc.WithPins(f.pins...))
+		pins := make([]grpcipc.Pin, len(f.pins))
+		for i, s := range f.pins {
+			p, err := grpcipc.ParsePin(s)
+			if err != nil {
+				return nil, fmt.Errorf("grpcipc: %w", err)
+			}
+			pins[i] = p
+		}
+		opts = append(opts, grpcipc.WithPins(pins...))
 	}
 	return opts, nil
 }

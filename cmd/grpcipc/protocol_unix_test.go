@@ -30,7 +30,7 @@ func TestCallSpeaksFastPath(t *testing.T) {
 	t.Cleanup(srv.Stop)
 	for _, tc := range []struct {
 		args []string
-		want string
+		want grpcipc.Protocol
 	}{
 		{nil, grpcipc.ProtocolFast},
 		{[]string{"--http2"}, grpcipc.ProtocolHTTP2},

@@ -79,7 +79,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case len(allow) > 0 && *policyFile != "":
 		return usageErrorf("serve: give --allow or --policy, not both")
 	case len(allow) > 0:
-		p, err := grpcipc.AllowPolicy(allow...)
+		ps := make([]grpcipc.Principal, len(allow))
+		for i, s := range allow {
+			if ps[i], err = grpcipc.ParsePrincipal(s); err != nil {
+				return usageErrorf("--allow: %w", err)
+			}
+		}
+		p, err := grpcipc.AllowPolicy(ps...)
 		if err != nil {
 			return usageErrorf("--allow: %w", err)
 		}

@@ -188,7 +188,7 @@ func record(ctx context.Context, http2 bool, calls []call) (*recording, error) {
 		}
 	}
 	span.End()
-	rec.Protocol = conn.Protocol()
+	rec.Protocol = string(conn.Protocol())
 	if err := conn.Close(); err != nil {
 		return nil, err
 	}

@@ -26,8 +26,8 @@ const semconvEnv = "OTEL_SEMCONV_STABILITY_OPT_IN"
 // protocol is one way for the client to call.
 type protocol struct {
 	name  string
-	http2 bool   // grpcipc.WithHTTP2
-	want  string // client.Protocol()
+	http2 bool             // grpcipc.WithHTTP2
+	want  grpcipc.Protocol // client.Protocol()
 }
 
 var protocols = []protocol{
@@ -135,7 +135,7 @@ func recordBoth(t *testing.T, cs []call, mode semconv) [2]*recording {
 // check checks what otelgrpc recorded for calls made over p.
 func check(t *testing.T, p protocol, mode semconv, cs []call, rec *recording) {
 	t.Helper()
-	if rec.Protocol != p.want {
+	if rec.Protocol != string(p.want) {
 		t.Errorf("%s: client.Protocol() = %q, want %q", p.name, rec.Protocol, p.want)
 	}
 	if !rec.SocketGone {

@@ -95,12 +95,12 @@ func TestTCPNeedsClientAuthentication(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		endpoint, gs := serveTCP(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
+		endpoint, gs := serveTCP(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin))
 		for _, tc := range []struct {
 			kp   *grpcipc.KeyPair
 			want codes.Code
 		}{{client, codes.OK}, {stranger, codes.Unavailable}} {
-			conn := e2e.NewClient(t, endpoint, grpcipc.WithTLS(tc.kp.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
+			conn := e2e.NewClient(t, endpoint, grpcipc.WithTLS(tc.kp.TLSConfig()), grpcipc.WithPins(server.Pin))
 			_, err := greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "x"})
 			if status.Code(err) != tc.want {
 				t.Errorf("client %s: %v, want %s", tc.kp.Certificate.Leaf.Subject.CommonName, err, tc.want)

@@ -155,9 +155,9 @@ func BenchmarkNewConnection(b *testing.B) {
 	}{
 		{"identity-only", nil, nil},
 		{"tls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig())},
-			[]grpcipc.ClientOption{grpcipc.WithPins(server.Pin.String())}},
-		{"mtls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String())},
-			[]grpcipc.ClientOption{grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String())}},
+			[]grpcipc.ClientOption{grpcipc.WithPins(server.Pin)}},
+		{"mtls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin)},
+			[]grpcipc.ClientOption{grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(b), "b.sock")

@@ -111,7 +111,7 @@ func TestBudgetHeldAfterTrailers(t *testing.T) {
 				t.Fatalf("the hostile server: %q, %v", line, err)
 			}
 			w := e2e.WatchHeap()
-			conn := e2e.NewClient(t, endpoint, grpcipc.WithExpectedServer("*"))
+			conn := e2e.NewClient(t, endpoint, grpcipc.WithExpectedServer(grpcipc.Anyone()))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var streams []grpc.ClientStream

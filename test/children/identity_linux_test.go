@@ -43,7 +43,7 @@ func TestChildIdentityAfterLauncher(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The child (uid 65534) checks this server (root) as any client does.
-	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithChildClientOptions(grpcipc.WithExpectedServer("*")))
+	child, err := grpcipc.StartChild(ctx, cmd, grpcipc.WithChildClientOptions(grpcipc.WithExpectedServer(grpcipc.Anyone())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestOwnTransportCredentialsRefused(t *testing.T) {
 		"insecure": grpc.WithTransportCredentials(insecure.NewCredentials()),
 		"local":    grpc.WithTransportCredentials(local.NewCredentials()),
 	} {
-		_, err := grpcipc.NewClient(endpoint, grpcipc.WithExpectedServer("same-user"), grpcipc.WithGRPCDialOptions(opt))
+		_, err := grpcipc.NewClient(endpoint, grpcipc.WithExpectedServer(grpcipc.SameUser()), grpcipc.WithGRPCDialOptions(opt))
 		if err == nil || !strings.Contains(err.Error(), "ClientCredentials") {
 			t.Errorf("%s credentials through WithGRPCDialOptions: %v; want an error naming ClientCredentials", name, err)
 		}
@@ -37,7 +37,7 @@ func TestOwnTransportCredentialsRefused(t *testing.T) {
 // ClientCredentials keeps the checks in a grpc.ClientConn of one's own.
 func TestClientCredentialsKeepChecks(t *testing.T) {
 	ep, _ := e2e.StartServer(t, testutil.Endpoint(t))
-	dial := func(expect ...string) error {
+	dial := func(expect ...grpcipc.Principal) error {
 		var opts []grpcipc.ClientOption
 		if len(expect) > 0 {
 			opts = append(opts, grpcipc.WithExpectedServer(expect...))
@@ -57,7 +57,11 @@ func TestClientCredentialsKeepChecks(t *testing.T) {
 	if err := dial(); err != nil {
 		t.Errorf("default expectation, own server: %v", err)
 	}
-	if err := dial("uid:4242", "sid:S-1-5-21-1-2-3-4242"); err == nil || !strings.Contains(err.Error(), "untrusted server") {
+	sid, err := grpcipc.ParsePrincipal("sid:S-1-5-21-1-2-3-4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(grpcipc.UID(4242), sid); err == nil || !strings.Contains(err.Error(), "untrusted server") {
 		t.Errorf("expecting someone else: %v; want untrusted server", err)
 	}
 	if _, err := grpcipc.ClientCredentials(ep.String(), grpcipc.WithGRPCDialOptions(grpc.WithUserAgent("x"))); err == nil {

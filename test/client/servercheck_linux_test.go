@@ -21,7 +21,7 @@ func init() {
 	// impostor ENDPOINT: serves SayHello to anyone on ENDPOINT, prints
 	// "ready", then "call METHOD" for every call that reaches it.
 	testutil.RegisterHelper("impostor", func(args []string) error {
-		p, err := grpcipc.AllowPolicy("*")
+		p, err := grpcipc.AllowPolicy(grpcipc.Anyone())
 		if err != nil {
 			return err
 		}
@@ -68,12 +68,16 @@ func TestClientRefusesImpostor(t *testing.T) {
 		t.Run(strings.SplitN(endpoint, ":", 2)[0], func(t *testing.T) {
 			out := startImpostor(t, endpoint)
 			// nil: the default, same-user or root.
-			for _, expect := range [][]string{nil, {"root"}, {"uid:0", "same-user"}} {
+			for _, expect := range [][]grpcipc.Principal{nil, {grpcipc.Root()}, {grpcipc.UID(0), grpcipc.SameUser()}} {
 				var opts []grpcipc.ClientOption
 				wantExpected := "expected same-user or root (the default"
 				if expect != nil {
 					opts = append(opts, grpcipc.WithExpectedServer(expect...))
-					wantExpected = "expected " + strings.Join(expect, " or ")
+					names := make([]string, len(expect))
+					for i, p := range expect {
+						names[i] = p.String()
+					}
+					wantExpected = "expected " + strings.Join(names, " or ")
 				}
 				err := e2e.SayHello(t, endpoint, opts...)
 				if err == nil {
@@ -91,7 +95,11 @@ func TestClientRefusesImpostor(t *testing.T) {
 			}
 			// The same client expecting that user gets through: the check,
 			// not the connection, refused it.
-			if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer("user:nobody")); err != nil {
+			nobody, err := grpcipc.ParsePrincipal("user:nobody")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(nobody)); err != nil {
 				t.Fatalf("expecting nobody: %v", err)
 			}
 			line, _ := out.ReadString('\n')
@@ -110,14 +118,14 @@ func TestClientFlagsWritableDirectory(t *testing.T) {
 	}
 	endpoint := "unix://" + filepath.Join(dir, "s.sock")
 	e2e.StartServer(t, endpoint)
-	if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer("same-user")); err != nil {
+	if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(grpcipc.SameUser())); err != nil {
 		t.Fatalf("safe directories: %v", err)
 	}
 	for _, writable := range []string{dir, base} {
 		if err := os.Chmod(writable, 0o777); err != nil {
 			t.Fatal(err)
 		}
-		err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer("same-user"))
+		err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(grpcipc.SameUser()))
 		if err == nil || !strings.Contains(err.Error(), "directory "+writable+" is writable by others (mode 0777)") {
 			t.Errorf("socket under a world-writable %s: %v", writable, err)
 		}
@@ -136,7 +144,7 @@ func TestClientFlagsWritableDirectory(t *testing.T) {
 	if err := e2e.SayHello(t, endpoint); err == nil || !strings.Contains(err.Error(), "is writable by others (mode 0777)") {
 		t.Errorf("no expectation, a world-writable socket directory: %v", err)
 	}
-	if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer("*")); err != nil {
+	if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(grpcipc.Anyone())); err != nil {
 		t.Errorf("WithExpectedServer(\"*\"): %v", err)
 	}
 }
@@ -148,15 +156,22 @@ func TestExpectedServerOptionErrors(t *testing.T) {
 		want     string
 	}{
 		{"unix:@x", grpcipc.WithExpectedServer(), "no principals"},
-		{"unix:@x", grpcipc.WithExpectedServer("usr:x"), `unknown kind "usr"`},
-		{"tcp://127.0.0.1:1", grpcipc.WithExpectedServer("root"), "a tcp server has no OS identity"},
-		{"unix:@x", grpcipc.WithPins("abc"), "want 64 hex digits"},
+		{"unix:@x", grpcipc.WithExpectedServer(grpcipc.Principal{}), "the zero Principal names no one"},
+		{"tcp://127.0.0.1:1", grpcipc.WithExpectedServer(grpcipc.Root()), "a tcp server has no OS identity"},
+		{"unix:@x", grpcipc.WithPins(grpcipc.Pin{}), "the zero Pin names no certificate"},
 		{"unix:@x", grpcipc.WithPins(), "no pins"},
 		{"unix:@x", grpcipc.WithTLS(nil), "WithTLS(nil)"},
 	} {
 		if _, err := grpcipc.NewClient(tc.endpoint, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewClient(%s, ...) = %v; want %q", tc.endpoint, err, tc.want)
 		}
+	}
+	// Text is read before it becomes an option.
+	if _, err := grpcipc.ParsePrincipal("usr:x"); err == nil || !strings.Contains(err.Error(), `unknown kind "usr"`) {
+		t.Errorf(`ParsePrincipal("usr:x") = %v`, err)
+	}
+	if _, err := grpcipc.ParsePin("abc"); err == nil || !strings.Contains(err.Error(), "want 64 hex digits") {
+		t.Errorf(`ParsePin("abc") = %v`, err)
 	}
 	if _, err := grpcipc.ServerOptions(grpcipc.WithTLS(&tls.Config{})); err == nil || !strings.Contains(err.Error(), "needs a certificate") {
 		t.Errorf("ServerOptions(WithTLS without a certificate) = %v", err)

@@ -33,7 +33,7 @@ import (
 // fpProtocol is one way a grpcipc client talks to a grpcipc.Server.
 type fpProtocol struct {
 	name string
-	want string // ClientConn.Protocol after the first call
+	want grpcipc.Protocol // ClientConn.Protocol after the first call
 	opts []grpcipc.ClientOption
 }
 

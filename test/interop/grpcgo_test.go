@@ -120,7 +120,7 @@ func TestGRPCInterop(t *testing.T) {
 		serve    func(*testing.T) string
 		dial     func(*testing.T, string) grpc.ClientConnInterface
 		onlyOS   string
-		protocol string // what a grpcipc client speaks: ClientConn.Protocol
+		protocol grpcipc.Protocol // what a grpcipc client speaks: ClientConn.Protocol
 	}{
 		{"grpcipc client, grpcipc server", serveGRPCIPC, dialGRPCIPC, "", grpcipc.ProtocolFast},
 		{"grpcipc client, plain grpc-go server", servePlain, dialGRPCIPC, "", grpcipc.ProtocolHTTP2},

@@ -112,7 +112,7 @@ func TestInteropPythonClient(t *testing.T) {
 func TestInteropPythonServer(t *testing.T) {
 	path := filepath.Join(testutil.ShortTempDir(t), "py.sock")
 	testutil.StartPythonServer(t, filepath.Join("..", "..", "testdata", "interop"), "unix://"+path)
-	conn := e2e.NewClient(t, "unix://"+path, grpcipc.WithExpectedServer("same-user"))
+	conn := e2e.NewClient(t, "unix://"+path, grpcipc.WithExpectedServer(grpcipc.SameUser()))
 	reply, err := greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "grpcipc"})
 	if err != nil {
 		t.Fatalf("SayHello to Python: %v", err)

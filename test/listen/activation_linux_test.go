@@ -23,7 +23,11 @@ func init() {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 		var opts []grpcipc.ListenOption
 		if len(args) == 2 && args[0] == "allow" {
-			p, err := grpcipc.AllowPolicy(args[1])
+			who, err := grpcipc.ParsePrincipal(args[1])
+			if err != nil {
+				return err
+			}
+			p, err := grpcipc.AllowPolicy(who)
 			if err != nil {
 				return err
 			}

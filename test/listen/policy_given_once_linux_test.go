@@ -23,7 +23,7 @@ import (
 // directory refused it.
 func TestPolicyGivenOnce(t *testing.T) {
 	testutil.RequireRoot(t)
-	p, err := grpcipc.AllowPolicy(fmt.Sprintf("uid:%d", testutil.Nobody))
+	p, err := grpcipc.AllowPolicy(grpcipc.UID(testutil.Nobody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestSystemEndpointDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := grpcipc.AllowPolicy(fmt.Sprintf("uid:%d", testutil.Nobody))
+	p, err := grpcipc.AllowPolicy(grpcipc.UID(testutil.Nobody))
 	if err != nil {
 		t.Fatal(err)
 	}

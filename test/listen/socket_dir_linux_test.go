@@ -235,11 +235,11 @@ func TestListenSocketDirAdmitsPolicyGroup(t *testing.T) {
 	testutil.RequireRoot(t)
 	const usersGroup = 100 // "users" on Debian
 	member := e2e.Caller{UID: 12345, GID: 12345, Groups: []int{usersGroup}}
-	everyone, err := grpcipc.AllowPolicy("*")
+	everyone, err := grpcipc.AllowPolicy(grpcipc.Anyone())
 	if err != nil {
 		t.Fatal(err)
 	}
-	group, err := grpcipc.AllowPolicy(fmt.Sprintf("gid:%d", usersGroup))
+	group, err := grpcipc.AllowPolicy(grpcipc.GID(usersGroup))
 	if err != nil {
 		t.Fatal(err)
 	}

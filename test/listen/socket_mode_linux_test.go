@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 
@@ -18,7 +17,7 @@ func statGID(t *testing.T, fi os.FileInfo) uint32 {
 }
 
 func TestSocketPermissionsFollowPolicy(t *testing.T) {
-	mk := func(principals ...string) *grpcipc.Policy {
+	mk := func(principals ...grpcipc.Principal) *grpcipc.Policy {
 		p, err := grpcipc.AllowPolicy(principals...)
 		if err != nil {
 			t.Fatal(err)
@@ -34,10 +33,10 @@ func TestSocketPermissionsFollowPolicy(t *testing.T) {
 	}{
 		{"default", nil, 0o600, -1},
 		{"same user only", mk(), 0o600, -1},
-		{"own uid", mk("uid:" + strconv.Itoa(os.Geteuid())), 0o600, -1},
-		{"one group", mk("gid:" + strconv.Itoa(usersGID)), 0o660, usersGID},
-		{"another uid", mk("uid:65534"), 0o666, -1},
-		{"everyone", mk("*"), 0o666, -1},
+		{"own uid", mk(grpcipc.UID(os.Geteuid())), 0o600, -1},
+		{"one group", mk(grpcipc.GID(usersGID)), 0o660, usersGID},
+		{"another uid", mk(grpcipc.UID(65534)), 0o666, -1},
+		{"everyone", mk(grpcipc.Anyone()), 0o666, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,9 +36,9 @@ func serveTLS(t *testing.T, opts ...grpcipc.ServerOption) *e2e.GuardedServer {
 
 func TestMutualTLSOverUnixSocket(t *testing.T) {
 	server, client := newKeyPair(t, "server"), newKeyPair(t, "client")
-	gs := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
+	gs := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin))
 
-	conn := e2e.NewClient(t, gs.Endpoint, grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
+	conn := e2e.NewClient(t, gs.Endpoint, grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin))
 	var p peer.Peer
 	if _, err := identitypb.NewIdentityClient(conn).WhoAmI(e2e.Context(t), &identitypb.WhoAmIRequest{}, grpc.Peer(&p)); err != nil {
 		t.Fatalf("mTLS call: %v", err)
@@ -62,8 +62,8 @@ func TestMutualTLSOverUnixSocket(t *testing.T) {
 	calls := gs.Srv.Calls.Load()
 	stranger := newKeyPair(t, "stranger")
 	for name, opts := range map[string][]grpcipc.ClientOption{
-		"no certificate":      {grpcipc.WithPins(server.Pin.String())},
-		"another certificate": {grpcipc.WithTLS(stranger.TLSConfig()), grpcipc.WithPins(server.Pin.String())},
+		"no certificate":      {grpcipc.WithPins(server.Pin)},
+		"another certificate": {grpcipc.WithTLS(stranger.TLSConfig()), grpcipc.WithPins(server.Pin)},
 		"no TLS at all":       nil,
 	} {
 		if err := e2e.SayHello(t, gs.Endpoint, opts...); err == nil {
@@ -87,7 +87,7 @@ func TestServerCertificateInHandler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := k.Make(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()),
+			s := k.Make(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin),
 				grpcipc.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 					if ai, ok := grpcipc.AuthInfoFromContext(ctx); ok && ai.TLS != nil && ai.Peer != nil {
 						seen = ai.TLS.State.PeerCertificates[0].Raw
@@ -97,7 +97,7 @@ func TestServerCertificateInHandler(t *testing.T) {
 			greetpb.RegisterGreeterServer(s, e2e.Greeter{})
 			go s.Serve(l)
 			defer s.Stop()
-			if err := e2e.SayHello(t, endpoint, grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin.String())); err != nil {
+			if err := e2e.SayHello(t, endpoint, grpcipc.WithTLS(client.TLSConfig()), grpcipc.WithPins(server.Pin)); err != nil {
 				t.Fatal(err)
 			}
 			if grpcipc.CertPin(seen) != client.Pin {
@@ -113,12 +113,17 @@ func TestPins(t *testing.T) {
 	spki := grpcipc.SPKIPin(server.Certificate.Leaf).String()
 	colons := strings.ToUpper(strings.Join(splitEvery(server.Pin.String(), 2), ":"))
 	for _, pin := range []string{server.Pin.String(), spki, colons, "sha256:" + server.Pin.String()} {
-		if err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(pin)); err != nil {
+		p, err := grpcipc.ParsePin(pin)
+		if err != nil {
+			t.Fatalf("pin %s: %v", pin, err)
+		}
+		if err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(p)); err != nil {
 			t.Errorf("pin %s: %v", pin, err)
 		}
 	}
-	wrong := newKeyPair(t, "other").Pin.String()
-	err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(wrong))
+	wrongPin := newKeyPair(t, "other").Pin
+	wrong := wrongPin.String()
+	err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(wrongPin))
 	if err == nil {
 		t.Fatal("a wrong pin was accepted")
 	}

@@ -19,14 +19,14 @@ import (
 func TestTLSClientCertificateRefused(t *testing.T) {
 	server, client, stranger := newKeyPair(t, "server"), newKeyPair(t, "client"), newKeyPair(t, "stranger")
 	expired := expiredKeyPair(t, "expired-client")
-	pinned := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String(), expired.Pin.String()))
+	pinned := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin, expired.Pin))
 	cas := x509.NewCertPool()
 	cas.AddCert(client.Certificate.Leaf)
 	caCfg := server.TLSConfig()
 	caCfg.ClientCAs, caCfg.ClientAuth = cas, tls.RequireAndVerifyClientCert
 	withCA := serveTLS(t, grpcipc.WithTLS(caCfg))
 
-	pinServer := grpcipc.WithPins(server.Pin.String())
+	pinServer := grpcipc.WithPins(server.Pin)
 	for _, tc := range []struct {
 		name string
 		gs   *e2e.GuardedServer
@@ -92,7 +92,7 @@ func TestPinnedServerCertificateExpired(t *testing.T) {
 	server := expiredKeyPair(t, "expired-server")
 	gs := serveTLS(t, grpcipc.WithTLS(server.TLSConfig()))
 	notAfter := server.Certificate.Leaf.NotAfter.UTC().Format(time.RFC3339)
-	for _, pin := range []string{server.Pin.String(), grpcipc.SPKIPin(server.Certificate.Leaf).String()} {
+	for _, pin := range []grpcipc.Pin{server.Pin, grpcipc.SPKIPin(server.Certificate.Leaf)} {
 		err := e2e.SayHello(t, gs.Endpoint, grpcipc.WithPins(pin))
 		if err == nil {
 			t.Fatalf("pin %s: an expired server certificate was accepted", pin)

@@ -33,7 +33,7 @@ func TestTLSClientCertificateRefusedPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := demo.NewServer(grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin.String()))
+	srv, err := demo.NewServer(grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestTLSClientCertificateRefusedPipe(t *testing.T) {
 	t.Cleanup(func() { srv.Stop(); <-done })
 
 	call := func(kp *grpcipc.KeyPair) error {
-		conn := e2e.NewClient(t, endpoint, grpcipc.WithTLS(kp.TLSConfig()), grpcipc.WithPins(server.Pin.String()))
+		conn := e2e.NewClient(t, endpoint, grpcipc.WithTLS(kp.TLSConfig()), grpcipc.WithPins(server.Pin))
 		_, err := greetpb.NewGreeterClient(conn).SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "x"})
 		return err
 	}

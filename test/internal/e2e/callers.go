@@ -36,7 +36,7 @@ type CallResult struct {
 	ServerPID int    `json:"server_pid"`
 	ServerUID string `json:"server_uid"`
 	// Protocol is what the client spoke by the end of the call.
-	Protocol string `json:"protocol"`
+	Protocol grpcipc.Protocol `json:"protocol"`
 }
 
 func init() {
@@ -45,7 +45,15 @@ func init() {
 	testutil.RegisterHelper("call", func(args []string) error {
 		var opts []grpcipc.ClientOption
 		if len(args) > 2 {
-			opts = append(opts, grpcipc.WithExpectedServer(args[2:]...))
+			var expect []grpcipc.Principal
+			for _, s := range args[2:] {
+				p, err := grpcipc.ParsePrincipal(s)
+				if err != nil {
+					return err
+				}
+				expect = append(expect, p)
+			}
+			opts = append(opts, grpcipc.WithExpectedServer(expect...))
 		}
 		endpoint := args[0]
 		if app, ok := strings.CutPrefix(endpoint, "system:"); ok {
