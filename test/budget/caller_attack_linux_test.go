@@ -118,29 +118,38 @@ func attack(mode string, w io.Writer) error {
 }
 
 func init() {
-	// budget-attack ENDPOINT MODE CONNS: make CONNS fast-path connections,
-	// send each MODE's frames (as many as the server reads within 4 s),
-	// print "sent N" (bytes, all connections), then hold the connections
-	// until standard input closes.
+	// budget-attack ENDPOINT MODE CONNS NEED: make CONNS fast-path
+	// connections, send each MODE's frames (as many as the server reads
+	// within 4 s; and on, up to 30 s, while less than NEED bytes in all
+	// were sent and the server still reads: a loaded machine's server
+	// reads slowly, and an attack that is to fill a budget must send more
+	// than it), print "sent N" (bytes, all connections), then hold the
+	// connections until standard input closes.
 	testutil.RegisterHelper("budget-attack", func(args []string) error {
-		if len(args) != 3 {
-			return errors.New("want ENDPOINT MODE CONNS")
+		if len(args) != 4 {
+			return errors.New("want ENDPOINT MODE CONNS NEED")
 		}
 		addr, err := e2e.UnixAddr(args[0])
 		if err != nil {
 			return err
 		}
-		if err := attack(args[1], io.Discard); err != nil {
+		var size atomic.Int64
+		if err := attack(args[1], countingWriter{io.Discard, &size}); err != nil {
 			return err
 		}
 		n, err := strconv.Atoi(args[2])
 		if err != nil {
 			return err
 		}
+		need, err := strconv.ParseInt(args[3], 10, 64)
+		if err != nil {
+			return err
+		}
+		need = min(need, int64(n)*size.Load())
 		var sent atomic.Int64
 		var wg sync.WaitGroup
 		conns := make([]net.Conn, n)
-		deadline := time.Now().Add(4 * time.Second)
+		start := time.Now()
 		for i := range conns {
 			c, err := net.Dial("unix", addr)
 			if err != nil {
@@ -154,8 +163,7 @@ func init() {
 			go func() {
 				defer wg.Done()
 				go io.Copy(io.Discard, c) // the server's answers: read, so its writes never wait
-				c.SetWriteDeadline(deadline)
-				attack(args[1], countingWriter{c, &sent})
+				attack(args[1], attackWriter{c, &sent, start, need})
 			}()
 		}
 		wg.Wait()
@@ -166,6 +174,33 @@ func init() {
 		}
 		return nil
 	})
+}
+
+// attackWriter writes an attack to a connection, counting what it sent in
+// all: for 4 s after start, then, while less than need was sent in all,
+// for as long as each write goes through within 2 s, up to 30 s.
+type attackWriter struct {
+	c     net.Conn
+	sent  *atomic.Int64
+	start time.Time
+	need  int64
+}
+
+func (w attackWriter) Write(b []byte) (int, error) {
+	end := w.start.Add(4 * time.Second)
+	if w.sent.Load() < w.need {
+		// Still short: on while the server reads.
+		if next := time.Now().Add(2 * time.Second); next.After(end) {
+			end = next
+		}
+		if hard := w.start.Add(30 * time.Second); end.After(hard) {
+			end = hard
+		}
+	}
+	w.c.SetWriteDeadline(end)
+	n, err := w.c.Write(b)
+	w.sent.Add(int64(n))
+	return n, err
 }
 
 func TestMemoryBudgetsHoldAgainstACaller(t *testing.T) {
@@ -202,7 +237,15 @@ func TestMemoryBudgetsHoldAgainstACaller(t *testing.T) {
 			mark := len(gs.Log.String())
 			g := e2e.KeepCalling(good)
 			w := e2e.WatchHeap()
-			cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "budget-attack", endpoint, tc.mode, strconv.Itoa(tc.conns))
+			// bigcalls fills the budget with what it sends, not with what
+			// that costs the server: it must send more than the budget,
+			// however slowly a loaded machine's server reads (in 4 s a
+			// race-detector build beside other tests read 35 MB of it).
+			var need int64
+			if tc.mode == "bigcalls" {
+				need = tc.budget + 16<<20
+			}
+			cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "budget-attack", endpoint, tc.mode, strconv.Itoa(tc.conns), strconv.FormatInt(need, 10))
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				t.Fatal(err)
