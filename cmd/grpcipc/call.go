@@ -340,7 +340,7 @@ const maxRequestJSON = 64 << 20
 func callError(what string, err error, types typeResolver) error {
 	st, ok := status.FromError(err)
 	if !ok {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, unprefixed{err})
 	}
 	msg := fmt.Sprintf("%s: %v", what, err)
 	for _, d := range st.Proto().GetDetails() {

@@ -77,7 +77,7 @@ func addClientFlags(fs *flag.FlagSet, call bool) *clientFlags {
 	fs.Var(&f.connectTimeout, "connect-timeout", "give connecting and reflection this long (`seconds`, as grpcurl's\n-connect-timeout, or a duration; default --timeout)")
 	fs.Func("expect-server", "trust only a server whose process runs as `PRINCIPAL` (repeatable: any of; e.g.\nroot, same-user, user:NAME, uid:N; * trusts any). Default: same-user or root,\nwith a socket file of theirs in directories no one else can write", func(s string) error {
 		if _, err := grpcipc.ParsePrincipal(s); err != nil {
-			return err // flag.Parse makes it a usage error
+			return unprefixed{err} // flag.Parse makes it a usage error
 		}
 		f.expect = append(f.expect, s)
 		return nil
@@ -145,7 +145,7 @@ func (f *clientFlags) options(ctx context.Context) ([]grpcipc.ClientOption, erro
 		for i, s := range f.pins {
 			p, err := grpcipc.ParsePin(s)
 			if err != nil {
-				return nil, fmt.Errorf("grpcipc: %w", err)
+				return nil, err
 			}
 			pins[i] = p
 		}

@@ -41,7 +41,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	ep, what, cleanup, err := demoEndpoint()
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return fmt.Errorf("demo: %w", unprefixed{err})
 	}
 	var child *serverProcess
 	defer func() {

@@ -60,6 +60,9 @@ func notConnected(ep grpcipc.Endpoint, err error) error {
 		return fmt.Errorf("no server at %s (is it running?): %s", ep, reason)
 	}
 	if sockfile.IsAccessDenied(derr) {
+		if reason := errors.Unwrap(derr); reason != nil {
+			derr = reason // the OS's words, without Dial's "grpcipc: connecting to ENDPOINT"
+		}
 		return fmt.Errorf("permission denied: %s: its permissions refuse this process's user: %w", ep, derr)
 	}
 	return nil

@@ -147,13 +147,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if !errors.As(err, &ee) || !ee.quiet {
-		fmt.Fprintln(stderr, "grpcipc: "+oneLine(err.Error()))
+		fmt.Fprintln(stderr, prefixed(oneLine(err.Error())))
 	}
 	if ee != nil {
 		return ee.code
 	}
 	return 1
 }
+
+// prefixed begins msg with "grpcipc: " once: the errors of the grpcipc
+// package already do.
+func prefixed(msg string) string {
+	if strings.HasPrefix(msg, "grpcipc: ") {
+		return msg
+	}
+	return "grpcipc: " + msg
+}
+
+// unprefixed is an error of the grpcipc package put in the command's own
+// words ("--allow: ...", "policy file F: ..."): its text without the
+// "grpcipc: " it begins with, which run prints once, in front of the whole
+// message. It unwraps to err.
+type unprefixed struct{ err error }
+
+func (e unprefixed) Error() string { return strings.TrimPrefix(e.err.Error(), "grpcipc: ") }
+func (e unprefixed) Unwrap() error { return e.err }
 
 // oneLine folds a message onto one line.
 func oneLine(s string) string {

@@ -294,7 +294,7 @@ func (c *client) find(name, kind string) (protoreflect.Descriptor, error) {
 func (c *client) reflectionError(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
-		return fmt.Errorf("%s: reflection: %w", c.ep, err)
+		return fmt.Errorf("%s: reflection: %w", c.ep, unprefixed{err})
 	}
 	// Exit status 1, as grpcurl's when it cannot connect or reflect.
 	if st.Code() == codes.DeadlineExceeded {

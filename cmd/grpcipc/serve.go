@@ -82,12 +82,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ps := make([]grpcipc.Principal, len(allow))
 		for i, s := range allow {
 			if ps[i], err = grpcipc.ParsePrincipal(s); err != nil {
-				return usageErrorf("--allow: %w", err)
+				return usageErrorf("--allow: %w", unprefixed{err})
 			}
 		}
 		p, err := grpcipc.AllowPolicy(ps...)
 		if err != nil {
-			return usageErrorf("--allow: %w", err)
+			return usageErrorf("--allow: %w", unprefixed{err})
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
 		sopts = append(sopts, grpcipc.WithPolicy(p))
@@ -99,7 +99,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		p, err := grpcipc.ParsePolicy(b)
 		if err != nil {
-			return fmt.Errorf("policy file %s: %w", *policyFile, err)
+			return fmt.Errorf("policy file %s: %w", *policyFile, unprefixed{err})
 		}
 		opts = append(opts, grpcipc.WithPolicy(p))
 		sopts = append(sopts, grpcipc.WithPolicy(p))
@@ -157,7 +157,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	select {
 	case err := <-served:
 		srv.Stop()
-		return fmt.Errorf("serve %s: %w", strings.Join(eps, ", "), err)
+		return fmt.Errorf("serve %s: %w", strings.Join(eps, ", "), unprefixed{err})
 	case <-ctx.Done():
 	}
 	stopped := make(chan struct{})
