@@ -40,8 +40,11 @@ func ActivatedListeners(opts ...ListenOption) ([]net.Listener, error) {
 	defer activatedMu.Unlock()
 	cfg := listenConfig{gid: -1}
 	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("grpcipc: activated sockets: nil ListenOption")
+		}
 		if err := o.applyListen(&cfg); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("grpcipc: activated sockets: %w", err)
 		}
 	}
 	if cfg.policy == nil {

@@ -3,6 +3,7 @@ package grpcipc
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"time"
@@ -36,18 +37,31 @@ var (
 	ErrUnsafeDirectory = sockfile.ErrUnsafeDirectory
 )
 
+// netReason is err without a [*net.OpError] around it, whose words
+// ("listen tcp 127.0.0.1:80: ", "dial unix /run/x.sock: ") repeat what
+// grpcipc's own say first: the operation and the endpoint. What is left
+// (a *os.SyscallError, say) still matches errors.Is for its errno.
+func netReason(err error) error {
+	if op, ok := err.(*net.OpError); ok && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
 // EndpointError describes why an endpoint string was refused. It wraps
 // [ErrInvalidEndpoint], and also [errors.ErrUnsupported] when the transport
-// exists but not on this OS.
+// exists but not on this OS. The functions that take an endpoint return it
+// as it is: its text names the endpoint.
 type EndpointError struct {
 	Endpoint string // the string as given
 	Reason   string // why it was refused
 	err      error  // the sentinel(s) it wraps
 }
 
-// Error implements the error interface.
+// Error implements the error interface: `grpcipc: endpoint "bogus": not
+// an endpoint: ...`.
 func (e *EndpointError) Error() string {
-	return fmt.Sprintf("endpoint %q: %s", e.Endpoint, e.Reason)
+	return fmt.Sprintf("grpcipc: endpoint %q: %s", e.Endpoint, e.Reason)
 }
 
 // Unwrap returns the sentinel errors this error stands for.

@@ -65,35 +65,52 @@ const DefaultSocketMode fs.FileMode = 0o600
 // AF_UNIX socket path (Windows 10+) needs a directory whose DACL admits no
 // one else, which Listen creates when missing; [WithSocketMode] does not
 // apply there.
+//
+// Its error begins "grpcipc: listen ENDPOINT: " and says why; an endpoint
+// that cannot be listened on at all is an [*EndpointError], returned as it
+// is.
 func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Listener, error) {
 	ep, err := ParseEndpoint(endpoint)
 	if err != nil {
 		return nil, err
 	}
+	l, err := listen(ctx, ep, opts)
+	if err != nil {
+		if _, ok := err.(*EndpointError); ok {
+			return nil, err // it names the endpoint
+		}
+		return nil, fmt.Errorf("grpcipc: listen %s: %w", ep, err)
+	}
+	return l, nil
+}
+
+// listen is Listen for a parsed endpoint; its errors say why, Listen
+// what was done.
+func listen(ctx context.Context, ep Endpoint, opts []ListenOption) (net.Listener, error) {
 	cfg := listenConfig{ep: ep, mode: DefaultSocketMode}
 	for _, o := range opts {
 		if o == nil {
-			return nil, fmt.Errorf("listen %s: nil ListenOption", ep)
+			return nil, errors.New("nil ListenOption")
 		}
 		if err := o.applyListen(&cfg); err != nil {
 			return nil, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", ep, err)
+		return nil, err
 	}
 	if ep.Transport == TCP {
 		var lc net.ListenConfig
 		l, err := lc.Listen(ctx, "tcp", ep.Address)
 		if err != nil {
-			return nil, err
+			return nil, netReason(err)
 		}
 		ep.Address = l.Addr().String() // the port chosen for :0
 		return &listener{Listener: l, ep: ep}, nil
 	}
 	self, err := selfIdentity()
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", ep, err)
+		return nil, err
 	}
 	explicit := cfg.policy
 	if cfg.policy == nil {
@@ -113,7 +130,7 @@ func Listen(ctx context.Context, endpoint string, opts ...ListenOption) (net.Lis
 	case NamedPipe:
 		l, err = listenPipe(ctx, ep, cfg)
 	default:
-		err = endpointErr(endpoint, "unknown transport %q", ep.Transport)
+		err = endpointErr(ep.String(), "unknown transport %q", ep.Transport)
 	}
 	if err != nil {
 		return nil, err

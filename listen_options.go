@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 )
@@ -24,11 +25,14 @@ func (f listenOptionFunc) applyListen(c *listenConfig) error { return f(c) }
 // be set, and only for unix endpoints with a path.
 func WithSocketMode(mode fs.FileMode) ListenOption {
 	return listenOptionFunc(func(c *listenConfig) error {
+		if c.ep.Transport == "" {
+			return errors.New("a socket file mode applies only to the unix socket paths of Listen: an activated socket's is the unit's (SocketMode=)")
+		}
 		if c.ep.Transport != Unix {
-			return fmt.Errorf("listen %s: a socket file mode applies only to unix socket paths, not to %s endpoints", c.ep, c.ep.Transport)
+			return fmt.Errorf("a socket file mode applies only to unix socket paths, not to %s endpoints", c.ep.Transport)
 		}
 		if mode&^fs.ModePerm != 0 {
-			return fmt.Errorf("listen %s: socket mode %v has bits other than permissions", c.ep, mode)
+			return fmt.Errorf("socket mode %v has bits other than permissions", mode)
 		}
 		c.mode, c.modeSet = mode, true
 		return nil

@@ -5,7 +5,6 @@ package grpcipc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 
 	"github.com/grpcipc/grpcipc/internal/rights"
@@ -14,10 +13,9 @@ import (
 )
 
 func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
-	path := ep.Address
-	l, err := sockfile.Listen(ctx, path, cfg.mode, cfg.gid)
+	l, err := sockfile.Listen(ctx, ep.Address, cfg.mode, cfg.gid)
 	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+		return nil, err // a *Listener nil is not a nil net.Listener
 	}
 	return l, nil
 }
@@ -25,10 +23,13 @@ func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Lis
 func listenAbstract(ctx context.Context, ep Endpoint) (net.Listener, error) {
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "unix", "@"+ep.Address)
-	if errors.Is(err, unix.EADDRINUSE) {
-		return nil, fmt.Errorf("listen %s: %w", ep, &sockfile.InUseError{Detail: "a server is bound to that name", Cause: err})
+	switch {
+	case errors.Is(err, unix.EADDRINUSE):
+		return nil, &sockfile.InUseError{Detail: "a server is bound to that name", Cause: err}
+	case err != nil:
+		return nil, netReason(err)
 	}
-	return l, err
+	return l, nil
 }
 
 func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, error) {

@@ -15,19 +15,16 @@ import (
 // policy (see [sockfile.ListenACL]).
 func listenUnixPath(ctx context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
 	path := filepath.FromSlash(ep.Address)
-	opErr := func(err error) error {
-		return &net.OpError{Op: "listen", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
-	}
 	if cfg.modeSet {
-		return nil, opErr(errors.New("a socket file mode has no meaning on Windows; admit callers with WithPolicy"))
+		return nil, errors.New("a socket file mode has no meaning on Windows; admit callers with WithPolicy")
 	}
 	sddl, err := socketFileSDDL(cfg.policy, cfg.self)
 	if err != nil {
-		return nil, opErr(err)
+		return nil, err
 	}
 	l, err := sockfile.ListenACL(ctx, path, cfg.self.sid, sddl)
 	if err != nil {
-		return nil, opErr(err)
+		return nil, err // a *Listener nil is not a nil net.Listener
 	}
 	return l, nil
 }

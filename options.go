@@ -47,10 +47,10 @@ func (o PolicyOption) applyServer(c *serverConfig) error {
 
 func (o PolicyOption) applyListen(c *listenConfig) error {
 	if o.p == nil {
-		return fmt.Errorf("listen %s: nil policy", c.ep)
+		return errors.New("nil policy")
 	}
 	if c.ep.Transport == TCP {
-		return fmt.Errorf("listen %s: a policy needs a local endpoint: tcp connections carry no OS identity", c.ep)
+		return errors.New("a policy needs a local endpoint: tcp connections carry no OS identity")
 	}
 	c.policy = o.p
 	return nil

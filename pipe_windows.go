@@ -3,7 +3,6 @@ package grpcipc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 
@@ -15,11 +14,11 @@ import (
 func listenPipe(_ context.Context, ep Endpoint, cfg listenConfig) (net.Listener, error) {
 	sddl, err := pipeSDDL(cfg.policy, cfg.self)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", ep, err)
+		return nil, err
 	}
 	l, err := winpipe.Listen(ep.pipePath(), sddl)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", ep, err)
+		return nil, err
 	}
 	return l, nil
 }
