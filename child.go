@@ -220,7 +220,7 @@ func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child
 	conns.serve.Conn = &endWatch{Conn: conns.serve.Conn, dropped: &c.dropped}
 	c.cleanup = append(c.cleanup, func() { conns.serve.Close() }) // if never dialled
 	ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("child pid %d", cmd.Process.Pid)}
-	c.conn, err = newClientConn(ep, dialOnce(conns.serve, ep), cfg.clientOpts)
+	c.conn, err = newClientConn(ep, dialOnce(conns.serve), cfg.clientOpts)
 	if err != nil {
 		conns.serve.Close()
 		if conns.calls != nil {

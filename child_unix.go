@@ -172,7 +172,7 @@ func claimInherited(spec []string) []error {
 func openInherited(spec string) (net.Conn, error) {
 	fd, err := inherit.ParseFD(spec)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("grpcipc: %s: %w", childEnv, err)
 	}
 	// The kernel's record of the inherited pair names its creator: the
 	// parent, which must still be this process's parent. Read before the

@@ -361,11 +361,7 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastpath.ClientConn, handof
 	conn, ai, err := cc.creds.ClientHandshake(ctx, "localhost", raw)
 	if err != nil {
 		raw.Close()
-		var sie *ServerIdentityError
-		if errors.As(err, &sie) {
-			return nil, nil, status.Error(codes.Unavailable, err.Error()) // it names the endpoint
-		}
-		return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+		return nil, nil, status.Error(codes.Unavailable, err.Error()) // it names the endpoint
 	}
 	deadline := time.Now().Add(answerTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -424,7 +420,7 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastpath.ClientConn, handof
 		}
 		err = fmt.Errorf("the server did not answer the connection's first bytes within %v", answerTimeout)
 	}
-	return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: %s: %v", cc.ep, err)
+	return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: handshake with %s: %v", cc.ep, err)
 }
 
 // fastConfig is the configuration of a fast-path connection to a server

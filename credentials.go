@@ -79,7 +79,21 @@ type transportCreds struct {
 	admissions *admissions
 }
 
+// ClientHandshake checks the server (see [WithExpectedServer]) and runs TLS
+// if configured. Its error is a [*ServerIdentityError], or begins
+// "grpcipc: handshake with ENDPOINT: ".
 func (c *transportCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tconn, ai, err := c.clientHandshake(ctx, authority, conn)
+	if err != nil {
+		if _, ok := err.(*ServerIdentityError); !ok {
+			err = fmt.Errorf("grpcipc: handshake with %s: %w", c.ep, err)
+		}
+		return nil, nil, err // a ServerIdentityError names the endpoint
+	}
+	return tconn, ai, nil
+}
+
+func (c *transportCreds) clientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if h, ok := conn.(*handoffConn); ok && h.ai != nil {
 		return conn, h.ai, nil // checked when it was made
 	}
@@ -155,7 +169,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	}
 	ai, err := handshakeInfo(conn, "", c.tls != nil, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("grpcipc: refusing a connection: %w", err)
 	}
 	return c.finish(context.Background(), "", conn, ai, true)
 }
@@ -178,7 +192,7 @@ func (c *transportCreds) tcpHandshake(pc *admittedConn, conn net.Conn) (net.Conn
 			if ok, _ := g.logOK("tcp"); ok {
 				g.log.Warn("grpcipc: connection refused: "+err.Error(), "endpoint", g.ep.String())
 			}
-			return nil, nil, err // not loopback
+			return nil, nil, fmt.Errorf("grpcipc: refusing a connection: %w", err) // not loopback
 		}
 	}
 	ai := &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP, adm: g}
@@ -233,11 +247,12 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 }
 
 // handshakeInfo reads what the connection's transport tells of the peer;
-// server says which end this is.
+// server says which end this is. Its error is the reason alone: the
+// handshakes say what was done.
 func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*AuthInfo, error) {
 	addr := conn.RemoteAddr()
 	if addr == nil {
-		return nil, errors.New("grpcipc: the connection has no peer address (not connected)")
+		return nil, errors.New("the connection has no peer address (not connected)")
 	}
 	switch addr.Network() {
 	case "unix", "pipe":
@@ -259,12 +274,12 @@ func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*A
 		if !withTLS {
 			host, _, err := net.SplitHostPort(addr.String())
 			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-				return nil, fmt.Errorf("grpcipc: refusing tcp connection with %s: not a loopback address (use TLS to reach another machine)", addr)
+				return nil, fmt.Errorf("tcp peer %s: not a loopback address (use TLS to reach another machine)", addr)
 			}
 		}
 		return &AuthInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Transport: TCP}, nil
 	}
-	return nil, fmt.Errorf("grpcipc: no transport credentials for %s connections", addr.Network())
+	return nil, fmt.Errorf("no transport credentials for %s connections", addr.Network())
 }
 
 func (c *transportCreds) Info() credentials.ProtocolInfo {

@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"fmt"
 	"path"
 	"runtime"
 	"strconv"
@@ -32,7 +33,7 @@ import (
 func DefaultEndpoint(app string) (Endpoint, error) {
 	f, err := currentFacts()
 	if err != nil {
-		return Endpoint{}, err
+		return Endpoint{}, fmt.Errorf("grpcipc: the default endpoint of %q: %w", app, err)
 	}
 	return defaultEndpoint(app, f)
 }

@@ -27,17 +27,34 @@ import (
 //
 // With the passthrough resolver, grpc-go hands Dial the endpoint string that
 // follows "passthrough:///".
+//
+// Its error is an [*EndpointError] for a string that is no endpoint, or
+// begins "grpcipc: connecting to ENDPOINT: " and gives the OS's reason,
+// which errors.Is matches (fs.ErrNotExist, syscall.ECONNREFUSED, ...).
 func Dial(ctx context.Context, endpoint string) (net.Conn, error) {
 	ep, err := ParseEndpoint(endpoint)
 	if err != nil {
 		return nil, err
 	}
-	return dialEndpoint(ctx, ep, false)
+	c, err := dialEndpoint(ctx, ep, false)
+	if err != nil {
+		return nil, fmt.Errorf("grpcipc: connecting to %s: %w", ep, err)
+	}
+	return c, nil
 }
 
 // dialEndpoint connects to ep; identify raises a named pipe's impersonation
-// level to Identification.
+// level to Identification. Its error is the reason alone, without the
+// operation and the endpoint, which its callers name.
 func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, error) {
+	c, err := dialEndpointOS(ctx, ep, identify)
+	if err != nil {
+		return nil, netReason(err)
+	}
+	return c, nil
+}
+
+func dialEndpointOS(ctx context.Context, ep Endpoint, identify bool) (net.Conn, error) {
 	var d net.Dialer
 	switch ep.Transport {
 	case Unix, UnixAbstract:
@@ -67,7 +84,7 @@ func dialEndpoint(ctx context.Context, ep Endpoint, identify bool) (net.Conn, er
 	case TCP:
 		return d.DialContext(ctx, "tcp", ep.Address)
 	}
-	return nil, endpointErr(ep.String(), "unknown transport %q", ep.Transport)
+	return nil, fmt.Errorf("%w: unknown transport %q", ErrInvalidEndpoint, ep.Transport)
 }
 
 // newGRPCClient makes the grpc.ClientConn that speaks HTTP/2 for a
@@ -88,13 +105,17 @@ func newGRPCClient(ep Endpoint, cfg *clientConfig, creds *transportCreds, denied
 					}
 				}
 				c, err := cfg.connect(ctx)
-				if err != nil && sockfile.IsAccessDenied(err) {
+				switch {
+				case err != nil && sockfile.IsAccessDenied(err):
 					err = accessDeniedError(ep, err)
 					denied.Store(&err)
-				} else {
+					return nil, err
+				case err != nil:
 					denied.Store(nil)
+					return nil, fmt.Errorf("grpcipc: connecting to %s: %w", ep, err)
 				}
-				return c, err
+				denied.Store(nil)
+				return c, nil
 			}),
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				return refineDialError(invoker(ctx, method, req, reply, cc, opts...), denied)
@@ -166,14 +187,14 @@ func clientSetupEndpoint(ep Endpoint, opts []ClientOption) (clientConfig, *trans
 	}
 	if len(cfg.expect) > 0 {
 		if creds.self, err = selfIdentity(); err != nil {
-			return clientConfig{}, nil, err
+			return clientConfig{}, nil, fmt.Errorf("grpcipc: %s: reading this process's identity, to check the server's: %w", ep, err)
 		}
 	}
 	return cfg, creds, nil
 }
 
 // connect makes a new connection to the server: cfg.dial's, or one to the
-// endpoint.
+// endpoint. Its error is the reason alone (see dialEndpoint).
 func (cfg *clientConfig) connect(ctx context.Context) (net.Conn, error) {
 	if cfg.dial != nil {
 		return cfg.dial(ctx)

@@ -11,7 +11,7 @@ func currentFacts() (osFacts, error) {
 	tok := windows.GetCurrentProcessToken()
 	u, err := tok.GetTokenUser()
 	if err != nil {
-		return osFacts{}, fmt.Errorf("default endpoint: reading the process token's user: %w", err)
+		return osFacts{}, fmt.Errorf("reading the process token's user: %w", err)
 	}
 	return osFacts{goos: runtime.GOOS, euid: -1, sid: u.User.Sid.String()}, nil
 }

@@ -264,18 +264,18 @@ func ParentConn(opts ...ClientOption) (*ClientConn, error) {
 	}
 	pid, _ := conn.(*inheritedConn).peer.PID()
 	ep := Endpoint{Transport: Inherited, Address: fmt.Sprintf("parent pid %d", pid)}
-	return newClientConn(ep, dialOnce(conn, ep), opts)
+	return newClientConn(ep, dialOnce(conn), opts)
 }
 
 // dialOnce is the dialer of an inherited connection, which is made once:
 // it yields conn, then an error.
-func dialOnce(conn net.Conn, ep Endpoint) func(context.Context) (net.Conn, error) {
+func dialOnce(conn net.Conn) func(context.Context) (net.Conn, error) {
 	var mu sync.Mutex
 	return func(context.Context) (net.Conn, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if conn == nil {
-			return nil, fmt.Errorf("%s is closed; an inherited connection is made once", ep)
+			return nil, errors.New("it is closed; an inherited connection is made once")
 		}
 		c := conn
 		conn = nil

@@ -38,11 +38,11 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 	}
 	path, err := filepath.Abs(ep.Address)
 	if err != nil {
-		return fmt.Errorf("grpcipc: server check: %w", err)
+		return fmt.Errorf("server check: %w", err)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fmt.Errorf("grpcipc: server check: %w", err)
+		return fmt.Errorf("server check: %w", err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
 		return mismatch(fmt.Sprintf("%s is a %s, not a socket", path, sockfile.FileKind(fi.Mode())))
@@ -55,7 +55,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
 		if err != nil {
-			return fmt.Errorf("grpcipc: server check: %w", err)
+			return fmt.Errorf("server check: %w", err)
 		}
 		o := owner(fi)
 		if o == nil {

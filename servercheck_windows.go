@@ -15,7 +15,7 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 	path := filepath.FromSlash(ep.Address)
 	sd, err := windows.GetNamedSecurityInfo(path, windows.SE_FILE_OBJECT, windows.OWNER_SECURITY_INFORMATION)
 	if err != nil {
-		return fmt.Errorf("grpcipc: server check: %s: %w", path, err)
+		return fmt.Errorf("server check: %s: %w", path, err)
 	}
 	owner, _, err := sd.Owner()
 	if err != nil || owner == nil {
