@@ -37,6 +37,17 @@ var (
 	ErrUnsafeDirectory = sockfile.ErrUnsafeDirectory
 )
 
+// withPrefix is what an exported function returns of an error that says
+// why alone, its text and the sentinels it wraps being enough: "grpcipc:
+// invalid policy: ...".
+func withPrefix[T any](v T, err error) (T, error) {
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("grpcipc: %w", err)
+	}
+	return v, nil
+}
+
 // netReason is err without a [*net.OpError] around it, whose words
 // ("listen tcp 127.0.0.1:80: ", "dial unix /run/x.sock: ") repeat what
 // grpcipc's own say first: the operation and the endpoint. What is left

@@ -141,5 +141,5 @@ func ExampleParsePolicy() {
 	fmt.Println(err)
 	// Output:
 	// myd
-	// invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, same-user, root, system or *)
+	// grpcipc: invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, same-user, root, system or *)
 }

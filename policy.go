@@ -87,7 +87,7 @@ type Principal struct {
 func ParsePrincipal(s string) (Principal, error) {
 	p, err := parsePrincipal(s)
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: principal %q: %s", ErrPolicy, s, err)
+		return Principal{}, fmt.Errorf("grpcipc: %w: principal %q: %s", ErrPolicy, s, err)
 	}
 	return p, nil
 }
@@ -453,8 +453,14 @@ type Policy struct {
 // combined with a user, group, uid, gid, root or SID in an all_of: the
 // executable narrows who is admitted, it never admits alone; and a deny
 // rule may not name an executable, since a copy of the file dodges it (see
-// [ParsePrincipal]).
+// [ParsePrincipal]). Its error wraps [ErrPolicy] and says which rule is
+// wrong and why.
 func NewPolicy(name string, deny, allow []Rule) (*Policy, error) {
+	return withPrefix(newPolicy(name, deny, allow))
+}
+
+// newPolicy is NewPolicy; its error is ErrPolicy's, without "grpcipc: ".
+func newPolicy(name string, deny, allow []Rule) (*Policy, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: the policy has no name", ErrPolicy)
 	}
@@ -549,10 +555,10 @@ func AllowPolicy(principals ...Principal) (*Policy, error) {
 	ps := []Principal{SameUser()}
 	for _, p := range principals {
 		if p.kind == 0 {
-			return nil, fmt.Errorf("%w: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)", ErrPolicy)
+			return nil, fmt.Errorf("grpcipc: %w: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)", ErrPolicy)
 		}
 		if err := checkExeBounded(p); err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrPolicy, err)
+			return nil, fmt.Errorf("grpcipc: %w: %s", ErrPolicy, err)
 		}
 		ps = append(ps, p)
 	}

@@ -28,16 +28,17 @@ type ruleFile struct {
 }
 
 // LoadPolicy reads a policy file; see [ParsePolicy] for its form. Its error
-// names the file: it could not be read, or it is not a policy (the error
-// wraps [ErrPolicy] and says where in the file).
+// names the file: it could not be read ("grpcipc: reading the policy: open
+// FILE: ..."), or it is not a policy ("grpcipc: policy file FILE: invalid
+// policy: ...", wrapping [ErrPolicy] and saying where in the file).
 func LoadPolicy(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, fmt.Errorf("grpcipc: reading the policy: %w", err)
 	}
-	p, err := ParsePolicy(b)
+	p, err := parsePolicy(b)
 	if err != nil {
-		return nil, fmt.Errorf("policy file %s: %w", path, err)
+		return nil, fmt.Errorf("grpcipc: policy file %s: %w", path, err)
 	}
 	return p, nil
 }
@@ -62,9 +63,16 @@ func LoadPolicy(path string) (*Policy, error) {
 // method. A principal is a string, or an object {"all_of": [...]} or
 // {"any_of": [...]}. Header matching ("headers") is not supported. Keys are
 // exactly the lower-case ones above, each at most once per object, and no
-// value may be null. The error for a bad file names the field and the
-// problem.
+// value may be null. The error for a bad file wraps [ErrPolicy] and names
+// the field and the problem: "grpcipc: invalid policy: name: missing or
+// empty".
 func ParsePolicy(data []byte) (*Policy, error) {
+	return withPrefix(parsePolicy(data))
+}
+
+// parsePolicy is ParsePolicy; its error is ErrPolicy's, without
+// "grpcipc: ".
+func parsePolicy(data []byte) (*Policy, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f policyFile
@@ -102,7 +110,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPolicy(f.Name, deny, allow)
+	return newPolicy(f.Name, deny, allow)
 }
 
 func parseRules(field string, rules []ruleFile) ([]Rule, error) {

@@ -59,7 +59,7 @@ func ParsePin(s string) (Pin, error) {
 	}
 	b, err := hex.DecodeString(strings.ReplaceAll(h, ":", ""))
 	if err != nil || len(b) != sha256.Size {
-		return Pin{}, fmt.Errorf("pin %q: want 64 hex digits of a SHA-256 thumbprint, optionally after \"spki:\"", s)
+		return Pin{}, fmt.Errorf("grpcipc: pin %q: want 64 hex digits of a SHA-256 thumbprint, optionally after \"spki:\"", s)
 	}
 	copy(p.Sum[:], b)
 	return p, nil
@@ -108,11 +108,11 @@ type KeyPair struct {
 func NewKeyPair(name string) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("key pair: %w", err)
+		return nil, fmt.Errorf("grpcipc: making a key pair: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, fmt.Errorf("key pair: %w", err)
+		return nil, fmt.Errorf("grpcipc: making a key pair: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -130,11 +130,11 @@ func NewKeyPair(name string) (*KeyPair, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("key pair: %w", err)
+		return nil, fmt.Errorf("grpcipc: making a key pair: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("key pair: %w", err)
+		return nil, fmt.Errorf("grpcipc: making a key pair: %w", err)
 	}
 	return &KeyPair{
 		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
