@@ -190,6 +190,9 @@ func StartChild(ctx context.Context, cmd *exec.Cmd, opts ...ChildOption) (*Child
 	}
 	cfg := childConfig{stopTimeout: defaultStopTimeout}
 	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("grpcipc: nil ChildOption")
+		}
 		if err := o.applyChild(&cfg); err != nil {
 			return nil, err
 		}

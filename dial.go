@@ -172,6 +172,9 @@ func clientSetupEndpoint(ep Endpoint, opts []ClientOption) (clientConfig, *trans
 	var err error
 	cfg := clientConfig{ep: ep}
 	for _, o := range opts {
+		if o == nil {
+			return clientConfig{}, nil, errors.New("grpcipc: nil ClientOption")
+		}
 		if err := o.applyClient(&cfg); err != nil {
 			return clientConfig{}, nil, err
 		}
