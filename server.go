@@ -306,6 +306,10 @@ func (s *Server) GracefulStop() {
 func (s *Server) stop(graceful bool) {
 	s.mu.Lock()
 	s.stopped = true
+	// Before a listener closes: a connection that arrives while they close
+	// (a listener of the caller's or systemd's may be slow to) starts no
+	// call.
+	s.fast.Stopping(graceful)
 	ls := make([]*admitListener, 0, len(s.listeners))
 	for l := range s.listeners {
 		ls = append(ls, l)

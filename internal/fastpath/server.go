@@ -94,6 +94,17 @@ func NewServer(cfg ServerConfig) *Server {
 	return s
 }
 
+// Stopping marks the server as stopping, before its owner closes the
+// listeners that feed it: a connection served from now on is closed at
+// once, or, when graceful, told at once that no call will start (GOAWAY).
+// A graceful stop stays graceful for the connections that come later.
+func (s *Server) Stopping(graceful bool) {
+	s.mu.Lock()
+	s.stopped = true
+	s.draining = s.draining || graceful
+	s.mu.Unlock()
+}
+
 // Shutdown ends the server's connections: gracefully, each is told that
 // no new calls start (GOAWAY) and closes once its calls are done;
 // otherwise each is closed at once, failing its calls with UNAVAILABLE.
