@@ -52,8 +52,8 @@ func WithExpectedServer(principals ...Principal) ClientOption {
 			return fmt.Errorf("grpcipc: %s: a tcp server has no OS identity to check; use TLS with WithPins or a CA", c.ep)
 		}
 		for _, p := range principals {
-			if p.kind == 0 {
-				return errors.New("grpcipc: expected server: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)")
+			if err := checkMade(p); err != nil {
+				return fmt.Errorf("grpcipc: expected server: %w", err)
 			}
 			if err := checkExeBounded(p); err != nil {
 				return fmt.Errorf("grpcipc: expected server: %w", err)

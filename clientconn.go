@@ -21,7 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Protocol is a protocol a [ClientConn] speaks ([ClientConn.Protocol]).
+// Protocol is a protocol a [ClientConn] speaks ([ClientConn.Protocol]):
+// the fast path prints as "grpcipc", HTTP/2 as "http2".
 type Protocol string
 
 // The protocols a [ClientConn] speaks.
@@ -80,7 +81,7 @@ type ClientConn struct {
 // checked. By default a local server must run as the client's own user or
 // as root (a client cannot defend against root anyway), and a socket file
 // must be owned by one of them in directories no one else can write to;
-// [WithExpectedServer] widens or narrows that ("*" trusts any server).
+// [WithExpectedServer] widens or narrows that ([Anyone] trusts any server).
 // Over a local socket the security level is PrivacyAndIntegrity, so per-RPC
 // credentials that require a secure channel may be sent. A tcp endpoint has
 // no OS identity: it needs [WithTLS] or [WithPins] to reach another

@@ -4,16 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"sync/atomic"
 )
-
-// DefaultSocketMode is the permission of a socket file that [Listen] creates
-// when no [WithSocketMode] is given: read and write for the owner only, so
-// that only the server's own user (and root) can connect.
-const DefaultSocketMode fs.FileMode = 0o600
 
 // Listen announces on a local endpoint (see [ParseEndpoint] for the syntax)
 // and returns a listener to pass to [Server.Serve], or to the Serve of a

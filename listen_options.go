@@ -38,3 +38,8 @@ func WithSocketMode(mode fs.FileMode) ListenOption {
 		return nil
 	})
 }
+
+// DefaultSocketMode is the permission of a socket file that [Listen] creates
+// when no [WithSocketMode] is given: read and write for the owner only, so
+// that only the server's own user (and root) can connect.
+const DefaultSocketMode fs.FileMode = 0o600

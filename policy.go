@@ -39,7 +39,9 @@ const (
 )
 
 // Principal names who a policy rule admits, by the OS identity of the
-// calling process. Make one with [ParsePrincipal], [AllOf] or [AnyOf].
+// calling process. Make one with [SameUser], [Root], [Anyone], [UID],
+// [GID], [ParsePrincipal] (from text: users and groups are looked up),
+// [AllOf] or [AnyOf].
 type Principal struct {
 	kind principalKind
 	text string // as written, for messages
@@ -105,15 +107,16 @@ func Root() Principal { return Principal{kind: pSystem, text: "root"} }
 func Anyone() Principal { return Principal{kind: pAny, text: "*"} }
 
 // UID is the principal of the effective user ID uid (on Windows it
-// matches no one): ParsePrincipal("uid:" + strconv.Itoa(uid)). A negative
-// uid matches no one.
+// matches no one): ParsePrincipal("uid:" + strconv.Itoa(uid)). A uid no
+// process can have (negative, or 4294967295 and above) is refused by
+// AllowPolicy, NewPolicy and WithExpectedServer.
 func UID(uid int) Principal {
 	return Principal{kind: pUID, id: uid, text: "uid:" + strconv.Itoa(uid)}
 }
 
-// GID is the principal of the members of group gid, primary or
+// GID is the principal of the members of group gid, effective or
 // supplementary (on Windows it matches no one): ParsePrincipal("gid:" +
-// strconv.Itoa(gid)). A negative gid matches no one.
+// strconv.Itoa(gid)). A gid no process can have is refused as UID's is.
 func GID(gid int) Principal {
 	return Principal{kind: pGID, id: gid, text: "gid:" + strconv.Itoa(gid)}
 }
@@ -176,6 +179,27 @@ func parsePrincipal(s string) (Principal, error) {
 		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, same-user, root, system or *)", kind)
 	}
 	return p, nil
+}
+
+// checkMade refuses a Principal that names no one by mistake: the zero
+// Principal, or a uid or gid that no process can have (UID(-1), say, which
+// would still open the socket to others).
+func checkMade(p Principal) error {
+	switch p.kind {
+	case 0:
+		return errors.New("the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)")
+	case pUID, pGID:
+		if p.id < 0 || p.id >= noID {
+			return fmt.Errorf("%s is not an ID a process can have (0 to %d)", p.text, noID-1)
+		}
+	case pAllOf, pAnyOf:
+		for _, s := range p.sub {
+			if err := checkMade(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // noID is (uid_t)-1 and (gid_t)-1: "no id" (as in setresuid's "leave
@@ -476,7 +500,10 @@ func newPolicy(name string, deny, allow []Rule) (*Policy, error) {
 				}
 			}
 			for k, pr := range r.Principals {
-				err := checkExeBounded(pr)
+				err := checkMade(pr)
+				if err == nil {
+					err = checkExeBounded(pr)
+				}
 				if i == 0 && hasExe(pr) {
 					err = fmt.Errorf("%s in a deny rule is dodged by running a copy of the file, which is another file; deny by user, group or uid instead", firstExe(pr))
 				}
@@ -554,8 +581,8 @@ func SameUserPolicy() *Policy {
 func AllowPolicy(principals ...Principal) (*Policy, error) {
 	ps := []Principal{SameUser()}
 	for _, p := range principals {
-		if p.kind == 0 {
-			return nil, fmt.Errorf("grpcipc: %w: the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)", ErrPolicy)
+		if err := checkMade(p); err != nil {
+			return nil, fmt.Errorf("grpcipc: %w: %s", ErrPolicy, err)
 		}
 		if err := checkExeBounded(p); err != nil {
 			return nil, fmt.Errorf("grpcipc: %w: %s", ErrPolicy, err)

@@ -630,3 +630,24 @@ func TestReadyPrincipals(t *testing.T) {
 		}
 	}
 }
+
+// A Principal made in Go that names no one by mistake is refused where it
+// is used, not silently admitted (UID(-1) would still open the socket).
+func TestPrincipalsThatNameNoOne(t *testing.T) {
+	for _, p := range []Principal{{}, UID(-1), UID(noID), GID(-5), GID(1 << 40), AllOf(SameUser(), UID(-1))} {
+		if _, err := AllowPolicy(p); !errors.Is(err, ErrPolicy) {
+			t.Errorf("AllowPolicy(%q) = %v; want ErrPolicy", p.String(), err)
+		}
+		if _, err := NewPolicy("p", nil, []Rule{{Name: "a", Principals: []Principal{p}}}); !errors.Is(err, ErrPolicy) {
+			t.Errorf("NewPolicy with %q = %v; want ErrPolicy", p.String(), err)
+		}
+		if _, err := NewClient("unix:@x", WithExpectedServer(p)); err == nil || !strings.Contains(err.Error(), "expected server") {
+			t.Errorf("WithExpectedServer(%q) = %v; want an error", p.String(), err)
+		}
+	}
+	for _, p := range []Principal{UID(0), UID(noID - 1), GID(100)} {
+		if _, err := AllowPolicy(p); err != nil {
+			t.Errorf("AllowPolicy(%q) = %v", p.String(), err)
+		}
+	}
+}

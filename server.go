@@ -42,7 +42,7 @@ type Server struct {
 }
 
 // NewServer makes a server. Options set the policy ([WithPolicy]), the
-// logger, TLS, limits, interceptors and stats handlers, for both
+// logger ([WithLogger]), TLS, limits, interceptors and stats handlers, for both
 // protocols; [WithGRPCServerOptions] adds grpc-go options that apply to
 // HTTP/2 only.
 //

@@ -44,8 +44,9 @@ type Pin struct {
 }
 
 // ParsePin parses a pin written as 64 hex digits (colons allowed, as
-// certificate viewers print them) for the certificate's thumbprint, or
-// "spki:" and 64 hex digits for its public key's.
+// certificate viewers print them; "sha256:" or "cert:" before them is
+// allowed too) for the certificate's thumbprint, or "spki:" and 64 hex
+// digits for its public key's.
 func ParsePin(s string) (Pin, error) {
 	var p Pin
 	h := s

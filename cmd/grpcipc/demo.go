@@ -84,7 +84,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	first := time.Since(start)
 	fmt.Fprintf(stdout, "  SayHello   {name: %q} -> {message: %q}\n", req.GetName(), reply.GetMessage())
-	fmt.Fprintf(stdout, "             first call %v (includes connecting)\n", round(first))
+	fmt.Fprintf(stdout, "             first call %v (includes connecting), over %s\n", round(first), protocolName(conn.Protocol()))
 	lat := make([]time.Duration, *count)
 	for i := range lat {
 		start := time.Now()
@@ -197,4 +197,15 @@ func (p *serverProcess) stop() error {
 		return fmt.Errorf("demo: server pid %d: %w", p.cmd.Process.Pid, err)
 	}
 	return nil
+}
+
+// protocolName says which protocol a connection speaks, in words.
+func protocolName(p grpcipc.Protocol) string {
+	switch p {
+	case grpcipc.ProtocolFast:
+		return "grpcipc's fast path"
+	case grpcipc.ProtocolHTTP2:
+		return "HTTP/2"
+	}
+	return "no protocol yet"
 }
