@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,8 +390,12 @@ func report(samples map[string][]sample, rounds int, jsonFile string) error {
 	}
 	base := rows[0] // grpc-go tcp
 	cell := func(f figure, ratio float64, digits int) string {
-		return fmt.Sprintf("%s (%s-%s) x%.2f", strconv.FormatFloat(f.Median, 'f', digits, 64),
-			strconv.FormatFloat(f.Min, 'f', digits, 64), strconv.FormatFloat(f.Max, 'f', digits, 64), ratio)
+		x := fmt.Sprintf("x%.2f", ratio)
+		if math.IsInf(ratio, 0) || math.IsNaN(ratio) || ratio > 1000 {
+			x = "x-" // a figure of about nothing: no ratio to speak of
+		}
+		return fmt.Sprintf("%s (%s-%s) %s", strconv.FormatFloat(f.Median, 'f', digits, 64),
+			strconv.FormatFloat(f.Min, 'f', digits, 64), strconv.FormatFloat(f.Max, 'f', digits, 64), x)
 	}
 	// lower and higher: the ratio of a figure where less, or more, is better.
 	lower := func(b, r figure, digits int) string { return cell(r, b.Median/r.Median, digits) }
@@ -421,6 +426,17 @@ func report(samples map[string][]sample, rounds int, jsonFile string) error {
 	}
 	w.Flush()
 	fmt.Printf("\nmedians of %d round(s) (min-max); xN: how many times better than %s in the same run (higher is better)\n", rounds, name(base))
+	for _, r := range rows {
+		if r.Stack == "raw" && r.P50us.Median > 0 {
+			var vs []string
+			for _, o := range rows {
+				if o.Stack != "raw" && o.Stack != "grpc-go" {
+					vs = append(vs, fmt.Sprintf("%s %.2fx", name(o), o.P50us.Median/r.P50us.Median))
+				}
+			}
+			fmt.Printf("1 KiB p50 over the bare socket's round trip (raw unix, the floor): %s\n", strings.Join(vs, ", "))
+		}
+	}
 	if jsonFile == "" {
 		return nil
 	}

@@ -73,6 +73,7 @@ func (st stack) String() string { return st.name + " " + st.transport }
 var stacks = []stack{
 	{name: "grpc-go", transport: "tcp", serve: serveGRPCGoTCP, dial: dialGRPCGo, streams: true},
 	{name: "grpc-go", transport: "unix", serve: serveGRPCGoUnix, dial: dialGRPCGoUnix, streams: true},
+	{name: "raw", transport: "unix", serve: serveRaw, dial: dialRaw, streams: true},
 	{name: "grpcipc", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPC, protocol: string(grpcipc.ProtocolFast), streams: true},
 	{name: "grpcipc-http2", transport: "unix", serve: serveGRPCIPC, dial: dialGRPCIPCHTTP2, protocol: string(grpcipc.ProtocolHTTP2), streams: true},
 	{name: "ttrpc", transport: "unix", serve: serveTTRPC, dial: dialTTRPC, streams: true},

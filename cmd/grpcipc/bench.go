@@ -32,7 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if spec := os.Getenv(benchChildEnv); spec != "" {
 		return benchChild(ctx, spec, stdout)
 	}
-	c := newCommand("bench", "[--quick] [--reps N] [--wide] [--json FILE] [--chart FILE.svg]",
+	c := newCommand("bench", "[--quick] [--only KINDS] [--reps N] [--wide] [--json FILE] [--chart FILE.svg]",
 		"Measure the transports side by side on this machine: a raw socket (the best any\n"+
 			"RPC could do: read into one buffer, and as raw-alloc into a new one per message),\n"+
 			"grpc-go with default options over TCP loopback and a Unix socket (what users get\n"+
@@ -48,6 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			"20% from its median. The chart draws the same ratios, the raw socket as a line.",
 		0, 0, stdout)
 	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about 40 s (the full run: about 100 s)")
+	only := c.fs.String("only", "", "measure only these workload `kinds`, comma-separated: unary, throughput, stream")
 	reps := c.fs.Int("reps", 3, "rounds; each measures every workload on every target")
 	wide := c.fs.Bool("wide", false, "print every column: the main figure's min and max, the ratio to the raw socket, unary calls/s")
 	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list (docs/bench.md)")
@@ -57,6 +58,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 	if *reps < 1 || *reps > 100 {
 		return usageErrorf("bench: --reps must be from 1 to 100")
+	}
+	var kinds []string
+	if *only != "" {
+		for _, k := range strings.Split(*only, ",") {
+			k = strings.TrimSpace(k)
+			if k != bench.Unary && k != bench.Throughput && k != bench.Stream {
+				return usageErrorf("bench: --only %q: the workload kinds are unary, throughput and stream", k)
+			}
+			kinds = append(kinds, k)
+		}
 	}
 	if *chartFile != "" && !strings.HasSuffix(strings.ToLower(*chartFile), ".svg") {
 		return usageErrorf("bench: --chart writes SVG: give a file name ending in .svg")
@@ -125,7 +136,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		"user+system total is kept in nanoseconds on Linux), allocations from runtime/metrics\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), procs, gogc, time.Now().Format("2006-01-02"), *reps,
 		map[bool]string{true: "s"}[*reps > 1], map[bool]string{true: " (quick)"}[*quick])
-	results, err := bench.Run(ctx, bench.Specs(), bench.Options{Quick: *quick, Rounds: *reps, Spawn: spawn, Progress: progress})
+	results, err := bench.Run(ctx, bench.Specs(), bench.Options{Quick: *quick, Only: kinds, Rounds: *reps, Spawn: spawn, Progress: progress})
 	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
 	}

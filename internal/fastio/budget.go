@@ -130,9 +130,9 @@ var ErrNoRoom = errors.New("no room in the memory budget")
 
 // Retry calls try until it returns something other than ErrNoRoom,
 // waiting between tries for memory to be released in b or its parent,
-// for at most wait in all, or until done is closed. It returns try's last
-// result: ErrNoRoom when room never came.
-func (b *Budget) Retry(wait time.Duration, done <-chan struct{}, try func() error) error {
+// for at most wait in all, or until done or stop is closed (either may be
+// nil). It returns try's last result: ErrNoRoom when room never came.
+func (b *Budget) Retry(wait time.Duration, done, stop <-chan struct{}, try func() error) error {
 	err := try()
 	if err != ErrNoRoom || b == nil {
 		return err
@@ -164,6 +164,8 @@ func (b *Budget) Retry(wait time.Duration, done <-chan struct{}, try func() erro
 			return try()
 		case <-done:
 			return ErrNoRoom
+		case <-stop:
+			return ErrNoRoom
 		}
 	}
 }
@@ -175,12 +177,25 @@ func (b *Budget) RaiseTo(n int64) {
 	b.mu.Unlock()
 }
 
+// closed says whether ch (which may be nil) is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // RetryOrEvict is Retry for a frame that must find room: when none came
-// within wait, evict ends the call holding the most of the budget (other
+// within wait (and neither done nor stop was closed), evict ends the call holding the most of the budget (other
 // than the frame's own; false when there is none) and add is tried again,
 // until it fits or nothing is left to evict. It returns add's last result.
-func (b *Budget) RetryOrEvict(wait time.Duration, done <-chan struct{}, add func() error, evict func() bool) error {
-	err := b.Retry(wait, done, add)
+func (b *Budget) RetryOrEvict(wait time.Duration, done, stop <-chan struct{}, add func() error, evict func() bool) error {
+	err := b.Retry(wait, done, stop, add)
+	if err == ErrNoRoom && (closed(done) || closed(stop)) {
+		return err // the wait was called off: nothing is evicted for it
+	}
 	for err == ErrNoRoom && evict() {
 		err = add()
 	}

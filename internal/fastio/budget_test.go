@@ -83,7 +83,7 @@ func TestCallerBudgetShared(t *testing.T) {
 		a.Release(60)
 	}()
 	start := time.Now()
-	err := b.Retry(5*time.Second, nil, func() error {
+	err := b.Retry(5*time.Second, nil, nil, func() error {
 		if !b.TryCharge(30) {
 			return ErrNoRoom
 		}
@@ -94,7 +94,7 @@ func TestCallerBudgetShared(t *testing.T) {
 	}
 	// ...and gives up after its wait.
 	start = time.Now()
-	if err := b.Retry(50*time.Millisecond, nil, func() error { return ErrNoRoom }); err != ErrNoRoom || time.Since(start) < 50*time.Millisecond {
+	if err := b.Retry(50*time.Millisecond, nil, nil, func() error { return ErrNoRoom }); err != ErrNoRoom || time.Since(start) < 50*time.Millisecond {
 		t.Errorf("Retry with no room: %v after %v", err, time.Since(start))
 	}
 }

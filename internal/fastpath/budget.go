@@ -47,7 +47,7 @@ func (c *serverConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give 
 	// Still no room after the wait: the calls holding the most of this
 	// connection's budget end, not the one whose frame came last, until
 	// the frame fits or its own call is the largest.
-	c.budget.RetryOrEvict(budgetWait, c.ctx.Done(), func() error {
+	c.budget.RetryOrEvict(budgetWait, c.ctx.Done(), nil, func() error {
 		give, serr, err = st.in.Add(f, p, c.s.cfg.MaxRecv, c)
 		if err != nil {
 			return err
@@ -124,7 +124,7 @@ func (c *serverConn) logBudget() {
 // read meanwhile); then the calls holding the most of the budget end,
 // until the frame fits or its own call is the largest (ErrNoRoom).
 func (fc *ClientConn) addWaiting(st *clientStream, f wire.Flags, p []byte) (give int, serr, err error) {
-	fc.budget.RetryOrEvict(budgetWait, fc.done, func() error {
+	fc.budget.RetryOrEvict(budgetWait, fc.done, fc.leadDone, func() error {
 		give, serr, err = st.in.Add(f, p, st.maxRecv, fc)
 		if err != nil {
 			return err
@@ -171,9 +171,10 @@ func (fc *ClientConn) budgetStatus() *status.Status {
 const budgetWait = time.Second
 
 // chargeWaiting charges n bytes to b, waiting for room as long as a reader
-// waits for room for a message (budgetWait), or until done is closed.
-func chargeWaiting(b *fastio.Budget, done <-chan struct{}, n int) bool {
-	return b.Retry(budgetWait, done, func() error {
+// waits for room for a message (budgetWait), or until done or stop is
+// closed.
+func chargeWaiting(b *fastio.Budget, done, stop <-chan struct{}, n int) bool {
+	return b.Retry(budgetWait, done, stop, func() error {
 		if !b.TryCharge(n) {
 			return fastio.ErrNoRoom
 		}

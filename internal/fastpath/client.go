@@ -39,20 +39,38 @@ type ClientConfig struct {
 	ClosedBy string
 }
 
-// ClientConn is the client's end of a fast-path connection: one
-// goroutine reads its frames; callers write theirs.
+// ClientConn is the client's end of a fast-path connection: callers write
+// their frames; a unary call alone on it reads its own reply, else a
+// background goroutine reads (client_reader.go).
 type ClientConn struct {
 	conn    net.Conn
 	cfg     ClientConfig
 	version uint8 // of the protocol: what the server's preface said
 	peer    peer.Peer
 	w       fastio.Writer
-	r       *wire.Reader  // the reader goroutine's
-	blk     fastio.Block  // HEADERS or TRAILERS in parts (the reader goroutine's)
+	br      *bufio.Reader // what r reads (the reader role's)
+	r       *wire.Reader  // the reader role's
+	blk     fastio.Block  // HEADERS or TRAILERS in parts (the reader role's)
 	slots   chan struct{} // one per stream that may be open
 	// budget: what the server can make this client hold; it grows with
 	// the calls' receive limits unless fixed (WithConnMemoryBudget)
 	budget *fastio.Budget
+
+	// leadDone is the leader's context's Done, which ends its waits for
+	// room in the budget (the reader role's).
+	leadDone <-chan struct{}
+
+	// The reader role (client_reader.go); rmu is taken before mu.
+	rmu         sync.Mutex
+	role        readRole
+	leader      *clientStream // the call that leads (roleLeader)
+	interrupted bool          // a read deadline was set to stop the leader
+	idle        *time.Timer   // the idle watch, made by the first armIdle
+	idleArmed   bool
+	leads       uint64          // calls that led so far
+	leadsSeen   uint64          // leads at the idle watch's last turn
+	watchDone   <-chan struct{} // the Done of the context watched for leaders
+	watchStop   func() bool     // stops that watch
 
 	mu         sync.Mutex
 	streams    map[uint32]*clientStream
@@ -70,14 +88,16 @@ var ErrNotStarted = status.Error(codes.Unavailable, "grpcipc: the server is stop
 // NewClientConn serves the client's end of conn, on which the server
 // answered the fast path's offer with its preface of version (read
 // already: br, which reads conn, is positioned after it). It starts the
-// connection's reader.
+// connection's background reader, which reads until the first call.
 func NewClientConn(conn net.Conn, br *bufio.Reader, version uint8, cfg ClientConfig) *ClientConn {
-	fc := newClientConn(conn, version, cfg)
-	go fc.read(br)
+	fc := newClientConn(conn, br, version, cfg)
+	fc.rmu.Lock()
+	fc.startReader(wire.Header{}, nil, false)
+	fc.rmu.Unlock()
 	return fc
 }
 
-func newClientConn(conn net.Conn, version uint8, cfg ClientConfig) *ClientConn {
+func newClientConn(conn net.Conn, br *bufio.Reader, version uint8, cfg ClientConfig) *ClientConn {
 	fc := &ClientConn{
 		conn: conn, cfg: cfg, version: version,
 		budget:  fastio.NewBudget(cfg.Budget, nil),
@@ -87,6 +107,8 @@ func newClientConn(conn net.Conn, version uint8, cfg ClientConfig) *ClientConn {
 		done:    make(chan struct{}),
 	}
 	fc.w.Conn = conn
+	fc.br = br
+	fc.r = wire.NewReader(br, wire.DefaultMaxFrame)
 	fc.blk.Charge, fc.blk.Release = fc.charge, fc.budget.Release
 	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: cfg.AuthInfo}
 	return fc
@@ -97,25 +119,6 @@ func (fc *ClientConn) Usable() bool {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return fc.err == nil && !fc.goingAway && fc.next < 1<<31
-}
-
-// read reads frames until the connection ends.
-func (fc *ClientConn) read(br *bufio.Reader) {
-	r := wire.NewReader(br, wire.DefaultMaxFrame)
-	fc.r = r
-	var err error
-	for {
-		var h wire.Header
-		var p []byte
-		if h, p, err = r.Next(); err != nil {
-			break
-		}
-		if err = fc.frame(h, p); err != nil {
-			break
-		}
-	}
-	fc.Close(err)
-	fc.blk.Drop()
 }
 
 // close ends the connection: its calls in flight fail with UNAVAILABLE.
@@ -139,6 +142,16 @@ func (fc *ClientConn) Close(err error) {
 	fc.mu.Unlock()
 	fc.conn.Close()
 	close(fc.done)
+	fc.rmu.Lock()
+	if fc.idle != nil {
+		fc.idle.Stop()
+		fc.idleArmed = false
+	}
+	if fc.watchStop != nil {
+		fc.watchStop()
+		fc.watchStop = nil
+	}
+	fc.rmu.Unlock()
 	for _, st := range streams {
 		st.end(status.New(codes.Unavailable, "grpcipc: connection closed: "+err.Error()), nil)
 	}
@@ -149,7 +162,7 @@ const smallTrailer = 256
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (fc *ClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, n) }
+func (fc *ClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, fc.leadDone, n) }
 
 // frame handles one frame from the server.
 func (fc *ClientConn) frame(h wire.Header, p []byte) error {

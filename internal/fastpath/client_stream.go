@@ -149,9 +149,13 @@ func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any,
 	if err != nil {
 		return err
 	}
-	if !sent {
+	if sent {
+		fc.await(st) // reads for itself when alone
+	} else {
+		// Sent in parts, as the server's windows allow: another reads.
 		// io.EOF: the call ended while the request went out; its
 		// outcome (a reply, too) is read below.
+		fc.ensureReader()
 		if err := st.sendMsg(req); err == nil {
 			st.closeSend()
 		} else if err != io.EOF {
@@ -323,6 +327,7 @@ func (fc *ClientConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, meth
 	if err != nil {
 		return nil, err
 	}
+	fc.ensureReader()
 	st.stop = context.AfterFunc(ctx, func() { st.abort(status.Convert(ContextStatus(ctx))) })
 	return &fastStream{st: st, ci: *ci}, nil
 }

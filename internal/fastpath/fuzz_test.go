@@ -114,8 +114,10 @@ func FuzzClientConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
 		cEnd, sEnd := net.Pipe()
-		fc := newClientConn(cEnd, wire.Version, ClientConfig{Budget: 64 << 20})
-		go fc.read(bufio.NewReader(cEnd))
+		fc := newClientConn(cEnd, bufio.NewReader(cEnd), wire.Version, ClientConfig{Budget: 64 << 20})
+		if len(input)%2 == 1 {
+			fc.ensureReader() // a background reader; else the call reads for itself
+		}
 		go io.Copy(io.Discard, sEnd) // the client's frames
 		ended := make(chan error, 1)
 		go func() {

@@ -67,6 +67,7 @@ type Server struct {
 	unary    grpc.UnaryServerInterceptor
 	stream   grpc.StreamServerInterceptor
 	workers  *workerPool
+	watch    inlineWatch         // of handlers run inline (inline.go)
 	intern   func([]byte) string // a method's name without a copy, if registered
 
 	mu        sync.Mutex
@@ -91,6 +92,7 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	s.connsIdle = sync.NewCond(&s.mu)
 	s.intern = s.internName
+	s.watch = inlineWatch{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	return s
 }
 
@@ -128,9 +130,12 @@ func (s *Server) Shutdown(graceful bool) {
 	s.mu.Unlock()
 }
 
-// Close ends the handlers' idle workers, once Shutdown has returned and
-// every Serve with it.
-func (s *Server) Close() { s.workers.stop() }
+// Close ends the handlers' idle workers and the watchdog of handlers run
+// inline, once Shutdown has returned and every Serve with it.
+func (s *Server) Close() {
+	s.watch.close()
+	s.workers.stop()
+}
 
 // BudgetsInUse reports the memory budgets in use on the server's
 // connections and its callers' budgets, by key (tests and diagnostics).
@@ -160,11 +165,14 @@ type serverConn struct {
 	key      string         // the key of the caller's budget, if it has one
 	deadline bool           // a read deadline is set (reader)
 	ready    *serverStream  // a unary call to run once the frame is read (reader)
-	statsCtx context.Context
-	ctx      context.Context // ends when the connection closes; holds the peer
-	cancel   context.CancelFunc
-	version  uint8        // of the protocol, as the server's preface said
-	blk      fastio.Block // a CALL in parts (reader)
+	inline   inlineState    // whether a handler runs on the reader's goroutine (inline.go)
+	// watchSeen: the inline state at the watchdog's last look (watchdog's)
+	watchSeen uint64
+	statsCtx  context.Context
+	ctx       context.Context // ends when the connection closes; holds the peer
+	cancel    context.CancelFunc
+	version   uint8        // of the protocol, as the server's preface said
+	blk       fastio.Block // a CALL in parts (reader)
 
 	mu        sync.Mutex
 	streams   map[uint32]*serverStream
@@ -227,9 +235,11 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 	c.readLoop()
 }
 
-// readLoop reads frames until the connection ends, or until a unary call
-// is ready: then another goroutine reads on, and this one runs the call's
-// handler at once (no hand-off between the request and its handler).
+// readLoop reads frames until the connection ends. A unary call that is
+// ready runs at once on this goroutine (no hand-off between the request
+// and its handler): alone on the connection, this goroutine reads on
+// after it unless the watchdog gave the reading away meanwhile
+// (inline.go); else a worker reads on from now.
 func (c *serverConn) readLoop() {
 	for {
 		if err := c.frameDeadline(); err != nil {
@@ -246,8 +256,14 @@ func (c *serverConn) readLoop() {
 		}
 		if st := c.ready; st != nil {
 			c.ready = nil
+			if c.mayRunInline(st) {
+				if c.runInline(st) {
+					continue
+				}
+				return
+			}
 			c.s.workers.run(c)
-			st.run()
+			runTimed(st)
 			return
 		}
 	}
@@ -499,7 +515,7 @@ func (c *serverConn) remove(st *serverStream) {
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), n) }
+func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), nil, n) }
 
 // onCall opens a stream of CALL payload p, of which held bytes are
 // charged to the budget already (a CALL put together from parts).

@@ -328,6 +328,7 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 // allows.
 func (st *serverStream) sendParts(data []byte) error {
 	c := st.c
+	c.yieldReader(st) // the client's windows must be read meanwhile
 	if len(data) > 0 {
 		if !c.w.AcquireParts(st.ctx.Done()) {
 			return ContextStatus(st.ctx)

@@ -8,12 +8,19 @@ import (
 )
 
 // Reader reads frames from a byte stream, refusing any payload longer than
-// its limit before reading it.
+// its limit before reading it. A read that fails with an error its
+// underlying reader may recover from (a read deadline that passed) can be
+// retried: the next Next resumes the frame where the failed one stopped,
+// so that a goroutine that stops reading mid-frame can leave the rest of
+// the frame to another.
 type Reader struct {
 	r   io.Reader
 	max uint32
 	hdr [HeaderSize]byte
 	buf []byte
+	hn  int    // bytes of hdr read of the frame in progress
+	cur Header // the frame in progress, once hn == HeaderSize
+	pn  int    // bytes of its payload read (into buf)
 }
 
 // NewReader returns a Reader of r for payloads of at most maxPayload
@@ -24,42 +31,59 @@ func NewReader(r io.Reader, maxPayload uint32) *Reader {
 
 // Next reads the next frame. The payload is valid until the next call. At
 // a clean end of the stream, between frames, it returns io.EOF; a stream
-// that ends inside a frame is io.ErrUnexpectedEOF.
+// that ends inside a frame is io.ErrUnexpectedEOF. After any other error
+// of the underlying reader, Next may be called again to resume the frame.
 func (r *Reader) Next() (Header, []byte, error) {
-	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
-		return Header{}, nil, err
+	if r.hn < HeaderSize {
+		n, err := io.ReadFull(r.r, r.hdr[r.hn:])
+		r.hn += n
+		if err != nil {
+			if r.hn > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return Header{}, nil, err
+		}
+		h, err := ParseHeader(r.hdr[:])
+		if err != nil {
+			return Header{}, nil, err
+		}
+		if h.Length > r.max {
+			return h, nil, fmt.Errorf("%w: %w: a %v frame of %d bytes on stream %d (at most %d)",
+				ErrProtocol, ErrFrameTooLarge, h.Type, h.Length, h.Stream, r.max)
+		}
+		r.cur, r.pn = h, 0
 	}
-	h, err := ParseHeader(r.hdr[:])
-	if err != nil {
-		return Header{}, nil, err
-	}
-	if h.Length > r.max {
-		return h, nil, fmt.Errorf("%w: %w: a %v frame of %d bytes on stream %d (at most %d)",
-			ErrProtocol, ErrFrameTooLarge, h.Type, h.Length, h.Stream, r.max)
-	}
-	n := int(h.Length)
+	h, n := r.cur, int(r.cur.Length)
 	if cap(r.buf) >= n {
 		p := r.buf[:n]
-		if _, err := io.ReadFull(r.r, p); err != nil {
+		got, err := io.ReadFull(r.r, p[r.pn:])
+		r.pn += got
+		if err != nil {
 			return h, nil, unexpected(err)
 		}
+		r.hn = 0
 		return h, p, nil
 	}
 	// A payload larger than the buffer: the buffer grows as the bytes
 	// arrive, so that a peer that announces a large frame and sends
 	// nothing holds no more memory than it has sent.
-	p := r.buf[:0]
+	p := r.buf[:r.pn]
 	for len(p) < n {
 		step := min(n-len(p), max(len(p), growStep))
 		p = slices.Grow(p, step)
-		if _, err := io.ReadFull(r.r, p[len(p):len(p)+step]); err != nil {
+		got, err := io.ReadFull(r.r, p[len(p):len(p)+step])
+		p = p[:len(p)+got]
+		if err != nil {
+			r.buf, r.pn = p, len(p)
 			return h, nil, unexpected(err)
 		}
-		p = p[:len(p)+step]
 	}
-	r.buf = p
+	r.buf, r.hn = p, 0
 	return h, p, nil
 }
+
+// InFrame says whether a frame has been begun and not yet read whole.
+func (r *Reader) InFrame() bool { return r.hn > 0 }
 
 // Swap hands over the buffer that holds the last payload Next returned
 // (the payload is its first bytes) and reads on into b instead: a caller

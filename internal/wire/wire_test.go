@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +266,87 @@ func TestCallSize(t *testing.T) {
 		if got, want := CallSize(&c), len(AppendCall(nil, &c)); got != want {
 			t.Errorf("CallSize(%.40v) = %d, want %d", c, got, want)
 		}
+	}
+}
+
+// flakyReader returns its bytes a few at a time, failing every other read
+// with errFlaky, as a connection whose read deadline passes does.
+type flakyReader struct {
+	b    []byte
+	step int
+	n    int
+}
+
+var errFlaky = errors.New("deadline")
+
+func (f *flakyReader) Read(p []byte) (int, error) {
+	f.n++
+	if f.n%2 == 0 {
+		return 0, errFlaky
+	}
+	if len(f.b) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), f.step, len(f.b))
+	copy(p, f.b[:k])
+	f.b = f.b[k:]
+	return k, nil
+}
+
+// A Next that fails in the middle of a frame resumes it on the next call:
+// every frame arrives whole, whichever byte the failures fall on, for
+// payloads smaller and larger than the reader's buffer.
+func TestReaderResumesAfterAnError(t *testing.T) {
+	var w []byte
+	var want [][]byte
+	for i, size := range []int{0, 1, 9, 1000, 3 * growStep, 10, growStep + 5} {
+		p := bytes.Repeat([]byte{byte(i + 1)}, size)
+		want = append(want, p)
+		w = AppendFrame(w, uint32(2*i+1), TypeMessage, 0, p)
+	}
+	for _, step := range []int{1, 3, 7, 4096, 1 << 20} {
+		r := NewReader(&flakyReader{b: slices.Clone(w), step: step}, DefaultMaxFrame)
+		var got [][]byte
+		fails := 0
+		for {
+			h, p, err := r.Next()
+			if errors.Is(err, errFlaky) {
+				fails++
+				continue
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("step %d: Next = %v", step, err)
+			}
+			if h.Stream != uint32(2*len(got)+1) {
+				t.Fatalf("step %d: frame %d on stream %d", step, len(got), h.Stream)
+			}
+			got = append(got, slices.Clone(p))
+			if r.InFrame() {
+				t.Fatalf("step %d: InFrame after a whole frame", step)
+			}
+		}
+		if fails == 0 || len(got) != len(want) {
+			t.Fatalf("step %d: %d frames after %d failures, want %d", step, len(got), fails, len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Errorf("step %d: frame %d differs (%d bytes, want %d)", step, i, len(got[i]), len(want[i]))
+			}
+		}
+	}
+	// A stream that ends inside a header is still io.ErrUnexpectedEOF.
+	r := NewReader(&flakyReader{b: w[:3], step: 1}, DefaultMaxFrame)
+	for {
+		_, _, err := r.Next()
+		if errors.Is(err, errFlaky) {
+			continue
+		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("a stream ending in a header: %v, want io.ErrUnexpectedEOF", err)
+		}
+		break
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
@@ -122,15 +123,33 @@ func BenchmarkUnaryCall(b *testing.B) {
 			defer conn.Close()
 			client := greetpb.NewGreeterClient(conn)
 			req := &greetpb.HelloRequest{Name: "bench"}
-			ctx := context.Background()
-			if _, err := client.SayHello(ctx, req); err != nil {
+			if _, err := client.SayHello(context.Background(), req); err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.SayHello(ctx, req); err != nil {
-					b.Fatal(err)
-				}
+			// The call's context: none that ends; one that can be
+			// cancelled, shared by the calls (a request's, a program's);
+			// a timeout made for each call.
+			shared, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for _, cx := range []struct {
+				name string
+				ctx  func() (context.Context, context.CancelFunc)
+			}{
+				{"background", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+				{"shared-cancel", func() (context.Context, context.CancelFunc) { return shared, func() {} }},
+				{"timeout-per-call", func() (context.Context, context.CancelFunc) { return context.WithTimeout(shared, time.Minute) }},
+			} {
+				b.Run("ctx="+cx.name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						ctx, cancel := cx.ctx()
+						_, err := client.SayHello(ctx, req)
+						cancel()
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
 			}
 		})
 	}

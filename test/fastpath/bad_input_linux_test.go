@@ -258,7 +258,7 @@ func TestFastPathBadInput(t *testing.T) {
 	if len(noGoAway) > 0 {
 		t.Errorf("docs/protocol.md: on a connection error the server closes the connection after a GOAWAY; these closed without one: %s", strings.Join(noGoAway, "; "))
 	}
-	if got := e2e.Settle(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
+	if got := e2e.SettleTo(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
 		t.Errorf("goroutines: %d before the bad peers, %d after", goroutines, got)
 	}
 	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "last"}); err != nil {

@@ -272,6 +272,13 @@ func (s *fpService) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) 
 			s.ctxEnded <- nil
 			return nil, status.Error(codes.Internal, "the handler's context never ended")
 		}
+	case "hang": // until the call's context ends, telling no one
+		select {
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-time.After(10 * time.Second):
+			return nil, status.Error(codes.Internal, "the handler's context never ended")
+		}
 	case "slow":
 		s.entered <- id
 		select {

@@ -128,7 +128,7 @@ func TestConnectCallCloseCycles(t *testing.T) {
 	if got := e2e.Settle(fds, func() int { return openFDs(t) }); got != fds {
 		t.Errorf("open files: %d before %d cycles, %d after", fds, cycles, got)
 	}
-	if got := e2e.Settle(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
+	if got := e2e.SettleTo(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
 		t.Errorf("goroutines: %d before %d cycles, %d after", goroutines, cycles, got)
 	}
 	t.Logf("%d connect/call/close cycles in %v; %d open files and %d goroutines before and after", cycles, elapsed.Round(time.Millisecond), fds, goroutines)
@@ -163,7 +163,7 @@ func TestHalfOpenConnections(t *testing.T) {
 	if got := e2e.Settle(fds, func() int { return openFDs(t) }); got != fds {
 		t.Errorf("open files: %d before %d half-open connections, %d after", fds, n, got)
 	}
-	if got := e2e.Settle(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
+	if got := e2e.SettleTo(goroutines, e2e.GoroutinesBesidesIdleWorkers); got != goroutines {
 		t.Errorf("goroutines: %d before, %d after", goroutines, got)
 	}
 }

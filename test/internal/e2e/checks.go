@@ -64,6 +64,20 @@ func Settle(want int, f func() int) int {
 	}
 }
 
+// SettleTo waits until f reports want, for counts that move both ways
+// while things settle (a client's connection has a background reader only
+// while no call reads for itself, and gets it back after an idle moment).
+func SettleTo(want int, f func() int) int {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := f()
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // GoroutinesBesidesIdleWorkers counts this process's goroutines but the
 // idle workers grpcipc.Server keeps for its handlers: a bounded pool, by
 // design, that concurrent calls grow (not a leak per connection).

@@ -54,7 +54,7 @@ func SizeString(n int) string {
 
 // Sample is one measurement of one workload on one target.
 type Sample struct {
-	P50, P99    time.Duration // Unary
+	P50, P99    time.Duration // Unary and Throughput (each call's latency)
 	CallsPerSec float64       // Unary and Throughput
 	MBPerSec    float64       // Stream
 	Ops         float64       // calls made, or MiB moved (Stream)
@@ -310,29 +310,42 @@ func Measure(ctx context.Context, c Client, w Workload, d time.Duration) (Sample
 			return Sample{}, err
 		}
 		defer closeAll()
-		var calls atomic.Int64
 		var firstErr atomic.Value
 		var wg sync.WaitGroup
+		lats := make([][]time.Duration, len(clients)) // each caller's calls
 		start := time.Now()
-		for _, cl := range clients {
+		for i, cl := range clients {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Since(start) < d {
+				lat := make([]time.Duration, 0, 1024)
+				for t0 := time.Now(); t0.Sub(start) < d; {
 					if err := cl.Echo(ctx, payload); err != nil {
 						firstErr.CompareAndSwap(nil, err)
 						return
 					}
-					calls.Add(1)
+					t1 := time.Now()
+					lat = append(lat, t1.Sub(t0))
+					t0 = t1
 				}
+				lats[i] = lat
 			}()
 		}
 		wg.Wait()
+		elapsed := time.Since(start)
 		if err, ok := firstErr.Load().(error); ok {
 			return Sample{}, err
 		}
-		n := float64(calls.Load())
-		return Sample{CallsPerSec: n / time.Since(start).Seconds(), Ops: n}, nil
+		all := slices.Concat(lats...)
+		if len(all) == 0 {
+			return Sample{}, fmt.Errorf("no call ended within %v", d)
+		}
+		slices.Sort(all)
+		n := float64(len(all))
+		return Sample{
+			P50: all[len(all)/2], P99: all[len(all)*99/100],
+			CallsPerSec: n / elapsed.Seconds(), Ops: n,
+		}, nil
 	case Stream:
 		// Cancel rather than set a deadline: a deadline travels to the
 		// server, which may end the stream first, with an error. The

@@ -318,6 +318,17 @@ func summary(g *group) string {
 	}
 	if raw, ok := g.find(StackRaw, ""); ok && raw.main().Median > 0 {
 		s += fmt.Sprintf("; the bare socket (the best possible): %.2fx", Speedup(raw, base))
+		var vsRaw []string
+		for _, r := range g.rows {
+			if r.Stack == StackGRPCIPC && r.main().Median > 0 {
+				vsRaw = append(vsRaw, fmt.Sprintf("%.2fx (%s)", r.main().Median/raw.main().Median, r.Transport))
+			}
+		}
+		if g.w.Kind == Unary {
+			s += fmt.Sprintf("; the fast path's p50 is %s the bare socket's round trip", and(vsRaw))
+		} else {
+			s += fmt.Sprintf("; the fast path reaches %s the bare socket's %s", and(vsRaw), mainName(g.w.Kind))
+		}
 	}
 	return s
 }

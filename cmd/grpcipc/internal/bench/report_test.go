@@ -159,12 +159,12 @@ func summaries(out string) []string {
 
 func TestTableSummaries(t *testing.T) {
 	want := []string{
-		// 80/40 = 2.00, 80/50 = 1.60; raw 80/20 = 4.00
-		"summary: fast path 2.00x (unix) and 1.60x (unix-abstract) the speed of grpc-go over TCP here (p50 40.0µs and 50.0µs vs 80.0µs); the bare socket (the best possible): 4.00x",
-		// 116000/40000 = 2.90
-		"summary: fast path 2.90x (unix) and 3.00x (unix-abstract) the calls/s of grpc-go over TCP here (116,000 and 120,000 vs 40,000); the bare socket (the best possible): 2.50x",
-		// unix-abstract's 1000-1200 overlaps grpc-go's 950-1050
-		"summary: fast path 2.00x (unix) and 1.10x (unix-abstract) the MB/s of grpc-go over TCP here (2,000 and 1,100 vs 1,000); over unix-abstract its rounds' range overlaps grpc-go's: no clear difference there; the bare socket (the best possible): 18.00x",
+		// 80/40 = 2.00, 80/50 = 1.60; raw 80/20 = 4.00; 40/20 = 2.00, 50/20 = 2.50
+		"summary: fast path 2.00x (unix) and 1.60x (unix-abstract) the speed of grpc-go over TCP here (p50 40.0µs and 50.0µs vs 80.0µs); the bare socket (the best possible): 4.00x; the fast path's p50 is 2.00x (unix) and 2.50x (unix-abstract) the bare socket's round trip",
+		// 116000/40000 = 2.90; 116000/100000 = 1.16
+		"summary: fast path 2.90x (unix) and 3.00x (unix-abstract) the calls/s of grpc-go over TCP here (116,000 and 120,000 vs 40,000); the bare socket (the best possible): 2.50x; the fast path reaches 1.16x (unix) and 1.20x (unix-abstract) the bare socket's calls/s",
+		// unix-abstract's 1000-1200 overlaps grpc-go's 950-1050; 2000/18000 = 0.11
+		"summary: fast path 2.00x (unix) and 1.10x (unix-abstract) the MB/s of grpc-go over TCP here (2,000 and 1,100 vs 1,000); over unix-abstract its rounds' range overlaps grpc-go's: no clear difference there; the bare socket (the best possible): 18.00x; the fast path reaches 0.11x (unix) and 0.06x (unix-abstract) the bare socket's MB/s",
 	}
 	got := summaries(table(fixed(), TableOptions{}))
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

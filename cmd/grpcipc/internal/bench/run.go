@@ -27,6 +27,7 @@ type Spawn func(ctx context.Context, spec Target, heapMiB int) (Server, error)
 // Options say how much to measure.
 type Options struct {
 	Quick    bool
+	Only     []string                           // workload kinds to measure (Unary, Throughput, Stream); nil: all
 	Rounds   int                                // each runs every target once, in a fresh server process
 	Spawn    Spawn                              // starts the servers
 	Progress func(done, total int, what string) // called before each target's turn, if set
@@ -102,6 +103,9 @@ func Run(ctx context.Context, specs []Target, o Options) ([]Result, error) {
 		d = 150 * time.Millisecond
 	}
 	workloads := Workloads(o.Quick)
+	if len(o.Only) > 0 {
+		workloads = slices.DeleteFunc(workloads, func(w Workload) bool { return !slices.Contains(o.Only, w.Kind) })
+	}
 	type key struct {
 		t, w int
 		heap string
@@ -158,6 +162,8 @@ func Run(ctx context.Context, specs []Target, o Options) ([]Result, error) {
 					r.P99us = figure(ms, func(m measurement) float64 { return float64(m.P99.Nanoseconds()) / 1e3 })
 					r.CallsPerSec = figure(ms, func(m measurement) float64 { return m.CallsPerSec })
 				case Throughput:
+					r.P50us = figure(ms, func(m measurement) float64 { return float64(m.P50.Nanoseconds()) / 1e3 })
+					r.P99us = figure(ms, func(m measurement) float64 { return float64(m.P99.Nanoseconds()) / 1e3 })
 					r.CallsPerSec = figure(ms, func(m measurement) float64 { return m.CallsPerSec })
 				case Stream:
 					r.MBPerSec = figure(ms, func(m measurement) float64 { return m.MBPerSec })
