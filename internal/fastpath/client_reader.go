@@ -328,6 +328,8 @@ func (fc *ClientConn) watchIdle() {
 	switch {
 	case fc.isClosed() || fc.role == roleBackground:
 		fc.idleArmed = false
+	case fc.role == roleLeader:
+		fc.idleArmed = false // the leader reads meanwhile; its end arms the watch again
 	case fc.role == roleNone && fc.leads == fc.leadsSeen:
 		fc.idleArmed = false
 		fc.startReader(wire.Header{}, nil, false)

@@ -1,0 +1,80 @@
+package fastpath
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+)
+
+// nestedService's UnaryCall makes an EmptyCall to the same server through
+// the client connection it is given (the caller's own): a handler that
+// calls its own server back on the connection its call came on.
+type nestedService struct {
+	testgrpc.UnimplementedTestServiceServer
+	conn atomic.Pointer[grpcipc.ClientConn]
+}
+
+func (s *nestedService) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
+	return &testgrpc.Empty{}, nil
+}
+
+func (s *nestedService) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if c := s.conn.Load(); c != nil {
+		if _, err := testgrpc.NewTestServiceClient(c).EmptyCall(ctx, &testgrpc.Empty{}); err != nil {
+			return nil, err
+		}
+	}
+	return &testgrpc.SimpleResponse{}, nil
+}
+
+// Observation (latency): a handler run inline that calls its own server
+// back on the connection its call came on waits for the watchdog (10 to
+// 20 ms): nobody reads that connection meanwhile. The method's average
+// then marks it slow for a few calls, and it runs inline again once that
+// decays: about one such call in eight pays the wait.
+func TestAttackNestedCallOnTheSameConnection(t *testing.T) {
+	svc := &nestedService{}
+	l := testutil.Endpoint(t)
+	srv, err := grpcipc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testgrpc.RegisterTestServiceServer(srv, svc)
+	lis, err := grpcipc.Listen(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	conn := fpConnect(t, l, fpProtocols[0])
+	svc.conn.Store(conn)
+	client := testgrpc.NewTestServiceClient(conn)
+	var lat []time.Duration
+	for range 200 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		if _, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+		cancel()
+	}
+	slices.Sort(lat)
+	slow := 0
+	for _, d := range lat {
+		if d > 5*time.Millisecond {
+			slow++
+		}
+	}
+	t.Logf("nested calls: p50 %v, p90 %v, p99 %v, max %v; %d of %d over 5 ms", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1], slow, len(lat))
+	if slow > len(lat)/50 { // before 401495a: none
+		t.Errorf("%d of %d nested calls took over 5 ms", slow, len(lat))
+	}
+}
