@@ -314,8 +314,7 @@ func (s *Server) stop(graceful bool) {
 	for l := range s.listeners {
 		ls = append(ls, l)
 	}
-	serving := s.serving
-	s.serving = true // no grpc.Serve starts after this
+	serving := s.serving // no grpc.Serve starts after this: Serve sees stopped
 	s.mu.Unlock()
 	for _, l := range ls {
 		l.Close()

@@ -13,8 +13,9 @@ package fastpath
 //
 //   - A leader reads only its own call's frames and the connection's own
 //     (GOAWAY, windows, frames of calls that ended). The first frame of
-//     another call in flight, or a PING (its answer could wait for the
-//     writer), goes to a background reader started for it, and the leader
+//     another call in flight, a PING or a reply in parts (what they make a
+//     reader write could wait for a server that stops reading), goes to a
+//     background reader started for it, and the leader
 //     waits for its reply as any other call does. A frame of its own call
 //     that waits for room in the memory budget stops waiting when the
 //     call's context ends.
@@ -291,12 +292,17 @@ func (fc *ClientConn) frameBuffered() bool {
 }
 
 // mayLead says whether leader st may handle frame h itself: frames of its
-// own call and of the connection, but for a PING (its answer could wait
-// for the writer), a message with no room to take it, and the frames of
+// own call and of the connection, but for a PING and a message in parts
+// (what they make it write could wait for the writer), and the frames of
 // other calls in flight.
 func (fc *ClientConn) mayLead(st *clientStream, h wire.Header) bool {
 	switch {
 	case h.Type == wire.TypePing:
+		return false
+	case h.Type == wire.TypeMessage && h.Flags&wire.FlagMore != 0:
+		// A reply in parts is given back window by window: those writes
+		// could wait for a server that stops reading, where no read
+		// deadline would reach the leader.
 		return false
 	case h.Stream == st.id || h.Stream == 0:
 		return true

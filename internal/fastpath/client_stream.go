@@ -131,16 +131,41 @@ func (st *clientStream) abort(s *status.Status) {
 	st.releaseMetadata()
 }
 
-// result waits for the call's end, or its context's.
+// result waits for the call's end, or its context's. A call that ended
+// before its context's end could end it keeps its outcome, reply and all.
 func (st *clientStream) result() *status.Status {
 	select {
 	case <-st.done:
 	case <-st.ctx.Done():
-		st.abort(status.Convert(ContextStatus(st.ctx)))
+		st.cancel(status.Convert(ContextStatus(st.ctx)))
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.status
+}
+
+// cancel ends the call with s, its context's status, and tells the
+// server, unless the call has ended: then its outcome stands (abort would
+// drop a reply that came with its end).
+func (st *clientStream) cancel(s *status.Status) {
+	st.mu.Lock()
+	ended := st.status != nil
+	st.mu.Unlock()
+	if ended {
+		return
+	}
+	b := st.fc.w.Lock()
+	*b = wire.AppendFrame(*b, st.id, wire.TypeCancel, 0, nil)
+	st.fc.w.Unlock()
+	st.fc.remove(st)
+	st.end(s, nil)
+	st.mu.Lock()
+	won := st.status == s
+	st.mu.Unlock()
+	if won {
+		st.in.Drain()
+		st.releaseMetadata()
+	}
 }
 
 // invoke makes a unary call on the fast path.

@@ -18,7 +18,11 @@ package fastpath
 //   - a watchdog looks at the handlers that run inline every inlineTick
 //     while there are any, and gives the reading of a connection whose
 //     handler has run through a whole tick to a worker: a call that comes
-//     while a method is slow for the first time waits at most two ticks;
+//     while a method is slow for the first time waits at most two ticks,
+//     and the method's next notInlineAfterRescue calls run on workers (a
+//     handler that waits on something, a long poll or a call back to this
+//     server on the same connection, would make the calls behind it wait
+//     again);
 //   - a handler that must wait for the client's window (a reply sent in
 //     parts) gives the reading away at once.
 // The watchdog sleeps while no handler runs inline, so an idle server has
@@ -36,6 +40,9 @@ import (
 const (
 	inlineTick = 10 * time.Millisecond // how often the watchdog looks
 	inlineSlow = time.Millisecond      // a method whose handlers take this long is slow
+	// notInlineAfterRescue: calls of a method that run on workers after
+	// the watchdog had to take the reading from one of its handlers
+	notInlineAfterRescue = 1000
 )
 
 // inlineState is a connection's: 0 when a goroutine reads it; id<<1|1
@@ -53,6 +60,9 @@ func (c *serverConn) mayRunInline(st *serverStream) bool {
 	if st.m.took.Load() >= int64(inlineSlow) {
 		return false
 	}
+	if st.m.notInline.Load() > 0 && st.m.notInline.Add(-1) >= 0 {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.streams) == 1 && c.streams[st.id] == st
@@ -66,7 +76,16 @@ func (c *serverConn) runInline(st *serverStream) bool {
 	c.inline.Store(token)
 	c.s.watch.started()
 	runTimed(st)
-	return c.inline.CompareAndSwap(token, 0)
+	if c.inline.CompareAndSwap(token, 0) {
+		return true
+	}
+	if !st.yielded {
+		// The watchdog took the reading away: a handler that waited this
+		// long (a long poll, a call back to this server on the same
+		// connection) will again, and the calls behind it waited with it.
+		st.m.notInline.Store(notInlineAfterRescue)
+	}
+	return false
 }
 
 // runTimed runs unary call st's handler, and adds how long it took to its
@@ -85,6 +104,7 @@ func runTimed(st *serverStream) {
 func (c *serverConn) yieldReader(st *serverStream) {
 	token := uint64(st.id)<<1 | 1
 	if c.inline.Load() == token && c.inline.CompareAndSwap(token, token&^1) {
+		st.yielded = true
 		c.s.workers.run(c)
 	}
 }

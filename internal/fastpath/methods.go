@@ -18,6 +18,9 @@ type method struct {
 	// took: how long a unary handler takes, a moving average (ns;
 	// inline.go)
 	took atomic.Int64
+	// notInline: calls left to run on workers since the watchdog found a
+	// handler of the method running inline through a tick (inline.go)
+	notInline atomic.Int64
 }
 
 // RegisterService adds a service's methods to the server's table. The

@@ -34,6 +34,7 @@ type serverStream struct {
 	sts     transportStream
 
 	unseen     bool        // refused by the policy: stats handlers are not told
+	yielded    bool        // its handler, run inline, gave the reading away (its goroutine's)
 	ready      atomic.Bool // authorized, a method found
 	dispatched atomic.Bool // a handler runs it, or it ended before one did
 	doneOnce   sync.Once

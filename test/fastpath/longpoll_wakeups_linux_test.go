@@ -12,13 +12,12 @@ import (
 	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
-// Observation (cost): while a unary call leads for a long time (a
-// long-poll call whose reply comes minutes later), the client's idle watch
-// finds role == roleLeader at each turn and re-arms itself: a timer fires
-// every 20 ms for as long as the call waits. This measures the process's
-// voluntary context switches over 2 s of one blocked call, to compare with
-// the code before 401495a (no such timer).
-func TestAttackLongPollIdleWatchTicks(t *testing.T) {
+// While a unary call reads its own reply for a long time (a long poll), the
+// client's idle watch sleeps: the process is not woken every 20 ms while
+// the call waits. Measured as the process's voluntary context switches
+// over 2 s of one blocked call. (Found by an attack round: the watch
+// re-armed itself while a call led, about 250 wake-ups a second.)
+func TestLongPollIdleWatchTicks(t *testing.T) {
 	svc := newFPService()
 	env := fpServe(t, testutil.Endpoint(t), svc)
 	conn := fpConnect(t, env.endpoint, fpProtocols[0])
@@ -50,7 +49,7 @@ func TestAttackLongPollIdleWatchTicks(t *testing.T) {
 
 // The same, against a hand-written server that never answers the second
 // call (so that only the client's goroutines and timers run).
-func TestAttackLongPollIdleWatchTicksClientOnly(t *testing.T) {
+func TestLongPollIdleWatchTicksClientOnly(t *testing.T) {
 	release := make(chan struct{})
 	endpoint := atkServe(t, func(c *atkConn) {
 		id, err := c.UntilHalfClose()

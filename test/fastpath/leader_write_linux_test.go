@@ -11,17 +11,14 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Attack: a leader (a unary call alone on its connection, reading its own
-// reply) writes from inside frame(): a WINDOW for each part of its reply
-// (a unary call gives the bytes of a part back at once), a CANCEL when it
-// aborts. A server that stops reading and sends the reply in tiny parts
-// fills the client's socket buffer with those WINDOW frames: the leader
-// blocks in Write, which its context's end does not interrupt (only a read
-// deadline is set). The call returns only when the Writer's WriteTimeout
-// (10 s) closes the connection, not at its own deadline. Before the
-// change the background reader blocked there, and the caller returned at
-// its deadline.
-func TestAttackLeaderBlockedInWriteMissesDeadline(t *testing.T) {
+// A server that stops reading and sends a lone call's reply in tiny parts
+// makes whoever reads them write a WINDOW for each, until the client's
+// socket buffer is full and the write blocks. The call still ends at its
+// deadline: a leader (a call reading its own reply) hands a reply in parts
+// to the background reader, since no read deadline reaches a write. (Found
+// by an attack round: the leader took the parts and the call returned
+// only when the writer's 10 s timeout closed the connection.)
+func TestLeaderBlockedInWriteMissesDeadline(t *testing.T) {
 	release := make(chan struct{})
 	endpoint := atkServe(t, func(c *atkConn) {
 		id, err := c.UntilHalfClose()

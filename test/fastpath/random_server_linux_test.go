@@ -29,7 +29,7 @@ import (
 // call ends by its deadline and some slack, with OK or its deadline's code
 // (or the server's INTERNAL for a script that breaks cardinality), and
 // nothing is left behind.
-func TestAttackRandomServerScripts(t *testing.T) {
+func TestRandomServerScripts(t *testing.T) {
 	for _, callers := range []int{1, 3} {
 		t.Run(fmt.Sprint(callers, " callers"), func(t *testing.T) { attackRandomServer(t, callers) })
 	}

@@ -12,15 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Pre-existing (fails before 401495a as well): when a unary call's reply
-// has arrived (st.done closed, status OK, the reply queued) and its
-// context ends at about the same time, result()'s select may take the
-// context's case; abort then finds the call ended and drains the queued
-// reply; result returns the OK status, and Invoke, finding no message,
-// fails the call with INTERNAL "cardinality violation: the server sent no
-// response message". A call must end OK (with its reply) or with its
-// context's code.
-func TestAttackReplyDrainedWhenContextEndsWithIt(t *testing.T) {
+// A unary call whose reply arrives as its context ends ends OK with its
+// reply, or with its context's code; never otherwise. (Found by an attack
+// round, older than the reader roles: the context's end could drain a
+// reply that had ended the call, which then failed INTERNAL, "the server
+// sent no response message".)
+func TestReplyDrainedWhenContextEndsWithIt(t *testing.T) {
 	env := fpServe(t, testutil.Endpoint(t), newFPService())
 	conn := fpConnect(t, env.endpoint, fpProtocols[0])
 	client := testgrpc.NewTestServiceClient(conn)

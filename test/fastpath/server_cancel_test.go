@@ -10,13 +10,12 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
-// Attack (latency): a handler that runs inline leaves its connection
-// unread, so the client's CANCEL of its call reaches it only once the
-// watchdog gives the reading to a worker (one to two 10 ms ticks), where a
-// reader used to see it at once. Measures, for calls cancelled while their
-// handler waits on its context, the time from the client's cancel to the
-// handler's context's end.
-func TestAttackInlineHandlerSeesCancelLate(t *testing.T) {
+// A handler that waits on its context (a long poll) sees its client's
+// cancel at once, but for the first such call of a method, which ran
+// inline and waited for the watchdog (one to two 10 ms ticks): the method
+// then runs on workers. Measured from the client's cancel to the handler's
+// context's end, over calls of a method that is otherwise fast.
+func TestInlineHandlerSeesCancelLate(t *testing.T) {
 	svc := newFPService()
 	env := fpServe(t, testutil.Endpoint(t), svc)
 	conn := fpConnect(t, env.endpoint, fpProtocols[0])

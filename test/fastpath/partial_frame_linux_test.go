@@ -17,7 +17,7 @@ import (
 // buffer) stalls the call no longer than its deadline; once the server
 // sends the rest, the frame is read whole by whoever reads next, and the
 // connection serves the next call.
-func TestAttackPartialFrameStallsNoLeader(t *testing.T) {
+func TestPartialFrameStallsNoLeader(t *testing.T) {
 	for _, cut := range []string{"header", "payload", "large payload"} {
 		t.Run(cut, func(t *testing.T) {
 			rest := make(chan []byte, 1)

@@ -1,6 +1,6 @@
 package fastpath
 
-// Helpers of the attack_* tests: a fast-path server spoken by hand, whose
+// Helpers of the hand-written-server tests: a fast-path server spoken by hand, whose
 // behaviour each test writes.
 
 import (
@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// atkUnary is the method the attack tests call on hand-written servers.
+// atkUnary is the method the hand-written-server tests call on hand-written servers.
 const atkUnary = "/atk.S/U"
 
 // atkConn is one connection of a hand-written fast-path server.

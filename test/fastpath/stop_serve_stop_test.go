@@ -9,11 +9,10 @@ import (
 	"github.com/grpcipc/grpcipc/internal/testutil"
 )
 
-// Pre-existing, outside 401495a (found by accident): Stop before Serve,
-// then Serve (which returns "the server has stopped"), then Stop again:
-// the second Stop waits forever (server.go: serving is true, so it waits
-// for h2done, which no Serve will close).
-func TestAttackStopServeStop(t *testing.T) {
+// Stop before Serve, then Serve (which returns ErrServerStopped), then Stop
+// again: the second Stop returns. (Found by an attack round: it waited
+// forever for an HTTP/2 server that never started.)
+func TestStopServeStop(t *testing.T) {
 	l, err := grpcipc.Listen(context.Background(), testutil.Endpoint(t))
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ import (
 // call's lead, with the background reader that a second, occasional caller
 // brings back. Every call ends OK or with its context's code, within its
 // deadline and some slack; nothing hangs; the connection stays good.
-func TestAttackInterruptAroundTheReply(t *testing.T) {
+func TestInterruptAroundTheReply(t *testing.T) {
 	fpNoLeaks(t)
 	env := fpServe(t, testutil.Endpoint(t), newFPService())
 	conn := fpConnect(t, env.endpoint, fpProtocols[0])

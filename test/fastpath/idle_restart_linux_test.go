@@ -17,7 +17,7 @@ import (
 // is replaced at once: the next call, within the idle watch, finds its
 // write refused or the GOAWAY and goes to a new connection; it does not
 // fail.
-func TestAttackServerReplacedWhileNoOneReads(t *testing.T) {
+func TestServerReplacedWhileNoOneReads(t *testing.T) {
 	for _, graceful := range []bool{true, false} {
 		name := "stop"
 		if graceful {
