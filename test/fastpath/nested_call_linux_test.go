@@ -68,14 +68,17 @@ func TestNestedCallOnTheSameConnection(t *testing.T) {
 		cancel()
 	}
 	slices.Sort(lat)
-	slow := 0
+	// A call that waited for the watchdog took a tick (10 ms) or more; a
+	// busy machine makes a few calls slow anyway, so three are allowed
+	// (the first waits by design). Before the fix, 10 to 20 did.
+	waited := 0
 	for _, d := range lat {
-		if d > 5*time.Millisecond {
-			slow++
+		if d >= 9*time.Millisecond {
+			waited++
 		}
 	}
-	t.Logf("nested calls: p50 %v, p90 %v, p99 %v, max %v; %d of %d over 5 ms", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1], slow, len(lat))
-	if slow > len(lat)/50 { // before 401495a: none
-		t.Errorf("%d of %d nested calls took over 5 ms", slow, len(lat))
+	t.Logf("nested calls: p50 %v, p90 %v, p99 %v, max %v; %d of %d took 9 ms or more", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1], waited, len(lat))
+	if waited > 3 {
+		t.Errorf("%d of %d nested calls took 9 ms or more: they waited for the watchdog", waited, len(lat))
 	}
 }
