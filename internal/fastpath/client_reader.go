@@ -332,11 +332,10 @@ func (fc *ClientConn) watchIdle() {
 	fc.rmu.Lock()
 	defer fc.rmu.Unlock()
 	switch {
-	case fc.isClosed() || fc.role == roleBackground:
+	case fc.isClosed() || fc.role != roleNone:
+		// Someone reads; a leader's end arms the watch again.
 		fc.idleArmed = false
-	case fc.role == roleLeader:
-		fc.idleArmed = false // the leader reads meanwhile; its end arms the watch again
-	case fc.role == roleNone && fc.leads == fc.leadsSeen:
+	case fc.leads == fc.leadsSeen:
 		fc.idleArmed = false
 		fc.startReader(wire.Header{}, nil, false)
 	default:

@@ -129,7 +129,7 @@ func (w *inlineWatch) started() {
 		return
 	}
 	w.mu.Lock()
-	if !w.running && w.stop != nil {
+	if !w.running {
 		select {
 		case <-w.stop:
 			w.mu.Unlock()
