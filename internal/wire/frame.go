@@ -21,6 +21,9 @@ type Reader struct {
 	hn  int    // bytes of hdr read of the frame in progress
 	cur Header // the frame in progress, once hn == HeaderSize
 	pn  int    // bytes of its payload read (into buf)
+	// off: the bytes read so far; start: the offset of the first byte of
+	// the frame in progress, or of the last one read
+	off, start uint64
 }
 
 // NewReader returns a Reader of r for payloads of at most maxPayload
@@ -35,8 +38,12 @@ func NewReader(r io.Reader, maxPayload uint32) *Reader {
 // of the underlying reader, Next may be called again to resume the frame.
 func (r *Reader) Next() (Header, []byte, error) {
 	if r.hn < HeaderSize {
+		if r.hn == 0 {
+			r.start = r.off
+		}
 		n, err := io.ReadFull(r.r, r.hdr[r.hn:])
 		r.hn += n
+		r.off += uint64(n)
 		if err != nil {
 			if r.hn > 0 && errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -58,6 +65,7 @@ func (r *Reader) Next() (Header, []byte, error) {
 		p := r.buf[:n]
 		got, err := io.ReadFull(r.r, p[r.pn:])
 		r.pn += got
+		r.off += uint64(got)
 		if err != nil {
 			return h, nil, unexpected(err)
 		}
@@ -73,6 +81,7 @@ func (r *Reader) Next() (Header, []byte, error) {
 		p = slices.Grow(p, step)
 		got, err := io.ReadFull(r.r, p[len(p):len(p)+step])
 		p = p[:len(p)+got]
+		r.off += uint64(got)
 		if err != nil {
 			r.buf, r.pn = p, len(p)
 			return h, nil, unexpected(err)
@@ -81,6 +90,14 @@ func (r *Reader) Next() (Header, []byte, error) {
 	r.buf, r.hn = p, 0
 	return h, p, nil
 }
+
+// Offset returns how many bytes the Reader has read from its io.Reader.
+func (r *Reader) Offset() uint64 { return r.off }
+
+// FrameStart returns the offset (as Offset counts) of the first byte of
+// the frame in progress, or of the last frame Next returned: the bytes a
+// FILES frame's descriptors are attached to begin there.
+func (r *Reader) FrameStart() uint64 { return r.start }
 
 // InFrame says whether a frame has been begun and not yet read whole.
 func (r *Reader) InFrame() bool { return r.hn > 0 }

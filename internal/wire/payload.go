@@ -251,6 +251,29 @@ func ParseWindow(p []byte) (uint32, error) {
 	return inc, nil
 }
 
+// FilesSize is the length of a FILES payload.
+const FilesSize = 1
+
+// MaxFilesPerFrame is the most descriptors one FILES frame announces: the
+// most one message on a Unix socket carries (Linux's SCM_MAX_FD).
+const MaxFilesPerFrame = 253
+
+// AppendFiles appends a FILES payload: how many descriptors are attached
+// to the frame.
+func AppendFiles(b []byte, n int) []byte { return append(b, byte(n)) }
+
+// ParseFiles reads a FILES payload.
+func ParseFiles(p []byte) (int, error) {
+	if len(p) != FilesSize {
+		return 0, protoErr("FILES payload of %d bytes, want %d", len(p), FilesSize)
+	}
+	n := int(p[0])
+	if n == 0 || n > MaxFilesPerFrame {
+		return 0, protoErr("FILES frame announcing %d descriptors (1 to %d)", n, MaxFilesPerFrame)
+	}
+	return n, nil
+}
+
 // AppendGoAway appends g's payload.
 func AppendGoAway(b []byte, g *GoAway) []byte {
 	b = binary.BigEndian.AppendUint32(b, g.LastStream)

@@ -47,6 +47,10 @@ func (e *LimitError) Unwrap() []error { return []error{ErrProtocol, ErrLimit} }
 // Version is the protocol version this package speaks.
 const Version = 2
 
+// FilesVersion is the first version with FILES frames (Version becomes it
+// once both ends carry files).
+const FilesVersion = 3
+
 // Magic starts a preface. No HTTP/2 client sends it: HTTP/2 connections
 // start with "PRI * HTTP/2.0".
 const Magic = "GIPC"
@@ -91,10 +95,13 @@ const (
 	TypeWindow    Type = 7 // both: the reader took this many more bytes of a stream
 	TypeGoAway    Type = 8 // server: no new streams; those above LastStream were not started
 	TypePing      Type = 9 // both: echoed back with FlagAck
+	// TypeFiles (version 3): both: descriptors for the stream's call,
+	// attached (SCM_RIGHTS) to the frame's own bytes, sent alone
+	TypeFiles Type = 10
 )
 
 func (t Type) String() string {
-	names := [...]string{"", "CALL", "MESSAGE", "HALF_CLOSE", "CANCEL", "HEADERS", "TRAILERS", "WINDOW", "GOAWAY", "PING"}
+	names := [...]string{"", "CALL", "MESSAGE", "HALF_CLOSE", "CANCEL", "HEADERS", "TRAILERS", "WINDOW", "GOAWAY", "PING", "FILES"}
 	if int(t) < len(names) && t != 0 {
 		return names[t]
 	}
@@ -156,7 +163,7 @@ func ParseHeader(b []byte) (Header, error) {
 		Flags:  Flags(b[9]),
 	}
 	switch h.Type {
-	case TypeCall, TypeMessage, TypeHalfClose, TypeCancel, TypeHeaders, TypeTrailers:
+	case TypeCall, TypeMessage, TypeHalfClose, TypeCancel, TypeHeaders, TypeTrailers, TypeFiles:
 		if h.Stream == 0 {
 			return Header{}, protoErr("%v frame on stream 0", h.Type)
 		}

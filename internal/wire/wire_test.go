@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -39,7 +40,7 @@ func TestHeaderRoundTripAndRefusals(t *testing.T) {
 	for _, bad := range []Header{
 		{Type: TypeCall, Stream: 0}, {Type: TypeMessage}, {Type: TypeTrailers},
 		{Type: TypeGoAway, Stream: 1}, {Type: TypePing, Stream: 3},
-		{Type: 0, Stream: 1}, {Type: 10, Stream: 1}, {Type: 255},
+		{Type: 0, Stream: 1}, {Type: TypeFiles, Stream: 0}, {Type: 11, Stream: 1}, {Type: 255},
 	} {
 		if _, err := ParseHeader(AppendHeader(nil, bad)); !errors.Is(err, ErrProtocol) {
 			t.Errorf("ParseHeader(%+v) = %v; want ErrProtocol", bad, err)
@@ -348,5 +349,43 @@ func TestReaderResumesAfterAnError(t *testing.T) {
 			t.Fatalf("a stream ending in a header: %v, want io.ErrUnexpectedEOF", err)
 		}
 		break
+	}
+}
+
+func TestFilesPayload(t *testing.T) {
+	for _, n := range []int{1, 2, MaxFilesPerFrame} {
+		if got, err := ParseFiles(AppendFiles(nil, n)); err != nil || got != n {
+			t.Errorf("ParseFiles(AppendFiles(%d)) = %d, %v", n, got, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0}, {MaxFilesPerFrame + 1}, {255}, {1, 0}} {
+		if _, err := ParseFiles(bad); !errors.Is(err, ErrProtocol) {
+			t.Errorf("ParseFiles(%v) = %v; want ErrProtocol", bad, err)
+		}
+	}
+}
+
+// TestReaderOffsets: the Reader says where each frame began in the bytes
+// it read, read whole or a byte at a time, and how many it has read.
+func TestReaderOffsets(t *testing.T) {
+	var b []byte
+	var starts []uint64
+	for i, n := range []int{0, 5, 100_000, 1} {
+		starts = append(starts, uint64(len(b)))
+		b = AppendFrame(b, uint32(i+1), TypeMessage, 0, bytes.Repeat([]byte{7}, n))
+	}
+	for _, r := range []io.Reader{bytes.NewReader(b), iotest.OneByteReader(bytes.NewReader(b))} {
+		fr := NewReader(r, DefaultMaxFrame)
+		for i, want := range starts {
+			if _, _, err := fr.Next(); err != nil {
+				t.Fatal(err)
+			}
+			if got := fr.FrameStart(); got != want {
+				t.Errorf("frame %d began at %d, want %d", i, got, want)
+			}
+		}
+		if fr.Offset() != uint64(len(b)) {
+			t.Errorf("read %d bytes, Offset says %d", len(b), fr.Offset())
+		}
 	}
 }
