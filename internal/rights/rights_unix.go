@@ -65,7 +65,7 @@ type Conn struct {
 	mu       sync.Mutex
 	keep     bool
 	closed   bool
-	arrivals []arrival // kept, not yet taken, oldest first
+	arrivals []arrival   // kept, not yet taken, oldest first
 	some     atomic.Bool // len(arrivals) > 0
 }
 
