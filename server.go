@@ -79,7 +79,8 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 			Unary: cfg.unary, Stream: cfg.stream, Stats: cfg.stats,
 			MaxRecv: cfg.maxRecv, MaxSend: cfg.maxSend,
 			ConnBudget: cfg.connBudget, CallerBudget: cfg.callerBudget,
-			FrameTimeout: cfg.handshakeTimeout,
+			FrameTimeout:    cfg.handshakeTimeout,
+			MaxFilesPerCall: cfg.maxFilesPerCall,
 		}),
 	}
 	s.grpc = grpc.NewServer(append(append(localServerOptions(),

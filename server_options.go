@@ -208,6 +208,7 @@ type serverConfig struct {
 	grpcOpts []grpc.ServerOption
 	// fast-path memory budgets, in bytes (0: the default)
 	connBudget, callerBudget int64
+	maxFilesPerCall          int
 }
 
 // newServerConfig applies opts to the defaults.

@@ -98,6 +98,9 @@ func Offer(conn net.Conn) (Answer, error) {
 	if v < 2 {
 		return Answer{}, fmt.Errorf("it answered version %d of the fast path to an offer of version %d, which version 1 does not make", v, wire.Version)
 	}
+	if v > wire.Version {
+		return Answer{}, fmt.Errorf("it answered version %d of the fast path to an offer of version %d: a server answers at most the version offered", v, wire.Version)
+	}
 	br.Discard(wire.PrefaceSize)
 	return Answer{Fast: true, Version: v, Reader: br}, nil
 }

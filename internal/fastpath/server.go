@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
@@ -36,6 +37,9 @@ type ServerConfig struct {
 	ConnBudget   int64         // each connection's memory budget (> 0)
 	CallerBudget int64         // what one caller's connections share (>= ConnBudget)
 	FrameTimeout time.Duration // a frame once begun arrives whole within it
+	// MaxFilesPerCall: the most descriptors a call may carry to the
+	// server (files.go); 0: calls that carry any are refused
+	MaxFilesPerCall int
 }
 
 // Caller is an admitted connection as the root's admission knows it: who
@@ -75,6 +79,8 @@ type Server struct {
 	draining  bool // a graceful Shutdown began (sticky)
 	conns     map[*serverConn]bool
 	budgets   map[string]*fastio.Budget // callers' memory budgets, by Caller.BudgetKey
+	// fileShares: the descriptors the calls of each caller hold (files.go)
+	fileShares map[string]*fileShare
 	connsIdle *sync.Cond                // signalled when a connection ends
 }
 
@@ -174,6 +180,17 @@ type serverConn struct {
 	version   uint8        // of the protocol, as the server's preface said
 	blk       fastio.Block // a CALL in parts (reader)
 
+	// Descriptors (files.go): files is nil when none can arrive; pending
+	// those of a FILES frame for stream pendingID, whose CALL is next
+	// (reader's); filesHeld those the connection's calls hold, and
+	// callerFiles what the caller's connections hold together
+	files       FilesConn
+	filesBase   uint64 // the connection's offset of the first frame's byte
+	pending     []int
+	pendingID   uint32
+	filesHeld   atomic.Int64
+	callerFiles *fileShare
+
 	mu        sync.Mutex
 	streams   map[uint32]*serverStream
 	last      uint32 // the highest stream started
@@ -222,6 +239,7 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 	}
 	c.br = bufio.NewReaderSize(in, 32<<10)
 	c.r = wire.NewReader(c.br, wire.DefaultMaxFrame)
+	c.startFiles(rest)
 	b := c.w.Lock()
 	*b = wire.AppendPreface(*b, version)
 	err := c.w.Unlock()
@@ -249,6 +267,9 @@ func (c *serverConn) readLoop() {
 		h, p, err := c.r.Next()
 		if err == nil {
 			err = c.frame(h, p)
+		}
+		if err == nil {
+			err = c.strayFiles()
 		}
 		if err != nil {
 			c.end(err)
@@ -313,6 +334,7 @@ func (c *serverConn) end(err error) {
 	if c.key != "" {
 		c.s.releaseCallerBudget(c.key)
 	}
+	c.endFiles()
 }
 
 // close ends the connection: its calls in flight end with err.
@@ -457,6 +479,8 @@ func (c *serverConn) frame(h wire.Header, p []byte) error {
 			st.in.Grow(inc)
 		}
 		return nil
+	case wire.TypeFiles:
+		return c.onFiles(h, p)
 	case wire.TypePing:
 		if h.Flags&wire.FlagAck != 0 {
 			return nil
@@ -518,8 +542,26 @@ func (c *serverConn) remove(st *serverStream) {
 func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), nil, n) }
 
 // onCall opens a stream of CALL payload p, of which held bytes are
-// charged to the budget already (a CALL put together from parts).
+// charged to the budget already (a CALL put together from parts), with
+// the descriptors a FILES frame sent for it.
 func (c *serverConn) onCall(id uint32, p []byte, held int) error {
+	fds, err := c.pendingFor(id)
+	if err != nil {
+		c.budget.Release(held)
+		return err
+	}
+	if fds == nil {
+		return c.openCall(id, p, held, nil)
+	}
+	err = c.openCall(id, p, held, &fds)
+	closeFDs(fds) // the call never came as far as taking them
+	return err
+}
+
+// openCall opens a stream of CALL payload p, of which held bytes are
+// charged to the budget already, with the descriptors *fds (nil: none),
+// which it takes (setting *fds to nil) once the call may have them.
+func (c *serverConn) openCall(id uint32, p []byte, held int, fds *[]int) error {
 	// The call's metadata is held as long as the call: it is charged to
 	// the budget like messages, before it is parsed and before anyone
 	// else can see the stream.
@@ -608,6 +650,13 @@ func (c *serverConn) onCall(id uint32, p []byte, held int) error {
 		st.unseen = true
 		st.fail(err)
 		return nil
+	}
+	if fds != nil {
+		got := *fds
+		*fds = nil
+		if !c.attachFiles(st, got) {
+			return nil
+		}
 	}
 	if hs := c.s.cfg.Stats; len(hs) > 0 {
 		st.begin = time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ type serverStream struct {
 	dispatched atomic.Bool // a handler runs it, or it ended before one did
 	doneOnce   sync.Once
 
+	fileMu sync.Mutex
+	files  []*os.File // the client's, until the handler takes them (files.go)
+
 	hmu        sync.Mutex // the fields below, and the order of sends
 	header     metadata.MD
 	headerSent bool
@@ -58,6 +62,7 @@ func (st *serverStream) done() {
 		// charged to a stream no one will drain again.
 		st.in.Abort(errStreamDone)
 		st.c.budget.Release(st.charged)
+		st.closeFiles()
 		st.c.remove(st)
 		st.c.handlers.Done()
 	})

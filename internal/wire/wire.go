@@ -45,7 +45,7 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Unwrap() []error { return []error{ErrProtocol, ErrLimit} }
 
 // Version is the protocol version this package speaks.
-const Version = 2
+const Version = 3
 
 // FilesVersion is the first version with FILES frames (Version becomes it
 // once both ends carry files).

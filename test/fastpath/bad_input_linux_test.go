@@ -62,8 +62,8 @@ func TestFastPathBadInput(t *testing.T) {
 			rf.Send(t, wire.AppendHeader(nil, wire.Header{Length: wire.DefaultMaxFrame + 1, Stream: 1, Type: wire.TypeMessage}))
 		}, "frame too large", true},
 		{"unknown frame type", func(t *testing.T, rf *e2e.RawFast) {
-			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, 10, 0, nil))
-		}, "unknown frame type 10", true},
+			rf.Send(t, e2e.RawCall(1), e2e.RawFrame(1, 11, 0, nil))
+		}, "unknown frame type 11", true},
 		{"CALL reusing a stream id", func(t *testing.T, rf *e2e.RawFast) {
 			rf.Send(t, e2e.RawCall(3))
 			rf.Alive(t)

@@ -311,7 +311,7 @@ func TestProtocolChoiceOffer(t *testing.T) {
 	offer := <-got
 	want := []byte(http2ClientPreface +
 		"\x00\x00\x06" + "\x04" + "\x00" + "\x00\x00\x00\x00" + // SETTINGS: 6 bytes, flags 0, stream 0
-		"\xf1\xc0" + "GIP\x02") // setting 0xf1c0: "GIP", version 2
+		"\xf1\xc0" + "GIP\x03") // setting 0xf1c0: "GIP", version 3
 	if !bytes.Equal(offer, want) {
 		t.Errorf("the client's offer is %q, want %q", offer, want)
 	}

@@ -187,3 +187,29 @@ func AddrAndCount(args []string) (string, int, error) {
 	n, err := strconv.Atoi(args[1])
 	return addr, n, err
 }
+
+// Outcome reads the server's frames on stream until its TRAILERS, and
+// returns the reply message's bytes and the trailer.
+func (rf *RawFast) Outcome(t *testing.T, stream uint32) ([]byte, wire.Trailer) {
+	t.Helper()
+	var msg []byte
+	for {
+		h, p, err := rf.Next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for stream %d's end: %v (frames so far %v)", stream, err, rf.Frames)
+		}
+		if h.Stream != stream {
+			continue
+		}
+		switch h.Type {
+		case wire.TypeMessage:
+			msg = append(msg, p...)
+		case wire.TypeTrailers:
+			tr, err := wire.ParseTrailer(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return msg, tr
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package grpcipc
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/grpcipc/grpcipc/internal/fastpath"
+	"github.com/grpcipc/grpcipc/internal/wire"
+)
+
+// MaxFilesPerCall is the most files [WithMaxFilesPerCall] lets a call carry:
+// the most descriptors one message on a Unix socket carries (Linux's
+// SCM_MAX_FD).
+const MaxFilesPerCall = wire.MaxFilesPerFrame
+
+// WithMaxFilesPerCall lets each call that comes over the fast path on a
+// Unix socket (a socket path, an abstract socket, [StartChild]'s
+// connection) carry up to n open files from the client ([WithFiles]),
+// which its handler takes with [TakeFiles]. With 0, the default, a call
+// that carries files is refused with FailedPrecondition before its
+// handler runs, and the files are closed; so is one with more than n.
+// Only calls that the policy lets the caller make get that far: a
+// refused call's files are closed unseen.
+//
+// Files are capabilities: a handler can do with one what the client could
+// (read a file the server could not open, write to a pipe, accept on a
+// listening socket). Check what you are given before you trust it: its
+// type and mode (os.File.Stat), and, for memory, its seals ([MapFile]
+// checks them).
+//
+// The descriptors a caller's calls hold before their handlers take them
+// are bounded: 4n on a connection, 16n on all of one caller's connections
+// (the server's own user is not counted); a call over either bound is
+// refused with ResourceExhausted. n is at most [MaxFilesPerCall].
+func WithMaxFilesPerCall(n int) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) error {
+		if n < 0 || n > MaxFilesPerCall {
+			return fmt.Errorf("grpcipc: WithMaxFilesPerCall(%d): between 0 and %d (the most descriptors a message on a Unix socket carries)", n, MaxFilesPerCall)
+		}
+		c.maxFilesPerCall = n
+		return nil
+	})
+}
+
+// TakeFiles returns the files the client sent with the call whose handler
+// (or interceptor) has ctx ([WithFiles]), and hands them over: the caller
+// owns them from now on and must close them. The files not taken when the
+// handler returns are closed. A second call returns nil, as does a call
+// that carried no files or did not come over the fast path. The files are
+// close-on-exec; their names say only that they were received.
+func TakeFiles(ctx context.Context) []*os.File { return fastpath.TakeFiles(ctx) }
