@@ -359,6 +359,9 @@ func (cc *ClientConn) dial(ctx context.Context) (fc *fastpath.ClientConn, handof
 		}
 		return nil, nil, status.Errorf(codes.Unavailable, "grpcipc: connecting to %s: %v", cc.ep, err)
 	}
+	// Descriptors a server attaches are closed off the reading goroutine,
+	// or kept for the fast path's FILES frames.
+	raw = rightsDiscarded(raw)
 	conn, ai, err := cc.creds.ClientHandshake(ctx, "localhost", raw)
 	if err != nil {
 		raw.Close()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/grpcipc/grpcipc/internal/fastpath"
 	"github.com/grpcipc/grpcipc/internal/wire"
+	"google.golang.org/grpc"
 )
 
 // MaxFilesPerCall is the most files [WithMaxFilesPerCall] lets a call carry:
@@ -50,3 +51,45 @@ func WithMaxFilesPerCall(n int) ServerOption {
 // that carried no files or did not come over the fast path. The files are
 // close-on-exec; their names say only that they were received.
 func TakeFiles(ctx context.Context) []*os.File { return fastpath.TakeFiles(ctx) }
+
+// WithFiles sends files with the call, over the fast path on a Unix
+// socket (a socket path, an abstract socket, [StartChild]'s connection):
+// the server's handler takes them with [TakeFiles]. The caller keeps its
+// own: the server gets duplicates, sent with the call's first bytes (so a
+// file may be closed once the call returns). At most [MaxFilesPerCall].
+//
+// A call whose files cannot go fails, and is not sent: over HTTP/2, TLS,
+// TCP or a Windows named pipe with Unimplemented (also on a plain
+// grpc.ClientConn, whose transport fails the call: the option is per-RPC
+// credentials to grpc-go, so do not pass per-RPC credentials after it to
+// a plain grpc.ClientConn), to a server of an older fast path with
+// FailedPrecondition. A server that takes no files, or fewer, refuses
+// the call with FailedPrecondition before its handler runs
+// ([WithMaxFilesPerCall]).
+func WithFiles(files ...*os.File) grpc.CallOption {
+	return grpc.PerRPCCredsCallOption{Creds: &fastpath.FilesOption{Files: files}}
+}
+
+// ReceiveFiles collects the files the server sends with its response
+// ([SendFiles]): when the call ends (a unary call returns; a stream's
+// RecvMsg returns its last error or io.EOF), they are appended to *dst,
+// whatever the call's outcome, and the caller owns them and must close
+// them. The client takes at most [MaxFilesPerCall] a call; they are
+// close-on-exec. Over HTTP/2 no files come, and *dst is left alone.
+func ReceiveFiles(dst *[]*os.File) grpc.CallOption {
+	return fastpath.ReceiveFilesOption{Dst: dst}
+}
+
+// SendFiles sends files to the client with the response of the call whose
+// handler has ctx, at once and before the response's end: the caller
+// keeps its own (the client gets duplicates). The client must have asked
+// for files ([ReceiveFiles]). It fails, sending nothing, when the call did
+// not come over the fast path on a Unix socket, its client did not ask,
+// the call has ended, or the call's files would be more than
+// [MaxFilesPerCall]; the error says which.
+func SendFiles(ctx context.Context, files ...*os.File) error {
+	if err := fastpath.SendFiles(ctx, files...); err != nil {
+		return fmt.Errorf("grpcipc: SendFiles: %w", err)
+	}
+	return nil
+}

@@ -29,6 +29,10 @@ type inheritedConn struct {
 	peer *Creds
 }
 
+// NetConn returns the connection under it: on Unix, what carries the
+// fast path's descriptors.
+func (c *inheritedConn) NetConn() net.Conn { return c.Conn }
+
 // oneConnListener yields one connection, then waits until it is closed
 // and fails: a server of an inherited connection ends with it.
 type oneConnListener struct {
@@ -62,6 +66,10 @@ func (w *watchedConn) Close() error {
 
 // unwrap gives readPeerCreds the connection with its identity.
 func (w *watchedConn) unwrap() net.Conn { return w.Conn }
+
+// NetConn returns the connection under it (for the fast path's
+// descriptors).
+func (w *watchedConn) NetConn() net.Conn { return w.Conn }
 
 func (l *oneConnListener) end() { l.once.Do(func() { close(l.gone) }) }
 

@@ -36,11 +36,11 @@ func listenPipe(_ context.Context, ep Endpoint, _ listenConfig) (net.Listener, e
 	return nil, unsupportedErr(ep.String(), "named pipes exist only on Windows")
 }
 
-// rightsDiscarded makes an accepted Unix connection read with recvmsg, so that
-// descriptors a caller attaches (SCM_RIGHTS) are closed off the reading
+// rightsDiscarded makes a Unix connection read with recvmsg, so that
+// descriptors the peer attaches (SCM_RIGHTS) are closed off the reading
 // goroutine instead of by the kernel inside the read, where closing one (a
 // TCP socket with unsent data and SO_LINGER) can block for as long as the
-// caller likes.
+// peer likes; the fast path keeps those its FILES frames announce.
 func rightsDiscarded(c net.Conn) net.Conn {
 	if uc, ok := c.(*net.UnixConn); ok {
 		return rights.NewConn(uc)

@@ -42,6 +42,11 @@ type Writer struct {
 	drained  *sync.Cond    // made by the first waiter
 	parts    chan struct{} // the token of sending a message in parts
 	partsMu  sync.Mutex
+	// Files sends the frames with descriptors (AttachFiles): the Unix
+	// socket under Conn, if Conn wraps one (nil: Conn)
+	Files net.Conn
+	// withFiles: frames in buf that go alone with descriptors
+	withFiles []filesFrame
 }
 
 // AcquireParts waits for the connection's token of sending a message in
@@ -99,18 +104,18 @@ func (w *Writer) Unlock() error {
 	if w.flushing || w.err != nil {
 		err := w.err
 		if err != nil {
-			w.buf = w.buf[:0]
+			w.drop()
 		}
 		w.mu.Unlock()
 		return err
 	}
 	w.flushing = true
 	for len(w.buf) > 0 && w.err == nil {
-		b := w.buf
-		w.buf = w.spare[:0]
+		b, files := w.buf, w.withFiles
+		w.buf, w.withFiles = w.spare[:0], nil
 		w.mu.Unlock()
 		w.Conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
-		_, err := w.Conn.Write(b)
+		_, err := w.write(b, files)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The peer has not read for WriteTimeout: it is stuck or
 			// hostile, and its connection goes.
@@ -124,7 +129,7 @@ func (w *Writer) Unlock() error {
 		}
 		if err != nil {
 			w.err = err
-			w.buf = w.buf[:0]
+			w.drop()
 		}
 		if w.waiters > 0 {
 			w.drained.Broadcast()
@@ -134,4 +139,78 @@ func (w *Writer) Unlock() error {
 	err := w.err
 	w.mu.Unlock()
 	return err
+}
+
+// drop drops what waits, after a write error (w.mu held): the
+// descriptors attached to frames are closed.
+func (w *Writer) drop() {
+	w.buf = w.buf[:0]
+	for _, f := range w.withFiles {
+		closeFDs(f.fds)
+	}
+	w.withFiles = nil
+}
+
+// filesFrame is a frame in a Writer's buffer, from start to end, that
+// goes out alone in one sendmsg with descriptors attached (SCM_RIGHTS).
+type filesFrame struct {
+	start, end int
+	fds        []int // the Writer's own: closed once sent, or dropped
+}
+
+// AttachFiles, between Lock and Unlock, attaches fds to the frame that
+// the caller appended to the buffer from offset at to its end: the frame
+// goes out alone, in one sendmsg with fds, in order with the others.
+// fds become the Writer's, which closes them once sent or dropped: pass
+// duplicates (DupFiles), so that nobody can close a number and have it
+// reused for another file before the write. The Writer's Conn must carry
+// descriptors (CanCarryFiles).
+func (w *Writer) AttachFiles(at int, fds []int) {
+	w.withFiles = append(w.withFiles, filesFrame{at, len(w.buf), fds})
+}
+
+// write writes b, whose frames files go out alone with their
+// descriptors; it returns the bytes written. The descriptors of frames it
+// could not write are closed.
+func (w *Writer) write(b []byte, files []filesFrame) (int, error) {
+	if len(files) == 0 {
+		return w.Conn.Write(b)
+	}
+	pos := 0
+	for i, f := range files {
+		if f.start > pos {
+			n, err := w.Conn.Write(b[pos:f.start])
+			pos += n
+			if err != nil {
+				for _, f := range files[i:] {
+					closeFDs(f.fds)
+				}
+				return pos, err
+			}
+		}
+		fc := w.Files
+		if fc == nil {
+			fc = w.Conn
+		}
+		n, err := sendFiles(fc, b[f.start:f.end], f.fds)
+		closeFDs(f.fds)
+		pos += n
+		if err == nil && pos < f.end {
+			// The rest of a frame that the socket took in part: its
+			// descriptors went with its first byte.
+			n, err = w.Conn.Write(b[pos:f.end])
+			pos += n
+		}
+		if err != nil {
+			for _, f := range files[i+1:] {
+				closeFDs(f.fds)
+			}
+			return pos, err
+		}
+	}
+	if pos < len(b) {
+		n, err := w.Conn.Write(b[pos:])
+		return pos + n, err
+	}
+	return pos, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -43,15 +44,19 @@ type ClientConfig struct {
 // their frames; a unary call alone on it reads its own reply, else a
 // background goroutine reads (client_reader.go).
 type ClientConn struct {
-	conn    net.Conn
-	cfg     ClientConfig
-	version uint8 // of the protocol: what the server's preface said
-	peer    peer.Peer
-	w       fastio.Writer
-	br      *bufio.Reader // what r reads (the reader role's)
-	r       *wire.Reader  // the reader role's
-	blk     fastio.Block  // HEADERS or TRAILERS in parts (the reader role's)
-	slots   chan struct{} // one per stream that may be open
+	conn net.Conn
+	// files: what carries descriptors under conn, nil if nothing does
+	// or the server's version does not (client_files.go)
+	files     FilesConn
+	filesBase uint64 // the connection's offset of the first frame's byte
+	cfg       ClientConfig
+	version   uint8 // of the protocol: what the server's preface said
+	peer      peer.Peer
+	w         fastio.Writer
+	br        *bufio.Reader // what r reads (the reader role's)
+	r         *wire.Reader  // the reader role's
+	blk       fastio.Block  // HEADERS or TRAILERS in parts (the reader role's)
+	slots     chan struct{} // one per stream that may be open
 	// budget: what the server can make this client hold; it grows with
 	// the calls' receive limits unless fixed (WithConnMemoryBudget)
 	budget *fastio.Budget
@@ -111,6 +116,7 @@ func newClientConn(conn net.Conn, br *bufio.Reader, version uint8, cfg ClientCon
 	fc.r = wire.NewReader(br, wire.DefaultMaxFrame)
 	fc.blk.Charge, fc.blk.Release = fc.charge, fc.budget.Release
 	fc.peer = peer.Peer{Addr: conn.RemoteAddr(), LocalAddr: conn.LocalAddr(), AuthInfo: cfg.AuthInfo}
+	fc.startFiles()
 	return fc
 }
 
@@ -164,8 +170,17 @@ const smallTrailer = 256
 // as for messages (fastio.Block's Charge).
 func (fc *ClientConn) charge(n int) bool { return chargeWaiting(fc.budget, fc.done, fc.leadDone, n) }
 
-// frame handles one frame from the server.
+// frame handles one frame from the server, and checks that no
+// descriptors came with bytes that announce none.
 func (fc *ClientConn) frame(h wire.Header, p []byte) error {
+	if err := fc.handle(h, p); err != nil {
+		return err
+	}
+	return fc.strayFiles()
+}
+
+// handle handles one frame from the server.
+func (fc *ClientConn) handle(h wire.Header, p []byte) error {
 	held := 0
 	if pid, pt, inParts := fc.blk.Pending(); inParts || h.Type == wire.TypeHeaders || h.Type == wire.TypeTrailers {
 		if inParts && (h.Stream != pid || h.Type != pt) {
@@ -292,6 +307,8 @@ func (fc *ClientConn) frame(h wire.Header, p []byte) error {
 			return err
 		}
 		fc.goAway(g)
+	case wire.TypeFiles:
+		return fc.onFiles(h, p)
 	case wire.TypePing:
 		if h.Flags&wire.FlagAck == 0 {
 			if len(p) != 8 {
@@ -395,6 +412,8 @@ type CallInfo struct {
 	maxSend         int
 	waitForReady    bool
 	perRPC          []grpcPerRPC
+	files           []*os.File  // to send with the call (FilesOption)
+	receive         *[]*os.File // where the files the server sends go (ReceiveFilesOption)
 }
 
 // ParseCallOptions reads a call's options: those the fast path honours
@@ -420,7 +439,13 @@ func ParseCallOptions(opts []grpc.CallOption, maxRecv int) (ci CallInfo, compres
 		case grpc.FailFastCallOption:
 			ci.waitForReady = !o.FailFast
 		case grpc.PerRPCCredsCallOption:
+			if f, ok := o.Creds.(*FilesOption); ok {
+				ci.files = append(ci.files, f.Files...)
+				continue
+			}
 			ci.perRPC = append(ci.perRPC, grpcPerRPC{o.Creds})
+		case ReceiveFilesOption:
+			ci.receive = o.Dst
 		case grpc.CompressorCallOption:
 			if o.CompressorType != "" && o.CompressorType != "identity" && compressor == "" {
 				compressor = o.CompressorType
@@ -500,6 +525,13 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 	if !fc.cfg.BudgetFixed {
 		fc.budget.RaiseTo(2 * int64(min(ci.maxRecv, math.MaxInt32)))
 	}
+	var dups []int
+	if len(ci.files) > 0 {
+		if dups, err = fc.filesToSend(ci.files); err != nil {
+			<-fc.slots
+			return nil, false, err
+		}
+	}
 	st = &clientStream{fc: fc, ctx: ctx, method: method, desc: desc, maxRecv: ci.maxRecv, maxSend: ci.maxSend, done: make(chan struct{})}
 	st.in.Init(fc.budget, desc == nil || !desc.ServerStreams, fc, 0) // numbered below
 	if desc != nil {
@@ -511,6 +543,7 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 		fc.mu.Unlock()
 		fc.w.Release()
 		<-fc.slots
+		closeFDs(dups)
 		return nil, false, ErrNotStarted
 	}
 	st.id = fc.next
@@ -519,7 +552,18 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 	fc.streams[st.id] = st
 	fc.mu.Unlock()
 	var at int
-	*b = appendBlock(*b, st.id, wire.TypeCall, func(b []byte) []byte { return wire.AppendCall(b, &call) })
+	var fl wire.Flags
+	if dups != nil {
+		at = len(*b)
+		*b = wire.AppendHeader(*b, wire.Header{Length: wire.FilesSize, Stream: st.id, Type: wire.TypeFiles})
+		*b = wire.AppendFiles(*b, len(dups))
+		fc.w.AttachFiles(at, dups) // the Writer's now
+	}
+	if ci.receive != nil && fc.files != nil {
+		fl = wire.FlagFiles
+		st.wantFiles = true
+	}
+	*b = appendBlock(*b, st.id, wire.TypeCall, fl, func(b []byte) []byte { return wire.AppendCall(b, &call) })
 	if desc == nil && size >= 0 && size <= maxFramePayload && st.in.TryReserve(size) {
 		mark := len(*b)
 		*b, at = wire.BeginFrame(*b, st.id, wire.TypeMessage, 0)

@@ -3,6 +3,7 @@ package fastpath
 import (
 	"context"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
@@ -36,7 +37,10 @@ type clientStream struct {
 	status     *status.Status
 	halfClosed bool
 	notStarted bool
-	got        int // messages received (streams)
+	got        int        // messages received (streams)
+	wantFiles  bool       // the call takes files (ReceiveFilesOption)
+	files      []*os.File // the files the server sent, until the call's end
+	filesDone  bool       // they were handed over (or closed)
 }
 
 // setHeader keeps the call's header, charged cost bytes, unless it has
@@ -216,8 +220,12 @@ func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any,
 	return st.finishCall(ci, err)
 }
 
-// finishCall fills the call options' header, trailer and peer.
+// finishCall fills the call options' header, trailer and peer, and
+// hands over the files the server sent.
 func (st *clientStream) finishCall(ci *CallInfo, err error) error {
+	if st.wantFiles {
+		st.handFiles(ci.receive)
+	}
 	if ci.header != nil || ci.trailer != nil {
 		st.mu.Lock()
 		if ci.header != nil {

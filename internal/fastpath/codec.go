@@ -181,8 +181,8 @@ func fitTrailer(t *wire.Trailer, version uint8) {
 // all but the last with FlagMore, one after another with nothing between
 // them (a version-2 peer puts them together; the sender checked the
 // payload's limits).
-func appendBlock(b []byte, stream uint32, t wire.Type, f func([]byte) []byte) []byte {
-	b, at := wire.BeginFrame(b, stream, t, 0)
+func appendBlock(b []byte, stream uint32, t wire.Type, fl wire.Flags, f func([]byte) []byte) []byte {
+	b, at := wire.BeginFrame(b, stream, t, fl)
 	b = f(b)
 	if len(b)-at-wire.HeaderSize <= wire.DefaultMaxFrame {
 		wire.EndFrame(b, at)
@@ -191,10 +191,10 @@ func appendBlock(b []byte, stream uint32, t wire.Type, f func([]byte) []byte) []
 	payload := bytes.Clone(b[at+wire.HeaderSize:])
 	b = b[:at]
 	for len(payload) > wire.DefaultMaxFrame {
-		b = wire.AppendFrame(b, stream, t, wire.FlagMore, payload[:wire.DefaultMaxFrame])
+		b = wire.AppendFrame(b, stream, t, wire.FlagMore|fl, payload[:wire.DefaultMaxFrame])
 		payload = payload[wire.DefaultMaxFrame:]
 	}
-	return wire.AppendFrame(b, stream, t, 0, payload)
+	return wire.AppendFrame(b, stream, t, fl, payload)
 }
 
 // noted appends note to a status message, within its limit.

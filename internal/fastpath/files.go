@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/grpcipc/grpcipc/internal/fastio"
 	"github.com/grpcipc/grpcipc/internal/wire"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,12 +57,16 @@ const (
 // its bytes, if it can carry them; rest: the bytes read from conn past
 // the offer, which the frame reader reads first.
 func (c *serverConn) startFiles(rest []byte) {
-	fc, ok := c.conn.(FilesConn)
-	if !ok || c.version < wire.FilesVersion {
+	if c.version < wire.FilesVersion {
+		return
+	}
+	fc, raw := filesConnOf(c.conn)
+	if fc == nil {
 		return
 	}
 	fc.KeepFiles()
 	c.files = fc
+	c.w.Files = raw
 	c.filesBase = fc.Offset() - uint64(len(rest))
 	if c.key != "" && c.s.cfg.MaxFilesPerCall > 0 {
 		c.callerFiles = c.s.callerFileShare(c.key)
@@ -273,6 +278,51 @@ func closeFDs(fds []int) {
 // ErrNoFiles is wrapped by SendFiles' error when the call cannot carry
 // files.
 var ErrNoFiles = errors.New("this call cannot carry files")
+
+// SendFiles sends files to the client with the response of the call whose
+// handler has ctx, at once: the caller keeps its own (the client gets
+// duplicates). It fails, wrapping ErrNoFiles, when the call did not come
+// over the fast path on a Unix socket, or its client takes no files.
+func SendFiles(ctx context.Context, files ...*os.File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	st := streamOf(ctx)
+	if st == nil {
+		return fmt.Errorf("%w: it did not come over grpcipc's fast path (HTTP/2 carries no files)", ErrNoFiles)
+	}
+	c := st.c
+	if c.files == nil {
+		return fmt.Errorf("%w: its connection is not a Unix socket, or its client speaks a version of the fast path without files", ErrNoFiles)
+	}
+	if !st.takesFiles {
+		return fmt.Errorf("%w: its client did not ask for files (grpcipc.ReceiveFiles)", ErrNoFiles)
+	}
+	dups, err := fastio.DupFiles(files)
+	if err != nil {
+		return fmt.Errorf("sending files: %w", err)
+	}
+	st.hmu.Lock()
+	defer st.hmu.Unlock()
+	switch {
+	case st.finished:
+		closeFDs(dups)
+		return fmt.Errorf("%w: the call has ended", ErrNoFiles)
+	case st.sentFiles+len(dups) > wire.MaxFilesPerFrame:
+		closeFDs(dups)
+		return fmt.Errorf("%w: %d files, and a call carries at most %d", ErrNoFiles, st.sentFiles+len(dups), wire.MaxFilesPerFrame)
+	}
+	b := c.w.Lock()
+	at := len(*b)
+	*b = wire.AppendHeader(*b, wire.Header{Length: wire.FilesSize, Stream: st.id, Type: wire.TypeFiles})
+	*b = wire.AppendFiles(*b, len(dups))
+	c.w.AttachFiles(at, dups)
+	if err := c.w.Unlock(); err != nil {
+		return fmt.Errorf("sending files: %w", err)
+	}
+	st.sentFiles += len(dups)
+	return nil
+}
 
 // TakeFiles returns the files that the client sent with the call whose
 // handler has ctx, and hands them over: the caller owns them from now on.

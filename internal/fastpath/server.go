@@ -74,14 +74,14 @@ type Server struct {
 	watch    inlineWatch         // of handlers run inline (inline.go)
 	intern   func([]byte) string // a method's name without a copy, if registered
 
-	mu        sync.Mutex
-	stopped   bool // Shutdown began
-	draining  bool // a graceful Shutdown began (sticky)
-	conns     map[*serverConn]bool
-	budgets   map[string]*fastio.Budget // callers' memory budgets, by Caller.BudgetKey
+	mu       sync.Mutex
+	stopped  bool // Shutdown began
+	draining bool // a graceful Shutdown began (sticky)
+	conns    map[*serverConn]bool
+	budgets  map[string]*fastio.Budget // callers' memory budgets, by Caller.BudgetKey
 	// fileShares: the descriptors the calls of each caller hold (files.go)
 	fileShares map[string]*fileShare
-	connsIdle *sync.Cond                // signalled when a connection ends
+	connsIdle  *sync.Cond // signalled when a connection ends
 }
 
 // NewServer makes a fast-path server configured by cfg.
@@ -429,7 +429,7 @@ func (c *serverConn) frame(h wire.Header, p []byte) error {
 		case err != nil:
 			return c.refuseCall(h.Stream, codes.Internal, fmt.Sprintf("grpcipc: call refused: the request metadata is over the fast path's limit (%d bytes as HTTP/2 counts it): %v", wire.MaxHeaderListSize, err))
 		}
-		return c.onCall(h.Stream, payload, held)
+		return c.onCall(h.Stream, h.Flags, payload, held)
 	}
 	switch h.Type {
 	case wire.TypeMessage, wire.TypeHalfClose, wire.TypeCancel:
@@ -544,24 +544,25 @@ func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.D
 // onCall opens a stream of CALL payload p, of which held bytes are
 // charged to the budget already (a CALL put together from parts), with
 // the descriptors a FILES frame sent for it.
-func (c *serverConn) onCall(id uint32, p []byte, held int) error {
+func (c *serverConn) onCall(id uint32, fl wire.Flags, p []byte, held int) error {
 	fds, err := c.pendingFor(id)
 	if err != nil {
 		c.budget.Release(held)
 		return err
 	}
 	if fds == nil {
-		return c.openCall(id, p, held, nil)
+		return c.openCall(id, fl, p, held, nil)
 	}
-	err = c.openCall(id, p, held, &fds)
+	err = c.openCall(id, fl, p, held, &fds)
 	closeFDs(fds) // the call never came as far as taking them
 	return err
 }
 
-// openCall opens a stream of CALL payload p, of which held bytes are
-// charged to the budget already, with the descriptors *fds (nil: none),
-// which it takes (setting *fds to nil) once the call may have them.
-func (c *serverConn) openCall(id uint32, p []byte, held int, fds *[]int) error {
+// openCall opens a stream of CALL payload p with flags fl, of which held
+// bytes are charged to the budget already, with the descriptors *fds
+// (nil: none), which it takes (setting *fds to nil) once the call may
+// have them.
+func (c *serverConn) openCall(id uint32, fl wire.Flags, p []byte, held int, fds *[]int) error {
 	// The call's metadata is held as long as the call: it is charged to
 	// the budget like messages, before it is parsed and before anyone
 	// else can see the stream.
@@ -602,7 +603,7 @@ func (c *serverConn) openCall(id uint32, p []byte, held int, fds *[]int) error {
 		}
 		return err
 	}
-	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method]}
+	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method], takesFiles: fl&wire.FlagFiles != 0 && c.files != nil}
 	st.in.Init(c.budget, st.m != nil && (st.m.md != nil || !st.m.sd.ClientStreams), c, id)
 	md := fromKV(call.Metadata)
 	ctx := metadata.NewIncomingContext(c.ctx, md)

@@ -40,8 +40,10 @@ type serverStream struct {
 	dispatched atomic.Bool // a handler runs it, or it ended before one did
 	doneOnce   sync.Once
 
-	fileMu sync.Mutex
-	files  []*os.File // the client's, until the handler takes them (files.go)
+	fileMu     sync.Mutex
+	files      []*os.File // the client's, until the handler takes them (files.go)
+	takesFiles bool       // the client takes files with the response
+	sentFiles  int        // files sent with the response (hmu)
 
 	hmu        sync.Mutex // the fields below, and the order of sends
 	header     metadata.MD
@@ -172,7 +174,7 @@ func (st *serverStream) finish(reply any, err error) {
 	if sentHeader {
 		st.appendHeaders(b)
 	}
-	*b = appendBlock(*b, st.id, wire.TypeTrailers, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
+	*b = appendBlock(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
 	c.w.Unlock()
 	if sentHeader {
 		st.hmu.Unlock()
@@ -217,7 +219,7 @@ func (st *serverStream) appendHeaders(b *[]byte) {
 	if err != nil || st.c.headerErr(kv) != nil {
 		kv = nil
 	}
-	*b = appendBlock(*b, st.id, wire.TypeHeaders, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
+	*b = appendBlock(*b, st.id, wire.TypeHeaders, 0, func(b []byte) []byte { return wire.AppendMetadata(b, kv) })
 }
 
 // headerErr says why response metadata kv cannot be sent to this

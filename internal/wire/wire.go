@@ -119,6 +119,9 @@ const (
 	FlagMore Flags = 1 << 0
 	// FlagAck on a PING frame: the answer to one.
 	FlagAck Flags = 1 << 0
+	// FlagFiles on a CALL frame (version 3; on each of its parts): the
+	// client takes files with the response (FILES frames).
+	FlagFiles Flags = 1 << 1
 )
 
 // Defaults of the protocol (docs/protocol.md).
