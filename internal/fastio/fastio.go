@@ -93,6 +93,33 @@ func (w *Writer) Lock() *[]byte {
 // nothing.
 func (w *Writer) Release() { w.mu.Unlock() }
 
+// MaxDeferred: UnlockDeferred writes at once when this much waits.
+const MaxDeferred = 64 << 10
+
+// UnlockDeferred unlocks the Writer without writing what waits (unless
+// MaxDeferred bytes or more wait): for a caller that knows that another
+// goroutine will soon call Unlock or Flush, so that their frames go out
+// in one write. It returns the connection's write error, if any.
+func (w *Writer) UnlockDeferred() error {
+	if len(w.buf) >= MaxDeferred {
+		return w.Unlock()
+	}
+	err := w.err
+	if err != nil {
+		w.buf = w.buf[:0]
+	}
+	w.mu.Unlock()
+	return err
+}
+
+// Flush writes what waits, unless another goroutine is writing, which
+// then does (Unlock without appending). It returns the connection's write
+// error, if any.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	return w.Unlock()
+}
+
 // Unlock writes what waits unless another goroutine is writing, which
 // then does. It returns the connection's write error, if any.
 func (w *Writer) Unlock() error {

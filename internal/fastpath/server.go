@@ -165,6 +165,10 @@ type serverConn struct {
 	key      string         // the key of the caller's budget, if it has one
 	deadline bool           // a read deadline is set (reader)
 	ready    *serverStream  // a unary call to run once the frame is read (reader)
+	// batch: ready unary calls gathered to run in turn (reader; batch.go),
+	// batchTook the sum of their methods' average handler times
+	batch     []*serverStream
+	batchTook int64
 	inline   inlineState    // whether a handler runs on the reader's goroutine (inline.go)
 	// watchSeen: the inline state at the watchdog's last look (watchdog's)
 	watchSeen uint64
@@ -239,9 +243,14 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 // ready runs at once on this goroutine (no hand-off between the request
 // and its handler): alone on the connection, this goroutine reads on
 // after it unless the watchdog gave the reading away meanwhile
-// (inline.go); else a worker reads on from now.
+// (inline.go); else a worker reads on from now. Unary calls whose
+// requests came together are gathered and run in turn (batch.go).
 func (c *serverConn) readLoop() {
 	for {
+		if len(c.batch) > 0 && !c.frameBuffered() {
+			c.runBatch()
+			return
+		}
 		if err := c.frameDeadline(); err != nil {
 			c.end(err)
 			return
@@ -254,18 +263,34 @@ func (c *serverConn) readLoop() {
 			c.end(err)
 			return
 		}
-		if st := c.ready; st != nil {
-			c.ready = nil
-			if c.mayRunInline(st) {
-				if c.runInline(st) {
-					continue
+		st := c.ready
+		if st == nil {
+			continue
+		}
+		c.ready = nil
+		onReader := c.mayRunOnReader(st)
+		if onReader {
+			if added, full := c.gather(st); added {
+				if full {
+					c.runBatch()
+					return
 				}
-				return
+				continue
 			}
-			c.s.workers.run(c)
-			runTimed(st)
+		}
+		if len(c.batch) > 0 {
+			c.s.workers.run(st) // slow: a worker of its own
+			continue
+		}
+		if onReader && c.mayRunInline(st) {
+			if c.runInline(st) {
+				continue
+			}
 			return
 		}
+		c.s.workers.run(c)
+		st.run()
+		return
 	}
 }
 
@@ -515,7 +540,13 @@ func (c *serverConn) remove(st *serverStream) {
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), nil, n) }
+func (c *serverConn) charge(n int) bool {
+	if c.budget.TryCharge(n) {
+		return true
+	}
+	c.dropBatch() // the calls gathered may hold the room: they run now
+	return chargeWaiting(c.budget, c.ctx.Done(), nil, n)
+}
 
 // onCall opens a stream of CALL payload p, of which held bytes are
 // charged to the budget already (a CALL put together from parts).

@@ -1,0 +1,170 @@
+package fastpath
+
+// Unary calls read together run in turn (docs/protocol.md, "Who reads").
+//
+// When several callers share a connection, one read brings the requests
+// of several unary calls. Handing each to a goroutine of its own costs a
+// wake-up per call, and each reply written on its own costs a system call
+// per call, on both sides. So the reader gathers the unary calls whose
+// requests are whole in what it has read (of methods that are not slow),
+// hands the reading to a worker, and runs their handlers one after the
+// other; their replies wait in the writer until the batch's last handler
+// is done, and go out in one write. The batch is bounded: at most
+// maxBatch calls, and no more than batchBudget of their methods' average
+// handler time, so that the last call of a batch waits little for the
+// others. A handler that runs long all the same would hold up the calls
+// after it: the watchdog of handlers run inline (inline.go) looks at the
+// batches too, and one whose handler has run through a whole tick has the
+// rest of its calls given to workers, and the replies waiting written.
+// The reader never waits (for bytes, or room in the memory budget) while
+// it holds a batch: it runs the batch first, or gives its calls to
+// workers.
+
+import (
+	"sync"
+	"time"
+)
+
+// Bounds of a batch.
+const (
+	maxBatch    = 64
+	batchBudget = int64(100 * time.Microsecond)
+)
+
+// batch is unary calls that a reader gathered, run in turn by the
+// goroutine that read them.
+type batch struct {
+	calls []*serverStream
+
+	mu      sync.Mutex
+	next    int    // the next call to run (calls[next:] wait)
+	running uint32 // the stream whose handler runs, 0 between handlers
+	seen    uint32 // running at the watchdog's last look (watchdog's)
+}
+
+var batches = sync.Pool{New: func() any { return new(batch) }}
+
+// more says whether calls of the batch wait to run after the one running:
+// its reply may wait in the writer for theirs.
+func (b *batch) more() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.next < len(b.calls)
+}
+
+// frameBuffered says whether a whole frame is buffered and none begun,
+// so that reading it cannot wait (reader).
+func (c *serverConn) frameBuffered() bool {
+	return wholeFrameBuffered(c.br, c.r)
+}
+
+// gather adds ready unary call st, which may run on the reading
+// goroutine (mayRunOnReader), to the reader's batch if a batch is being
+// gathered or more frames are buffered. It says whether it did, and
+// whether the batch is now full.
+func (c *serverConn) gather(st *serverStream) (added, full bool) {
+	if len(c.batch) == 0 && !c.frameBuffered() {
+		return false, false
+	}
+	c.batch = append(c.batch, st)
+	c.batchTook += st.m.took.Load()
+	return true, len(c.batch) >= maxBatch || c.batchTook >= batchBudget
+}
+
+// dropBatch gives each call of the reader's batch a worker of its own:
+// the reader is about to wait for room in the memory budget, which the
+// calls may be holding.
+func (c *serverConn) dropBatch() {
+	for i, st := range c.batch {
+		c.s.workers.run(st)
+		c.batch[i] = nil
+	}
+	c.batch, c.batchTook = c.batch[:0], 0
+}
+
+// runBatch hands the reading to a worker and runs the reader's batch
+// (reader).
+func (c *serverConn) runBatch() {
+	b := batches.Get().(*batch)
+	b.calls = append(b.calls[:0], c.batch...)
+	clear(c.batch)
+	c.batch, c.batchTook = c.batch[:0], 0
+	b.next, b.running, b.seen = 0, 0, 0
+	for _, st := range b.calls {
+		st.batch.Store(b)
+	}
+	c.s.watch.addBatch(b)
+	c.s.workers.run(c)
+	for {
+		b.mu.Lock()
+		if b.next == len(b.calls) {
+			b.running = 0
+			b.mu.Unlock()
+			break
+		}
+		st := b.calls[b.next]
+		b.next++
+		b.running = st.id
+		b.mu.Unlock()
+		st.run()
+	}
+	c.s.watch.removeBatch(b)
+	c.w.Flush() // a reply that waited for a handler the watchdog left
+	clear(b.calls)
+	b.calls = b.calls[:0]
+	batches.Put(b)
+}
+
+// addBatch: a batch runs now; the watchdog must look.
+func (w *inlineWatch) addBatch(b *batch) {
+	w.bmu.Lock()
+	if w.batches == nil {
+		w.batches = map[*batch]*serverConn{}
+	}
+	w.batches[b] = b.calls[0].c
+	w.bmu.Unlock()
+	w.started()
+}
+
+// removeBatch: b has run.
+func (w *inlineWatch) removeBatch(b *batch) {
+	w.bmu.Lock()
+	delete(w.batches, b)
+	w.bmu.Unlock()
+}
+
+// lookBatches gives to workers the calls waiting in each batch whose
+// handler was running at the last look too, and writes the replies
+// waiting for them; it says whether any batch runs.
+func (w *inlineWatch) lookBatches() (busy bool) {
+	type stuck struct {
+		c    *serverConn
+		rest []*serverStream
+	}
+	var all []stuck
+	w.bmu.Lock()
+	for b, c := range w.batches {
+		busy = true
+		b.mu.Lock()
+		if b.running == 0 || b.running != b.seen {
+			b.seen = b.running
+			b.mu.Unlock()
+			continue
+		}
+		rest := append([]*serverStream(nil), b.calls[b.next:]...)
+		b.next = len(b.calls)
+		b.mu.Unlock()
+		all = append(all, stuck{c, rest})
+	}
+	w.bmu.Unlock()
+	for _, s := range all {
+		for _, st := range s.rest {
+			st.batch.Store(nil)
+		}
+		s.c.w.Flush()
+		for _, st := range s.rest {
+			w.s.workers.run(st)
+		}
+	}
+	return busy
+}
