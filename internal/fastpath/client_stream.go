@@ -36,6 +36,8 @@ type clientStream struct {
 	status     *status.Status
 	halfClosed bool
 	notStarted bool
+	waiting    bool // the caller waits in result for the end of the call
+	woke       bool // the end woke it: it counts in fc.wakes
 	got        int // messages received (streams)
 }
 
@@ -81,6 +83,12 @@ func (st *clientStream) endCharged(s *status.Status, trailer metadata.MD, cost i
 	}
 	st.status, st.trailer = s, trailer
 	st.mdCost += cost
+	if st.waiting {
+		// Its caller wakes: requests written meanwhile may wait for it
+		// (ClientConn.wakes).
+		st.woke = true
+		st.fc.wakes.Add(1)
+	}
 	if !st.hdrSeen {
 		st.hdrSeen = true
 		if st.hdr != nil {
@@ -134,14 +142,22 @@ func (st *clientStream) abort(s *status.Status) {
 // result waits for the call's end, or its context's. A call that ended
 // before its context's end could end it keeps its outcome, reply and all.
 func (st *clientStream) result() *status.Status {
+	st.mu.Lock()
+	st.waiting = st.status == nil
+	st.mu.Unlock()
 	select {
 	case <-st.done:
 	case <-st.ctx.Done():
 		st.cancel(status.Convert(ContextStatus(st.ctx)))
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.status
+	s, woke := st.status, st.woke
+	st.waiting, st.woke = false, false
+	st.mu.Unlock()
+	if woke {
+		st.fc.woken()
+	}
+	return s
 }
 
 // cancel ends the call with s, its context's status, and tells the
