@@ -37,6 +37,7 @@ type Writer struct {
 	buf      []byte // frames waiting
 	spare    []byte // the other buffer, reused
 	flushing bool
+	deferred int // UnlockDeferred calls since the buffer was last taken
 	err      error
 	waiters  int           // goroutines waiting for the queue to drain
 	drained  *sync.Cond    // made by the first waiter
@@ -96,12 +97,15 @@ func (w *Writer) Release() { w.mu.Unlock() }
 // MaxDeferred: UnlockDeferred writes at once when this much waits.
 const MaxDeferred = 64 << 10
 
-// UnlockDeferred unlocks the Writer without writing what waits (unless
-// MaxDeferred bytes or more wait): for a caller that knows that another
-// goroutine will soon call Unlock or Flush, so that their frames go out
-// in one write. It returns the connection's write error, if any.
-func (w *Writer) UnlockDeferred() error {
-	if len(w.buf) >= MaxDeferred {
+// UnlockDeferred unlocks the Writer without writing what waits, for a
+// caller that knows that another goroutine will soon call Unlock or
+// Flush, so that their frames go out in one write; but it writes at once
+// when upTo callers (or more) have deferred since the last write, or
+// MaxDeferred bytes (or more) wait, so that the peer can begin on them. It
+// returns the connection's write error, if any.
+func (w *Writer) UnlockDeferred(upTo int) error {
+	w.deferred++
+	if w.deferred >= upTo || len(w.buf) >= MaxDeferred {
 		return w.Unlock()
 	}
 	err := w.err
@@ -135,6 +139,7 @@ func (w *Writer) Unlock() error {
 	for len(w.buf) > 0 && w.err == nil {
 		b := w.buf
 		w.buf = w.spare[:0]
+		w.deferred = 0
 		w.mu.Unlock()
 		w.Conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		_, err := w.Conn.Write(b)

@@ -4,21 +4,26 @@ package fastpath
 //
 // When several callers share a connection, one read brings the requests
 // of several unary calls. Handing each to a goroutine of its own costs a
-// wake-up per call, and each reply written on its own costs a system call
-// per call, on both sides. So the reader gathers the unary calls whose
-// requests are whole in what it has read (of methods that are not slow),
-// hands the reading to a worker, and runs their handlers one after the
-// other; their replies wait in the writer until the batch's last handler
-// is done, and go out in one write. The batch is bounded: at most
-// maxBatch calls, and no more than batchBudget of their methods' average
-// handler time, so that the last call of a batch waits little for the
-// others. A handler that runs long all the same would hold up the calls
-// after it: the watchdog of handlers run inline (inline.go) looks at the
-// batches too, and one whose handler has run through a whole tick has the
-// rest of its calls given to workers, and the replies waiting written.
-// The reader never waits (for bytes, or room in the memory budget) while
-// it holds a batch: it runs the batch first, or gives its calls to
-// workers.
+// wake-up per call, and each reply written on its own a system call per
+// call. So the reader gathers the unary calls whose requests are whole in
+// what it has read (of methods that are not slow: under inlineSlow on
+// average), and runs their handlers one after the other on its goroutine,
+// as it runs a call alone on its connection (inline.go), then reads on.
+// Their replies wait in the writer (fastio.Writer.UnlockDeferred) and go
+// out deferReplies at a time, and the rest when the batch is done.
+//
+// A batch is bounded: at most maxBatch calls, and batchBudget of their
+// methods' average handler time, so that its last call waits little for
+// the others, and nobody reads the connection meanwhile for little time.
+// A handler that runs long all the same would hold up the calls after it
+// and the reading: as for a handler run inline, the connection's inline
+// state names the handler running, and the watchdog gives the reading to
+// a worker once one has run through a whole tick (as does a handler that
+// must wait for the client's window); it looks at the batches too, gives
+// the calls waiting in such a batch to workers, and writes the replies
+// that waited. The reader never waits (for bytes, or for room in the
+// memory budget, which the calls gathered may hold) while it holds a
+// batch: it runs the batch first, or gives its calls to workers.
 
 import (
 	"sync"
@@ -29,6 +34,9 @@ import (
 const (
 	maxBatch    = 64
 	batchBudget = int64(100 * time.Microsecond)
+	// deferReplies: the replies of a batch go out in writes of this many,
+	// so that the client can begin on the first while the batch runs on.
+	deferReplies = 8
 )
 
 // batch is unary calls that a reader gathered, run in turn by the
@@ -40,6 +48,7 @@ type batch struct {
 	next    int    // the next call to run (calls[next:] wait)
 	running uint32 // the stream whose handler runs, 0 between handlers
 	seen    uint32 // running at the watchdog's last look (watchdog's)
+	given   bool   // the watchdog gave the rest to workers
 }
 
 var batches = sync.Pool{New: func() any { return new(batch) }}
@@ -82,19 +91,28 @@ func (c *serverConn) dropBatch() {
 	c.batch, c.batchTook = c.batch[:0], 0
 }
 
-// runBatch hands the reading to a worker and runs the reader's batch
+// runBatch runs the reader's batch on the reading goroutine, which
+// nobody reads meanwhile, as a handler run inline (inline.go): the
+// connection's inline state names the handler running, so that the
+// watchdog gives the reading to a worker when one runs through a whole
+// tick, as does a handler that must wait for the client's window. It
+// says whether this goroutine still reads the connection afterwards
 // (reader).
-func (c *serverConn) runBatch() {
+func (c *serverConn) runBatch() bool {
 	b := batches.Get().(*batch)
 	b.calls = append(b.calls[:0], c.batch...)
 	clear(c.batch)
 	c.batch, c.batchTook = c.batch[:0], 0
-	b.next, b.running, b.seen = 0, 0, 0
+	b.next, b.running, b.seen, b.given = 0, 0, 0, false
 	for _, st := range b.calls {
 		st.batch.Store(b)
 	}
 	c.s.watch.addBatch(b)
-	c.s.workers.run(c)
+	var (
+		token uint64        // the inline state this goroutine set last
+		prev  *serverStream // the call whose handler ran last
+		reads = true        // this goroutine reads the connection
+	)
 	for {
 		b.mu.Lock()
 		if b.next == len(b.calls) {
@@ -106,13 +124,36 @@ func (c *serverConn) runBatch() {
 		b.next++
 		b.running = st.id
 		b.mu.Unlock()
+		t := uint64(st.id)<<1 | 1
+		switch {
+		case prev == nil:
+			c.inline.Store(t) // this goroutine reads: the state is its own
+			token = t
+		case reads:
+			if reads = c.inline.CompareAndSwap(token, t); reads {
+				token = t
+			} else {
+				prev.rescued()
+			}
+		}
 		st.run()
+		prev = st
 	}
 	c.s.watch.removeBatch(b)
 	c.w.Flush() // a reply that waited for a handler the watchdog left
 	clear(b.calls)
 	b.calls = b.calls[:0]
 	batches.Put(b)
+	switch {
+	case prev == nil:
+		return true
+	case !reads:
+		return false
+	case c.inline.CompareAndSwap(token, 0):
+		return true
+	}
+	prev.rescued()
+	return false
 }
 
 // addBatch: a batch runs now; the watchdog must look.
@@ -146,13 +187,13 @@ func (w *inlineWatch) lookBatches() (busy bool) {
 	for b, c := range w.batches {
 		busy = true
 		b.mu.Lock()
-		if b.running == 0 || b.running != b.seen {
+		if b.running == 0 || b.running != b.seen || b.given {
 			b.seen = b.running
 			b.mu.Unlock()
 			continue
 		}
 		rest := append([]*serverStream(nil), b.calls[b.next:]...)
-		b.next = len(b.calls)
+		b.next, b.given = len(b.calls), true
 		b.mu.Unlock()
 		all = append(all, stuck{c, rest})
 	}

@@ -76,8 +76,8 @@ type ClientConn struct {
 	// wakes counts the callers woken by the end of their unary call that
 	// have not yet run: a request written while one has not is left in
 	// the writer for the last of them to write, with the requests that
-	// the others make meanwhile, in one write (a caller woken for its
-	// reply often makes the next call at once).
+	// the others make meanwhile (a caller woken for its reply often makes
+	// the next call at once), deferRequests at a time.
 	wakes atomic.Int32
 
 	mu         sync.Mutex
@@ -546,7 +546,7 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 	}
 	var werr error
 	if fc.wakes.Load() > 0 {
-		werr = fc.w.UnlockDeferred() // a caller about to run writes it
+		werr = fc.w.UnlockDeferred(deferRequests) // a caller about to run writes it
 	} else {
 		werr = fc.w.Unlock()
 	}
@@ -580,6 +580,11 @@ func checkCallLimits(call *wire.Call) error {
 	}
 	return nil
 }
+
+// deferRequests: requests left in the writer while callers woken by their
+// replies have yet to run go out in writes of this many, so that the
+// server can begin on the first while the callers make the others.
+const deferRequests = 8
 
 // woken: a caller counted in fc.wakes runs; the last of them writes the
 // requests left in the writer meanwhile.

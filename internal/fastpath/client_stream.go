@@ -38,7 +38,7 @@ type clientStream struct {
 	notStarted bool
 	waiting    bool // the caller waits in result for the end of the call
 	woke       bool // the end woke it: it counts in fc.wakes
-	got        int // messages received (streams)
+	got        int  // messages received (streams)
 }
 
 // setHeader keeps the call's header, charged cost bytes, unless it has

@@ -169,7 +169,7 @@ type serverConn struct {
 	// batchTook the sum of their methods' average handler times
 	batch     []*serverStream
 	batchTook int64
-	inline   inlineState    // whether a handler runs on the reader's goroutine (inline.go)
+	inline    inlineState // whether a handler runs on the reader's goroutine (inline.go)
 	// watchSeen: the inline state at the watchdog's last look (watchdog's)
 	watchSeen uint64
 	statsCtx  context.Context
@@ -244,11 +244,15 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 // and its handler): alone on the connection, this goroutine reads on
 // after it unless the watchdog gave the reading away meanwhile
 // (inline.go); else a worker reads on from now. Unary calls whose
-// requests came together are gathered and run in turn (batch.go).
+// requests came together are gathered and run in turn on this goroutine
+// (batch.go), which reads on after them unless the reading was given
+// away meanwhile.
 func (c *serverConn) readLoop() {
 	for {
 		if len(c.batch) > 0 && !c.frameBuffered() {
-			c.runBatch()
+			if c.runBatch() {
+				continue
+			}
 			return
 		}
 		if err := c.frameDeadline(); err != nil {
@@ -272,7 +276,9 @@ func (c *serverConn) readLoop() {
 		if onReader {
 			if added, full := c.gather(st); added {
 				if full {
-					c.runBatch()
+					if c.runBatch() {
+						continue
+					}
 					return
 				}
 				continue

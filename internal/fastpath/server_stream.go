@@ -33,10 +33,10 @@ type serverStream struct {
 	charged int
 	sts     transportStream
 
-	unseen     bool        // refused by the policy: stats handlers are not told
-	yielded    bool        // its handler, run inline, gave the reading away (its goroutine's)
-	ready      atomic.Bool // authorized, a method found
-	dispatched atomic.Bool // a handler runs it, or it ended before one did
+	unseen     bool                  // refused by the policy: stats handlers are not told
+	yielded    bool                  // its handler, run on the reading goroutine, gave the reading away (its goroutine's)
+	ready      atomic.Bool           // authorized, a method found
+	dispatched atomic.Bool           // a handler runs it, or it ended before one did
 	batch      atomic.Pointer[batch] // the batch it runs in, if any (batch.go)
 	doneOnce   sync.Once
 
@@ -185,7 +185,7 @@ func (st *serverStream) finish(reply any, err error) {
 // whose replies go out with it (batch.go).
 func (st *serverStream) unlockWriter() {
 	if b := st.batch.Load(); b != nil && b.more() {
-		st.c.w.UnlockDeferred()
+		st.c.w.UnlockDeferred(deferReplies)
 		return
 	}
 	st.c.w.Unlock()
