@@ -38,11 +38,15 @@ type Writer struct {
 	spare    []byte // the other buffer, reused
 	flushing bool
 	deferred int // UnlockDeferred calls since the buffer was last taken
-	err      error
-	waiters  int           // goroutines waiting for the queue to drain
-	drained  *sync.Cond    // made by the first waiter
-	parts    chan struct{} // the token of sending a message in parts
-	partsMu  sync.Mutex
+	// out: the bytes taken from buf so far, to be written or dropped after
+	// an error (buf begins at this offset of the stream); written: those
+	// that writes took
+	out, written uint64
+	err          error
+	waiters      int           // goroutines waiting for the queue to drain
+	drained      *sync.Cond    // made by the first waiter
+	parts        chan struct{} // the token of sending a message in parts
+	partsMu      sync.Mutex
 }
 
 // AcquireParts waits for the connection's token of sending a message in
@@ -110,10 +114,29 @@ func (w *Writer) UnlockDeferred(upTo int) error {
 	}
 	err := w.err
 	if err != nil {
-		w.buf = w.buf[:0]
+		w.drop()
 	}
 	w.mu.Unlock()
 	return err
+}
+
+// drop drops what waits, after a write error (w.mu held).
+func (w *Writer) drop() {
+	w.out += uint64(len(w.buf))
+	w.buf = w.buf[:0]
+}
+
+// Mark returns the offset in the connection's stream of bytes of the end
+// of what waits (between Lock and its Unlock): Written says whether a
+// write took everything before it.
+func (w *Writer) Mark() uint64 { return w.out + uint64(len(w.buf)) }
+
+// Written says whether everything before mark (Mark) was written; false
+// while some of it waits, and for good once the write that took it failed.
+func (w *Writer) Written(mark uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.written >= mark
 }
 
 // Flush writes what waits, unless another goroutine is writing, which
@@ -130,7 +153,7 @@ func (w *Writer) Unlock() error {
 	if w.flushing || w.err != nil {
 		err := w.err
 		if err != nil {
-			w.buf = w.buf[:0]
+			w.drop()
 		}
 		w.mu.Unlock()
 		return err
@@ -140,15 +163,17 @@ func (w *Writer) Unlock() error {
 		b := w.buf
 		w.buf = w.spare[:0]
 		w.deferred = 0
+		w.out += uint64(len(b))
 		w.mu.Unlock()
 		w.Conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
-		_, err := w.Conn.Write(b)
+		n, err := w.Conn.Write(b)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The peer has not read for WriteTimeout: it is stuck or
 			// hostile, and its connection goes.
 			w.Conn.Close()
 		}
 		w.mu.Lock()
+		w.written += uint64(n)
 		if cap(b) <= maxKeptBuffer {
 			w.spare = b[:0]
 		} else {
@@ -156,7 +181,7 @@ func (w *Writer) Unlock() error {
 		}
 		if err != nil {
 			w.err = err
-			w.buf = w.buf[:0]
+			w.drop()
 		}
 		if w.waiters > 0 {
 			w.drained.Broadcast()

@@ -542,6 +542,7 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 		wire.EndFrame(*b, at)
 		*b = wire.AppendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
 		st.halfClosed = true
+		st.sentTo = fc.w.Mark()
 		sent = true
 	}
 	var werr error

@@ -36,9 +36,12 @@ type clientStream struct {
 	status     *status.Status
 	halfClosed bool
 	notStarted bool
-	waiting    bool // the caller waits in result for the end of the call
-	woke       bool // the end woke it: it counts in fc.wakes
-	got        int  // messages received (streams)
+	// sentTo: a unary call's whole request ends there in the writer's
+	// stream (fastio.Writer.Mark), 0 for one sent in parts
+	sentTo  uint64
+	waiting bool // the caller waits in result for the end of the call
+	woke    bool // the end woke it: it counts in fc.wakes
+	got     int  // messages received (streams)
 }
 
 // setHeader keeps the call's header, charged cost bytes, unless it has
@@ -210,6 +213,12 @@ func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any,
 		st.mu.Lock()
 		notStarted := st.notStarted
 		st.mu.Unlock()
+		if s.Code() == codes.Unavailable && st.sentTo > 0 && !fc.w.Written(st.sentTo) {
+			// The request waited in the writer (another caller wrote it,
+			// or was to) and never went out whole: the server could not
+			// run the call.
+			notStarted = true
+		}
 		if notStarted {
 			st.releaseMetadata() // a header that came first: the retry has its own
 			return ErrNotStarted
