@@ -127,16 +127,29 @@ func (w *Writer) drop() {
 }
 
 // Mark returns the offset in the connection's stream of bytes of the end
-// of what waits (between Lock and its Unlock): Written says whether a
-// write took everything before it.
+// of what waits (between Lock and its Unlock): Unsent says whether
+// everything before it can never have reached the peer.
 func (w *Writer) Mark() uint64 { return w.out + uint64(len(w.buf)) }
 
-// Written says whether everything before mark (Mark) was written; false
-// while some of it waits, and for good once the write that took it failed.
-func (w *Writer) Written(mark uint64) bool {
+// Unsent says whether some of the bytes before mark (Mark) never went out
+// and never will: a write failed (the Writer is broken) before a write
+// took them all. Bytes that wait may go out yet, and those of a write
+// under way may have reached the peer whatever the write returns later:
+// Unsent waits for a write under way to end, so call it only once the
+// connection is closed (which ends a write at once), after a Flush (which
+// drops what waits on a broken connection).
+func (w *Writer) Unsent(mark uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.written >= mark
+	for w.flushing {
+		if w.drained == nil {
+			w.drained = sync.NewCond(&w.mu)
+		}
+		w.waiters++
+		w.drained.Wait()
+		w.waiters--
+	}
+	return w.err != nil && w.written < mark
 }
 
 // Flush writes what waits, unless another goroutine is writing, which

@@ -30,8 +30,9 @@ func (c *countConn) SetWriteDeadline(time.Time) error { return nil }
 
 // TestWriterDeferred: what UnlockDeferred leaves goes out with the next
 // Unlock or Flush, in one write, or at once when upTo callers deferred;
-// Written says which bytes a write took, and never those dropped after a
-// write error.
+// Unsent says which bytes never went out and never will: those of a write
+// that failed, or dropped after it; not those that wait, nor those a write
+// took.
 func TestWriterDeferred(t *testing.T) {
 	c := &countConn{}
 	w := &Writer{Conn: c}
@@ -44,13 +45,13 @@ func TestWriterDeferred(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(c.writes) != 0 || w.Written(marks[0]) {
+	if len(c.writes) != 0 || w.Unsent(marks[0]) {
 		t.Fatalf("deferred frames were written: %q", c.writes)
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.writes) != 1 || string(c.writes[0]) != "abc" || !w.Written(marks[2]) {
+	if len(c.writes) != 1 || string(c.writes[0]) != "abc" || w.Unsent(marks[2]) {
 		t.Fatalf("Flush wrote %q, want one write of \"abc\"", c.writes)
 	}
 	for i, s := range []string{"d", "e"} {
@@ -75,8 +76,11 @@ func TestWriterDeferred(t *testing.T) {
 	if err := w.Flush(); err == nil {
 		t.Fatal("Flush on a broken connection: no error")
 	}
-	if w.Written(mark) {
-		t.Fatal("bytes whose write failed are reported written")
+	if !w.Unsent(mark) {
+		t.Fatal("bytes whose write failed are not reported unsent")
+	}
+	if w.Unsent(marks[2]) {
+		t.Fatal("bytes written before the error are reported unsent")
 	}
 	b = w.Lock()
 	*b = append(*b, "g"...)
@@ -84,7 +88,7 @@ func TestWriterDeferred(t *testing.T) {
 	if err := w.UnlockDeferred(8); err == nil {
 		t.Fatal("UnlockDeferred on a broken connection: no error")
 	}
-	if w.Written(mark) {
-		t.Fatal("bytes dropped after the error are reported written")
+	if !w.Unsent(mark) {
+		t.Fatal("bytes dropped after the error are not reported unsent")
 	}
 }

@@ -213,11 +213,17 @@ func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any,
 		st.mu.Lock()
 		notStarted := st.notStarted
 		st.mu.Unlock()
-		if s.Code() == codes.Unavailable && st.sentTo > 0 && !fc.w.Written(st.sentTo) {
-			// The request waited in the writer (another caller wrote it,
-			// or was to) and never went out whole: the server could not
-			// run the call.
-			notStarted = true
+		if s.Code() == codes.Unavailable && st.sentTo > 0 && fc.isClosed() {
+			// The connection closed: what waits in the writer never goes
+			// out (the Flush fails and drops it). A request that waited
+			// there (another caller wrote it, or was to) and never went
+			// out whole was not read: the server could not run the call.
+			// One that a write took may have been read, and answered
+			// UNAVAILABLE by its handler, while the write went on.
+			fc.w.Flush()
+			if fc.w.Unsent(st.sentTo) {
+				notStarted = true
+			}
 		}
 		if notStarted {
 			st.releaseMetadata() // a header that came first: the retry has its own
