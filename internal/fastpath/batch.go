@@ -6,8 +6,8 @@ package fastpath
 // of several unary calls. Handing each to a goroutine of its own costs a
 // wake-up per call, and each reply written on its own a system call per
 // call. So the reader gathers the unary calls whose requests are whole in
-// what it has read (of methods that are not slow: under inlineSlow on
-// average), and runs their handlers one after the other on its goroutine,
+// what it has read (of methods that are not slow: under inlineSlow, and
+// under batchBudget, on average), and runs their handlers one after the other on its goroutine,
 // as it runs a call alone on its connection (inline.go), then reads on.
 // Their replies wait in the writer (fastio.Writer.UnlockDeferred) and go
 // out deferReplies at a time, and the rest when the batch is done.
@@ -70,8 +70,15 @@ func (c *serverConn) frameBuffered() bool {
 // gather adds ready unary call st, which may run on the reading
 // goroutine (mayRunOnReader), to the reader's batch if a batch is being
 // gathered or more frames are buffered. It says whether it did, and
-// whether the batch is now full.
+// whether the batch is now full. A call whose method takes a batch's
+// whole budget on average is never gathered: alone in its batch, it
+// would hold the calls read with it, and batch after batch every call on
+// the connection would run one after the other (none long enough for the
+// watchdog), where workers run them side by side.
 func (c *serverConn) gather(st *serverStream) (added, full bool) {
+	if st.m.took.Load() >= batchBudget {
+		return false, false
+	}
 	if len(c.batch) == 0 && !c.frameBuffered() {
 		return false, false
 	}
