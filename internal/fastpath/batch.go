@@ -20,8 +20,10 @@ package fastpath
 // state names the handler running, and the watchdog gives the reading to
 // a worker once one has run through a whole tick (as does a handler that
 // must wait for the client's window); it looks at the batches too, gives
-// the calls waiting in such a batch to workers, and writes the replies
-// that waited. The reader never waits (for bytes, or for room in the
+// the calls waiting in a batch that has run through a whole tick (one
+// handler that blocks, or many under a tick each: a method's first calls,
+// whose average is not known yet, are all gathered) to workers, and
+// writes the replies that waited. The reader never waits (for bytes, or for room in the
 // memory budget, which the calls gathered may hold) while it holds a
 // batch: it runs the batch first, or gives its calls to workers.
 
@@ -44,11 +46,10 @@ const (
 type batch struct {
 	calls []*serverStream
 
-	mu      sync.Mutex
-	next    int    // the next call to run (calls[next:] wait)
-	running uint32 // the stream whose handler runs, 0 between handlers
-	seen    uint32 // running at the watchdog's last look (watchdog's)
-	given   bool   // the watchdog gave the rest to workers
+	mu     sync.Mutex
+	next   int  // the next call to run (calls[next:] wait)
+	looked bool // the watchdog saw it running (watchdog's)
+	given  bool // the watchdog gave the rest to workers
 }
 
 var batches = sync.Pool{New: func() any { return new(batch) }}
@@ -110,7 +111,7 @@ func (c *serverConn) runBatch() bool {
 	b.calls = append(b.calls[:0], c.batch...)
 	clear(c.batch)
 	c.batch, c.batchTook = c.batch[:0], 0
-	b.next, b.running, b.seen, b.given = 0, 0, 0, false
+	b.next, b.looked, b.given = 0, false, false
 	for _, st := range b.calls {
 		st.batch.Store(b)
 	}
@@ -123,13 +124,11 @@ func (c *serverConn) runBatch() bool {
 	for {
 		b.mu.Lock()
 		if b.next == len(b.calls) {
-			b.running = 0
 			b.mu.Unlock()
 			break
 		}
 		st := b.calls[b.next]
 		b.next++
-		b.running = st.id
 		b.mu.Unlock()
 		t := uint64(st.id)<<1 | 1
 		switch {
@@ -181,9 +180,12 @@ func (w *inlineWatch) removeBatch(b *batch) {
 	w.bmu.Unlock()
 }
 
-// lookBatches gives to workers the calls waiting in each batch whose
-// handler was running at the last look too, and writes the replies
-// waiting for them; it says whether any batch runs.
+// lookBatches gives to workers the calls waiting in each batch that was
+// running at the last look too, and writes the replies waiting for them;
+// it says whether any batch runs. Its handler may have run all the while,
+// or many handlers, each under a tick but together far over the batch's
+// budget (a method whose average is not known yet: all its calls were
+// gathered): either way, the calls waiting have waited a tick or more.
 func (w *inlineWatch) lookBatches() (busy bool) {
 	type stuck struct {
 		c    *serverConn
@@ -194,8 +196,8 @@ func (w *inlineWatch) lookBatches() (busy bool) {
 	for b, c := range w.batches {
 		busy = true
 		b.mu.Lock()
-		if b.running == 0 || b.running != b.seen || b.given {
-			b.seen = b.running
+		if !b.looked || b.given {
+			b.looked = true
 			b.mu.Unlock()
 			continue
 		}
