@@ -3,9 +3,13 @@ package fastpath
 import (
 	"bufio"
 	"context"
+	"io"
+	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,3 +105,77 @@ func TestRequestWaitingAtCloseNotStarted(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Callers on one connection whose contexts end at any moment, around the
+// ends of their calls: each caller woken by its call's end counts in
+// wakes until it runs, and a request made meanwhile waits for the last
+// of them. The count must come back to nought whatever the timing, and a
+// lone call made afterwards must not wait.
+func TestWakesBalancedUnderCancellation(t *testing.T) {
+	srv := NewServer(ServerConfig{MaxRecv: 4 << 20, MaxSend: math.MaxInt32, ConnBudget: 64 << 20, CallerBudget: 256 << 20, FrameTimeout: 10 * time.Second})
+	greetpb.RegisterGreeterServer(srv, fuzzGreeter{})
+	defer func() { srv.Shutdown(false); srv.Close() }()
+	cEnd, sEnd := socketPair(t)
+	go srv.Serve(sEnd, logCaller{fuzzCaller{sEnd}, t}, wire.Version, nil)
+	br := bufio.NewReader(cEnd)
+	if _, err := io.ReadFull(br, make([]byte, wire.PrefaceSize)); err != nil {
+		t.Fatal(err)
+	}
+	fc := newClientConn(cEnd, br, wire.Version, ClientConfig{Budget: 64 << 20})
+	defer fc.Close(nil)
+	ci := CallInfo{maxRecv: 4 << 20, maxSend: 4 << 20}
+	var wg sync.WaitGroup
+	stop := time.Now().Add(time.Second)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration((g*7+i)%40)*5*time.Microsecond)
+				ci := ci
+				fc.Invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: "w"}, new(greetpb.HelloReply), &ci)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := fc.wakes.Load(); n != 0 {
+		t.Fatalf("after every caller returned, wakes is %d", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := fc.Invoke(ctx, "/greet.Greeter/SayHello", &greetpb.HelloRequest{Name: "lone"}, new(greetpb.HelloReply), &ci); err != nil {
+		fc.mu.Lock()
+		ferr, away := fc.err, fc.goingAway
+		fc.mu.Unlock()
+		t.Fatalf("a lone call after the others (%v): %v (connection: %v, going away %v)", time.Since(start), err, ferr, away)
+	}
+}
+
+// socketPair is a connected pair of Unix stream sockets.
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	return cs[0], cs[1]
+}
+
+// logCaller is a fuzzCaller that logs the server's warnings.
+type logCaller struct {
+	fuzzCaller
+	t *testing.T
+}
+
+func (c logCaller) Warn(msg string, args ...any) { c.t.Log(append([]any{msg}, args...)...) }
