@@ -37,11 +37,16 @@ type Writer struct {
 	buf      []byte // frames waiting
 	spare    []byte // the other buffer, reused
 	flushing bool
-	err      error
-	waiters  int           // goroutines waiting for the queue to drain
-	drained  *sync.Cond    // made by the first waiter
-	parts    chan struct{} // the token of sending a message in parts
-	partsMu  sync.Mutex
+	deferred int // UnlockDeferred calls since the buffer was last taken
+	// out: the bytes taken from buf so far, to be written or dropped after
+	// an error (buf begins at this offset of the stream); written: those
+	// that writes took
+	out, written uint64
+	err          error
+	waiters      int           // goroutines waiting for the queue to drain
+	drained      *sync.Cond    // made by the first waiter
+	parts        chan struct{} // the token of sending a message in parts
+	partsMu      sync.Mutex
 	// Files sends the frames with descriptors (AttachFiles): the Unix
 	// socket under Conn, if Conn wraps one (nil: Conn)
 	Files net.Conn
@@ -98,6 +103,73 @@ func (w *Writer) Lock() *[]byte {
 // nothing.
 func (w *Writer) Release() { w.mu.Unlock() }
 
+// MaxDeferred: UnlockDeferred writes at once when this much waits.
+const MaxDeferred = 64 << 10
+
+// UnlockDeferred unlocks the Writer without writing what waits, for a
+// caller that knows that another goroutine will soon call Unlock or
+// Flush, so that their frames go out in one write; but it writes at once
+// when upTo callers (or more) have deferred since the last write, or
+// MaxDeferred bytes (or more) wait, so that the peer can begin on them. It
+// returns the connection's write error, if any.
+func (w *Writer) UnlockDeferred(upTo int) error {
+	w.deferred++
+	if w.deferred >= upTo || len(w.buf) >= MaxDeferred {
+		return w.Unlock()
+	}
+	err := w.err
+	if err != nil {
+		w.drop()
+	}
+	w.mu.Unlock()
+	return err
+}
+
+// drop drops what waits, after a write error (w.mu held): the
+// descriptors attached to its frames are closed.
+func (w *Writer) drop() {
+	w.out += uint64(len(w.buf))
+	w.buf = w.buf[:0]
+	for _, f := range w.withFiles {
+		closeFDs(f.fds)
+	}
+	w.withFiles = nil
+}
+
+// Mark returns the offset in the connection's stream of bytes of the end
+// of what waits (between Lock and its Unlock): Unsent says whether
+// everything before it can never have reached the peer.
+func (w *Writer) Mark() uint64 { return w.out + uint64(len(w.buf)) }
+
+// Unsent says whether some of the bytes before mark (Mark) never went out
+// and never will: a write failed (the Writer is broken) before a write
+// took them all. Bytes that wait may go out yet, and those of a write
+// under way may have reached the peer whatever the write returns later:
+// Unsent waits for a write under way to end, so call it only once the
+// connection is closed (which ends a write at once), after a Flush (which
+// drops what waits on a broken connection).
+func (w *Writer) Unsent(mark uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.flushing {
+		if w.drained == nil {
+			w.drained = sync.NewCond(&w.mu)
+		}
+		w.waiters++
+		w.drained.Wait()
+		w.waiters--
+	}
+	return w.err != nil && w.written < mark
+}
+
+// Flush writes what waits, unless another goroutine is writing, which
+// then does (Unlock without appending). It returns the connection's write
+// error, if any.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	return w.Unlock()
+}
+
 // Unlock writes what waits unless another goroutine is writing, which
 // then does. It returns the connection's write error, if any.
 func (w *Writer) Unlock() error {
@@ -113,15 +185,18 @@ func (w *Writer) Unlock() error {
 	for len(w.buf) > 0 && w.err == nil {
 		b, files := w.buf, w.withFiles
 		w.buf, w.withFiles = w.spare[:0], nil
+		w.deferred = 0
+		w.out += uint64(len(b))
 		w.mu.Unlock()
 		w.Conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
-		_, err := w.write(b, files)
+		n, err := w.write(b, files)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The peer has not read for WriteTimeout: it is stuck or
 			// hostile, and its connection goes.
 			w.Conn.Close()
 		}
 		w.mu.Lock()
+		w.written += uint64(n)
 		if cap(b) <= maxKeptBuffer {
 			w.spare = b[:0]
 		} else {
@@ -139,16 +214,6 @@ func (w *Writer) Unlock() error {
 	err := w.err
 	w.mu.Unlock()
 	return err
-}
-
-// drop drops what waits, after a write error (w.mu held): the
-// descriptors attached to frames are closed.
-func (w *Writer) drop() {
-	w.buf = w.buf[:0]
-	for _, f := range w.withFiles {
-		closeFDs(f.fds)
-	}
-	w.withFiles = nil
 }
 
 // filesFrame is a frame in a Writer's buffer, from start to end, that

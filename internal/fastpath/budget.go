@@ -44,6 +44,7 @@ func (s *Server) releaseCallerBudget(key string) {
 // budget, waiting for room as long as budgetWait (the connection is not
 // read meanwhile); if none comes, the stream fails with ErrNoRoom.
 func (c *serverConn) addWaiting(st *serverStream, f wire.Flags, p []byte) (give int, serr, err error) {
+	c.dropBatch() // the calls gathered may hold the room: they run now
 	// Still no room after the wait: the calls holding the most of this
 	// connection's budget end, not the one whose frame came last, until
 	// the frame fits or its own call is the largest.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpcipc/grpcipc/internal/fastio"
@@ -76,6 +77,13 @@ type ClientConn struct {
 	leadsSeen   uint64          // leads at the idle watch's last turn
 	watchDone   <-chan struct{} // the Done of the context watched for leaders
 	watchStop   func() bool     // stops that watch
+
+	// wakes counts the callers woken by the end of their unary call that
+	// have not yet run: a request written while one has not is left in
+	// the writer for the last of them to write, with the requests that
+	// the others make meanwhile (a caller woken for its reply often makes
+	// the next call at once), deferRequests at a time.
+	wakes atomic.Int32
 
 	mu         sync.Mutex
 	streams    map[uint32]*clientStream
@@ -578,9 +586,16 @@ func (fc *ClientConn) open(ctx context.Context, method string, ci *CallInfo, des
 		wire.EndFrame(*b, at)
 		*b = wire.AppendFrame(*b, st.id, wire.TypeHalfClose, 0, nil)
 		st.halfClosed = true
+		st.sentTo = fc.w.Mark()
 		sent = true
 	}
-	if err := fc.w.Unlock(); err != nil {
+	var werr error
+	if fc.wakes.Load() > 0 {
+		werr = fc.w.UnlockDeferred(deferRequests) // a caller about to run writes it
+	} else {
+		werr = fc.w.Unlock()
+	}
+	if err := werr; err != nil {
 		// The CALL did not go out: the server did not start the call.
 		fc.writeFailed()
 		fc.remove(st)
@@ -609,6 +624,21 @@ func checkCallLimits(call *wire.Call) error {
 		return status.Errorf(codes.Internal, "grpcipc: the request metadata is %d bytes (as HTTP/2 counts it: keys, values and 32 bytes an entry), over the limit (%d bytes)", n, wire.MaxHeaderListSize)
 	}
 	return nil
+}
+
+// deferRequests: requests left in the writer while callers woken by their
+// replies have yet to run go out in writes of this many, so that the
+// server can begin on the first while the callers make the others.
+const deferRequests = 8
+
+// woken: a caller counted in fc.wakes runs; the last of them writes the
+// requests left in the writer meanwhile.
+func (fc *ClientConn) woken() {
+	if fc.wakes.Add(-1) == 0 {
+		if err := fc.w.Flush(); err != nil {
+			fc.writeFailed()
+		}
+	}
 }
 
 // writeFailed: the connection cannot be written to (the server closed

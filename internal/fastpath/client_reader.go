@@ -33,6 +33,7 @@ package fastpath
 //     (ErrNotStarted).
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"os"
@@ -278,12 +279,16 @@ func closed(ch <-chan struct{}) bool {
 
 // frameBuffered says whether a whole frame is buffered and none begun,
 // so that reading it cannot wait.
-func (fc *ClientConn) frameBuffered() bool {
-	n := fc.br.Buffered()
-	if n < wire.HeaderSize || fc.r.InFrame() {
+func (fc *ClientConn) frameBuffered() bool { return wholeFrameBuffered(fc.br, fc.r) }
+
+// wholeFrameBuffered says whether a whole frame is buffered in br and r
+// has begun none, so that reading it cannot wait.
+func wholeFrameBuffered(br *bufio.Reader, r *wire.Reader) bool {
+	n := br.Buffered()
+	if n < wire.HeaderSize || r.InFrame() {
 		return false
 	}
-	b, err := fc.br.Peek(wire.HeaderSize)
+	b, err := br.Peek(wire.HeaderSize)
 	if err != nil {
 		return false
 	}

@@ -37,10 +37,15 @@ type clientStream struct {
 	status     *status.Status
 	halfClosed bool
 	notStarted bool
-	got        int        // messages received (streams)
-	wantFiles  bool       // the call takes files (ReceiveFilesOption)
-	files      []*os.File // the files the server sent, until the call's end
-	filesDone  bool       // they were handed over (or closed)
+	// sentTo: a unary call's whole request ends there in the writer's
+	// stream (fastio.Writer.Mark), 0 for one sent in parts
+	sentTo    uint64
+	waiting   bool       // the caller waits in result for the end of the call
+	woke      bool       // the end woke it: it counts in fc.wakes
+	got       int        // messages received (streams)
+	wantFiles bool       // the call takes files (ReceiveFilesOption)
+	files     []*os.File // the files the server sent, until the call's end
+	filesDone bool       // they were handed over (or closed)
 }
 
 // setHeader keeps the call's header, charged cost bytes, unless it has
@@ -85,6 +90,12 @@ func (st *clientStream) endCharged(s *status.Status, trailer metadata.MD, cost i
 	}
 	st.status, st.trailer = s, trailer
 	st.mdCost += cost
+	if st.waiting {
+		// Its caller wakes: requests written meanwhile may wait for it
+		// (ClientConn.wakes).
+		st.woke = true
+		st.fc.wakes.Add(1)
+	}
 	if !st.hdrSeen {
 		st.hdrSeen = true
 		if st.hdr != nil {
@@ -138,14 +149,22 @@ func (st *clientStream) abort(s *status.Status) {
 // result waits for the call's end, or its context's. A call that ended
 // before its context's end could end it keeps its outcome, reply and all.
 func (st *clientStream) result() *status.Status {
+	st.mu.Lock()
+	st.waiting = st.status == nil
+	st.mu.Unlock()
 	select {
 	case <-st.done:
 	case <-st.ctx.Done():
 		st.cancel(status.Convert(ContextStatus(st.ctx)))
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.status
+	s, woke := st.status, st.woke
+	st.waiting, st.woke = false, false
+	st.mu.Unlock()
+	if woke {
+		st.fc.woken()
+	}
+	return s
 }
 
 // cancel ends the call with s, its context's status, and tells the
@@ -198,6 +217,18 @@ func (fc *ClientConn) Invoke(ctx context.Context, method string, req, reply any,
 		st.mu.Lock()
 		notStarted := st.notStarted
 		st.mu.Unlock()
+		if s.Code() == codes.Unavailable && st.sentTo > 0 && fc.isClosed() {
+			// The connection closed: what waits in the writer never goes
+			// out (the Flush fails and drops it). A request that waited
+			// there (another caller wrote it, or was to) and never went
+			// out whole was not read: the server could not run the call.
+			// One that a write took may have been read, and answered
+			// UNAVAILABLE by its handler, while the write went on.
+			fc.w.Flush()
+			if fc.w.Unsent(st.sentTo) {
+				notStarted = true
+			}
+		}
 		if notStarted {
 			st.releaseMetadata() // a header that came first: the retry has its own
 			return ErrNotStarted

@@ -50,17 +50,23 @@ const (
 // the watchdog (or the handler) gave the reading to a worker.
 type inlineState = atomic.Uint64
 
-// mayRunInline says whether unary call st, whose request was just read,
-// may run on the reading goroutine: it is alone on the connection and no
-// more bytes are buffered (reader).
-func (c *serverConn) mayRunInline(st *serverStream) bool {
-	if c.br.Buffered() > 0 || c.r.InFrame() {
-		return false
-	}
+// mayRunOnReader says whether unary call st, whose request was just read,
+// may run on the reading goroutine, alone (mayRunInline) or in a batch
+// (batch.go): its method is not slow, and the watchdog did not have to
+// take the reading from one of its handlers lately (reader; it counts
+// the call as one of those that run on workers if not).
+func (c *serverConn) mayRunOnReader(st *serverStream) bool {
 	if st.m.took.Load() >= int64(inlineSlow) {
 		return false
 	}
-	if st.m.notInline.Load() > 0 && st.m.notInline.Add(-1) >= 0 {
+	return !(st.m.notInline.Load() > 0 && st.m.notInline.Add(-1) >= 0)
+}
+
+// mayRunInline says whether unary call st, which may run on the reading
+// goroutine (mayRunOnReader), may run there now: it is alone on the
+// connection and no more bytes are buffered (reader).
+func (c *serverConn) mayRunInline(st *serverStream) bool {
+	if c.br.Buffered() > 0 || c.r.InFrame() {
 		return false
 	}
 	c.mu.Lock()
@@ -75,28 +81,31 @@ func (c *serverConn) runInline(st *serverStream) bool {
 	token := uint64(st.id)<<1 | 1
 	c.inline.Store(token)
 	c.s.watch.started()
-	runTimed(st)
+	st.run()
 	if c.inline.CompareAndSwap(token, 0) {
 		return true
 	}
-	if !st.yielded {
-		// The watchdog took the reading away: a handler that waited this
-		// long (a long poll, a call back to this server on the same
-		// connection) will again, and the calls behind it waited with it.
-		st.m.notInline.Store(notInlineAfterRescue)
-	}
+	st.rescued()
 	return false
 }
 
-// runTimed runs unary call st's handler, and adds how long it took to its
-// method's moving average (1/8 of the new run; concurrent runs may lose
-// an update, which a moving average can spare).
-func runTimed(st *serverStream) {
-	start := time.Now()
-	st.run()
-	d := int64(time.Since(start))
-	avg := st.m.took.Load()
-	st.m.took.Store(avg + (d-avg)/8)
+// rescued: the watchdog took the reading away from st's handler, run on
+// the reading goroutine (inline, or in a batch). Unless it gave the
+// reading away itself, a handler that waited this long (a long poll, a
+// call back to this server on the same connection) will again, and the
+// calls behind it waited with it: its method's next calls run on workers.
+func (st *serverStream) rescued() {
+	if !st.yielded {
+		st.m.notInline.Store(notInlineAfterRescue)
+	}
+}
+
+// observe adds how long a unary handler took to its method's moving
+// average (1/8 of the new run; concurrent runs may lose an update, which
+// a moving average can spare).
+func (m *method) observe(d time.Duration) {
+	avg := m.took.Load()
+	m.took.Store(avg + (int64(d)-avg)/8)
 }
 
 // yieldReader gives the reading of the connection to a worker if st's
@@ -114,7 +123,10 @@ type inlineWatch struct {
 	s       *Server
 	ticking atomic.Bool   // the watchdog looks every inlineTick
 	wake    chan struct{} // wakes a watchdog that sleeps
-	runs    atomic.Uint64 // handlers run inline so far
+	runs    atomic.Uint64 // handlers run inline so far, and batches
+
+	bmu     sync.Mutex
+	batches map[*batch]*serverConn // the batches running (batch.go), and their connections
 
 	mu      sync.Mutex
 	running bool          // the watchdog's goroutine was started
@@ -168,6 +180,7 @@ func (w *inlineWatch) loop() {
 				return
 			}
 			busy := w.look()
+			busy = w.lookBatches() || busy
 			if now := w.runs.Load(); busy || now != runs {
 				runs = now
 				continue
@@ -176,7 +189,7 @@ func (w *inlineWatch) loop() {
 			// store wakes the watchdog; one that started before it is seen
 			// by the look that follows.
 			w.ticking.Store(false)
-			if !w.look() || !w.ticking.CompareAndSwap(false, true) {
+			if !(w.look() || w.lookBatches()) || !w.ticking.CompareAndSwap(false, true) {
 				break
 			}
 		}

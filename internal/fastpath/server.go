@@ -171,7 +171,11 @@ type serverConn struct {
 	key      string         // the key of the caller's budget, if it has one
 	deadline bool           // a read deadline is set (reader)
 	ready    *serverStream  // a unary call to run once the frame is read (reader)
-	inline   inlineState    // whether a handler runs on the reader's goroutine (inline.go)
+	// batch: ready unary calls gathered to run in turn (reader; batch.go),
+	// batchTook the sum of their methods' average handler times
+	batch     []*serverStream
+	batchTook int64
+	inline    inlineState // whether a handler runs on the reader's goroutine (inline.go)
 	// watchSeen: the inline state at the watchdog's last look (watchdog's)
 	watchSeen uint64
 	statsCtx  context.Context
@@ -257,9 +261,18 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 // ready runs at once on this goroutine (no hand-off between the request
 // and its handler): alone on the connection, this goroutine reads on
 // after it unless the watchdog gave the reading away meanwhile
-// (inline.go); else a worker reads on from now.
+// (inline.go); else a worker reads on from now. Unary calls whose
+// requests came together are gathered and run in turn on this goroutine
+// (batch.go), which reads on after them unless the reading was given
+// away meanwhile.
 func (c *serverConn) readLoop() {
 	for {
+		if len(c.batch) > 0 && !c.frameBuffered() {
+			if c.runBatch() {
+				continue
+			}
+			return
+		}
 		if err := c.frameDeadline(); err != nil {
 			c.end(err)
 			return
@@ -275,18 +288,36 @@ func (c *serverConn) readLoop() {
 			c.end(err)
 			return
 		}
-		if st := c.ready; st != nil {
-			c.ready = nil
-			if c.mayRunInline(st) {
-				if c.runInline(st) {
-					continue
+		st := c.ready
+		if st == nil {
+			continue
+		}
+		c.ready = nil
+		onReader := c.mayRunOnReader(st)
+		if onReader {
+			if added, full := c.gather(st); added {
+				if full {
+					if c.runBatch() {
+						continue
+					}
+					return
 				}
-				return
+				continue
 			}
-			c.s.workers.run(c)
-			runTimed(st)
+		}
+		if len(c.batch) > 0 {
+			c.s.workers.run(st) // slow: a worker of its own
+			continue
+		}
+		if onReader && c.mayRunInline(st) {
+			if c.runInline(st) {
+				continue
+			}
 			return
 		}
+		c.s.workers.run(c)
+		st.run()
+		return
 	}
 }
 
@@ -453,6 +484,10 @@ func (c *serverConn) frame(h wire.Header, p []byte) error {
 				st.recvFailed(c.recvError(serr))
 			}
 		case wire.TypeHalfClose:
+			if st.halfClosed {
+				return fmt.Errorf("%w: a second HALF_CLOSE on stream %d", wire.ErrProtocol, h.Stream)
+			}
+			st.halfClosed = true
 			if st.in.InParts() {
 				st.recvFailed(status.Error(codes.Internal, "grpcipc: the client half-closed the call inside a message"))
 				return nil
@@ -539,7 +574,13 @@ func (c *serverConn) remove(st *serverStream) {
 
 // charge charges n bytes to the connection's budget, waiting for room
 // as for messages (fastio.Block's Charge).
-func (c *serverConn) charge(n int) bool { return chargeWaiting(c.budget, c.ctx.Done(), nil, n) }
+func (c *serverConn) charge(n int) bool {
+	if c.budget.TryCharge(n) {
+		return true
+	}
+	c.dropBatch() // the calls gathered may hold the room: they run now
+	return chargeWaiting(c.budget, c.ctx.Done(), nil, n)
+}
 
 // onCall opens a stream of CALL payload p, of which held bytes are
 // charged to the budget already (a CALL put together from parts), with

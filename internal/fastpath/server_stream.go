@@ -34,10 +34,12 @@ type serverStream struct {
 	charged int
 	sts     transportStream
 
-	unseen     bool        // refused by the policy: stats handlers are not told
-	yielded    bool        // its handler, run inline, gave the reading away (its goroutine's)
-	ready      atomic.Bool // authorized, a method found
-	dispatched atomic.Bool // a handler runs it, or it ended before one did
+	unseen     bool                  // refused by the policy: stats handlers are not told
+	halfClosed bool                  // the client sent HALF_CLOSE (reader's)
+	yielded    bool                  // its handler, run on the reading goroutine, gave the reading away (its goroutine's)
+	ready      atomic.Bool           // authorized, a method found
+	dispatched atomic.Bool           // a handler runs it, or it ended before one did
+	batch      atomic.Pointer[batch] // the batch it runs in, if any (batch.go)
 	doneOnce   sync.Once
 
 	fileMu     sync.Mutex
@@ -85,8 +87,10 @@ func (st *serverStream) run() {
 	}
 	s := st.c.s
 	if st.m.md != nil {
+		start := time.Now()
 		reply, err := st.m.md.Handler(st.m.impl, st.ctx, st.decodeRequest, s.unary)
 		st.finish(reply, err)
+		st.m.observe(time.Since(start))
 		return
 	}
 	var err error
@@ -175,13 +179,24 @@ func (st *serverStream) finish(reply any, err error) {
 		st.appendHeaders(b)
 	}
 	*b = appendBlock(*b, st.id, wire.TypeTrailers, 0, func(b []byte) []byte { return wire.AppendTrailer(b, t) })
-	c.w.Unlock()
+	st.unlockWriter()
 	if sentHeader {
 		st.hmu.Unlock()
 		st.outHeader()
 		st.hmu.Lock()
 	}
 	st.statsEnd(s)
+}
+
+// unlockWriter unlocks the connection's writer after the call's last
+// frames: what waits is written, unless calls of its batch wait to run,
+// whose replies go out with it (batch.go).
+func (st *serverStream) unlockWriter() {
+	if b := st.batch.Load(); b != nil && b.more() {
+		st.c.w.UnlockDeferred(deferReplies)
+		return
+	}
+	st.c.w.Unlock()
 }
 
 // statusOfError is the status a handler's error becomes, as in grpc-go.
@@ -304,7 +319,11 @@ func (st *serverStream) sendMessage(m any, last bool) (trailersSent bool, err er
 				wire.EndFrame(*b, at)
 			}
 		}
-		c.w.Unlock()
+		if last {
+			st.unlockWriter()
+		} else {
+			c.w.Unlock()
+		}
 		st.hmu.Unlock()
 		if sentHeader {
 			st.outHeader()
