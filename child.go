@@ -412,6 +412,10 @@ type endWatch struct {
 	dropped *atomic.Bool
 }
 
+// NetConn returns the connection under it (for the fast path's
+// descriptors).
+func (w *endWatch) NetConn() net.Conn { return w.Conn }
+
 func (w *endWatch) Read(p []byte) (int, error) {
 	n, err := w.Conn.Read(p)
 	w.check(err)

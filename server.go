@@ -242,7 +242,13 @@ func (s *Server) handleRaw(pc *admittedConn) {
 		s.h2.put(pc) // TLS first: the handshake tells the rest
 		return
 	}
-	pc.Conn.SetReadDeadline(time.Now().Add(s.cfg.handshakeTimeout))
+	if pc.adm.ep.Transport != Inherited {
+		// The handshake timeout is for strangers; the inherited
+		// connection is the one to the parent, which proved who it is
+		// and may make its first call when it likes: dropped, it would
+		// not come back.
+		pc.Conn.SetReadDeadline(time.Now().Add(s.cfg.handshakeTimeout))
+	}
 	f := fastpath.Sniff(pc.Conn)
 	pc.Conn.SetReadDeadline(time.Time{})
 	switch {

@@ -246,7 +246,10 @@ func newServerConfig(opts []ServerOption) (serverConfig, error) {
 const DefaultHandshakeTimeout = 5 * time.Second
 
 // WithHandshakeTimeout sets how long a new connection may take to finish
-// its handshakes (default [DefaultHandshakeTimeout]).
+// its handshakes (default [DefaultHandshakeTimeout]). The connection a
+// child inherits from its parent ([ChildListener]) is not timed: the
+// parent proved who it is, may make its first call when it likes, and a
+// dropped inherited connection would not come back.
 func WithHandshakeTimeout(d time.Duration) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) error {
 		if d <= 0 {

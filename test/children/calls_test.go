@@ -1,6 +1,7 @@
 package children
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/identity/identitypb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -73,5 +75,24 @@ func TestNotAChild(t *testing.T) {
 	}
 	if _, err := grpcipc.ParentConn(); !errors.Is(err, grpcipc.ErrNotChild) {
 		t.Errorf("ParentConn: %v; want ErrNotChild", err)
+	}
+}
+
+// TestParentCallsLate: a parent that makes its first call after the
+// child's handshake timeout has passed is served: that timeout is for
+// strangers, and the one connection to the parent, dropped, would not
+// come back.
+func TestParentCallsLate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := testutil.HelperCommand(t, os.Geteuid(), os.Getegid(), "child-short-timeout")
+	child, err := grpcipc.StartChild(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+	time.Sleep(500 * time.Millisecond) // 5 of the child's handshake timeouts
+	if _, err := identitypb.NewIdentityClient(child.Conn()).WhoAmI(ctx, &identitypb.WhoAmIRequest{}); err != nil {
+		t.Fatalf("a first call 500 ms after the start: %v", err)
 	}
 }

@@ -34,6 +34,15 @@ func init() {
 	// child-exits CODE: serves greet.Greeter, whose SayHello makes the
 	// process exit with status CODE (0: a clean exit) while it serves
 	// the call; CODE "term" or "kill": sends itself SIGTERM or SIGKILL.
+	// child-short-timeout: serves Identity with a handshake timeout of
+	// 100 ms, which strangers' connections get and the parent's does not.
+	testutil.RegisterHelper("child-short-timeout", func([]string) error {
+		err := serveChild(nil, grpcipc.WithHandshakeTimeout(100*time.Millisecond))
+		if errors.Is(err, grpcipc.ErrPeerGone) {
+			err = nil
+		}
+		return err
+	})
 	testutil.RegisterHelper("child-exits", func(args []string) error {
 		return serveChild(exitingGreeter{how: args[0]})
 	})
@@ -70,12 +79,12 @@ var childLongLine = strings.Repeat("a", 64<<10-1) + "é" + strings.Repeat("b", 1
 
 // serveChild serves Identity, and greet.Greeter when g is not nil, on
 // ChildListener until the parent goes away.
-func serveChild(g greetpb.GreeterServer) error {
+func serveChild(g greetpb.GreeterServer, opts ...grpcipc.ServerOption) error {
 	lis, err := grpcipc.ChildListener()
 	if err != nil {
 		return err
 	}
-	srv, err := grpcipc.NewServer()
+	srv, err := grpcipc.NewServer(opts...)
 	if err != nil {
 		return err
 	}
