@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,10 +47,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			"range over the rounds, ratios to grpc-go over TCP, CPU and allocations per call of\n"+
 			"both processes, and a summary line per workload; it warns when the machine was\n"+
 			"busy (Linux: the load average above the CPUs plus two) or a round was more than\n"+
-			"20% from its median. The chart draws the same ratios, the raw socket as a line.",
+			"20% from its median. The chart draws the same ratios, the raw socket as a line.\n"+
+			"On Linux, one large payload (64 and 256 MiB; --quick: 64) is also moved three\n"+
+			"ways: a raw socket, the fast path's stream of 1 MiB messages, and a sealed memory\n"+
+			"file handed over with one call, with both processes' CPU and peak RSS.",
 		0, 0, stdout)
 	quick := c.fs.Bool("quick", false, "fewer workloads and shorter measurements: about 40 s (the full run: about 100 s)")
-	only := c.fs.String("only", "", "measure only these workload `kinds`, comma-separated: unary, throughput, stream")
+	only := c.fs.String("only", "", "measure only these workload `kinds`, comma-separated: unary, throughput, stream, payload")
 	reps := c.fs.Int("reps", 3, "rounds; each measures every workload on every target")
 	wide := c.fs.Bool("wide", false, "print every column: the main figure's min and max, the ratio to the raw socket, unary calls/s")
 	jsonFile := c.fs.String("json", "", "also write the results to this `file` as a JSON list (docs/bench.md)")
@@ -63,8 +68,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if *only != "" {
 		for _, k := range strings.Split(*only, ",") {
 			k = strings.TrimSpace(k)
-			if k != bench.Unary && k != bench.Throughput && k != bench.Stream {
-				return usageErrorf("bench: --only %q: the workload kinds are unary, throughput and stream", k)
+			if k != bench.Unary && k != bench.Throughput && k != bench.Stream && k != bench.Payload {
+				return usageErrorf("bench: --only %q: the workload kinds are unary, throughput, stream and payload", k)
 			}
 			kinds = append(kinds, k)
 		}
@@ -136,7 +141,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		"user+system total is kept in nanoseconds on Linux), allocations from runtime/metrics\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), procs, gogc, time.Now().Format("2006-01-02"), *reps,
 		map[bool]string{true: "s"}[*reps > 1], map[bool]string{true: " (quick)"}[*quick])
-	results, err := bench.Run(ctx, bench.Specs(), bench.Options{Quick: *quick, Only: kinds, Rounds: *reps, Spawn: spawn, Progress: progress})
+	opts := bench.Options{Quick: *quick, Only: kinds, Rounds: *reps, Spawn: spawn, Progress: progress}
+	var results []bench.Result
+	if len(kinds) == 0 || slices.ContainsFunc(kinds, func(k string) bool { return k != bench.Payload }) {
+		results, err = bench.Run(ctx, bench.Specs(), opts)
+	}
+	if err == nil && (len(kinds) == 0 || slices.Contains(kinds, bench.Payload)) {
+		var payloads []bench.Result
+		payloads, err = bench.RunPayloads(ctx, opts)
+		results = append(results, payloads...)
+	}
 	if terminal {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
@@ -147,7 +161,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return fmt.Errorf("bench: %w", err)
 	}
 	load.Sample()
-	bench.Table(stdout, results, bench.TableOptions{Wide: *wide, Load: load.Load()})
+	calls := slices.DeleteFunc(slices.Clone(results), func(r bench.Result) bool { return r.Workload == bench.Payload })
+	if len(calls) > 0 {
+		bench.Table(stdout, calls, bench.TableOptions{Wide: *wide, Load: load.Load()})
+	}
+	bench.PayloadTable(stdout, results)
 	if jsonOut != nil {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		if _, err := jsonOut.Write(append(b, '\n')); err != nil {
@@ -161,7 +179,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			o.Notes = append(o.Notes, fmt.Sprintf("Measured on a busy machine: the load average reached %.2f on %d CPUs; "+
 				"other programs competed for them, so these ratios are less sure than the whiskers show.", l.Max, l.CPUs))
 		}
-		if err := bench.Chart(chartOut, results, o); err != nil {
+		if err := bench.Chart(chartOut, calls, o); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
@@ -203,6 +221,19 @@ func startBenchChild(exe string, stderr io.Writer, env []string) (*benchServer, 
 
 func (s *benchServer) Target() bench.Target { return s.target }
 
+// PID is the server process's, whose peak RSS the payload workload reads.
+func (s *benchServer) PID() int { return s.cmd.Process.Pid }
+
+// FreeOSMemory has the server collect its garbage and give its free
+// memory back to the OS, so that its peak RSS from now on is what comes.
+func (s *benchServer) FreeOSMemory() error {
+	if _, err := io.WriteString(s.in, "free\n"); err != nil {
+		return err
+	}
+	_, err := s.out.ReadString('\n')
+	return err
+}
+
 func (s *benchServer) Stats() (time.Duration, uint64, error) {
 	if _, err := io.WriteString(s.in, "stats\n"); err != nil {
 		return 0, 0, fmt.Errorf("asking the server for its figures: %w", err)
@@ -234,7 +265,8 @@ func (s *benchServer) Close() error {
 
 // benchChild serves one target until its stdin closes, after printing it
 // as one JSON line; each "stats" line on stdin gets a line with its CPU
-// time in nanoseconds and its heap allocations so far.
+// time in nanoseconds and its heap allocations so far, each "free" line
+// an "ok" once it has given its free memory back to the OS.
 func benchChild(ctx context.Context, spec string, stdout io.Writer) error {
 	var cs childSpec
 	if err := json.Unmarshal([]byte(spec), &cs); err != nil {
@@ -253,6 +285,11 @@ func benchChild(ctx context.Context, spec string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s\n", b)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if in.Text() == "free" {
+			debug.FreeOSMemory()
+			fmt.Fprintln(stdout, "ok")
+			continue
+		}
 		cpu, allocs := bench.SelfStats()
 		fmt.Fprintf(stdout, "%d %d\n", cpu.Nanoseconds(), allocs)
 	}

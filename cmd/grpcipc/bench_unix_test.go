@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -52,8 +53,17 @@ func TestBench(t *testing.T) {
 	// 3 workloads on 6 targets (raw-alloc streams only; grpcipc-http2 is
 	// grpcipc's server with a client that asks for HTTP/2), the stream on 7
 	// targets with each heap.
-	if len(results) != 3*6+2*7 {
-		t.Errorf("--json has %d results, want %d", len(results), 3*6+2*7)
+	want := 3*6 + 2*7
+	if runtime.GOOS == "linux" {
+		want += 3 // the payload of 64 MiB, three ways
+		for _, w := range []string{"sealed memfd, 1 call", "raw socket, 1 MiB reads", "fast path, 1 MiB stream", "64 MiB: the sealed memfd moves it at "} {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("the payload table lacks %q", w)
+			}
+		}
+	}
+	if len(results) != want {
+		t.Errorf("--json has %d results, want %d", len(results), want)
 	}
 	median := func(r map[string]any, k string) float64 {
 		f, _ := r[k].(map[string]any)
@@ -65,6 +75,17 @@ func TestBench(t *testing.T) {
 			if _, ok := r[k]; !ok {
 				t.Errorf("result %v lacks %s", r, k)
 			}
+		}
+		if r["workload"] == "payload" {
+			for _, k := range []string{"way", "cpu_ms_per_payload", "client_peak_rss_mib", "server_peak_rss_mib"} {
+				if _, ok := r[k]; !ok {
+					t.Errorf("payload result %v lacks %s", r, k)
+				}
+			}
+			if median(r, "mb_per_s") <= 0 || median(r, "cpu_ms_per_payload") <= 0 || median(r, "server_peak_rss_mib") < 64 {
+				t.Errorf("payload result measured nothing (or less than its payload held): %v", r)
+			}
+			continue
 		}
 		for _, k := range []string{"p50_us", "calls_per_s", "cpu_us_per_call"} {
 			f, ok := r[k].(map[string]any)

@@ -81,6 +81,12 @@ type Result struct {
 	CPUusPerCall  Figure `json:"cpu_us_per_call"` // per call; per MiB for streams
 	AllocsPerCall Figure `json:"allocs_per_call"` // per call; per MiB for streams
 	Rounds        int    `json:"rounds"`
+	// The payload workload (payload.go): how the payload moved, and per
+	// payload moved, both processes' CPU and each one's peak RSS.
+	Way              string  `json:"way,omitempty"`
+	CPUmsPerPayload  *Figure `json:"cpu_ms_per_payload,omitempty"`
+	ClientPeakRSSMiB *Figure `json:"client_peak_rss_mib,omitempty"`
+	ServerPeakRSSMiB *Figure `json:"server_peak_rss_mib,omitempty"`
 }
 
 // measurement is one round's figures.

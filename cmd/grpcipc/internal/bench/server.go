@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -30,6 +31,7 @@ const (
 	StackGRPCIPC2 = "grpcipc-http2" // the same server, its client asking for HTTP/2 (WithHTTP2)
 	rawEcho       = byte('E')       // raw protocol: echo length-prefixed messages
 	rawStream     = byte('S')       // raw protocol: send messages until closed
+	rawPayload    = byte('P')       // raw protocol: send one payload, then close
 	maxRawSize    = 64 << 20        // refuse larger raw messages
 	benchApp      = "grpcipc-bench" // abstract socket names
 )
@@ -112,6 +114,22 @@ func (benchServer) Stream(req *benchpb.StreamRequest, stream grpc.ServerStreamin
 	if req.GetSizeBytes() < 0 || req.GetSizeBytes() > maxRawSize {
 		return fmt.Errorf("size %d out of range", req.GetSizeBytes())
 	}
+	if total := req.GetTotalBytes(); total != 0 {
+		// One payload, from the server's bytes, in messages of the size.
+		b, err := payloadOf(total)
+		if err != nil {
+			return err
+		}
+		size := max(int(req.GetSizeBytes()), 1)
+		msg := &benchpb.Payload{}
+		for off := 0; off < len(b); off += size {
+			msg.Data = b[off:min(off+size, len(b))]
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	msg := &benchpb.Payload{Data: make([]byte, req.GetSizeBytes())}
 	for {
 		if err := stream.Send(msg); err != nil {
@@ -120,9 +138,56 @@ func (benchServer) Stream(req *benchpb.StreamRequest, stream grpc.ServerStreamin
 	}
 }
 
+// Blob sends the payload as a sealed memory file with the response.
+func (benchServer) Blob(ctx context.Context, req *benchpb.BlobRequest) (*benchpb.Payload, error) {
+	b, err := payloadOf(req.GetSizeBytes())
+	if err != nil {
+		return nil, err
+	}
+	f, err := grpcipc.SealedFile("bench-payload", b)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the client has its own once sent
+	if err := grpcipc.SendFiles(ctx, f); err != nil {
+		return nil, err
+	}
+	return &benchpb.Payload{}, nil
+}
+
+// maxPayload: the largest payload the payload workload moves.
+const maxPayload = 1 << 30
+
+var (
+	payloadMu  sync.Mutex
+	payloadBuf []byte // the server's payload, of the size asked last
+)
+
+// payloadOf returns the first n bytes of the server's payload: the bytes
+// a sender has, which each way of moving them starts from.
+func payloadOf(n int64) ([]byte, error) {
+	if n <= 0 || n > maxPayload {
+		return nil, fmt.Errorf("a payload of %d bytes: 1 to %d", n, maxPayload)
+	}
+	payloadMu.Lock()
+	defer payloadMu.Unlock()
+	if int64(len(payloadBuf)) != n {
+		// Exactly n: a sender holds its payload once, and no more.
+		payloadBuf = nil
+		debug.FreeOSMemory()
+		payloadBuf = make([]byte, n)
+		for i := range payloadBuf {
+			payloadBuf[i] = byte(i * 7)
+		}
+	}
+	return payloadBuf, nil
+}
+
 // serveRaw answers the raw protocol: a mode byte, then for 'E' messages
 // (4-byte big-endian length, bytes) echoed back, for 'S' a 4-byte size and
-// messages of that size sent until the connection closes.
+// messages of that size sent until the connection closes, for 'P' an
+// 8-byte total and a 4-byte chunk size, and the server's payload of that
+// total written in chunks of that size.
 func serveRaw(l net.Listener) func() {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -203,6 +268,24 @@ func rawConn(c net.Conn) {
 		copy(msg, hdr[:])
 		for {
 			if _, err := c.Write(msg); err != nil {
+				return
+			}
+		}
+	case rawPayload:
+		var total [8]byte
+		if _, err := io.ReadFull(c, total[:]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		b, err := payloadOf(int64(binary.BigEndian.Uint64(total[:])))
+		chunk := int(binary.BigEndian.Uint32(hdr[:]))
+		if err != nil || chunk <= 0 || chunk > maxRawSize {
+			return
+		}
+		for off := 0; off < len(b); off += chunk {
+			if _, err := c.Write(b[off:min(off+chunk, len(b))]); err != nil {
 				return
 			}
 		}

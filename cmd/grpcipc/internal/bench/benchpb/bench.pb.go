@@ -66,8 +66,11 @@ func (x *Payload) GetData() []byte {
 }
 
 type StreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SizeBytes     int32                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SizeBytes int32                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// When not 0: the bytes to send in all, from the server's payload, then
+	// the stream ends.
+	TotalBytes    int64 `protobuf:"varint,2,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,19 +112,76 @@ func (x *StreamRequest) GetSizeBytes() int32 {
 	return 0
 }
 
+func (x *StreamRequest) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+type BlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SizeBytes     int64                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRequest) Reset() {
+	*x = BlobRequest{}
+	mi := &file_grpcipc_bench_v1_bench_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRequest) ProtoMessage() {}
+
+func (x *BlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_grpcipc_bench_v1_bench_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRequest.ProtoReflect.Descriptor instead.
+func (*BlobRequest) Descriptor() ([]byte, []int) {
+	return file_grpcipc_bench_v1_bench_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BlobRequest) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 var File_grpcipc_bench_v1_bench_proto protoreflect.FileDescriptor
 
 const file_grpcipc_bench_v1_bench_proto_rawDesc = "" +
 	"\n" +
 	"\x1cgrpcipc/bench/v1/bench.proto\x12\x10grpcipc.bench.v1\"\x1d\n" +
 	"\aPayload\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\".\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"O\n" +
 	"\rStreamRequest\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x01 \x01(\x05R\tsizeBytes2\x8d\x01\n" +
+	"size_bytes\x18\x01 \x01(\x05R\tsizeBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
+	"totalBytes\",\n" +
+	"\vBlobRequest\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x01 \x01(\x03R\tsizeBytes2\xcf\x01\n" +
 	"\x05Bench\x12<\n" +
 	"\x04Echo\x12\x19.grpcipc.bench.v1.Payload\x1a\x19.grpcipc.bench.v1.Payload\x12F\n" +
-	"\x06Stream\x12\x1f.grpcipc.bench.v1.StreamRequest\x1a\x19.grpcipc.bench.v1.Payload0\x01B?Z=github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench/benchpbb\x06proto3"
+	"\x06Stream\x12\x1f.grpcipc.bench.v1.StreamRequest\x1a\x19.grpcipc.bench.v1.Payload0\x01\x12@\n" +
+	"\x04Blob\x12\x1d.grpcipc.bench.v1.BlobRequest\x1a\x19.grpcipc.bench.v1.PayloadB?Z=github.com/grpcipc/grpcipc/cmd/grpcipc/internal/bench/benchpbb\x06proto3"
 
 var (
 	file_grpcipc_bench_v1_bench_proto_rawDescOnce sync.Once
@@ -135,18 +195,21 @@ func file_grpcipc_bench_v1_bench_proto_rawDescGZIP() []byte {
 	return file_grpcipc_bench_v1_bench_proto_rawDescData
 }
 
-var file_grpcipc_bench_v1_bench_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_grpcipc_bench_v1_bench_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_grpcipc_bench_v1_bench_proto_goTypes = []any{
 	(*Payload)(nil),       // 0: grpcipc.bench.v1.Payload
 	(*StreamRequest)(nil), // 1: grpcipc.bench.v1.StreamRequest
+	(*BlobRequest)(nil),   // 2: grpcipc.bench.v1.BlobRequest
 }
 var file_grpcipc_bench_v1_bench_proto_depIdxs = []int32{
 	0, // 0: grpcipc.bench.v1.Bench.Echo:input_type -> grpcipc.bench.v1.Payload
 	1, // 1: grpcipc.bench.v1.Bench.Stream:input_type -> grpcipc.bench.v1.StreamRequest
-	0, // 2: grpcipc.bench.v1.Bench.Echo:output_type -> grpcipc.bench.v1.Payload
-	0, // 3: grpcipc.bench.v1.Bench.Stream:output_type -> grpcipc.bench.v1.Payload
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	2, // 2: grpcipc.bench.v1.Bench.Blob:input_type -> grpcipc.bench.v1.BlobRequest
+	0, // 3: grpcipc.bench.v1.Bench.Echo:output_type -> grpcipc.bench.v1.Payload
+	0, // 4: grpcipc.bench.v1.Bench.Stream:output_type -> grpcipc.bench.v1.Payload
+	0, // 5: grpcipc.bench.v1.Bench.Blob:output_type -> grpcipc.bench.v1.Payload
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -163,7 +226,7 @@ func file_grpcipc_bench_v1_bench_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_grpcipc_bench_v1_bench_proto_rawDesc), len(file_grpcipc_bench_v1_bench_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

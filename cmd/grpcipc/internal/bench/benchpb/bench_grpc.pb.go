@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Bench_Echo_FullMethodName   = "/grpcipc.bench.v1.Bench/Echo"
 	Bench_Stream_FullMethodName = "/grpcipc.bench.v1.Bench/Stream"
+	Bench_Blob_FullMethodName   = "/grpcipc.bench.v1.Bench/Blob"
 )
 
 // BenchClient is the client API for Bench service.
@@ -31,8 +32,12 @@ const (
 type BenchClient interface {
 	// Echo returns the payload it is sent.
 	Echo(ctx context.Context, in *Payload, opts ...grpc.CallOption) (*Payload, error)
-	// Stream sends messages of the asked size until the client cancels.
+	// Stream sends messages of the asked size until the client cancels, or
+	// until total_bytes are sent.
 	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Payload], error)
+	// Blob sends size_bytes as a sealed memory file with the response
+	// (grpcipc.SendFiles), the response itself empty.
+	Blob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (*Payload, error)
 }
 
 type benchClient struct {
@@ -72,6 +77,16 @@ func (c *benchClient) Stream(ctx context.Context, in *StreamRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Bench_StreamClient = grpc.ServerStreamingClient[Payload]
 
+func (c *benchClient) Blob(ctx context.Context, in *BlobRequest, opts ...grpc.CallOption) (*Payload, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Payload)
+	err := c.cc.Invoke(ctx, Bench_Blob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BenchServer is the server API for Bench service.
 // All implementations must embed UnimplementedBenchServer
 // for forward compatibility.
@@ -80,8 +95,12 @@ type Bench_StreamClient = grpc.ServerStreamingClient[Payload]
 type BenchServer interface {
 	// Echo returns the payload it is sent.
 	Echo(context.Context, *Payload) (*Payload, error)
-	// Stream sends messages of the asked size until the client cancels.
+	// Stream sends messages of the asked size until the client cancels, or
+	// until total_bytes are sent.
 	Stream(*StreamRequest, grpc.ServerStreamingServer[Payload]) error
+	// Blob sends size_bytes as a sealed memory file with the response
+	// (grpcipc.SendFiles), the response itself empty.
+	Blob(context.Context, *BlobRequest) (*Payload, error)
 	mustEmbedUnimplementedBenchServer()
 }
 
@@ -97,6 +116,9 @@ func (UnimplementedBenchServer) Echo(context.Context, *Payload) (*Payload, error
 }
 func (UnimplementedBenchServer) Stream(*StreamRequest, grpc.ServerStreamingServer[Payload]) error {
 	return status.Error(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedBenchServer) Blob(context.Context, *BlobRequest) (*Payload, error) {
+	return nil, status.Error(codes.Unimplemented, "method Blob not implemented")
 }
 func (UnimplementedBenchServer) mustEmbedUnimplementedBenchServer() {}
 func (UnimplementedBenchServer) testEmbeddedByValue()               {}
@@ -148,6 +170,24 @@ func _Bench_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Bench_StreamServer = grpc.ServerStreamingServer[Payload]
 
+func _Bench_Blob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BenchServer).Blob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bench_Blob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BenchServer).Blob(ctx, req.(*BlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Bench_ServiceDesc is the grpc.ServiceDesc for Bench service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -158,6 +198,10 @@ var Bench_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Echo",
 			Handler:    _Bench_Echo_Handler,
+		},
+		{
+			MethodName: "Blob",
+			Handler:    _Bench_Blob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
