@@ -35,7 +35,9 @@ import (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // blobs is the server's service.
-type blobs struct{ blobpb.UnimplementedBlobsServer }
+type blobs struct {
+	blobpb.UnimplementedBlobsServer
+}
 
 // Checksum maps the file sent with the call and sums it in place.
 func (blobs) Checksum(ctx context.Context, req *blobpb.ChecksumRequest) (*blobpb.ChecksumReply, error) {

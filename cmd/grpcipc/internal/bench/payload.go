@@ -436,5 +436,3 @@ func findWay(rs []Result, n int, way string) (Result, bool) {
 	}
 	return Result{}, false
 }
-
-
