@@ -171,3 +171,27 @@ func TestMapWriteOnly(t *testing.T) {
 		t.Fatalf("mapping a write-only descriptor: %v, want EACCES", err)
 	}
 }
+
+// BenchmarkMapRead: map a sealed 64 MiB file and read every byte, as a
+// receiver does.
+func BenchmarkMapRead(b *testing.B) {
+	const size = 64 << 20
+	f, err := Create("bench", make([]byte, size))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.SetBytes(size)
+	for b.Loop() {
+		m, err := Map(f, size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var x byte
+		for i := 0; i < len(m); i += 64 {
+			x ^= m[i]
+		}
+		_ = x
+		Unmap(m)
+	}
+}
