@@ -58,12 +58,12 @@ func TakeFiles(ctx context.Context) []*os.File { return fastpath.TakeFiles(ctx) 
 // own: the server gets duplicates, sent with the call's first bytes (so a
 // file may be closed once the call returns). At most [MaxFilesPerCall].
 //
-// A call whose files cannot go fails, and is not sent: over HTTP/2, TLS,
-// TCP or a Windows named pipe with Unimplemented (also on a plain
-// grpc.ClientConn, whose transport fails the call: the option is per-RPC
-// credentials to grpc-go, so do not pass per-RPC credentials after it to
-// a plain grpc.ClientConn), to a server of an older fast path with
-// FailedPrecondition. A server that takes no files, or fewer, refuses
+// A call whose files cannot go fails, and is not sent: over HTTP/2 (TLS,
+// TCP, another gRPC stack's server) with Unimplemented, also on a plain
+// grpc.ClientConn, whose transport fails the call (the option is per-RPC
+// credentials to grpc-go: do not pass per-RPC credentials after it to a
+// plain grpc.ClientConn); on the fast path over a Windows named pipe, or
+// to a server of an older fast path, with FailedPrecondition. A server that takes no files, or fewer, refuses
 // the call with FailedPrecondition before its handler runs
 // ([WithMaxFilesPerCall]).
 func WithFiles(files ...*os.File) grpc.CallOption {

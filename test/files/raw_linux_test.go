@@ -2,7 +2,6 @@ package files
 
 import (
 	"context"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -16,36 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 )
-
-// readingGreeter answers SayHello with what the first file the client
-// sent holds, and closes the files it takes.
-type readingGreeter struct {
-	greetpb.UnimplementedGreeterServer
-	took chan int // how many files each call took
-}
-
-func (g *readingGreeter) SayHello(ctx context.Context, _ *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
-	files := grpcipc.TakeFiles(ctx)
-	if g.took != nil {
-		g.took <- len(files)
-	}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	if len(files) == 0 {
-		return &greetpb.HelloReply{Message: "no files"}, nil
-	}
-	if again := grpcipc.TakeFiles(ctx); again != nil {
-		return nil, io.ErrUnexpectedEOF
-	}
-	b, err := io.ReadAll(io.LimitReader(files[0], 1<<10))
-	if err != nil {
-		return nil, err
-	}
-	return &greetpb.HelloReply{Message: string(b)}, nil
-}
 
 // serve starts a server taking up to max files a call; it returns the
 // endpoint.
