@@ -1,0 +1,422 @@
+package files
+
+// Attacks of a hostile client, another user's process (uid 65534) that
+// the policy admits, speaking the fast path by hand: what it can make the
+// server hold in descriptors, and what it leaves behind.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"github.com/grpcipc/grpcipc/internal/wire"
+	"github.com/grpcipc/grpcipc/test/internal/e2e"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+)
+
+// blockingGreeter answers SayHello "block" only when the call ends,
+// without taking its files; any other name at once.
+type blockingGreeter struct {
+	greetpb.UnimplementedGreeterServer
+	entered chan struct{}
+}
+
+func (g *blockingGreeter) SayHello(ctx context.Context, req *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	if req.GetName() == "block" {
+		if g.entered != nil {
+			g.entered <- struct{}{}
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	for _, f := range grpcipc.TakeFiles(ctx) {
+		f.Close()
+	}
+	return &greetpb.HelloReply{Message: "Hello " + req.GetName()}, nil
+}
+
+// nobodyPolicy admits uid 65534 and this user to SayHello.
+const nobodyPolicy = `{"name": "files-for-nobody",
+	"allow_rules": [{"name": "greet", "source": {"principals": ["uid:65534", "same-user"]}, "request": {"paths": ["/greet.Greeter/SayHello"]}}]}`
+
+// hostileServer is a server for the attacks: the greeter g, files
+// taken up to max a call, policy js, on an abstract socket; its log.
+type hostileServer struct {
+	endpoint string
+	log      *e2e.SyncBuffer
+	srv      *grpcipc.Server
+}
+
+func serveHostile(t *testing.T, max int, js string, g greetpb.GreeterServer) *hostileServer {
+	t.Helper()
+	p := e2e.MustPolicy(t, js)
+	hs := &hostileServer{endpoint: "unix-abstract:" + testutil.AbstractName(t), log: &e2e.SyncBuffer{}}
+	srv, err := grpcipc.NewServer(grpcipc.WithMaxFilesPerCall(max), grpcipc.WithPolicy(p),
+		grpcipc.WithLogger(slog.New(slog.NewTextHandler(hs.log, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.srv = srv
+	greetpb.RegisterGreeterServer(srv, g)
+	l, err := grpcipc.Listen(context.Background(), hs.endpoint, grpcipc.WithPolicy(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(l) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return hs
+}
+
+// attacker runs the hostile-client helper as uid 65534 with args, and
+// returns its first line of output (it prints one when it is ready, or
+// done), the rest of its output, and what ends it: closes its stdin (it
+// then exits) and waits for it, so that the test process holds nothing
+// of it (pipes, a pidfd) when it counts its descriptors.
+func attacker(t *testing.T, args ...string) (string, *bufio.Reader, func()) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "hostile-client", args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := testutil.Start(t, cmd)
+	line, err := out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("the attacker %v: %v", args, err)
+	}
+	end := func() {
+		stdin.Close()
+		io.Copy(io.Discard, out)
+		cmd.Wait()
+	}
+	return strings.TrimSpace(line), out, end
+}
+
+// rawDial connects to addr and exchanges prefaces (version 3).
+func rawDial(addr string) (*net.UnixConn, *wire.Reader, error) {
+	c, err := net.Dial("unix", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	uc := c.(*net.UnixConn)
+	if _, err := uc.Write(wire.AppendOffer(nil, wire.Version)); err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReader(uc)
+	var pre [wire.PrefaceSize]byte
+	uc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(br, pre[:]); err != nil {
+		return nil, nil, fmt.Errorf("preface: %w", err)
+	}
+	uc.SetReadDeadline(time.Time{})
+	return uc, wire.NewReader(br, wire.DefaultMaxFrame), nil
+}
+
+// sendFDs writes b alone with n copies of fd attached.
+func sendFDs(c *net.UnixConn, b []byte, fd, n int) error {
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = fd
+	}
+	_, _, err := c.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
+	return err
+}
+
+func hello(name string, stream uint32) []byte {
+	b, _ := proto.Marshal(&greetpb.HelloRequest{Name: name})
+	var out []byte
+	out = append(out, e2e.RawCall(stream)...)
+	out = append(out, e2e.RawFrame(stream, wire.TypeMessage, 0, b)...)
+	return append(out, e2e.RawFrame(stream, wire.TypeHalfClose, 0, nil)...)
+}
+
+// outcomes reads frames until want trailers came, or the connection
+// ends; it returns the codes of the trailers, and why the reading ended.
+func outcomes(c *net.UnixConn, r *wire.Reader, want int, within time.Duration) (map[codes.Code]int, []string, error) {
+	got := map[codes.Code]int{}
+	var msgs []string
+	c.SetReadDeadline(time.Now().Add(within))
+	for n := 0; n < want; {
+		h, p, err := r.Next()
+		if err != nil {
+			return got, msgs, err
+		}
+		switch h.Type {
+		case wire.TypeTrailers:
+			tr, err := wire.ParseTrailer(p)
+			if err != nil {
+				return got, msgs, err
+			}
+			got[codes.Code(tr.Code)]++
+			if len(msgs) < 4 && tr.Code != 0 {
+				msgs = append(msgs, tr.Message)
+			}
+			n++
+		case wire.TypeGoAway:
+			g, _ := wire.ParseGoAway(p)
+			return got, msgs, fmt.Errorf("GOAWAY %q", g.Message)
+		}
+	}
+	return got, msgs, nil
+}
+
+func init() {
+	// hostile-client ENDPOINT MODE ARGS...: another user's attacks on a
+	// server's descriptors; see the modes below.
+	testutil.RegisterHelper("hostile-client", func(args []string) error {
+		addr, err := e2e.UnixAddr(args[0])
+		if err != nil {
+			return err
+		}
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		fd := int(null.Fd())
+		num := func(i int) int { n, _ := strconv.Atoi(args[i]); return n }
+		wait := func() { io.Copy(io.Discard, os.Stdin) }
+		switch args[1] {
+		case "hoard": // CONNS N: on each connection a FILES frame of N, its CALL never sent
+			conns, n := num(2), num(3)
+			var keep []*net.UnixConn
+			for range conns {
+				c, _, err := rawDial(addr)
+				if err != nil {
+					return err
+				}
+				if err := sendFDs(c, e2e.RawFrame(1, wire.TypeFiles, 0, wire.AppendFiles(nil, n)), fd, n); err != nil {
+					return err
+				}
+				keep = append(keep, c)
+			}
+			// A PING answered on each: the server read the FILES frame.
+			for _, c := range keep {
+				c.Write(e2e.RawFrame(0, wire.TypePing, 0, []byte("12345678")))
+			}
+			for _, c := range keep {
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				r := wire.NewReader(c, wire.DefaultMaxFrame)
+				if h, _, err := r.Next(); err != nil || h.Type != wire.TypePing {
+					return fmt.Errorf("no PING answered: %v %v", h.Type, err)
+				}
+			}
+			fmt.Println("ready")
+			wait()
+		case "hold": // CONNS CALLS N: CALLS calls that block, with N files each, on each connection
+			conns, calls, n := num(2), num(3), num(4)
+			type conn struct {
+				c *net.UnixConn
+				r *wire.Reader
+			}
+			var cs []conn
+			for range conns {
+				c, r, err := rawDial(addr)
+				if err != nil {
+					return err
+				}
+				for i := range calls {
+					id := uint32(2*i + 1)
+					if err := sendFDs(c, e2e.RawFrame(id, wire.TypeFiles, 0, wire.AppendFiles(nil, n)), fd, n); err != nil {
+						return err
+					}
+					if _, err := c.Write(hello("block", id)); err != nil {
+						return err
+					}
+				}
+				cs = append(cs, conn{c, r})
+			}
+			// The refused calls end at once; those let in block.
+			total := map[codes.Code]int{}
+			var msgs []string
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, c := range cs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, m, _ := outcomes(c.c, c.r, calls, 3*time.Second)
+					mu.Lock()
+					for k, v := range got {
+						total[k] += v
+					}
+					msgs = append(msgs, m...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			fmt.Printf("%d %d %q\n", total[codes.ResourceExhausted], len(total), strings.Join(msgs, "|"))
+			wait()
+		case "flood": // TOTAL: TOTAL descriptors in calls of 253 to a server that refuses them, then a call without
+			total := num(2)
+			c, r, err := rawDial(addr)
+			if err != nil {
+				return err
+			}
+			id, calls := uint32(1), 0
+			for sent := 0; sent < total; sent += wire.MaxFilesPerFrame {
+				n := min(wire.MaxFilesPerFrame, total-sent)
+				if err := sendFDs(c, e2e.RawFrame(id, wire.TypeFiles, 0, wire.AppendFiles(nil, n)), fd, n); err != nil {
+					return err
+				}
+				if _, err := c.Write(hello("x", id)); err != nil {
+					return err
+				}
+				id += 2
+				calls++
+			}
+			got, msgs, err := outcomes(c, r, calls, 20*time.Second)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Write(hello("x", id)); err != nil {
+				return err
+			}
+			last, _, err := outcomes(c, r, 1, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d %d %d %q\n", calls, got[codes.FailedPrecondition], last[codes.OK], strings.Join(msgs[:min(1, len(msgs))], ""))
+		case "stray": // HOW: descriptors where no FILES frame announces them; prints how the server ended the connection
+			c, r, err := rawDial(addr)
+			if err != nil {
+				return err
+			}
+			switch args[2] {
+			case "ping":
+				err = sendFDs(c, e2e.RawFrame(0, wire.TypePing, 0, []byte("12345678")), fd, 253)
+			case "message":
+				c.Write(e2e.RawCall(1))
+				b, _ := proto.Marshal(&greetpb.HelloRequest{Name: "block"})
+				err = sendFDs(c, e2e.RawFrame(1, wire.TypeMessage, 0, b), fd, 253)
+			case "half": // a FILES frame's first half with its descriptors, the rest never
+				err = sendFDs(c, e2e.RawFrame(1, wire.TypeFiles, 0, wire.AppendFiles(nil, 253))[:5], fd, 253)
+			case "unopened": // FILES for a call that never opens, then a CALL on another stream
+				if err = sendFDs(c, e2e.RawFrame(5, wire.TypeFiles, 0, wire.AppendFiles(nil, 253)), fd, 253); err == nil {
+					_, err = c.Write(hello("x", 1))
+				}
+			case "many": // three FILES frames' descriptors in a row, no frame read between
+				for range 3 {
+					if err = sendFDs(c, e2e.RawFrame(1, wire.TypeFiles, 0, wire.AppendFiles(nil, 253)), fd, 253); err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for {
+				h, p, err := r.Next()
+				if err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						fmt.Println("still open")
+					} else {
+						fmt.Println("closed without GOAWAY")
+					}
+					break
+				}
+				if h.Type == wire.TypeGoAway {
+					g, _ := wire.ParseGoAway(p)
+					fmt.Printf("GOAWAY %q\n", g.Message)
+					break
+				}
+			}
+		case "die": // N: a FILES frame of N and its CALL's first bytes, then exit
+			n := num(2)
+			c, _, err := rawDial(addr)
+			if err != nil {
+				return err
+			}
+			if err := sendFDs(c, e2e.RawFrame(1, wire.TypeFiles, 0, wire.AppendFiles(nil, n)), fd, n); err != nil {
+				return err
+			}
+			call := hello("block", 1)
+			c.Write(call[:7])
+			fmt.Println("sent")
+			os.Exit(0)
+		default:
+			return fmt.Errorf("no mode %q", args[1])
+		}
+		return nil
+	})
+}
+
+// helperFiles: the descriptors this process holds for a running helper
+// (its stdin and stdout pipes, its pidfd).
+const helperFiles = 3
+
+// serverFiles counts this process's descriptors once they stop changing.
+func serverFiles(t *testing.T) int {
+	t.Helper()
+	return e2e.Stable(func() int { return openFiles(t) })
+}
+
+// TestHoardedFilesBounded: a caller that sends FILES frames and never the
+// CALLs they announce, on many connections, makes the server hold no more
+// descriptors than the documented bounds (4n a connection, 16n a caller),
+// and none on a server that takes no files; they are closed when it
+// leaves.
+func TestHoardedFilesBounded(t *testing.T) {
+	for _, tc := range []struct {
+		max   int
+		bound int // descriptors the server may hold beyond the connections
+	}{
+		{0, 0},
+		{2, 16 * 2},
+		{253, 16 * 253},
+	} {
+		t.Run(fmt.Sprintf("max-%d", tc.max), func(t *testing.T) {
+			hs := serveHostile(t, tc.max, nobodyPolicy, &blockingGreeter{})
+			good := greetpb.NewGreeterClient(e2e.NewClient(t, hs.endpoint))
+			if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "first"}); err != nil {
+				t.Fatal(err)
+			}
+			base := serverFiles(t)
+			const conns = 40
+			line, _, end := attacker(t, hs.endpoint, "hoard", strconv.Itoa(conns), "253")
+			if line != "ready" {
+				t.Fatalf("the attacker: %q", line)
+			}
+			held := openFiles(t) - base - conns - helperFiles
+			t.Logf("the server holds %d descriptors beyond its %d connections", held, conns)
+			// A caller that plays by the rules is served meanwhile.
+			if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+				t.Errorf("a good caller: %v", err)
+			}
+			if held > tc.bound {
+				t.Errorf("the server holds %d descriptors for the calls of one caller that never came; at most %d may be held", held, tc.bound)
+			}
+			end()
+			settleFiles(t, base)
+		})
+	}
+}
+
+// fdNames lists what this process's descriptors are, for a message.
+func fdNames() string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var names []string
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		names = append(names, e.Name()+"="+l)
+	}
+	return strings.Join(names, " ")
+}
