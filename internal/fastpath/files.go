@@ -189,7 +189,11 @@ func (c *serverConn) attachFiles(st *serverStream, pf *pendingFiles) bool {
 	case n > max:
 		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes at most %d a call", n, max)
 	case !held:
-		return fail(codes.ResourceExhausted, "grpcipc: call refused: this caller's calls in flight hold %d files already, at most %d on a connection and %d on all its connections", c.filesHeld.Load(), filesPerConn*max, filesPerCaller*max)
+		all := "(the server's own user: not counted)"
+		if c.callerFiles != nil {
+			all = strconv.FormatInt(c.callerFiles.held.Load(), 10)
+		}
+		return fail(codes.ResourceExhausted, "grpcipc: call refused: it carries %d files, and this caller's calls in flight hold %d on this connection and %s on all its connections already, at most %d on a connection and %d on all its connections", n, c.filesHeld.Load(), all, filesPerConn*max, filesPerCaller*max)
 	}
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {

@@ -62,12 +62,12 @@ type hostileServer struct {
 	srv      *grpcipc.Server
 }
 
-func serveHostile(t *testing.T, max int, js string, g greetpb.GreeterServer) *hostileServer {
+func serveHostile(t *testing.T, max int, js string, g greetpb.GreeterServer, opts ...grpcipc.ServerOption) *hostileServer {
 	t.Helper()
 	p := e2e.MustPolicy(t, js)
 	hs := &hostileServer{endpoint: "unix-abstract:" + testutil.AbstractName(t), log: &e2e.SyncBuffer{}}
-	srv, err := grpcipc.NewServer(grpcipc.WithMaxFilesPerCall(max), grpcipc.WithPolicy(p),
-		grpcipc.WithLogger(slog.New(slog.NewTextHandler(hs.log, nil))))
+	srv, err := grpcipc.NewServer(append([]grpcipc.ServerOption{grpcipc.WithMaxFilesPerCall(max), grpcipc.WithPolicy(p),
+		grpcipc.WithLogger(slog.New(slog.NewTextHandler(hs.log, nil)))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,4 +419,144 @@ func fdNames() string {
 		names = append(names, e.Name()+"="+l)
 	}
 	return strings.Join(names, " ")
+}
+
+// goodClient is a client of this user, which has made one call.
+func goodClient(t *testing.T, endpoint string) greetpb.GreeterClient {
+	t.Helper()
+	good := greetpb.NewGreeterClient(e2e.NewClient(t, endpoint))
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	return good
+}
+
+// TestHeldFilesBounded: a caller whose calls carry files to handlers
+// that block without taking them, on several connections, has the calls
+// over the bounds (4n a connection, 16n on all its connections) refused
+// with ResourceExhausted, which names the bounds; the server holds no
+// more than 16n of its descriptors, serves others meanwhile, and closes
+// them all when the caller leaves.
+func TestHeldFilesBounded(t *testing.T) {
+	const max, conns, calls = 2, 6, 10
+	g := &blockingGreeter{entered: make(chan struct{}, conns*calls)}
+	hs := serveHostile(t, max, nobodyPolicy, g)
+	good := goodClient(t, hs.endpoint)
+	base := serverFiles(t)
+	line, _, end := attacker(t, hs.endpoint, "hold", strconv.Itoa(conns), strconv.Itoa(calls), strconv.Itoa(max))
+	var exhausted, kinds int
+	var msgs string
+	if _, err := fmt.Sscanf(line, "%d %d %q", &exhausted, &kinds, &msgs); err != nil {
+		t.Fatalf("the attacker printed %q: %v", line, err)
+	}
+	admitted := filesPerCaller * max / max // calls of max files each
+	for range admitted {
+		<-g.entered
+	}
+	held := serverFiles(t) - base - conns - helperFiles
+	t.Logf("%d calls refused with ResourceExhausted; the server holds %d of the caller's descriptors; %s", exhausted, held, msgs[:min(len(msgs), 400)])
+	if want := conns*calls - admitted; exhausted != want || kinds != 1 {
+		t.Errorf("%d calls refused with ResourceExhausted (%d codes in all), want %d", exhausted, kinds, want)
+	}
+	// Every connection has calls refused, some for its own bound, some
+	// for the caller's: the message says which is full.
+	if !strings.Contains(msgs, "it carries 2 files, and this caller's calls in flight hold") ||
+		!strings.Contains(msgs, "at most 8 on a connection and 32 on all its connections") ||
+		!(strings.Contains(msgs, "on this connection and 32 on all its connections already") || strings.Contains(msgs, "hold 8 on this connection")) {
+		t.Errorf("the refusals say %q, not which bound is full", msgs)
+	}
+	if held > filesPerCaller*max {
+		t.Errorf("the server holds %d of the caller's descriptors, more than %d", held, filesPerCaller*max)
+	}
+	select {
+	case <-g.entered:
+		t.Error("more handlers ran than the bounds let in")
+	default:
+	}
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+		t.Errorf("a good caller: %v", err)
+	}
+	end()
+	settleFiles(t, base)
+}
+
+// The bounds, in multiples of WithMaxFilesPerCall (docs/protocol.md).
+const filesPerConn, filesPerCaller = 4, 16
+
+// TestFloodOfFiles: 10,000 descriptors sent with calls to a server that
+// takes none are refused call by call, with FailedPrecondition naming
+// why; the connection goes on, a call without files succeeds on it, and
+// nothing is left open.
+func TestFloodOfFiles(t *testing.T) {
+	hs := serveHostile(t, 0, nobodyPolicy, &blockingGreeter{})
+	good := goodClient(t, hs.endpoint)
+	base := serverFiles(t)
+	line, _, end := attacker(t, hs.endpoint, "flood", "10000")
+	var calls, refused, ok int
+	var msg string
+	if _, err := fmt.Sscanf(line, "%d %d %d %q", &calls, &refused, &ok, &msg); err != nil {
+		t.Fatalf("the attacker printed %q: %v", line, err)
+	}
+	if refused != calls || ok != 1 || !strings.Contains(msg, "carries 253 files, and this server takes none") {
+		t.Errorf("%d of %d calls refused (%q), the last call without files ok: %d", refused, calls, msg, ok)
+	}
+	if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+		t.Errorf("a good caller: %v", err)
+	}
+	end()
+	settleFiles(t, base)
+}
+
+// TestStrayFilesFromAnotherUser: descriptors that another user's process
+// attaches where no FILES frame announces them (a PING, a MESSAGE), for
+// a call it never opens, several FILES frames' worth at once, or with
+// half a frame whose rest never comes, end its connection, with a
+// GOAWAY that says why when the frame was whole; the server closes
+// every descriptor and serves others meanwhile.
+func TestStrayFilesFromAnotherUser(t *testing.T) {
+	for _, tc := range []struct{ how, want string }{
+		{"ping", "which no FILES frame began"},
+		{"message", "which no FILES frame began"},
+		{"unopened", "a FILES frame for stream 5, then a CALL on stream 1"},
+		{"many", "not the next call's"},
+		{"half", "closed without GOAWAY"},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			hs := serveHostile(t, 253, nobodyPolicy, &blockingGreeter{}, grpcipc.WithHandshakeTimeout(time.Second))
+			good := goodClient(t, hs.endpoint)
+			base := serverFiles(t)
+			line, _, end := attacker(t, hs.endpoint, "stray", tc.how)
+			if !strings.Contains(line, tc.want) {
+				t.Errorf("the attacker saw %s, want %q", line, tc.want)
+			}
+			if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+				t.Errorf("a good caller: %v", err)
+			}
+			end()
+			settleFiles(t, base)
+		})
+	}
+}
+
+// TestCallerDiesHoldingFiles: a caller that sends a FILES frame of 253
+// and its CALL's first bytes, then exits, leaves nothing open.
+func TestCallerDiesHoldingFiles(t *testing.T) {
+	for _, max := range []int{0, 253} {
+		t.Run(strconv.Itoa(max), func(t *testing.T) {
+			hs := serveHostile(t, max, nobodyPolicy, &blockingGreeter{}, grpcipc.WithHandshakeTimeout(time.Second))
+			good := goodClient(t, hs.endpoint)
+			base := serverFiles(t)
+			for range 5 {
+				line, _, end := attacker(t, hs.endpoint, "die", "253")
+				if line != "sent" {
+					t.Fatalf("the attacker: %q", line)
+				}
+				end()
+			}
+			if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+				t.Errorf("a good caller: %v", err)
+			}
+			settleFiles(t, base)
+		})
+	}
 }
