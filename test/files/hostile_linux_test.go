@@ -339,6 +339,32 @@ func init() {
 					break
 				}
 			}
+		case "refused": // a caller the policy refuses: descriptors on its offer, FILES frames, a PING
+			c, err := net.Dial("unix", addr)
+			if err != nil {
+				return err
+			}
+			uc := c.(*net.UnixConn)
+			if err := sendFDs(uc, wire.AppendOffer(nil, wire.Version), fd, 253); err != nil {
+				return err
+			}
+			var frames []string
+			uc.SetDeadline(time.Now().Add(10 * time.Second))
+			for i := range 20 {
+				id := uint32(2*i + 1)
+				if sendFDs(uc, e2e.RawFrame(id, wire.TypeFiles, 0, wire.AppendFiles(nil, 253)), fd, 253) != nil {
+					break
+				}
+				if _, err := uc.Write(hello("x", id)); err != nil {
+					break
+				}
+			}
+			sendFDs(uc, e2e.RawFrame(0, wire.TypePing, 0, []byte("12345678")), fd, 253)
+			b, _ := io.ReadAll(uc)
+			if i := strings.Index(string(b), "denied"); i >= 0 {
+				frames = append(frames, "denied")
+			}
+			fmt.Printf("closed after %d bytes %v\n", len(b), frames)
 		case "die": // N: a FILES frame of N and its CALL's first bytes, then exit
 			n := num(2)
 			c, _, err := rawDial(addr)
@@ -550,6 +576,37 @@ func TestCallerDiesHoldingFiles(t *testing.T) {
 				line, _, end := attacker(t, hs.endpoint, "die", "253")
 				if line != "sent" {
 					t.Fatalf("the attacker: %q", line)
+				}
+				end()
+			}
+			if _, err := good.SayHello(e2e.Context(t), &greetpb.HelloRequest{Name: "meanwhile"}); err != nil {
+				t.Errorf("a good caller: %v", err)
+			}
+			settleFiles(t, base)
+		})
+	}
+}
+
+// TestRefusedCallerFiles: descriptors that a caller the policy refuses
+// attaches to its offer, to FILES frames and to a PING are all closed;
+// the server serves others meanwhile.
+func TestRefusedCallerFiles(t *testing.T) {
+	for _, tc := range []struct{ name, policy string }{
+		{"not admitted", `{"name": "self-only", "allow_rules": [{"name": "self", "source": {"principals": ["same-user"]}}]}`},
+		{"admitted to no method", `{"name": "nobody-to-nothing",
+			"allow_rules": [{"name": "self", "source": {"principals": ["same-user"]}}, {"name": "nothing", "source": {"principals": ["uid:65534"]}, "request": {"paths": ["/no.Such/Method"]}}]}`},
+		{"denied", `{"name": "deny-nobody", "deny_rules": [{"name": "not-nobody", "source": {"principals": ["uid:65534"]}}],
+			"allow_rules": [{"name": "all", "source": {"principals": ["*"]}}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := serveHostile(t, 253, tc.policy, &blockingGreeter{})
+			good := goodClient(t, hs.endpoint)
+			base := serverFiles(t)
+			for range 3 {
+				line, _, end := attacker(t, hs.endpoint, "refused")
+				t.Logf("the refused caller: %s", line)
+				if !strings.HasPrefix(line, "closed") {
+					t.Errorf("the refused caller: %q", line)
 				}
 				end()
 			}
