@@ -412,8 +412,8 @@ type endWatch struct {
 	dropped *atomic.Bool
 }
 
-// NetConn returns the connection under it (for the fast path's
-// descriptors).
+// NetConn returns the connection under it: on Unix, what carries the
+// fast path's descriptors (files sent with calls).
 func (w *endWatch) NetConn() net.Conn { return w.Conn }
 
 func (w *endWatch) Read(p []byte) (int, error) {

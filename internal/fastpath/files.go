@@ -76,7 +76,7 @@ func (c *serverConn) startFiles(rest []byte) {
 // endFiles closes the descriptors of a FILES frame whose CALL never came,
 // and gives back the connection's share of the caller's (at its end).
 func (c *serverConn) endFiles() {
-	closeFDs(c.pending)
+	c.dropPending(c.pending)
 	c.pending = nil
 	if c.callerFiles != nil {
 		c.s.releaseFileShare(c.key)
@@ -104,8 +104,40 @@ func (c *serverConn) onFiles(h wire.Header, p []byte) error {
 		closeFDs(fds)
 		return fmt.Errorf("%w: a FILES frame on stream %d, which is not the next call's", wire.ErrProtocol, h.Stream)
 	}
-	c.pending, c.pendingID = fds, h.Stream
+	// The descriptors count against the shares from now on, not from
+	// their CALL, which a caller need never send: those the server would
+	// refuse are closed at once, the CALL refused when it comes.
+	pf := &pendingFiles{id: h.Stream, n: n}
+	if n <= c.s.cfg.MaxFilesPerCall && c.holdFiles(n) {
+		pf.fds, pf.held = fds, true
+	} else {
+		closeFDs(fds)
+	}
+	c.pending = pf
 	return nil
+}
+
+// pendingFiles is what a FILES frame announced for the call that opens
+// next, on stream id: n descriptors, held (counted in the connection's
+// and the caller's shares) unless the server refuses them, in which
+// case they are closed already (fds nil).
+type pendingFiles struct {
+	id   uint32
+	n    int
+	fds  []int
+	held bool
+}
+
+// dropPending closes pf's descriptors and gives back their shares.
+func (c *serverConn) dropPending(pf *pendingFiles) {
+	if pf == nil {
+		return
+	}
+	closeFDs(pf.fds)
+	if pf.held {
+		c.releaseFiles(pf.n)
+	}
+	*pf = pendingFiles{}
 }
 
 // strayFiles ends the connection if descriptors came with the bytes read
@@ -120,43 +152,48 @@ func (c *serverConn) strayFiles() error {
 	return nil
 }
 
-// pendingFor returns the descriptors that a FILES frame sent for the call
-// opening on stream id; a FILES frame for another stream is an error.
-func (c *serverConn) pendingFor(id uint32) ([]int, error) {
-	fds := c.pending
-	if fds == nil {
+// pendingFor returns what a FILES frame sent for the call opening on
+// stream id (nil: none); a FILES frame for another stream is an error.
+func (c *serverConn) pendingFor(id uint32) (*pendingFiles, error) {
+	pf := c.pending
+	if pf == nil {
 		return nil, nil
 	}
 	c.pending = nil
-	if c.pendingID != id {
-		closeFDs(fds)
-		return nil, fmt.Errorf("%w: a FILES frame for stream %d, then a CALL on stream %d", wire.ErrProtocol, c.pendingID, id)
+	if pf.id != id {
+		err := fmt.Errorf("%w: a FILES frame for stream %d, then a CALL on stream %d", wire.ErrProtocol, pf.id, id)
+		c.dropPending(pf)
+		return nil, err
 	}
-	return fds, nil
+	return pf, nil
 }
 
-// attachFiles gives call st the descriptors it came with, if the server
-// takes them; else it refuses the call, and closes them. It says whether
-// the call goes on.
-func (c *serverConn) attachFiles(st *serverStream, fds []int) bool {
-	if len(fds) == 0 {
-		return true
-	}
+// attachFiles gives call st the descriptors pf it came with, if the
+// server takes them; else it refuses the call, and closes them. It takes
+// pf over, and says whether the call goes on.
+func (c *serverConn) attachFiles(st *serverStream, pf *pendingFiles) bool {
+	n, fds, held := pf.n, pf.fds, pf.held
+	*pf = pendingFiles{}
 	max := c.s.cfg.MaxFilesPerCall
-	if max == 0 {
+	fail := func(code codes.Code, format string, args ...any) bool {
 		closeFDs(fds)
-		st.fail(status.Errorf(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes none (grpcipc.WithMaxFilesPerCall)", len(fds)))
+		if held {
+			c.releaseFiles(n)
+		}
+		st.fail(status.Errorf(code, format, args...))
 		return false
 	}
-	if len(fds) > max {
-		closeFDs(fds)
-		st.fail(status.Errorf(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes at most %d a call", len(fds), max))
-		return false
-	}
-	if !c.holdFiles(len(fds)) {
-		closeFDs(fds)
-		st.fail(status.Errorf(codes.ResourceExhausted, "grpcipc: call refused: this caller's calls in flight hold %d files already, at most %d on a connection and %d on all its connections", c.filesHeld.Load(), filesPerConn*max, filesPerCaller*max))
-		return false
+	switch {
+	case max == 0:
+		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes none (grpcipc.WithMaxFilesPerCall)", n)
+	case n > max:
+		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes at most %d a call", n, max)
+	case !held:
+		all := "(the server's own user: not counted)"
+		if c.callerFiles != nil {
+			all = strconv.FormatInt(c.callerFiles.held.Load(), 10)
+		}
+		return fail(codes.ResourceExhausted, "grpcipc: call refused: it carries %d files, and this caller's calls in flight hold %d on this connection and %s on all its connections already, at most %d on a connection and %d on all its connections", n, c.filesHeld.Load(), all, filesPerConn*max, filesPerCaller*max)
 	}
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {

@@ -185,13 +185,12 @@ type serverConn struct {
 	blk       fastio.Block // a CALL in parts (reader)
 
 	// Descriptors (files.go): files is nil when none can arrive; pending
-	// those of a FILES frame for stream pendingID, whose CALL is next
-	// (reader's); filesHeld those the connection's calls hold, and
-	// callerFiles what the caller's connections hold together
+	// those of a FILES frame whose CALL is next (reader's); filesHeld
+	// those the connection's pending and calls hold, and callerFiles what
+	// the caller's connections hold together
 	files       FilesConn
 	filesBase   uint64 // the connection's offset of the first frame's byte
-	pending     []int
-	pendingID   uint32
+	pending     *pendingFiles
 	filesHeld   atomic.Int64
 	callerFiles *fileShare
 
@@ -586,24 +585,24 @@ func (c *serverConn) charge(n int) bool {
 // charged to the budget already (a CALL put together from parts), with
 // the descriptors a FILES frame sent for it.
 func (c *serverConn) onCall(id uint32, fl wire.Flags, p []byte, held int) error {
-	fds, err := c.pendingFor(id)
+	pf, err := c.pendingFor(id)
 	if err != nil {
 		c.budget.Release(held)
 		return err
 	}
-	if fds == nil {
+	if pf == nil {
 		return c.openCall(id, fl, p, held, nil)
 	}
-	err = c.openCall(id, fl, p, held, &fds)
-	closeFDs(fds) // the call never came as far as taking them
+	err = c.openCall(id, fl, p, held, pf)
+	c.dropPending(pf) // the call never came as far as taking them
 	return err
 }
 
 // openCall opens a stream of CALL payload p with flags fl, of which held
-// bytes are charged to the budget already, with the descriptors *fds
-// (nil: none), which it takes (setting *fds to nil) once the call may
-// have them.
-func (c *serverConn) openCall(id uint32, fl wire.Flags, p []byte, held int, fds *[]int) error {
+// bytes are charged to the budget already, with the descriptors pf (nil:
+// none) that a FILES frame sent for it, which it takes over once the
+// call may have them.
+func (c *serverConn) openCall(id uint32, fl wire.Flags, p []byte, held int, pf *pendingFiles) error {
 	// The call's metadata is held as long as the call: it is charged to
 	// the budget like messages, before it is parsed and before anyone
 	// else can see the stream.
@@ -693,12 +692,8 @@ func (c *serverConn) openCall(id uint32, fl wire.Flags, p []byte, held int, fds 
 		st.fail(err)
 		return nil
 	}
-	if fds != nil {
-		got := *fds
-		*fds = nil
-		if !c.attachFiles(st, got) {
-			return nil
-		}
+	if pf != nil && !c.attachFiles(st, pf) {
+		return nil
 	}
 	if hs := c.s.cfg.Stats; len(hs) > 0 {
 		st.begin = time.Now()

@@ -53,7 +53,7 @@ func settleFiles(t *testing.T, want int) {
 	deadline := time.Now().Add(5 * time.Second)
 	for openFiles(t) > want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open, %d before: the server leaked what it received", openFiles(t), want)
+			t.Fatalf("%d descriptors open, %d before: the server leaked what it received (%s)", openFiles(t), want, fdNames())
 		}
 		time.Sleep(time.Millisecond)
 	}
