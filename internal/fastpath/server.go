@@ -180,9 +180,14 @@ type serverConn struct {
 	watchSeen uint64
 	statsCtx  context.Context
 	ctx       context.Context // ends when the connection closes; holds the peer
-	cancel    context.CancelFunc
-	version   uint8        // of the protocol, as the server's preface said
-	blk       fastio.Block // a CALL in parts (reader)
+	// values: ctx's values, never cancelled: the parent of its calls'
+	// contexts, which it cancels itself (callctx.go); noMetadata is it
+	// with the incoming metadata of a call that has none
+	// (FromIncomingContext copies it: calls cannot share changes)
+	values, noMetadata context.Context
+	cancel             context.CancelFunc
+	version            uint8        // of the protocol, as the server's preface said
+	blk                fastio.Block // a CALL in parts (reader)
 
 	// Descriptors (files.go): files is nil when none can arrive; pending
 	// those of a FILES frame whose CALL is next (reader's); filesHeld
@@ -217,6 +222,8 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 		h.HandleConn(ctx, &stats.ConnBegin{})
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.values = context.WithoutCancel(c.ctx)
+	c.noMetadata = metadata.NewIncomingContext(c.values, nil)
 	s.mu.Lock()
 	if s.stopped && !s.draining {
 		s.mu.Unlock()
@@ -392,6 +399,7 @@ func (c *serverConn) close(err error) {
 	c.cancel()
 	c.caller.Close()
 	for _, st := range streams {
+		st.cancel()
 		st.in.End(status.Error(codes.Unavailable, "grpcipc: connection closed"))
 		st.abandon()
 	}
@@ -646,14 +654,16 @@ func (c *serverConn) openCall(id uint32, fl wire.Flags, p []byte, held int, pf *
 	st := &serverStream{c: c, id: id, method: call.Method, m: c.s.methods[call.Method], takesFiles: fl&wire.FlagFiles != 0 && c.files != nil}
 	st.in.Init(c.budget, st.m != nil && (st.m.md != nil || !st.m.sd.ClientStreams), c, id)
 	md := fromKV(call.Metadata)
-	ctx := metadata.NewIncomingContext(c.ctx, md)
-	if call.Timeout > 0 {
-		ctx, st.cancel = context.WithTimeout(ctx, call.Timeout)
-	} else {
-		ctx, st.cancel = context.WithCancel(ctx)
+	st.cctx.parent = c.noMetadata // the incoming metadata of a call that has none: made once
+	if md != nil {
+		st.cctx.parent = metadata.NewIncomingContext(c.values, md)
 	}
 	st.sts.st = st
-	ctx = grpc.NewContextWithServerTransportStream(ctx, &st.sts)
+	st.cctx.parent = grpc.NewContextWithServerTransportStream(st.cctx.parent, &st.sts)
+	if call.Timeout > 0 {
+		st.cctx.setDeadline(call.Timeout)
+	}
+	var ctx context.Context = &st.cctx
 	st.ctx = ctx
 	if charged {
 		st.charged = cost

@@ -26,7 +26,7 @@ type serverStream struct {
 	method string
 	m      *method
 	ctx    context.Context
-	cancel context.CancelFunc
+	cctx   callCtx   // the call's context (callctx.go); ctx is it or one derived from it
 	begin  time.Time // for stats handlers
 	in     fastio.Inbox
 	// charged: the call's metadata, charged to the connection's budget
@@ -56,6 +56,9 @@ type serverStream struct {
 }
 
 func (st *serverStream) started() bool { return st.ready.Load() }
+
+// cancel ends the call's context.
+func (st *serverStream) cancel() { st.cctx.cancel(context.Canceled) }
 
 // done tells the connection this stream's handler is over.
 func (st *serverStream) done() {

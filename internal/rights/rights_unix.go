@@ -61,6 +61,7 @@ type Conn struct {
 	*net.UnixConn
 	oob []byte
 	off atomic.Uint64 // bytes read so far
+	rcv receiver      // how this OS reads with recvmsg
 
 	mu       sync.Mutex
 	keep     bool
@@ -89,7 +90,11 @@ const MaxKept = 2
 var ErrStrayFiles = errors.New("descriptors attached to bytes that do not announce them")
 
 // NewConn wraps c.
-func NewConn(c *net.UnixConn) *Conn { return &Conn{UnixConn: c, oob: make([]byte, Space)} }
+func NewConn(c *net.UnixConn) *Conn {
+	conn := &Conn{UnixConn: c, oob: make([]byte, Space)}
+	conn.rcv.init(c, conn.oob)
+	return conn
+}
 
 // KeepFiles makes Read keep the descriptors that arrive from now on.
 func (c *Conn) KeepFiles() {
@@ -106,7 +111,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, oobn, _, _, err := c.UnixConn.ReadMsgUnix(p, c.oob)
+		n, oobn, err := c.rcv.recv(c.UnixConn, p)
 		start := c.off.Load()
 		if n > 0 {
 			c.off.Add(uint64(n))

@@ -130,7 +130,7 @@ func RunPayloads(ctx context.Context, o Options) ([]Result, error) {
 			if way == WaySocket {
 				stack = StackRaw
 			}
-			mb := func(m payloadMove) float64 { return float64(n) / (1 << 20) / m.took.Seconds() }
+			mb := func(m payloadMove) float64 { return float64(n) / 1e6 / m.took.Seconds() } // MB, as streams count
 			r := Result{
 				Stack: stack, Transport: "unix", Workload: Payload, Way: way, SizeBytes: n, Heap: HeapTiny, Rounds: len(ms),
 				MBPerSec:         figureOf(ms, mb),
