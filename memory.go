@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -74,4 +75,75 @@ func (m *Mapping) Close() error {
 		return fmt.Errorf("grpcipc: Mapping.Close: %w", err)
 	}
 	return nil
+}
+
+// A MemoryFile is a new memory file mapped for writing: fill Bytes in
+// place (render a frame, decode an image, read a file into it), then Seal
+// it and send the sealed file with a call. Unlike [SealedFile], nothing
+// is copied: the bytes are made where the receiver will read them.
+// Linux only.
+type MemoryFile struct {
+	mu     sync.Mutex
+	f      *os.File
+	b      []byte
+	sealed bool
+}
+
+// NewMemoryFile returns a memory file of size bytes (zeros), named name
+// in /proc/PID/fd, mapped for writing. Elsewhere than on Linux it fails
+// with an error that wraps [errors.ErrUnsupported].
+func NewMemoryFile(name string, size int) (*MemoryFile, error) {
+	f, b, err := sealed.NewWritable(name, size)
+	if err != nil {
+		return nil, fmt.Errorf("grpcipc: NewMemoryFile: %w", err)
+	}
+	return &MemoryFile{f: f, b: b}, nil
+}
+
+// Bytes returns the file's bytes to write, until Seal or Close: using
+// them after either faults.
+func (m *MemoryFile) Bytes() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.b
+}
+
+// Seal unmaps the bytes and seals the file against writes, growth and
+// shrinking, as [SealedFile] does, and returns it: the caller owns it
+// (send it with [WithFiles] or [SendFiles], then close it). Seal is done
+// once; a second call fails.
+func (m *MemoryFile) Seal() (*os.File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sealed || m.f == nil {
+		return nil, errors.New("grpcipc: MemoryFile.Seal: sealed or closed already")
+	}
+	b := m.b
+	m.b = nil
+	if err := sealed.Seal(m.f, b); err != nil {
+		m.f.Close()
+		m.f = nil
+		return nil, fmt.Errorf("grpcipc: MemoryFile.Seal: %w", err)
+	}
+	m.sealed = true
+	f := m.f
+	m.f = nil
+	return f, nil
+}
+
+// Close discards a memory file that was not sealed (after Seal it does
+// nothing: the sealed file is the caller's).
+func (m *MemoryFile) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.f == nil {
+		return nil
+	}
+	err := sealed.Unmap(m.b)
+	m.b = nil
+	if cerr := m.f.Close(); err == nil {
+		err = cerr
+	}
+	m.f = nil
+	return err
 }

@@ -191,3 +191,44 @@ func join(s []string) string {
 	}
 	return s[0]
 }
+
+// NewWritable returns a new memfd of size bytes named name, and a shared
+// writable mapping of it to fill in place; Seal ends the writing.
+func NewWritable(name string, size int) (*os.File, []byte, error) {
+	if size < 0 {
+		return nil, nil, fmt.Errorf("a size of %d bytes", size)
+	}
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_NOEXEC_SEAL)
+	if errors.Is(err, unix.EINVAL) {
+		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("memfd_create %q: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	if size == 0 {
+		return f, []byte{}, nil
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("sizing %s to %d bytes: %w", f.Name(), size, err)
+	}
+	b, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
+	}
+	return f, b, nil
+}
+
+// Seal unmaps b, NewWritable's mapping of f, seals f against writes,
+// growth, shrinking and further seals, and rewinds it.
+func Seal(f *os.File, b []byte) error {
+	if err := Unmap(b); err != nil {
+		return err
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, all); err != nil {
+		return fmt.Errorf("sealing %s: %w", f.Name(), err)
+	}
+	return nil
+}

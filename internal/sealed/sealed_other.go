@@ -22,3 +22,9 @@ func Map(*os.File, int) ([]byte, error) { return nil, errNoMemfd }
 
 // Unmap does nothing: Map maps nothing here.
 func Unmap([]byte) error { return nil }
+
+// NewWritable fails: see the package's doc.
+func NewWritable(string, int) (*os.File, []byte, error) { return nil, nil, errNoMemfd }
+
+// Seal fails: see the package's doc.
+func Seal(*os.File, []byte) error { return errNoMemfd }

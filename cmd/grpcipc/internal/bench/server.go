@@ -138,8 +138,30 @@ func (benchServer) Stream(req *benchpb.StreamRequest, stream grpc.ServerStreamin
 	}
 }
 
-// Blob sends the payload as a sealed memory file with the response.
+// Blob sends the payload as a sealed memory file with the response:
+// copied into a new one, or the one made in place before (prepare).
 func (benchServer) Blob(ctx context.Context, req *benchpb.BlobRequest) (*benchpb.Payload, error) {
+	switch {
+	case req.GetPrepare():
+		return &benchpb.Payload{}, prepareInPlace(req.GetSizeBytes())
+	case req.GetInPlace():
+		payloadMu.Lock()
+		m := inPlace
+		inPlace = nil
+		payloadMu.Unlock()
+		if m == nil {
+			return nil, errors.New("no memory file made in place: prepare first")
+		}
+		f, err := m.Seal()
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := grpcipc.SendFiles(ctx, f); err != nil {
+			return nil, err
+		}
+		return &benchpb.Payload{}, nil
+	}
 	b, err := payloadOf(req.GetSizeBytes())
 	if err != nil {
 		return nil, err
@@ -160,8 +182,36 @@ const maxPayload = 1 << 30
 
 var (
 	payloadMu  sync.Mutex
-	payloadBuf []byte // the server's payload, of the size asked last
+	payloadBuf []byte              // the server's payload, of the size asked last
+	inPlace    *grpcipc.MemoryFile // made by prepare, sent by in_place
 )
+
+// prepareInPlace makes a memory file of n bytes holding the payload,
+// written in place: the bytes a sender that makes its data where the
+// receiver reads it has. The payload in the heap is dropped: this sender
+// holds its payload once, there.
+func prepareInPlace(n int64) error {
+	if n <= 0 || n > maxPayload {
+		return fmt.Errorf("a payload of %d bytes: 1 to %d", n, maxPayload)
+	}
+	payloadMu.Lock()
+	defer payloadMu.Unlock()
+	if inPlace != nil {
+		inPlace.Close()
+	}
+	payloadBuf = nil
+	debug.FreeOSMemory()
+	m, err := grpcipc.NewMemoryFile("bench-in-place", int(n))
+	if err != nil {
+		return err
+	}
+	b := m.Bytes()
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	inPlace = m
+	return nil
+}
 
 // payloadOf returns the first n bytes of the server's payload: the bytes
 // a sender has, which each way of moving them starts from.

@@ -120,8 +120,15 @@ func (x *StreamRequest) GetTotalBytes() int64 {
 }
 
 type BlobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SizeBytes     int64                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SizeBytes int64                  `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Make a memory file of size_bytes in place (grpcipc.NewMemoryFile),
+	// writing the payload's bytes into it, and keep it for the next
+	// in_place call; reply at once.
+	Prepare bool `protobuf:"varint,2,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	// Seal the memory file made in place and send it, instead of copying
+	// the payload into a new one.
+	InPlace       bool `protobuf:"varint,3,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +170,20 @@ func (x *BlobRequest) GetSizeBytes() int64 {
 	return 0
 }
 
+func (x *BlobRequest) GetPrepare() bool {
+	if x != nil {
+		return x.Prepare
+	}
+	return false
+}
+
+func (x *BlobRequest) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
 var File_grpcipc_bench_v1_bench_proto protoreflect.FileDescriptor
 
 const file_grpcipc_bench_v1_bench_proto_rawDesc = "" +
@@ -174,10 +195,12 @@ const file_grpcipc_bench_v1_bench_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x01 \x01(\x05R\tsizeBytes\x12\x1f\n" +
 	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
-	"totalBytes\",\n" +
+	"totalBytes\"a\n" +
 	"\vBlobRequest\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x01 \x01(\x03R\tsizeBytes2\xcf\x01\n" +
+	"size_bytes\x18\x01 \x01(\x03R\tsizeBytes\x12\x18\n" +
+	"\aprepare\x18\x02 \x01(\bR\aprepare\x12\x19\n" +
+	"\bin_place\x18\x03 \x01(\bR\ainPlace2\xcf\x01\n" +
 	"\x05Bench\x12<\n" +
 	"\x04Echo\x12\x19.grpcipc.bench.v1.Payload\x1a\x19.grpcipc.bench.v1.Payload\x12F\n" +
 	"\x06Stream\x12\x1f.grpcipc.bench.v1.StreamRequest\x1a\x19.grpcipc.bench.v1.Payload0\x01\x12@\n" +
