@@ -6,10 +6,8 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -151,25 +149,6 @@ func TestWakesBalancedUnderCancellation(t *testing.T) {
 		fc.mu.Unlock()
 		t.Fatalf("a lone call after the others (%v): %v (connection: %v, going away %v)", time.Since(start), err, ferr, away)
 	}
-}
-
-// socketPair is a connected pair of Unix stream sockets.
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cs [2]net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs[i] = c
-	}
-	return cs[0], cs[1]
 }
 
 // logCaller is a fuzzCaller that logs the server's warnings.
