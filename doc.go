@@ -25,6 +25,12 @@
 // over (socket activation). Package identity is grpcipc.v1.Identity, a
 // service that tells each caller how the server saw it.
 //
+// On the fast path over Unix sockets a call can carry open files, both
+// ways ([WithFiles], [ReceiveFiles], [WithMaxFilesPerCall], [TakeFiles],
+// [SendFiles]), and with them sealed shared memory that neither side can
+// change under the other ([SealedFile], [NewMemoryFile], [MapFile]):
+// docs/files.md.
+//
 // # Security
 //
 // A socket file is created with mode 0600 before it accepts its first

@@ -56,7 +56,8 @@ func TakeFiles(ctx context.Context) []*os.File { return fastpath.TakeFiles(ctx) 
 // socket (a socket path, an abstract socket, [StartChild]'s connection):
 // the server's handler takes them with [TakeFiles]. The caller keeps its
 // own: the server gets duplicates, sent with the call's first bytes (so a
-// file may be closed once the call returns). At most [MaxFilesPerCall].
+// file may be closed once the call returns). At most [MaxFilesPerCall];
+// more, a nil or a closed file fail the call with InvalidArgument, unsent.
 //
 // A call whose files cannot go fails, and is not sent: over HTTP/2 (TLS,
 // TCP, another gRPC stack's server) with Unimplemented, also on a plain
@@ -80,13 +81,21 @@ func ReceiveFiles(dst *[]*os.File) grpc.CallOption {
 	return fastpath.ReceiveFilesOption{Dst: dst}
 }
 
+// ErrNoFiles is wrapped by [SendFiles]' error when the call cannot carry
+// files: it did not come over the fast path on a Unix socket, its client
+// did not ask for files ([ReceiveFiles]), it has ended, or it would carry
+// more than [MaxFilesPerCall].
+var ErrNoFiles = fastpath.ErrNoFiles
+
 // SendFiles sends files to the client with the response of the call whose
 // handler has ctx, at once and before the response's end: the caller
 // keeps its own (the client gets duplicates). The client must have asked
 // for files ([ReceiveFiles]). It fails, sending nothing, when the call did
 // not come over the fast path on a Unix socket, its client did not ask,
 // the call has ended, or the call's files would be more than
-// [MaxFilesPerCall]; the error says which.
+// [MaxFilesPerCall]; the error, which wraps [ErrNoFiles], says which (a
+// handler that returns it as is fails the call with Unknown: return a
+// status of your choosing, FailedPrecondition say, to tell the client).
 func SendFiles(ctx context.Context, files ...*os.File) error {
 	if err := fastpath.SendFiles(ctx, files...); err != nil {
 		return fmt.Errorf("grpcipc: SendFiles: %w", err)

@@ -100,8 +100,8 @@ func NewMemoryFile(name string, size int) (*MemoryFile, error) {
 	return &MemoryFile{f: f, b: b}, nil
 }
 
-// Bytes returns the file's bytes to write, until Seal or Close: using
-// them after either faults.
+// Bytes returns the file's bytes to write; nil after Seal or Close, which
+// unmap them: a slice taken before faults if used after.
 func (m *MemoryFile) Bytes() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -133,9 +133,13 @@ func run(ctx context.Context, n int, out io.Writer) error {
 	return nil
 }
 
+// maxSize: the payload is held twice by the client (its bytes, and the
+// memory file), so the example stops at 4 GiB.
+const maxSize = 4 << 30
+
 // parseSize reads "256MiB", "1GiB", "4096".
-func parseSize(s string) (int, error) {
-	mult := 1
+func parseSize(arg string) (int, error) {
+	s, mult := arg, 1
 	for suffix, m := range map[string]int{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if strings.HasSuffix(s, suffix) {
 			s, mult = strings.TrimSuffix(s, suffix), m
@@ -144,7 +148,10 @@ func parseSize(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("a size of %q: want a positive number of bytes, KiB, MiB or GiB", s)
+		return 0, fmt.Errorf("-size %q: want a positive whole number of bytes, KiB, MiB or GiB", arg)
+	}
+	if n > maxSize/mult {
+		return 0, fmt.Errorf("-size %q: at most 4GiB (the client holds the payload twice)", arg)
 	}
 	return n * mult, nil
 }

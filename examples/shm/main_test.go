@@ -39,7 +39,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "0", "-1MiB", "MiB", "1TB"} {
+	for _, bad := range []string{"", "0", "-1MiB", "MiB", "1TB", "1.5MiB", "5GiB", "9999999999GiB"} {
 		if _, err := parseSize(bad); err == nil {
 			t.Errorf("parseSize(%q): no error", bad)
 		}

@@ -185,15 +185,13 @@ func (c *serverConn) attachFiles(st *serverStream, pf *pendingFiles) bool {
 	}
 	switch {
 	case max == 0:
-		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes none (grpcipc.WithMaxFilesPerCall)", n)
+		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %s, and this server takes none (grpcipc.WithMaxFilesPerCall)", filesN(n))
 	case n > max:
-		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %d files, and this server takes at most %d a call", n, max)
+		return fail(codes.FailedPrecondition, "grpcipc: call refused: it carries %s, and this server takes at most %d a call (grpcipc.WithMaxFilesPerCall)", filesN(n), max)
+	case !held && c.callerFiles == nil:
+		return fail(codes.ResourceExhausted, "grpcipc: call refused: it carries %s, and the calls in flight on this connection hold %d already, at most %d", filesN(n), c.filesHeld.Load(), filesPerConn*max)
 	case !held:
-		all := "(the server's own user: not counted)"
-		if c.callerFiles != nil {
-			all = strconv.FormatInt(c.callerFiles.held.Load(), 10)
-		}
-		return fail(codes.ResourceExhausted, "grpcipc: call refused: it carries %d files, and this caller's calls in flight hold %d on this connection and %s on all its connections already, at most %d on a connection and %d on all its connections", n, c.filesHeld.Load(), all, filesPerConn*max, filesPerCaller*max)
+		return fail(codes.ResourceExhausted, "grpcipc: call refused: it carries %s, and this caller's calls in flight hold %d on this connection and %d on all its connections already, at most %d on a connection and %d on all", filesN(n), c.filesHeld.Load(), c.callerFiles.held.Load(), filesPerConn*max, filesPerCaller*max)
 	}
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {
@@ -310,6 +308,14 @@ func closeFDs(fds []int) {
 			f.Close()
 		}
 	}()
+}
+
+// filesN is "1 file" or "n files".
+func filesN(n int) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return strconv.Itoa(n) + " files"
 }
 
 // ErrNoFiles is wrapped by SendFiles' error when the call cannot carry

@@ -190,7 +190,7 @@ func TestFilesRefusedByServer(t *testing.T) {
 		max, send int
 		words     string
 	}{
-		{0, 1, "it carries 1 files, and this server takes none"},
+		{0, 1, "it carries 1 file, and this server takes none"},
 		{2, 3, "it carries 3 files, and this server takes at most 2"},
 	} {
 		t.Run(fmt.Sprintf("%d of %d", tc.send, tc.max), func(t *testing.T) {

@@ -489,7 +489,7 @@ func TestHeldFilesBounded(t *testing.T) {
 	// Every connection has calls refused, some for its own bound, some
 	// for the caller's: the message says which is full.
 	if !strings.Contains(msgs, "it carries 2 files, and this caller's calls in flight hold") ||
-		!strings.Contains(msgs, "at most 8 on a connection and 32 on all its connections") ||
+		!strings.Contains(msgs, "at most 8 on a connection and 32 on all") ||
 		!(strings.Contains(msgs, "on this connection and 32 on all its connections already") || strings.Contains(msgs, "hold 8 on this connection")) {
 		t.Errorf("the refusals say %q, not which bound is full", msgs)
 	}

@@ -140,7 +140,7 @@ func TestRawFilesRefused(t *testing.T) {
 		{"a server that takes none", 0, func(t *testing.T, rf *e2e.RawFast) {
 			rf.SendWithFiles(t, filesFrame(1, 1), pipeWith(t, "x"))
 			rf.Send(t, helloRequest(t, 1)...)
-		}, codes.FailedPrecondition, "it carries 1 files, and this server takes none"},
+		}, codes.FailedPrecondition, "it carries 1 file, and this server takes none"},
 		{"more than the server takes", 2, func(t *testing.T, rf *e2e.RawFast) {
 			rf.SendWithFiles(t, filesFrame(1, 3), pipeWith(t, "x"), pipeWith(t, "y"), pipeWith(t, "z"))
 			rf.Send(t, helloRequest(t, 1)...)
