@@ -143,3 +143,66 @@ func ExampleParsePolicy() {
 	// myd
 	// grpcipc: invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, same-user, root, system or *)
 }
+
+// fileGreeter answers with the first line of the file the client sent.
+type fileGreeter struct {
+	greetpb.UnimplementedGreeterServer
+}
+
+func (fileGreeter) SayHello(ctx context.Context, _ *greetpb.HelloRequest) (*greetpb.HelloReply, error) {
+	files := grpcipc.TakeFiles(ctx) // the handler's now
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if len(files) != 1 {
+		return nil, fmt.Errorf("want one file, got %d", len(files))
+	}
+	m, err := grpcipc.MapFile(files[0]) // refused unless sealed
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return &greetpb.HelloReply{Message: fmt.Sprintf("read %d bytes in place: %q", len(m.Bytes()), m.Bytes())}, nil
+}
+
+// A call that carries a sealed memory file, which the server reads in
+// place: nothing of it goes through the socket.
+func ExampleWithFiles() {
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	endpoint := "unix://" + filepath.Join(dir, "app.sock")
+
+	lis, err := grpcipc.Listen(context.Background(), endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := grpcipc.NewServer(grpcipc.WithMaxFilesPerCall(1)) // none by default
+	if err != nil {
+		log.Fatal(err)
+	}
+	greetpb.RegisterGreeterServer(srv, fileGreeter{})
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	conn, err := grpcipc.NewClient(endpoint)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	f, err := grpcipc.SealedFile("greeting", []byte("hello, in shared memory"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close() // the server has its own
+	reply, err := greetpb.NewGreeterClient(conn).SayHello(context.Background(), &greetpb.HelloRequest{}, grpcipc.WithFiles(f))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply.GetMessage())
+	// Output: read 23 bytes in place: "hello, in shared memory"
+}
