@@ -63,3 +63,13 @@ func TestBatchOfColdMethodBounded(t *testing.T) {
 		t.Errorf("%d calls of a 4 ms handler sent at once took %v: they ran one after the other", calls, took)
 	}
 }
+
+// sleepService's UnaryCall sleeps 4 ms: under the watchdog's tick.
+type sleepService struct {
+	testgrpc.UnimplementedTestServiceServer
+}
+
+func (sleepService) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	time.Sleep(4 * time.Millisecond)
+	return &testgrpc.SimpleResponse{}, nil
+}

@@ -96,13 +96,3 @@ func TestBatchDoesNotSerializeWaitingHandlers(t *testing.T) {
 		t.Errorf("at most %d handlers ran at once among %d callers: the reader ran them one after the other", p, manyCallers)
 	}
 }
-
-// sleepService's UnaryCall sleeps 4 ms: under the watchdog's tick.
-type sleepService struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (sleepService) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	time.Sleep(4 * time.Millisecond)
-	return &testgrpc.SimpleResponse{}, nil
-}
