@@ -178,8 +178,8 @@ func checkMade(p Principal) error {
 	case 0:
 		return errors.New("the zero Principal names no one (make one with ParsePrincipal, SameUser, Root, UID, GID or Anyone)")
 	case pUID, pGID:
-		if p.id < 0 || p.id >= noID {
-			return fmt.Errorf("%s is not an ID a process can have (0 to %d)", p.text, noID-1)
+		if p.id < 0 || int64(p.id) >= noID {
+			return fmt.Errorf("%s is not an ID a process can have (0 to %d)", p.text, int64(noID-1))
 		}
 	case pAllOf, pAnyOf:
 		for _, s := range p.sub {

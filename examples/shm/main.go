@@ -20,6 +20,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -134,8 +135,8 @@ func run(ctx context.Context, n int, out io.Writer) error {
 }
 
 // maxSize: the payload is held twice by the client (its bytes, and the
-// memory file), so the example stops at 4 GiB.
-const maxSize = 4 << 30
+// memory file), so the example stops at 4 GiB (2 GiB on 32-bit machines).
+const maxSize = min(4<<30, math.MaxInt/2)
 
 // parseSize reads "256MiB", "1GiB", "4096".
 func parseSize(arg string) (int, error) {
