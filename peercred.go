@@ -46,7 +46,7 @@ type Creds struct {
 
 // readPeerCreds reads the identity of conn's peer; server says which end
 // this is. wantExe, when not nil, says from what was read first whether to
-// read the executable too.
+// read the executable too (nil: always).
 func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Creds, error) {
 	for c := conn; c != nil; {
 		if ic, ok := c.(*inheritedConn); ok {
@@ -58,9 +58,9 @@ func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Cred
 		}
 		c = u.unwrap()
 	}
-	var want func(*peercred.Info) bool
+	want := peercred.Want{Exe: func(*peercred.Info) bool { return true }}
 	if wantExe != nil {
-		want = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }
+		want.Exe = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }
 	}
 	info, err := peercred.Read(conn, server, want)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 // received from another process, whose open file description that process
 // may still hold (and whose flags it may change), so that it is never
 // read, written or polled here.
-func ReadFD(fd int, wantExe func(*Info) bool) (*Info, error) {
-	return Read(fdConn(fd), true, wantExe)
+func ReadFD(fd int, want Want) (*Info, error) {
+	return Read(fdConn(fd), true, want)
 }
 
 // fdConn offers a bare descriptor to Read, which only asks for it.

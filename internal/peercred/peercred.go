@@ -34,6 +34,21 @@ type Info struct {
 	Exe *Executable
 	// ExeErr says why Exe is nil.
 	ExeErr error
+
+	// Cgroup is the peer's cgroup v2 path (Linux: "/system.slice/x.service",
+	// relative to this process's cgroup namespace) as read when the
+	// connection was accepted; "" when it was not read, and CgroupErr says
+	// why.
+	Cgroup    string
+	CgroupErr error
+}
+
+// Want says which parts of an identity that cost more than the socket's
+// own record to read, given what was read first (ids and groups): a nil
+// function reads none of that part.
+type Want struct {
+	Exe    func(*Info) bool // the executable
+	Cgroup func(*Info) bool // the cgroup v2 path (Linux)
 }
 
 // Executable is the peer's executable: its path as the OS names it, and

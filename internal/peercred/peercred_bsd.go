@@ -14,7 +14,7 @@ import (
 // Read reads LOCAL_PEERCRED: the peer's effective uid and its groups, the
 // first of which is its effective gid, as recorded when it connected. The
 // executable is not known here.
-func Read(conn net.Conn, _ bool, _ func(*Info) bool) (*Info, error) {
+func Read(conn net.Conn, _ bool, _ Want) (*Info, error) {
 	var (
 		xu      *unix.Xucred
 		pid     int

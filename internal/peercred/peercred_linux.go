@@ -31,10 +31,16 @@ import (
 // process that execs between the two shows its new executable. See the
 // root package's documentation of exe: principals for what that means.
 //
-// wantExe, when not nil, is asked with what was read so far whether the
-// executable is needed, so that a caller refused on its uid costs no
-// reads of /proc.
-func Read(conn net.Conn, _ bool, wantExe func(*Info) bool) (*Info, error) {
+//   - the cgroup v2 path, through the same pidfd: /proc/PID/cgroup's "0::"
+//     line, kept only if the process is still alive afterwards, and, where
+//     the kernel tells a pidfd's cgroup id (PIDFD_GET_INFO, Linux 6.13),
+//     only if that id is the path's (a process that moved while it was
+//     read is not given either cgroup).
+//
+// want's functions, when not nil, are asked with what was read so far
+// whether the executable and the cgroup are needed, so that a caller
+// refused on its uid costs no reads of /proc.
+func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 	var (
 		ucred  *unix.Ucred
 		groups []int
@@ -56,7 +62,7 @@ func Read(conn net.Conn, _ bool, wantExe func(*Info) bool) (*Info, error) {
 		if grpErr == nil {
 			info.Groups, info.HasGroups = groups, true
 		}
-		if wantExe != nil && !wantExe(info) {
+		if !wants(want.Exe, info) && !wants(want.Cgroup, info) {
 			return
 		}
 		if p, perr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEERPIDFD); perr == nil {
@@ -69,19 +75,62 @@ func Read(conn net.Conn, _ bool, wantExe func(*Info) bool) (*Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer credentials: %w", os.NewSyscallError("getsockopt SO_PEERCRED", err))
 	}
+	exe, cgroup := wants(want.Exe, info), wants(want.Cgroup, info)
+	var why error
 	switch {
-	case wantExe != nil && !wantExe(info):
-		info.ExeErr = errors.New("not read: the caller is refused whatever its executable")
+	case !exe && !cgroup:
 	case pidfd < 0:
-		info.ExeErr = errors.New("no pidfd for the peer (SO_PEERPIDFD needs Linux 6.5)")
+		why = errors.New("no pidfd for the peer (SO_PEERPIDFD needs Linux 6.5)")
 	case !info.HasPID:
 		unix.Close(pidfd)
-		info.ExeErr = errors.New("the peer has no PID in this PID namespace")
+		why = errors.New("the peer has no PID in this PID namespace")
 	default:
-		info.Exe, info.ExeErr = readExe(info.PID, pidfd)
+		readPinned(info, pidfd, exe, cgroup)
 		unix.Close(pidfd)
 	}
+	if !exe {
+		info.ExeErr = errors.New("not read: the caller is refused whatever its executable")
+	} else if why != nil {
+		info.ExeErr = why
+	}
+	if !cgroup {
+		info.CgroupErr = errors.New("not read: no rule names a cgroup or unit the caller could match")
+	} else if why != nil {
+		info.CgroupErr = why
+	}
 	return info, nil
+}
+
+// wants says whether f, if set, wants the part for info.
+func wants(f func(*Info) bool, info *Info) bool { return f != nil && f(info) }
+
+// readPinned reads the executable and the cgroup, as asked, of the
+// process pinned by pidfd, through one descriptor of its /proc directory,
+// and keeps each only if the process is alive once both are read.
+func readPinned(info *Info, pidfd int, exe, cgroup bool) {
+	dir, err := unix.Open("/proc/"+strconv.Itoa(info.PID), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		err = fmt.Errorf("reading /proc: %w", os.NewSyscallError("open /proc/PID", err))
+		info.ExeErr, info.CgroupErr = err, err
+		return
+	}
+	defer unix.Close(dir)
+	if exe {
+		info.Exe, info.ExeErr = readExe(dir)
+	}
+	if cgroup {
+		info.Cgroup, info.CgroupErr = readCgroup(dir, pidfd)
+	}
+	// Only now is it known that the PID was the pinned process throughout.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
+		gone := errors.New("the peer exited before its identity could be read")
+		if info.Exe != nil {
+			info.Exe, info.ExeErr = nil, gone
+		}
+		if info.Cgroup != "" {
+			info.Cgroup, info.CgroupErr = "", gone
+		}
+	}
 }
 
 // peerGroups reads SO_PEERGROUPS: an array of gid_t whose size the kernel
@@ -122,14 +171,9 @@ func statID(st *unix.Stat_t) fileID {
 	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), ok: true}
 }
 
-// readExe reads the executable of the process pinned by pidfd, through one
-// descriptor of its /proc directory.
-func readExe(pid, pidfd int) (*Executable, error) {
-	dir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading the executable: %w", os.NewSyscallError("open /proc/PID", err))
-	}
-	defer unix.Close(dir)
+// readExe reads the executable of the process whose /proc directory is
+// dir (readPinned checks afterwards that it was the pinned one).
+func readExe(dir int) (*Executable, error) {
 	buf := make([]byte, unix.PathMax)
 	n, err := unix.Readlinkat(dir, "exe", buf)
 	if err != nil {
@@ -154,10 +198,6 @@ func readExe(pid, pidfd int) (*Executable, error) {
 	}
 	if !statID(&ns).same(self) {
 		return nil, errors.New("the peer runs in another mount namespace, where paths may name other files")
-	}
-	// Only now is it known that pid was the pinned process throughout.
-	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
-		return nil, errors.New("the peer exited before its executable could be read")
 	}
 	if exe.Mask&unix.STATX_INO == 0 {
 		return nil, errors.New("reading the executable: no inode number")

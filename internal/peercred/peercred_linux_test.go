@@ -24,6 +24,14 @@ func TestMain(m *testing.M) {
 		c.Read(make([]byte, 1))
 		os.Exit(0)
 	}
+	if os.Getenv(testutil.HelperEnv) == "connect-exit" {
+		// connect-exit PATH: connect, and exit at once.
+		if _, err := net.Dial("unix", os.Args[len(os.Args)-1]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	testutil.Cleanup()
 	os.Exit(code)
@@ -67,7 +75,7 @@ func TestReadAnotherUsersGroupsAndExecutable(t *testing.T) {
 	}
 	defer c.Close()
 
-	info, err := Read(c, true, nil)
+	info, err := Read(c, true, Want{Exe: func(*Info) bool { return true }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +99,7 @@ func TestReadAnotherUsersGroupsAndExecutable(t *testing.T) {
 	}
 
 	// A caller the server decides to refuse without it costs no /proc read.
-	info, err = Read(c, true, func(*Info) bool { return false })
+	info, err = Read(c, true, Want{Exe: func(*Info) bool { return false }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,6 @@ import (
 )
 
 // Read: the other BSDs', Solaris's and AIX's peer credentials are not read.
-func Read(conn net.Conn, _ bool, _ func(*Info) bool) (*Info, error) {
+func Read(conn net.Conn, _ bool, _ Want) (*Info, error) {
 	return nil, fmt.Errorf("peer credentials of %s: %w", conn.RemoteAddr(), errors.ErrUnsupported)
 }

@@ -26,7 +26,7 @@ const sioAFUnixGetPeerPID = 0x58000100
 //
 // The executable is compared by file identity (volume and file index) with
 // the one a policy names; it is read when Read runs.
-func Read(conn net.Conn, server bool, _ func(*Info) bool) (*Info, error) {
+func Read(conn net.Conn, server bool, _ Want) (*Info, error) {
 	accepted := time.Now()
 	pid, err := peerPID(conn, server)
 	if err != nil {

@@ -1,0 +1,180 @@
+package peercred
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/grpcipc/grpcipc/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+func TestParseCgroupV2(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{"0::/system.slice/backup.service\n", "/system.slice/backup.service", ""},
+		{"12:pids:/\n1:name=systemd:/user.slice\n0::/user.slice/user-1000.slice/session-2.scope\n", "/user.slice/user-1000.slice/session-2.scope", ""},
+		{"0::/\n", "/", ""},
+		{"12:pids:/x\n1:name=systemd:/x\n", "", "no cgroup v2 hierarchy"},
+		{"0::/../other\n", "", "outside this process's cgroup namespace"},
+		{"0::/..\n", "", "outside this process's cgroup namespace"},
+		{"0::relative\n", "", "not absolute"},
+		{"0::/a/../b\n", "", "not clean"},
+		{"", "", "no cgroup v2 hierarchy"},
+	} {
+		got, err := parseCgroupV2([]byte(tc.in))
+		if got != tc.want || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("parseCgroupV2(%q) = %q, %v; want %q, %q", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestMountOf(t *testing.T) {
+	info := "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n" +
+		"32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n" +
+		"41 31 0:38 / /sys/fs/cgroup/un\\040ified rw,relatime shared:9 - cgroup2 cgroup2 rw\n"
+	if got := mountOf([]byte(info), "cgroup2"); got != "/sys/fs/cgroup/un ified" {
+		t.Errorf("mountOf = %q", got)
+	}
+	if got := mountOf([]byte(info[:strings.Index(info, "41")]), "cgroup2"); got != "" {
+		t.Errorf("mountOf without cgroup2 = %q", got)
+	}
+}
+
+// testCgroup makes a cgroup under the v2 hierarchy for the test (root
+// only), and returns its path in the hierarchy and a descriptor of its
+// directory, removed when the test ends.
+func testCgroup(t *testing.T, name string) (string, *os.File) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root, err := cgroup2Mount()
+	if err != nil {
+		t.Skipf("no cgroup v2 hierarchy: %v", err)
+	}
+	p := "/grpcipc-test-" + strconv.Itoa(os.Getpid()) + "/" + name
+	dir := root + p
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup (%v): the v2 hierarchy is not writable here", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		for d := dir; d != root; d = filepath.Dir(d) {
+			for range 50 { // its last process may take a moment to leave
+				if err := os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	return p, f
+}
+
+// connectFrom starts the helper mode (connect, connect-exit) in the cgroup
+// whose directory is cg, and returns the accepted connection.
+func connectFrom(t *testing.T, mode string, cg *os.File) (net.Conn, *exec.Cmd) {
+	t.Helper()
+	path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$", path)
+	cmd.Env = append(os.Environ(), testutil.HelperEnv+"="+mode)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	l.(*net.UnixListener).SetDeadline(time.Now().Add(10 * time.Second))
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, cmd
+}
+
+var always = func(*Info) bool { return true }
+
+// TestReadCgroup: the cgroup v2 path of a process started in a cgroup
+// made for the test is read through its pidfd; not at all when not
+// wanted; as it is when read after the process moved; and not at all
+// once the process has exited (its PID could name another by then).
+func TestReadCgroup(t *testing.T) {
+	p, cg := testCgroup(t, "system.slice/demo.service")
+	c, cmd := connectFrom(t, "connect", cg)
+
+	info, err := Read(c, true, Want{Cgroup: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup == "" && info.CgroupErr != nil && strings.Contains(info.CgroupErr.Error(), "SO_PEERPIDFD") {
+		t.Skipf("cgroup not read: %v", info.CgroupErr)
+	}
+	if info.Cgroup != p || info.CgroupErr != nil {
+		t.Fatalf("cgroup %q (%v), want %q", info.Cgroup, info.CgroupErr, p)
+	}
+	if info.Exe != nil {
+		t.Error("the executable was read, not wanted")
+	}
+
+	info, err = Read(c, true, Want{Cgroup: func(*Info) bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup != "" || info.CgroupErr == nil || !strings.Contains(info.CgroupErr.Error(), "not read") {
+		t.Errorf("cgroup read although not wanted: %q (%v)", info.Cgroup, info.CgroupErr)
+	}
+
+	// Moved: the cgroup it is in when read.
+	p2, cg2 := testCgroup(t, "system.slice/other.service")
+	root, _ := cgroup2Mount()
+	if err := os.WriteFile(filepath.Join(root+p2, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	_ = cg2
+	info, err = Read(c, true, Want{Cgroup: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup != p2 {
+		t.Errorf("after the move: cgroup %q (%v), want %q", info.Cgroup, info.CgroupErr, p2)
+	}
+}
+
+// TestReadCgroupOfExitedPeer: a peer that exited (and was reaped) before
+// it was read gets no cgroup: its PID could name another process.
+func TestReadCgroupOfExitedPeer(t *testing.T) {
+	_, cg := testCgroup(t, "system.slice/gone.service")
+	c, cmd := connectFrom(t, "connect-exit", cg)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Read(c, true, Want{Cgroup: always, Exe: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup != "" || info.CgroupErr == nil || info.Exe != nil {
+		t.Fatalf("a peer gone before the read: cgroup %q (%v), exe %v", info.Cgroup, info.CgroupErr, info.Exe)
+	}
+	t.Logf("cgroup of a reaped peer: %v", info.CgroupErr)
+}
