@@ -28,6 +28,9 @@ type admission struct {
 	// tcp: a tcp endpoint, which has no OS identity and no policy; only
 	// TLS-authenticated callers are served, unless tcpOpen.
 	tcp, tcpOpen bool
+	// cgroup: the policy names callers' cgroups (cgroup:, unit:,
+	// user-unit:), so they are read at accept
+	cgroup bool
 }
 
 // errTCPNeedsAuth is what a tcp connection gets when the server does not
@@ -263,7 +266,7 @@ func (l *admitListener) admit(c net.Conn) *admittedConn {
 	}
 	tuneSocket(c)
 	c = rightsDiscarded(c)
-	creds, err := readPeerCreds(c, true, l.adm.wantExe)
+	creds, err := readPeerCreds(c, true, l.adm.wantExe, l.adm.cgroup)
 	if err != nil {
 		if ok, _ := l.adm.logOK("unknown"); ok {
 			l.adm.log.Warn("grpcipc: reading the caller's identity", "endpoint", l.adm.ep.String(), "err", err)
@@ -472,7 +475,7 @@ func newAdmission(cfg *serverConfig, ep Endpoint) (*admission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: serve %s: %w", ep, err)
 	}
-	return &admission{ep: ep, policy: cfg.policy, self: self, log: cfg.logger}, nil
+	return &admission{ep: ep, policy: cfg.policy, self: self, log: cfg.logger, cgroup: cfg.policy.namesCgroup()}, nil
 }
 
 // admissions are the admitListeners of a grpc.Server made with

@@ -119,7 +119,7 @@ func acceptChild(l net.Listener, pid int) (*inheritedConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		peer, err := readPeerCreds(conn, true, nil)
+		peer, err := readPeerCreds(conn, true, nil, false)
 		if err == nil {
 			if p, ok := peer.PID(); !ok || p != pid {
 				err = fmt.Errorf("its client is %s, not the child (pid %d)", peer, pid)
@@ -156,7 +156,7 @@ func openInherited(spec string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: connecting to the parent: %w", err)
 	}
-	peer, err := readPeerCreds(conn, false, nil)
+	peer, err := readPeerCreds(conn, false, nil, false)
 	if err == nil {
 		err = checkParent(peer)
 	}

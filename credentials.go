@@ -104,7 +104,7 @@ func (c *transportCreds) clientHandshake(ctx context.Context, authority string, 
 			return nil, nil, err
 		}
 	}
-	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil, false)
+	ai, err := handshakeInfo(conn, c.ep.Transport, c.tls != nil, false, slices.ContainsFunc(c.expect, namesCgroup))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,7 +167,7 @@ func (c *transportCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	if conn.RemoteAddr().Network() == "tcp" && !c.clientAuth {
 		return nil, nil, errTCPNeedsAuth
 	}
-	ai, err := handshakeInfo(conn, "", c.tls != nil, true)
+	ai, err := handshakeInfo(conn, "", c.tls != nil, true, c.admissions != nil && c.admissions.cfg.policy.namesCgroup())
 	if err != nil {
 		return nil, nil, fmt.Errorf("grpcipc: refusing a connection: %w", err)
 	}
@@ -188,7 +188,7 @@ func (c *transportCreds) tcpHandshake(pc *admittedConn, conn net.Conn) (net.Conn
 		return nil, nil, errTCPNeedsAuth
 	}
 	if c.tls == nil {
-		if _, err := handshakeInfo(conn, TCP, false, true); err != nil {
+		if _, err := handshakeInfo(conn, TCP, false, true, false); err != nil {
 			if ok, _ := g.logOK("tcp"); ok {
 				g.log.Warn("grpcipc: connection refused: "+err.Error(), "endpoint", g.ep.String())
 			}
@@ -249,7 +249,7 @@ func (c *transportCreds) finish(ctx context.Context, authority string, conn net.
 // handshakeInfo reads what the connection's transport tells of the peer;
 // server says which end this is. Its error is the reason alone: the
 // handshakes say what was done.
-func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*AuthInfo, error) {
+func handshakeInfo(conn net.Conn, transport Transport, withTLS, server, cgroup bool) (*AuthInfo, error) {
 	addr := conn.RemoteAddr()
 	if addr == nil {
 		return nil, errors.New("the connection has no peer address (not connected)")
@@ -262,7 +262,7 @@ func handshakeInfo(conn net.Conn, transport Transport, withTLS, server bool) (*A
 				transport = NamedPipe
 			}
 		}
-		creds, err := readPeerCreds(conn, server, nil)
+		creds, err := readPeerCreds(conn, server, nil, cgroup)
 		if err != nil {
 			creds = nil // the OS said nothing; principals other than "*" will not match
 		}

@@ -46,8 +46,10 @@ type Creds struct {
 
 // readPeerCreds reads the identity of conn's peer; server says which end
 // this is. wantExe, when not nil, says from what was read first whether to
-// read the executable too (nil: always).
-func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Creds, error) {
+// read the executable too (nil: always); cgroup, whether to read its
+// cgroup (Linux: a policy or an expected server names cgroup:, unit: or
+// user-unit: principals).
+func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool, cgroup bool) (*Creds, error) {
 	for c := conn; c != nil; {
 		if ic, ok := c.(*inheritedConn); ok {
 			return ic.peer, nil // established when the connection was handed over
@@ -61,6 +63,9 @@ func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool) (*Cred
 	want := peercred.Want{Exe: func(*peercred.Info) bool { return true }}
 	if wantExe != nil {
 		want.Exe = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }
+	}
+	if cgroup {
+		want.Cgroup = func(*peercred.Info) bool { return true }
 	}
 	info, err := peercred.Read(conn, server, want)
 	if err != nil {

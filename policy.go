@@ -165,6 +165,22 @@ func checkExeBounded(p Principal) error {
 	return fmt.Errorf("%s admits any user who can run the file: combine exe: with a user, group, uid, gid, root or SID, as in {\"all_of\": [\"user:alice\", \"%s\"]}", p.text, firstExe(p))
 }
 
+// namesCgroup says whether a rule of the policy names the caller's
+// cgroup (cgroup:, unit:, user-unit:): only then is it read.
+func (p *Policy) namesCgroup() bool {
+	if p == nil {
+		return false
+	}
+	for _, set := range [][]Rule{p.deny, p.allow} {
+		for _, r := range set {
+			if slices.ContainsFunc(r.Principals, namesCgroup) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func hasExe(p Principal) bool {
 	return p.kind == pExe || slices.ContainsFunc(p.sub, hasExe)
 }

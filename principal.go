@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/grpcipc/grpcipc/internal/peercred"
 )
 
 type principalKind uint8
@@ -25,6 +28,9 @@ const (
 	pSystem // uid 0, or SYSTEM (S-1-5-18) on Windows
 	pAllOf
 	pAnyOf
+	pCgroup   // the caller's cgroup v2 path is this one or below it (Linux)
+	pUnit     // the caller runs in this systemd system unit (Linux)
+	pUserUnit // the caller runs in this unit of its own user's manager (Linux)
 )
 
 // Principal names who a policy rule admits, by the OS identity of the
@@ -37,6 +43,7 @@ type Principal struct {
 	id   int    // uid or gid
 	sid  string // SID, or a user's or group's SID on Windows
 	exe  string
+	path string // a cgroup path, or a unit's name
 	sub  []Principal
 }
 
@@ -52,6 +59,14 @@ type Principal struct {
 //	sid:S-1-5-18     a Windows user or group SID
 //	exe:/usr/bin/foo the calling process's executable (Linux, Windows); only
 //	                 in an all_of with a user, group, uid, gid, root or SID
+//	cgroup:/system.slice/backup.service
+//	                 the caller's cgroup v2 path is this one or below it,
+//	                 compared by path components (Linux)
+//	unit:backup.service
+//	                 the caller runs in this systemd system unit (Linux)
+//	user-unit:app.service
+//	                 the caller runs in this unit of its own user's
+//	                 systemd manager, user@UID.service with its uid (Linux)
 //	*                anyone
 //
 // A principal whose fields the OS did not supply (groups it did not tell,
@@ -121,7 +136,7 @@ func parsePrincipal(s string) (Principal, error) {
 	}
 	kind, val, ok := strings.Cut(s, ":")
 	if !ok {
-		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe), "same-user", "root" or "*"`)
+		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe, cgroup, unit, user-unit), "same-user", "root" or "*"`)
 	}
 	if val == "" {
 		return Principal{}, fmt.Errorf("empty %s", kind)
@@ -164,8 +179,21 @@ func parsePrincipal(s string) (Principal, error) {
 			return Principal{}, fmt.Errorf("executable %q is not an absolute path", val)
 		}
 		p.kind, p.exe = pExe, filepath.Clean(val)
+	case "cgroup":
+		if !strings.HasPrefix(val, "/") || path.Clean(val) != val {
+			return Principal{}, fmt.Errorf("cgroup %q is not a clean absolute path of the cgroup v2 hierarchy (/system.slice/backup.service)", val)
+		}
+		p.kind, p.path = pCgroup, val
+	case "unit", "user-unit":
+		if !peercred.IsUnitName(val) {
+			return Principal{}, fmt.Errorf("%s %q is not the name of a systemd unit that runs processes (backup.service, foo.scope)", kind, val)
+		}
+		p.kind, p.path = pUnit, val
+		if kind == "user-unit" {
+			p.kind = pUserUnit
+		}
 	default:
-		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, same-user, root, system or *)", kind)
+		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, cgroup, unit, user-unit, same-user, root, system or *)", kind)
 	}
 	return p, nil
 }
@@ -309,6 +337,8 @@ func (p Principal) eval(c *Creds, self identity) match {
 		return boolMatch(c.info.SID == sidLocalSystem)
 	case pExe:
 		return p.evalExe(c)
+	case pCgroup, pUnit, pUserUnit:
+		return p.evalCgroup(c)
 	case pAllOf:
 		out := matchYes
 		for _, s := range p.sub {
@@ -352,6 +382,33 @@ func (p Principal) evalExe(c *Creds) match {
 		return matchUnknown // the configured file is gone: no one is it
 	}
 	return boolMatch(c.info.Exe.IsFile(want))
+}
+
+// evalCgroup checks the caller's cgroup v2 path, as read when it
+// connected, against a cgroup:, unit: or user-unit: principal.
+func (p Principal) evalCgroup(c *Creds) match {
+	cg := c.info.Cgroup
+	if cg == "" {
+		return matchUnknown
+	}
+	switch p.kind {
+	case pCgroup:
+		return boolMatch(p.path == "/" || cg == p.path || strings.HasPrefix(cg, p.path+"/"))
+	case pUnit:
+		system, _, _, _ := peercred.Units(cg)
+		return boolMatch(system == p.path)
+	}
+	_, user, uid, ok := peercred.Units(cg)
+	return boolMatch(ok && user == p.path && c.info.HasUID && c.info.UID == uid)
+}
+
+// namesCgroup says whether p needs the caller's cgroup.
+func namesCgroup(p Principal) bool {
+	switch p.kind {
+	case pCgroup, pUnit, pUserUnit:
+		return true
+	}
+	return slices.ContainsFunc(p.sub, namesCgroup)
 }
 
 func (c *Creds) inGroup(gid int) match {

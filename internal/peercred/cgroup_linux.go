@@ -93,6 +93,10 @@ func cgroupID(p string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// CgroupRoot returns where the cgroup v2 hierarchy is mounted, the
+// directory of its root cgroup.
+func CgroupRoot() (string, error) { return cgroup2Mount() }
+
 // cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
 // (unified) or /sys/fs/cgroup/unified (hybrid), as /proc/self/mountinfo
 // says.

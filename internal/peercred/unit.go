@@ -76,6 +76,10 @@ func unescapeCgroup(s string) string { return strings.TrimPrefix(s, "_") }
 // own.
 var unitSuffixes = []string{".service", ".scope", ".socket", ".mount", ".swap"}
 
+// IsUnitName says whether s is a name systemd could give a unit that runs
+// processes (see isUnitName).
+func IsUnitName(s string) bool { return isUnitName(s) }
+
 // isUnitName says whether s is a name systemd could give a unit that runs
 // processes: its characters (systemd's unit_name_is_valid: letters,
 // digits and ":-_.\@"), at most 255 bytes, a prefix, and a type.

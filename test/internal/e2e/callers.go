@@ -105,6 +105,9 @@ type Caller struct {
 	UID, GID int
 	Groups   []int
 	Exe      string // "" for the shared copy of the test binary
+	// Cgroup: a directory of the cgroup v2 hierarchy the helper starts
+	// in (Linux; "" for this process's own)
+	Cgroup string
 }
 
 func (c Caller) String() string {
@@ -121,6 +124,9 @@ func Call(t *testing.T, c Caller, endpoint, method string) CallResult {
 			exe = cmd.Path
 		}
 		cmd = testutil.HelperCommandAt(t, exe, c.UID, c.GID, c.Groups, "call", endpoint, method)
+	}
+	if c.Cgroup != "" {
+		startIn(t, cmd, c.Cgroup)
 	}
 	out, err := cmd.Output()
 	if err != nil {

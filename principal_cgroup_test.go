@@ -1,0 +1,77 @@
+package grpcipc
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/grpcipc/grpcipc/internal/peercred"
+)
+
+// TestCgroupPrincipals: cgroup:, unit: and user-unit: against callers'
+// cgroups, by path components and by systemd's layout; a caller whose
+// cgroup was not read is unknown (no allow, a deny).
+func TestCgroupPrincipals(t *testing.T) {
+	creds := func(uid int, cg string) *Creds {
+		return &Creds{info: peercred.Info{HasUID: true, UID: uid, GID: uid, Cgroup: cg}}
+	}
+	system := creds(0, "/system.slice/backup.service")
+	worker := creds(0, "/system.slice/backup.service/worker")
+	lookalike := creds(0, "/system.slice/backup.service-evil")
+	userUnit := creds(2002, "/user.slice/user-2002.slice/user@2002.service/app.slice/backup.service")
+	otherUsers := creds(3003, "/user.slice/user-2002.slice/user@2002.service/app.slice/backup.service")
+	unread := creds(0, "")
+	for _, tc := range []struct {
+		principal string
+		c         *Creds
+		want      match
+	}{
+		{"unit:backup.service", system, matchYes},
+		{"unit:backup.service", worker, matchYes},
+		{"unit:backup.service", lookalike, matchNo},
+		{"unit:backup.service", userUnit, matchNo}, // the user's own, never the system's
+		{"unit:user@2002.service", userUnit, matchYes},
+		{"unit:backup.service", unread, matchUnknown},
+		{"user-unit:backup.service", userUnit, matchYes},
+		{"user-unit:backup.service", otherUsers, matchNo}, // not its own user's manager
+		{"user-unit:backup.service", system, matchNo},
+		{"cgroup:/system.slice/backup.service", worker, matchYes},
+		{"cgroup:/system.slice/backup.service", system, matchYes},
+		{"cgroup:/system.slice/backup.service", lookalike, matchNo},
+		{"cgroup:/system.slice", worker, matchYes},
+		{"cgroup:/", userUnit, matchYes},
+		{"cgroup:/user.slice", system, matchNo},
+		{"cgroup:/system.slice", unread, matchUnknown},
+	} {
+		p, err := ParsePrincipal(tc.principal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.eval(tc.c, identity{}); got != tc.want {
+			t.Errorf("%s for cgroup %q (uid %d): %v, want %v", tc.principal, tc.c.info.Cgroup, tc.c.info.UID, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"unit:backup", "unit:getty@.service", "unit:a b.service", "user-unit:x.slice", "cgroup:system.slice", "cgroup:/a/../b", "cgroup:/a/", "unit:"} {
+		if _, err := ParsePrincipal(bad); err == nil || !strings.Contains(err.Error(), "invalid policy") {
+			t.Errorf("ParsePrincipal(%q): %v, want an error", bad, err)
+		}
+	}
+	pol, err := NewPolicy("p", nil, []Rule{{Name: "backup", Principals: []Principal{mustPrincipal(t, "unit:backup.service")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pol.namesCgroup() || defaultPolicyNamesCgroup() {
+		t.Error("namesCgroup: a policy with unit: must read cgroups, the default must not")
+	}
+}
+
+func mustPrincipal(t *testing.T, s string) Principal {
+	t.Helper()
+	p, err := ParsePrincipal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// defaultPolicyNamesCgroup says whether the default policy reads cgroups.
+func defaultPolicyNamesCgroup() bool { return SameUserPolicy().namesCgroup() }
