@@ -86,6 +86,28 @@ func (c *Creds) GID() (int, bool) { return c.info.GID, c.info.HasUID }
 // Groups returns the peer's supplementary group IDs (Unix).
 func (c *Creds) Groups() ([]int, bool) { return c.info.Groups, c.info.HasGroups }
 
+// Cgroup returns the caller's cgroup v2 path as read when it connected
+// (Linux: "/system.slice/backup.service"). It is read only when the
+// server's policy, or a client's expected server, names a cgroup:, unit:
+// or user-unit: principal, and only if the process that connected was
+// still alive once it was read (see [ParsePrincipal]).
+func (c *Creds) Cgroup() (string, bool) { return c.info.Cgroup, c.info.Cgroup != "" }
+
+// Unit returns the systemd system unit the caller ran in when it
+// connected, from its cgroup (see [Creds.Cgroup]): a process of a user's
+// own manager has that manager's unit, user@UID.service.
+func (c *Creds) Unit() (string, bool) {
+	system, _, _, _ := peercred.Units(c.info.Cgroup)
+	return system, system != ""
+}
+
+// UserUnit returns the unit of its user's systemd manager that the caller
+// ran in when it connected, if it ran in one (see [Creds.Cgroup]).
+func (c *Creds) UserUnit() (string, bool) {
+	_, user, _, ok := peercred.Units(c.info.Cgroup)
+	return user, ok
+}
+
 // SID returns the peer's user security identifier (Windows).
 func (c *Creds) SID() (string, bool) { return c.info.SID, c.info.SID != "" }
 
@@ -149,6 +171,11 @@ func (c *Creds) String() string {
 	}
 	if b.Len() == 0 {
 		return "peer of unknown identity"
+	}
+	if c.info.Cgroup != "" {
+		// Read only for a policy that names cgroups or units: the
+		// refusals it logs say where the caller ran.
+		fmt.Fprintf(&b, "cgroup %s ", c.info.Cgroup)
 	}
 	return strings.TrimSuffix(b.String(), " ")
 }

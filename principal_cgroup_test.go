@@ -75,3 +75,26 @@ func mustPrincipal(t *testing.T, s string) Principal {
 
 // defaultPolicyNamesCgroup says whether the default policy reads cgroups.
 func defaultPolicyNamesCgroup() bool { return SameUserPolicy().namesCgroup() }
+
+func TestCredsUnits(t *testing.T) {
+	c := &Creds{info: peercred.Info{HasUID: true, UID: 2002, PID: 7, HasPID: true, Cgroup: "/user.slice/user-2002.slice/user@2002.service/app.slice/demo.service"}}
+	if u, ok := c.Unit(); !ok || u != "user@2002.service" {
+		t.Errorf("Unit = %q, %v", u, ok)
+	}
+	if u, ok := c.UserUnit(); !ok || u != "demo.service" {
+		t.Errorf("UserUnit = %q, %v", u, ok)
+	}
+	if cg, ok := c.Cgroup(); !ok || !strings.HasSuffix(cg, "/demo.service") {
+		t.Errorf("Cgroup = %q, %v", cg, ok)
+	}
+	if s := c.String(); !strings.Contains(s, "cgroup /user.slice/") {
+		t.Errorf("String %q does not say where it ran", s)
+	}
+	none := &Creds{info: peercred.Info{HasUID: true}}
+	if _, ok := none.Unit(); ok {
+		t.Error("a unit without a cgroup")
+	}
+	if _, ok := none.Cgroup(); ok {
+		t.Error("a cgroup not read")
+	}
+}

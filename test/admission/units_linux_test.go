@@ -82,7 +82,8 @@ func TestUnitPrincipals(t *testing.T) {
 			t.Errorf("%s: SayHello %s (%s), WhoAmI %s (%s); want %s and %s", tc.name, hello.Code, hello.Message, who.Code, who.Message, tc.hello, tc.whoami)
 		}
 	}
-	if log := gs.Log.String(); !strings.Contains(log, "refused") {
-		t.Errorf("no refusal logged:\n%s", log)
+	// The refusals say where each caller ran.
+	if log := gs.Log.String(); !strings.Contains(log, "cgroup /system.slice/other.service") || !strings.Contains(log, "cgroup /user.slice/user-2002.slice/user@2002.service/app.slice/demo.service") {
+		t.Errorf("the refusals logged do not name the callers' cgroups:\n%s", log)
 	}
 }
