@@ -93,5 +93,14 @@ func WhoAmI(ctx context.Context) *identitypb.WhoAmIResponse {
 	if exe, ok := c.Executable(); ok {
 		resp.Executable = proto.String(exe)
 	}
+	if cg, ok := c.Cgroup(); ok {
+		resp.Cgroup = proto.String(cg)
+	}
+	if u, ok := c.Unit(); ok {
+		resp.Unit = proto.String(u)
+	}
+	if u, ok := c.UserUnit(); ok {
+		resp.UserUnit = proto.String(u)
+	}
 	return resp
 }

@@ -70,12 +70,18 @@ type WhoAmIResponse struct {
 	SecurityLevel string `protobuf:"bytes,4,opt,name=security_level,json=securityLevel,proto3" json:"security_level,omitempty"`
 	// Credentials of the calling process, when the operating system supplied
 	// them. A field that is absent was not known.
-	Pid           *int64   `protobuf:"varint,5,opt,name=pid,proto3,oneof" json:"pid,omitempty"`
-	Uid           *string  `protobuf:"bytes,6,opt,name=uid,proto3,oneof" json:"uid,omitempty"`
-	Gid           *string  `protobuf:"bytes,7,opt,name=gid,proto3,oneof" json:"gid,omitempty"`
-	Groups        []string `protobuf:"bytes,8,rep,name=groups,proto3" json:"groups,omitempty"`
-	User          *string  `protobuf:"bytes,9,opt,name=user,proto3,oneof" json:"user,omitempty"`
-	Executable    *string  `protobuf:"bytes,10,opt,name=executable,proto3,oneof" json:"executable,omitempty"`
+	Pid        *int64   `protobuf:"varint,5,opt,name=pid,proto3,oneof" json:"pid,omitempty"`
+	Uid        *string  `protobuf:"bytes,6,opt,name=uid,proto3,oneof" json:"uid,omitempty"`
+	Gid        *string  `protobuf:"bytes,7,opt,name=gid,proto3,oneof" json:"gid,omitempty"`
+	Groups     []string `protobuf:"bytes,8,rep,name=groups,proto3" json:"groups,omitempty"`
+	User       *string  `protobuf:"bytes,9,opt,name=user,proto3,oneof" json:"user,omitempty"`
+	Executable *string  `protobuf:"bytes,10,opt,name=executable,proto3,oneof" json:"executable,omitempty"`
+	// The cgroup v2 path the caller ran in when it connected, and the
+	// systemd units it places it in (Linux; read only when the server's
+	// policy names a cgroup, unit or user unit).
+	Cgroup        *string `protobuf:"bytes,11,opt,name=cgroup,proto3,oneof" json:"cgroup,omitempty"`
+	Unit          *string `protobuf:"bytes,12,opt,name=unit,proto3,oneof" json:"unit,omitempty"`
+	UserUnit      *string `protobuf:"bytes,13,opt,name=user_unit,json=userUnit,proto3,oneof" json:"user_unit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,13 +186,34 @@ func (x *WhoAmIResponse) GetExecutable() string {
 	return ""
 }
 
+func (x *WhoAmIResponse) GetCgroup() string {
+	if x != nil && x.Cgroup != nil {
+		return *x.Cgroup
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetUnit() string {
+	if x != nil && x.Unit != nil {
+		return *x.Unit
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetUserUnit() string {
+	if x != nil && x.UserUnit != nil {
+		return *x.UserUnit
+	}
+	return ""
+}
+
 var File_grpcipc_v1_identity_proto protoreflect.FileDescriptor
 
 const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"\x19grpcipc/v1/identity.proto\x12\n" +
 	"grpcipc.v1\"\x0f\n" +
-	"\rWhoAmIRequest\"\xdf\x02\n" +
+	"\rWhoAmIRequest\"\xd9\x03\n" +
 	"\x0eWhoAmIResponse\x12\x1c\n" +
 	"\ttransport\x18\x01 \x01(\tR\ttransport\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12!\n" +
@@ -200,12 +227,19 @@ const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"executable\x18\n" +
 	" \x01(\tH\x04R\n" +
-	"executable\x88\x01\x01B\x06\n" +
+	"executable\x88\x01\x01\x12\x1b\n" +
+	"\x06cgroup\x18\v \x01(\tH\x05R\x06cgroup\x88\x01\x01\x12\x17\n" +
+	"\x04unit\x18\f \x01(\tH\x06R\x04unit\x88\x01\x01\x12 \n" +
+	"\tuser_unit\x18\r \x01(\tH\aR\buserUnit\x88\x01\x01B\x06\n" +
 	"\x04_pidB\x06\n" +
 	"\x04_uidB\x06\n" +
 	"\x04_gidB\a\n" +
 	"\x05_userB\r\n" +
-	"\v_executable2K\n" +
+	"\v_executableB\t\n" +
+	"\a_cgroupB\a\n" +
+	"\x05_unitB\f\n" +
+	"\n" +
+	"_user_unit2K\n" +
 	"\bIdentity\x12?\n" +
 	"\x06WhoAmI\x12\x19.grpcipc.v1.WhoAmIRequest\x1a\x1a.grpcipc.v1.WhoAmIResponseB0Z.github.com/grpcipc/grpcipc/identity/identitypbb\x06proto3"
 

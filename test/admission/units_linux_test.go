@@ -81,6 +81,14 @@ func TestUnitPrincipals(t *testing.T) {
 		if hello.Code != tc.hello || who.Code != tc.whoami {
 			t.Errorf("%s: SayHello %s (%s), WhoAmI %s (%s); want %s and %s", tc.name, hello.Code, hello.Message, who.Code, who.Message, tc.hello, tc.whoami)
 		}
+		if who.Code == "OK" {
+			// WhoAmI says where the server saw the caller run.
+			root, _ := peercred.CgroupRoot()
+			if want := strings.TrimPrefix(tc.caller.Cgroup, root); who.Who.Cgroup != want {
+				t.Errorf("%s: WhoAmI says cgroup %q, want %q", tc.name, who.Who.Cgroup, want)
+			}
+			t.Logf("%s: WhoAmI: unit %q, user unit %q", tc.name, who.Who.Unit, who.Who.UserUnit)
+		}
 	}
 	// The refusals say where each caller ran.
 	if log := gs.Log.String(); !strings.Contains(log, "cgroup /system.slice/other.service") || !strings.Contains(log, "cgroup /user.slice/user-2002.slice/user@2002.service/app.slice/demo.service") {

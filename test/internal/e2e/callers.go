@@ -31,6 +31,10 @@ type CallResult struct {
 		GID  string `json:"gid"`
 		User string `json:"user"`
 		Exe  string `json:"exe"`
+		// Where the server saw it run (when its policy names cgroups)
+		Cgroup   string `json:"cgroup"`
+		Unit     string `json:"unit"`
+		UserUnit string `json:"user_unit"`
 	} `json:"who"`
 	// The server's identity as this client saw it.
 	ServerPID int    `json:"server_pid"`
@@ -81,6 +85,7 @@ func init() {
 			if err == nil {
 				res.Who.PID, res.Who.UID, res.Who.GID = who.GetPid(), who.GetUid(), who.GetGid()
 				res.Who.User, res.Who.Exe = who.GetUser(), who.GetExecutable()
+				res.Who.Cgroup, res.Who.Unit, res.Who.UserUnit = who.GetCgroup(), who.GetUnit(), who.GetUserUnit()
 			}
 		default:
 			return fmt.Errorf("no method %q", args[1])
