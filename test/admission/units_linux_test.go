@@ -1,18 +1,26 @@
 package admission
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/peercred"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/status"
 )
 
 // makeCgroup makes the cgroup at path p of the v2 hierarchy (root only)
@@ -93,5 +101,109 @@ func TestUnitPrincipals(t *testing.T) {
 	// The refusals say where each caller ran.
 	if log := gs.Log.String(); !strings.Contains(log, "cgroup /system.slice/other.service") || !strings.Contains(log, "cgroup /user.slice/user-2002.slice/user@2002.service/app.slice/demo.service") {
 		t.Errorf("the refusals logged do not name the callers' cgroups:\n%s", log)
+	}
+}
+
+func init() {
+	// whoami-steps ENDPOINT: at each line on its stdin, calls WhoAmI on
+	// one grpcipc.ClientConn (connecting at the first call) and prints the
+	// call's code and the cgroup the server saw, until stdin closes.
+	testutil.RegisterHelper("whoami-steps", func(args []string) error {
+		conn, err := grpcipc.NewClient(args[0])
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			who, err := identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
+			cancel()
+			fmt.Printf("%s %s\n", status.Code(err), who.GetCgroup())
+		}
+		return nil
+	})
+}
+
+// stepper is a whoami-steps helper: step makes it call, and returns the
+// code and the cgroup the server saw.
+type stepper struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startStepper(t *testing.T, endpoint, cgroup string) *stepper {
+	t.Helper()
+	cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "whoami-steps", endpoint)
+	f, err := os.Open(cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := testutil.Start(t, cmd)
+	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	return &stepper{t, cmd, in, out}
+}
+
+func (s *stepper) step() (code, cgroup string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.in, "go\n"); err != nil {
+		s.t.Fatal(err)
+	}
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	code, cgroup, _ = strings.Cut(strings.TrimSpace(line), " ")
+	return code, cgroup
+}
+
+// moveTo moves the process pid into the cgroup whose directory is dir.
+func moveTo(t *testing.T, pid int, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnitReadAtAccept: the cgroup is read once, when the connection is
+// accepted. A caller that connected from the admitted unit and then moved
+// out keeps what it had on that connection; one that moved in just before
+// it connected is admitted; one that moved out just before it connected
+// is refused.
+func TestUnitReadAtAccept(t *testing.T) {
+	unit := makeCgroup(t, "/system.slice/demo.service")
+	other := makeCgroup(t, "/system.slice/other.service")
+	p := e2e.MustPolicy(t, `{"name": "unit", "allow_rules": [{"name": "the-unit", "source": {"principals": ["unit:demo.service"]}}]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	e2e.ServeGuarded(t, endpoint, grpcipc.WithPolicy(p))
+	root, _ := peercred.CgroupRoot()
+
+	moved := startStepper(t, endpoint, unit)
+	if code, cg := moved.step(); code != "OK" || cg != strings.TrimPrefix(unit, root) {
+		t.Fatalf("from the unit: %s, cgroup %q", code, cg)
+	}
+	moveTo(t, moved.cmd.Process.Pid, other)
+	if code, cg := moved.step(); code != "OK" || cg != strings.TrimPrefix(unit, root) {
+		t.Errorf("moved out after connecting: %s, cgroup %q; want OK and the unit it connected from", code, cg)
+	}
+
+	in := startStepper(t, endpoint, other)
+	moveTo(t, in.cmd.Process.Pid, unit)
+	if code, cg := in.step(); code != "OK" || cg != strings.TrimPrefix(unit, root) {
+		t.Errorf("moved in just before connecting: %s, cgroup %q", code, cg)
+	}
+
+	out := startStepper(t, endpoint, unit)
+	moveTo(t, out.cmd.Process.Pid, other)
+	if code, _ := out.step(); code != "PermissionDenied" {
+		t.Errorf("moved out just before connecting: %s, want PermissionDenied", code)
 	}
 }
