@@ -156,8 +156,10 @@ func BenchmarkUnaryCall(b *testing.B) {
 }
 
 // BenchmarkNewConnection is a new connection and its first call over a Unix
-// socket: grpcipc's identity check alone, with TLS (the client pins the
-// server), and with mutual TLS; the difference is the TLS handshake's cost.
+// socket: grpcipc's identity check alone, with the caller's cgroup read
+// too (a policy that names a unit), with TLS (the client pins the
+// server), and with mutual TLS; the differences are the cgroup's and the
+// TLS handshake's costs.
 func BenchmarkNewConnection(b *testing.B) {
 	server, err := grpcipc.NewKeyPair("server")
 	if err != nil {
@@ -167,12 +169,20 @@ func BenchmarkNewConnection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A policy that names a unit: every caller's cgroup is read at accept.
+	unitPolicy, err := grpcipc.ParsePolicy([]byte(`{"name": "u", "allow_rules": [
+		{"name": "self", "source": {"principals": ["same-user"]}},
+		{"name": "unit", "source": {"principals": ["unit:backup.service"]}}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		server []grpcipc.ServerOption
 		client []grpcipc.ClientOption
 	}{
 		{"identity-only", nil, nil},
+		{"identity-and-cgroup", []grpcipc.ServerOption{grpcipc.WithPolicy(unitPolicy)}, nil},
 		{"tls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig())},
 			[]grpcipc.ClientOption{grpcipc.WithPins(server.Pin)}},
 		{"mtls", []grpcipc.ServerOption{grpcipc.WithTLS(server.TLSConfig()), grpcipc.WithPins(client.Pin)},
