@@ -134,7 +134,7 @@ func proofCreds(fd, pid int) (*Creds, error) {
 	if err := inherit.CheckProof(fd); err != nil {
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
-	info, err := peercred.ReadFD(fd, peercred.Want{})
+	info, err := peercred.ReadFD(fd, peercred.Want{Exe: func(*peercred.Info) bool { return true }})
 	if err != nil {
 		return nil, fmt.Errorf("what the child (pid %d) sent: %w", pid, err)
 	}
@@ -177,7 +177,7 @@ func openInherited(spec string) (net.Conn, error) {
 	// The kernel's record of the inherited pair names its creator: the
 	// parent, which must still be this process's parent. Read before the
 	// descriptor is taken, so that one refused is left as it is.
-	info, err := peercred.ReadFD(fd, peercred.Want{})
+	info, err := peercred.ReadFD(fd, peercred.Want{Exe: func(*peercred.Info) bool { return true }})
 	if err != nil {
 		return nil, fmt.Errorf("grpcipc: inherited descriptor %d: %w", fd, err)
 	}

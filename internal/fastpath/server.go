@@ -224,9 +224,18 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.values = context.WithoutCancel(c.ctx)
 	c.noMetadata = metadata.NewIncomingContext(c.values, nil)
+	// The budget before the connection is listed: BudgetsInUse reads it.
+	var parent *fastio.Budget
+	if c.key = caller.BudgetKey(); c.key != "" {
+		parent = s.callerBudget(c.key)
+	}
+	c.budget = fastio.NewBudget(s.cfg.ConnBudget, parent)
 	s.mu.Lock()
 	if s.stopped && !s.draining {
 		s.mu.Unlock()
+		if c.key != "" {
+			s.releaseCallerBudget(c.key)
+		}
 		caller.Close()
 		c.cancel()
 		return
@@ -236,11 +245,6 @@ func (s *Server) Serve(conn net.Conn, caller Caller, version uint8, rest []byte)
 	s.mu.Unlock()
 
 	c.statsCtx = ctx
-	var parent *fastio.Budget
-	if c.key = caller.BudgetKey(); c.key != "" {
-		parent = s.callerBudget(c.key)
-	}
-	c.budget = fastio.NewBudget(s.cfg.ConnBudget, parent)
 	c.blk.Charge = c.charge
 	c.blk.Release = c.budget.Release
 	var in io.Reader = conn
