@@ -141,7 +141,7 @@ func ExampleParsePolicy() {
 	fmt.Println(err)
 	// Output:
 	// myd
-	// grpcipc: invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, cgroup, unit, user-unit, same-user, root, system or *)
+	// grpcipc: invalid policy: allow_rules[0].source.principals[0]: "usr:x": unknown kind "usr" (want uid, gid, user, group, sid, exe, cgroup, unit, user-unit, label, same-user, root, system or *)
 }
 
 // fileGreeter answers with the first line of the file the client sent.

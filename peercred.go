@@ -65,7 +65,9 @@ func readPeerCreds(conn net.Conn, server bool, wantExe func(*Creds) bool, cgroup
 		want.Exe = func(i *peercred.Info) bool { return wantExe(&Creds{info: *i}) }
 	}
 	if cgroup {
+		// The workload identity: the cgroup, and the label.
 		want.Cgroup = func(*peercred.Info) bool { return true }
+		want.Label = want.Cgroup
 	}
 	info, err := peercred.Read(conn, server, want)
 	if err != nil {
@@ -85,6 +87,11 @@ func (c *Creds) GID() (int, bool) { return c.info.GID, c.info.HasUID }
 
 // Groups returns the peer's supplementary group IDs (Unix).
 func (c *Creds) Groups() ([]int, bool) { return c.info.Groups, c.info.HasGroups }
+
+// Label returns the security context the Linux security module gave the
+// caller's socket (SO_PEERSEC), read when it connected only when the
+// server's policy names a label:, cgroup:, unit: or user-unit: principal.
+func (c *Creds) Label() (string, bool) { return c.info.Label, c.info.Label != "" }
 
 // Cgroup returns the caller's cgroup v2 path as read when it connected
 // (Linux: "/system.slice/backup.service"). It is read only when the

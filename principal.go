@@ -31,6 +31,7 @@ const (
 	pCgroup   // the caller's cgroup v2 path is this one or below it (Linux)
 	pUnit     // the caller runs in this systemd system unit (Linux)
 	pUserUnit // the caller runs in this unit of its own user's manager (Linux)
+	pLabel    // the caller's socket has this security module label (Linux)
 )
 
 // Principal names who a policy rule admits, by the OS identity of the
@@ -67,6 +68,11 @@ type Principal struct {
 //	user-unit:app.service
 //	                 the caller runs in this unit of its own user's
 //	                 systemd manager, user@UID.service with its uid (Linux)
+//	label:CONTEXT    the security context the Linux security module gave
+//	                 the caller's socket (SO_PEERSEC): SELinux's whole
+//	                 context, or AppArmor's profile (with or without its
+//	                 " (enforce)" mode); unknown where no module labels
+//	                 sockets
 //	*                anyone
 //
 // A principal whose fields the OS did not supply (groups it did not tell,
@@ -136,7 +142,7 @@ func parsePrincipal(s string) (Principal, error) {
 	}
 	kind, val, ok := strings.Cut(s, ":")
 	if !ok {
-		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe, cgroup, unit, user-unit), "same-user", "root" or "*"`)
+		return Principal{}, errors.New(`want KIND:VALUE (uid, gid, user, group, sid, exe, cgroup, unit, user-unit, label), "same-user", "root" or "*"`)
 	}
 	if val == "" {
 		return Principal{}, fmt.Errorf("empty %s", kind)
@@ -184,6 +190,11 @@ func parsePrincipal(s string) (Principal, error) {
 			return Principal{}, fmt.Errorf("cgroup %q is not a clean absolute path of the cgroup v2 hierarchy (/system.slice/backup.service)", val)
 		}
 		p.kind, p.path = pCgroup, val
+	case "label":
+		if strings.ContainsAny(val, "\x00\n") {
+			return Principal{}, fmt.Errorf("label %q holds a NUL or a newline", val)
+		}
+		p.kind, p.path = pLabel, val
 	case "unit", "user-unit":
 		if !peercred.IsUnitName(val) {
 			return Principal{}, fmt.Errorf("%s %q is not the name of a systemd unit that runs processes (backup.service, foo.scope)", kind, val)
@@ -193,7 +204,7 @@ func parsePrincipal(s string) (Principal, error) {
 			p.kind = pUserUnit
 		}
 	default:
-		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, cgroup, unit, user-unit, same-user, root, system or *)", kind)
+		return Principal{}, fmt.Errorf("unknown kind %q (want uid, gid, user, group, sid, exe, cgroup, unit, user-unit, label, same-user, root, system or *)", kind)
 	}
 	return p, nil
 }
@@ -339,6 +350,8 @@ func (p Principal) eval(c *Creds, self identity) match {
 		return p.evalExe(c)
 	case pCgroup, pUnit, pUserUnit:
 		return p.evalCgroup(c)
+	case pLabel:
+		return p.evalLabel(c)
 	case pAllOf:
 		out := matchYes
 		for _, s := range p.sub {
@@ -402,10 +415,28 @@ func (p Principal) evalCgroup(c *Creds) match {
 	return boolMatch(ok && user == p.path && c.info.HasUID && c.info.UID == uid)
 }
 
-// namesCgroup says whether p needs the caller's cgroup.
+// evalLabel compares the caller's socket's security label, as recorded
+// when it connected, with p's: whole, or AppArmor's profile without its
+// " (mode)".
+func (p Principal) evalLabel(c *Creds) match {
+	l := c.info.Label
+	if l == "" {
+		return matchUnknown
+	}
+	if l == p.path {
+		return matchYes
+	}
+	if i := strings.LastIndex(l, " ("); i > 0 && strings.HasSuffix(l, ")") {
+		return boolMatch(l[:i] == p.path)
+	}
+	return matchNo
+}
+
+// namesCgroup says whether p needs the caller's workload identity: its
+// cgroup, or its security label.
 func namesCgroup(p Principal) bool {
 	switch p.kind {
-	case pCgroup, pUnit, pUserUnit:
+	case pCgroup, pUnit, pUserUnit, pLabel:
 		return true
 	}
 	return slices.ContainsFunc(p.sub, namesCgroup)

@@ -98,3 +98,33 @@ func TestCredsUnits(t *testing.T) {
 		t.Error("a cgroup not read")
 	}
 }
+
+func TestLabelPrincipal(t *testing.T) {
+	selinux := &Creds{info: peercred.Info{HasUID: true, Label: "system_u:system_r:backup_t:s0"}}
+	apparmor := &Creds{info: peercred.Info{HasUID: true, Label: "/usr/bin/backupd (enforce)"}}
+	none := &Creds{info: peercred.Info{HasUID: true}}
+	for _, tc := range []struct {
+		principal string
+		c         *Creds
+		want      match
+	}{
+		{"label:system_u:system_r:backup_t:s0", selinux, matchYes},
+		{"label:system_u:system_r:other_t:s0", selinux, matchNo},
+		{"label:/usr/bin/backupd", apparmor, matchYes},
+		{"label:/usr/bin/backupd (enforce)", apparmor, matchYes},
+		{"label:/usr/bin/backupd (complain)", apparmor, matchNo},
+		{"label:/usr/bin/other", apparmor, matchNo},
+		{"label:unconfined", none, matchUnknown},
+	} {
+		p := mustPrincipal(t, tc.principal)
+		if got := p.eval(tc.c, identity{}); got != tc.want {
+			t.Errorf("%s for label %q: %v, want %v", tc.principal, tc.c.info.Label, got, tc.want)
+		}
+	}
+	if !namesCgroup(mustPrincipal(t, "label:x")) {
+		t.Error("a label: principal does not make the server read the label")
+	}
+	if _, err := ParsePrincipal("label:a\nb"); err == nil {
+		t.Error("a label with a newline: no error")
+	}
+}

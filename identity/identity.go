@@ -102,5 +102,8 @@ func WhoAmI(ctx context.Context) *identitypb.WhoAmIResponse {
 	if u, ok := c.UserUnit(); ok {
 		resp.UserUnit = proto.String(u)
 	}
+	if l, ok := c.Label(); ok {
+		resp.Label = proto.String(l)
+	}
 	return resp
 }

@@ -79,9 +79,12 @@ type WhoAmIResponse struct {
 	// The cgroup v2 path the caller ran in when it connected, and the
 	// systemd units it places it in (Linux; read only when the server's
 	// policy names a cgroup, unit or user unit).
-	Cgroup        *string `protobuf:"bytes,11,opt,name=cgroup,proto3,oneof" json:"cgroup,omitempty"`
-	Unit          *string `protobuf:"bytes,12,opt,name=unit,proto3,oneof" json:"unit,omitempty"`
-	UserUnit      *string `protobuf:"bytes,13,opt,name=user_unit,json=userUnit,proto3,oneof" json:"user_unit,omitempty"`
+	Cgroup   *string `protobuf:"bytes,11,opt,name=cgroup,proto3,oneof" json:"cgroup,omitempty"`
+	Unit     *string `protobuf:"bytes,12,opt,name=unit,proto3,oneof" json:"unit,omitempty"`
+	UserUnit *string `protobuf:"bytes,13,opt,name=user_unit,json=userUnit,proto3,oneof" json:"user_unit,omitempty"`
+	// The security context the Linux security module gave the caller's
+	// socket (SO_PEERSEC), read as the cgroup is.
+	Label         *string `protobuf:"bytes,14,opt,name=label,proto3,oneof" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -207,13 +210,20 @@ func (x *WhoAmIResponse) GetUserUnit() string {
 	return ""
 }
 
+func (x *WhoAmIResponse) GetLabel() string {
+	if x != nil && x.Label != nil {
+		return *x.Label
+	}
+	return ""
+}
+
 var File_grpcipc_v1_identity_proto protoreflect.FileDescriptor
 
 const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"\x19grpcipc/v1/identity.proto\x12\n" +
 	"grpcipc.v1\"\x0f\n" +
-	"\rWhoAmIRequest\"\xd9\x03\n" +
+	"\rWhoAmIRequest\"\xfe\x03\n" +
 	"\x0eWhoAmIResponse\x12\x1c\n" +
 	"\ttransport\x18\x01 \x01(\tR\ttransport\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12!\n" +
@@ -230,7 +240,8 @@ const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"executable\x88\x01\x01\x12\x1b\n" +
 	"\x06cgroup\x18\v \x01(\tH\x05R\x06cgroup\x88\x01\x01\x12\x17\n" +
 	"\x04unit\x18\f \x01(\tH\x06R\x04unit\x88\x01\x01\x12 \n" +
-	"\tuser_unit\x18\r \x01(\tH\aR\buserUnit\x88\x01\x01B\x06\n" +
+	"\tuser_unit\x18\r \x01(\tH\aR\buserUnit\x88\x01\x01\x12\x19\n" +
+	"\x05label\x18\x0e \x01(\tH\bR\x05label\x88\x01\x01B\x06\n" +
 	"\x04_pidB\x06\n" +
 	"\x04_uidB\x06\n" +
 	"\x04_gidB\a\n" +
@@ -239,7 +250,8 @@ const file_grpcipc_v1_identity_proto_rawDesc = "" +
 	"\a_cgroupB\a\n" +
 	"\x05_unitB\f\n" +
 	"\n" +
-	"_user_unit2K\n" +
+	"_user_unitB\b\n" +
+	"\x06_label2K\n" +
 	"\bIdentity\x12?\n" +
 	"\x06WhoAmI\x12\x19.grpcipc.v1.WhoAmIRequest\x1a\x1a.grpcipc.v1.WhoAmIResponseB0Z.github.com/grpcipc/grpcipc/identity/identitypbb\x06proto3"
 

@@ -178,3 +178,41 @@ func TestReadCgroupOfExitedPeer(t *testing.T) {
 	}
 	t.Logf("cgroup of a reaped peer: %v", info.CgroupErr)
 }
+
+// TestReadLabel: SO_PEERSEC on a socket pair. With a security module that
+// labels sockets (SELinux, AppArmor, Smack) the peer's label is read;
+// without one (this project's CI machines) the error says so. Which of the
+// two ran is logged.
+func TestReadLabel(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "pair")
+	defer f.Close()
+	defer unix.Close(fds[1])
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	info, err := Read(c, true, Want{Label: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case info.Label != "":
+		t.Logf("a security module labels sockets here: %q", info.Label)
+	case info.LabelErr != nil && strings.Contains(info.LabelErr.Error(), "no security module"):
+		t.Logf("no security module labels sockets here: %v", info.LabelErr)
+	default:
+		t.Fatalf("label %q, error %v", info.Label, info.LabelErr)
+	}
+	info, err = Read(c, true, Want{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Label != "" || info.LabelErr == nil || !strings.Contains(info.LabelErr.Error(), "not read") {
+		t.Errorf("label read although not wanted: %q (%v)", info.Label, info.LabelErr)
+	}
+}

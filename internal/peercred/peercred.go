@@ -41,6 +41,12 @@ type Info struct {
 	// why.
 	Cgroup    string
 	CgroupErr error
+
+	// Label is the peer socket's security context as the Linux security
+	// module recorded it (SO_PEERSEC: SELinux's context, AppArmor's
+	// profile and mode); "" when none was read, and LabelErr says why.
+	Label    string
+	LabelErr error
 }
 
 // Want says which parts of an identity that cost more than the socket's
@@ -49,6 +55,7 @@ type Info struct {
 type Want struct {
 	Exe    func(*Info) bool // the executable
 	Cgroup func(*Info) bool // the cgroup v2 path (Linux)
+	Label  func(*Info) bool // the security module's label (Linux)
 }
 
 // Executable is the peer's executable: its path as the OS names it, and

@@ -62,6 +62,11 @@ func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 		if grpErr == nil {
 			info.Groups, info.HasGroups = groups, true
 		}
+		if wants(want.Label, info) {
+			info.Label, info.LabelErr = peerLabel(fd)
+		} else {
+			info.LabelErr = errors.New("not read: no rule names a label the caller could match")
+		}
 		if !wants(want.Exe, info) && !wants(want.Cgroup, info) {
 			return
 		}
@@ -131,6 +136,21 @@ func readPinned(info *Info, pidfd int, exe, cgroup bool) {
 			info.Cgroup, info.CgroupErr = "", gone
 		}
 	}
+}
+
+// peerLabel reads SO_PEERSEC: the security context the Linux security
+// module gave the peer's socket (socket(7)), recorded when it connected.
+func peerLabel(fd int) (string, error) {
+	s, err := unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_PEERSEC)
+	switch {
+	case errors.Is(err, unix.ENOPROTOOPT):
+		return "", errors.New("no security module labels sockets here (SO_PEERSEC: ENOPROTOOPT)")
+	case err != nil:
+		return "", fmt.Errorf("the peer's label: %w", os.NewSyscallError("getsockopt SO_PEERSEC", err))
+	case s == "":
+		return "", errors.New("the security module gave the peer's socket no label")
+	}
+	return s, nil
 }
 
 // peerGroups reads SO_PEERGROUPS: an array of gid_t whose size the kernel
