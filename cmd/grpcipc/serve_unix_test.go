@@ -98,6 +98,8 @@ func TestServePolicyErrors(t *testing.T) {
 		{[]string{"serve", "--listen", "tcp://0.0.0.0:0", "--unauthenticated-tcp"}, 2, "without TLS (--cert, --key) only loopback callers are served"},
 		{[]string{"serve", "--listen", sock, "--unauthenticated-tcp"}, 2, "--unauthenticated-tcp applies only to tcp:// endpoints"},
 		{[]string{"serve", "--listen", sock, "--allow", "exe:/bin/true"}, 2, "admits any user who can run the file"},
+		{[]string{"serve", "--listen", sock, "--allow", "unit:backup"}, 2, `"backup" is not the name of a systemd unit`},
+		{[]string{"serve", "--listen", sock, "--allow", "cgroup:system.slice"}, 2, "is not a clean absolute path"},
 	} {
 		code, stdout, stderr := runCLI(t, nil, tc.args...)
 		if code != tc.code || stdout != "" {
