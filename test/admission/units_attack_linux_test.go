@@ -7,12 +7,20 @@ package admission
 // with exe:.
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/grpcipc/grpcipc"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/test/internal/e2e"
+	"golang.org/x/sys/unix"
 )
 
 // TestUnitWithExe: the executable is read when a caller could be
@@ -56,5 +64,165 @@ func TestUnitWithExe(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func init() {
+	// forge-cgroup DIR REL ENDPOINT METHOD: makes the cgroups REL (a
+	// slash-separated path, each component made with mkdirat so that the
+	// whole may exceed PATH_MAX) below the cgroup directory DIR, as the
+	// user it runs as, moves itself into the last, and execs the call
+	// helper with ENDPOINT METHOD.
+	testutil.RegisterHelper("forge-cgroup", func(args []string) error {
+		dir, err := unix.Open(args[0], unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		for _, c := range strings.Split(args[1], "/") {
+			if err := unix.Mkdirat(dir, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("mkdir %q: %w", c, err)
+			}
+			next, err := unix.Openat(dir, c, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			unix.Close(dir)
+			dir = next
+		}
+		procs, err := unix.Openat(dir, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := unix.Write(procs, []byte(strconv.Itoa(os.Getpid()))); err != nil {
+			return fmt.Errorf("moving into %s: %w", args[1], err)
+		}
+		unix.Close(procs)
+		env := []string{testutil.HelperEnv + "=call"}
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, testutil.HelperEnv+"=") {
+				env = append(env, e)
+			}
+		}
+		return unix.Exec("/proc/self/exe", []string{os.Args[0], "-test.run=^$", args[2], args[3]}, env)
+	})
+}
+
+// delegate makes the cgroup p (as systemd makes user@UID.service) and
+// gives it to uid as systemd's delegation does: the directory and the
+// files that let its owner make and fill cgroups below it. The cgroups
+// its owner makes below are removed when the test ends.
+func delegate(t *testing.T, p string, uid int) string {
+	t.Helper()
+	dir := makeCgroup(t, p)
+	for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
+		if err := os.Chown(filepath.Join(dir, f), uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { removeBelow(dir) })
+	return dir
+}
+
+// removeBelow removes the cgroups below dir, deepest first.
+func removeBelow(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			sub := filepath.Join(dir, e.Name())
+			removeBelow(sub)
+			for range 100 {
+				if err := os.Remove(sub); err == nil || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// TestDelegatedSubtreeCannotForgeUnits: uid 2002, owning its manager's
+// cgroup (/user.slice/user-2002.slice/user@2002.service) as systemd's
+// delegation gives it, makes cgroups below it named to look like system
+// units, other users' managers, escaped names, slices, long and deep
+// names, and calls from each, also from its own cgroup namespace rooted
+// at its manager (where it sees itself as /system.slice/backup.service).
+// The server sees every one inside user@2002.service: unit:backup.service,
+// unit:user@0.service and unit:user@2003.service admit none, user-unit:
+// is only ever the component below the manager's slices, for uid 2002.
+func TestDelegatedSubtreeCannotForgeUnits(t *testing.T) {
+	const mgr = "/user.slice/user-2002.slice/user@2002.service"
+	dir := delegate(t, mgr, 2002)
+	p := e2e.MustPolicy(t, `{"name": "forge",
+		"allow_rules": [{"name": "system-units", "source": {"principals": ["unit:backup.service", "unit:user@0.service", "unit:user@2003.service", "user-unit:victim.service"]}},
+		                {"name": "anyone-whoami", "source": {"principals": ["cgroup:/"]}, "request": {"paths": ["/grpcipc.v1.Identity/*"]}}]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	e2e.ServeGuarded(t, endpoint, grpcipc.WithPolicy(p))
+	long := strings.Repeat("a", 247) + ".service" // 255 bytes, the longest name
+	deep := strings.TrimSuffix(strings.Repeat(strings.Repeat("d", 250)+".slice/", 17), "/") + "/backup.service"
+	for _, tc := range []struct {
+		rel, userUnit string
+	}{
+		{"system.slice/backup.service", "backup.service"},
+		{"backup.service", "backup.service"},
+		{"_backup.service", "backup.service"},
+		{"__backup.service", "_backup.service"},
+		{"_system.slice/backup.service", "backup.service"},
+		{"user@0.service", "user@0.service"},
+		{"user@0.service/backup.service", "user@0.service"},
+		{"_user@0.service/backup.service", "user@0.service"},
+		{"user-2003.slice/user@2003.service/victim.service", "user@2003.service"},
+		{"x.slice/user@2003.service/app.slice/victim.service", "user@2003.service"},
+		{"system.slice", ""},
+		{"system.slice/backup.service ", ""},
+		{"system.slice/backup.service\x01", ""},
+		{"system.slice/bäckup.service", ""},
+		{"..slice/backup.service", "backup.service"},
+		{"...service", "...service"},
+		{"app.slice/" + long, long},
+		{deep, "?"}, // deeper than /proc/PID/cgroup's first 4096 bytes: unknown, or the truth
+	} {
+		for _, ns := range []bool{false, true} {
+			name := fmt.Sprintf("%.60q ns=%v", tc.rel, ns)
+			run := func(method string) e2e.CallResult {
+				cmd := testutil.HelperCommand(t, 2002, 2002, "forge-cgroup", dir, tc.rel, endpoint, method)
+				f, err := os.Open(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+				if ns {
+					cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWCGROUP
+				}
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%s: forge-cgroup: %v (%s)", name, err, out)
+				}
+				var res e2e.CallResult
+				if err := json.Unmarshal(out, &res); err != nil {
+					t.Fatalf("%s: %q: %v", name, out, err)
+				}
+				return res
+			}
+			if res := run("SayHello"); res.Code != "PermissionDenied" {
+				t.Errorf("%s: SayHello %s %s, want PermissionDenied", name, res.Code, res.Message)
+			}
+			who := run("WhoAmI")
+			if tc.userUnit == "?" {
+				if who.Code == "OK" && (who.Who.Cgroup != mgr+"/"+tc.rel || who.Who.UserUnit != "backup.service") {
+					t.Errorf("%s: WhoAmI says cgroup %q, user unit %q", name, who.Who.Cgroup, who.Who.UserUnit)
+				}
+				t.Logf("%s: WhoAmI %s (cgroup of %d bytes)", name, who.Code, len(who.Who.Cgroup))
+				continue
+			}
+			if who.Code != "OK" {
+				t.Errorf("%s: WhoAmI %s %s", name, who.Code, who.Message)
+				continue
+			}
+			if who.Who.Cgroup != mgr+"/"+tc.rel || who.Who.Unit != "user@2002.service" || who.Who.UserUnit != tc.userUnit {
+				t.Errorf("%s: WhoAmI says cgroup %q unit %q user unit %q; want %q, user@2002.service, %q",
+					name, who.Who.Cgroup, who.Who.Unit, who.Who.UserUnit, mgr+"/"+tc.rel, tc.userUnit)
+			}
+		}
 	}
 }
