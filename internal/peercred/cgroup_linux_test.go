@@ -216,3 +216,34 @@ func TestReadLabel(t *testing.T) {
 		t.Errorf("label read although not wanted: %q (%v)", info.Label, info.LabelErr)
 	}
 }
+
+// TestReadCgroupFileBeyondAPage: /proc/PID/cgroup is read whole. On a
+// hybrid machine the v1 lines come before the "0::" line, and a user
+// whose v1 subtree is delegated (name=systemd) can make them long: a
+// read of the first 4096 bytes only gave a cut "0::" path, a shorter one
+// than the caller's, which only PIDFD_GET_INFO's id check (Linux 6.13)
+// refused; before it, a deny rule naming a deeper cgroup missed the
+// caller. A file longer than any the kernel writes is refused.
+func TestReadCgroupFileBeyondAPage(t *testing.T) {
+	d := t.TempDir()
+	deep := "/user.slice/user-2002.slice/user@2002.service/app.slice/banned.service"
+	pad := "1:name=systemd:/user.slice/user-2002.slice/user@2002.service/" + strings.Repeat("p", 4060) + "\n"
+	for _, tc := range []struct{ content, want, err string }{
+		{pad + "0::" + deep + "\n", deep, ""},
+		{pad[:4030] + "\n0::" + deep + "\n", deep, ""}, // the "0::" line across the 4096th byte
+		{strings.Repeat(pad, 40) + "0::" + deep + "\n", "", "longer"},
+	} {
+		if err := os.WriteFile(filepath.Join(d, "cgroup"), []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readCgroupFile(dir)
+		unix.Close(dir)
+		if got != tc.want || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("a file of %d bytes: %q, %v; want %q, %q", len(tc.content), got, err, tc.want, tc.err)
+		}
+	}
+}
