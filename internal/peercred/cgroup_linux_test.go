@@ -247,3 +247,72 @@ func TestReadCgroupFileBeyondAPage(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCgroupFromAnotherCgroupNamespace: a server in a cgroup namespace
+// of its own (rooted at its cgroup, the v2 hierarchy still mounted as
+// the host's) reads callers' paths as its namespace names them. A caller
+// outside that root ("/../...") gets none; one below it gets none either,
+// since its path ("/sub/...") names another cgroup, or none, where the
+// hierarchy is mounted, whatever exists at that path from the real root
+// ("/system.slice/demo.service" here: a cgroup of that name exists at
+// both places).
+func TestReadCgroupFromAnotherCgroupNamespace(t *testing.T) {
+	_, srvCg := testCgroup(t, "srv")
+	_, outside := testCgroup(t, "system.slice/demo.service")
+	root, _ := cgroup2Mount()
+	inside := filepath.Join(srvCg.Name(), "system.slice", "demo.service")
+	if err := os.MkdirAll(inside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for d := inside; d != srvCg.Name(); d = filepath.Dir(d) {
+			for range 50 {
+				if err := os.Remove(d); err == nil || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	// "/system.slice/demo.service" from the real root, too.
+	if err := os.MkdirAll(root+"/system.slice/demo.service", 0o755); err == nil {
+		t.Cleanup(func() { os.Remove(root + "/system.slice/demo.service") })
+	}
+	in, err := os.Open(inside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		caller *os.File
+	}{{"outside the server's namespace", outside}, {"inside it", in}} {
+		path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+		srv := exec.Command(exe, "-test.run=^$", path)
+		srv.Env = append(os.Environ(), testutil.HelperEnv+"=accept-read")
+		srv.Stderr = os.Stderr
+		srv.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(srvCg.Fd()), Cloneflags: unix.CLONE_NEWCGROUP}
+		out := testutil.Start(t, srv)
+		if line, err := out.ReadString('\n'); line != "ready\n" {
+			t.Fatalf("server said %q, %v", line, err)
+		}
+		cl := exec.Command(exe, "-test.run=^$", path)
+		cl.Env = append(os.Environ(), testutil.HelperEnv+"=connect")
+		cl.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(tc.caller.Fd())}
+		if err := cl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := out.ReadString('\n')
+		cl.Process.Kill()
+		cl.Wait()
+		srv.Wait()
+		t.Logf("%s: %s", tc.name, strings.TrimSpace(line))
+		if !strings.HasPrefix(line, `"" `) {
+			t.Errorf("%s: the server in its own cgroup namespace read %s", tc.name, line)
+		}
+	}
+}
