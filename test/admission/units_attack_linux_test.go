@@ -7,6 +7,7 @@ package admission
 // with exe:.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,9 +19,12 @@ import (
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/identity/identitypb"
+	"github.com/grpcipc/grpcipc/internal/peercred"
 	"github.com/grpcipc/grpcipc/internal/testutil"
 	"github.com/grpcipc/grpcipc/test/internal/e2e"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/status"
 )
 
 // TestUnitWithExe: the executable is read when a caller could be
@@ -224,5 +228,106 @@ func TestDelegatedSubtreeCannotForgeUnits(t *testing.T) {
 					name, who.Who.Cgroup, who.Who.Unit, who.Who.UserUnit, mgr+"/"+tc.rel, tc.userUnit)
 			}
 		}
+	}
+}
+
+func init() {
+	// whoami-loop ENDPOINT SECONDS: calls WhoAmI on a new connection each
+	// time, for SECONDS, printing each call's code and the cgroup the
+	// server saw.
+	testutil.RegisterHelper("whoami-loop", func(args []string) error {
+		secs, err := strconv.Atoi(args[1])
+		if err != nil {
+			return err
+		}
+		for end := time.Now().Add(time.Duration(secs) * time.Second); time.Now().Before(end); {
+			conn, err := grpcipc.NewClient(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			who, err := identitypb.NewIdentityClient(conn).WhoAmI(ctx, &identitypb.WhoAmIRequest{})
+			cancel()
+			conn.Close()
+			fmt.Printf("%s %s\n", status.Code(err), who.GetCgroup())
+		}
+		return nil
+	})
+}
+
+// TestUnitWhileMoved: root moves a caller round three cgroups, as fast as
+// it can, while the caller connects again and again. The server admits
+// it only with the cgroup of the admitted unit (the one it was in at some
+// point of the accept), and keeps serving.
+func TestUnitWhileMoved(t *testing.T) {
+	unit := makeCgroup(t, "/system.slice/demo.service")
+	others := []string{makeCgroup(t, "/system.slice/other.service"), makeCgroup(t, "/system.slice/third.service")}
+	p := e2e.MustPolicy(t, `{"name": "unit", "allow_rules": [{"name": "the-unit", "source": {"principals": ["unit:demo.service"]}}]}`)
+	endpoint := "unix-abstract:" + testutil.AbstractName(t)
+	e2e.ServeGuarded(t, endpoint, grpcipc.WithPolicy(p))
+	root, _ := peercred.CgroupRoot()
+
+	for _, round := range []struct {
+		name  string
+		cycle []string
+		admit bool
+	}{
+		{"round the unit and two others", []string{unit, others[0], others[1]}, true},
+		{"round two others only", others, false},
+	} {
+		cmd := testutil.HelperCommand(t, testutil.Nobody, testutil.Nobody, "whoami-loop", endpoint, "3")
+		f, err := os.Open(round.cycle[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+		out := testutil.Start(t, cmd)
+		f.Close()
+		stop := make(chan struct{})
+		moved := make(chan int)
+		go func() {
+			n := 0
+			defer func() { moved <- n }()
+			pid := []byte(strconv.Itoa(cmd.Process.Pid))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if os.WriteFile(filepath.Join(round.cycle[i%len(round.cycle)], "cgroup.procs"), pid, 0) == nil {
+					n++
+				}
+				if i%64 == 0 {
+					time.Sleep(time.Millisecond) // keep the load moderate
+				}
+			}
+		}()
+		counts := map[string]int{}
+		for {
+			line, err := out.ReadString('\n')
+			if err != nil {
+				break
+			}
+			code, cg, _ := strings.Cut(strings.TrimSpace(line), " ")
+			counts[code]++
+			if code == "OK" && (!round.admit || cg != strings.TrimPrefix(unit, root)) {
+				t.Errorf("%s: admitted with cgroup %q", round.name, cg)
+			}
+			if code != "OK" && code != "PermissionDenied" {
+				t.Errorf("%s: %s", round.name, line)
+			}
+		}
+		close(stop)
+		n := <-moved
+		cmd.Wait()
+		t.Logf("%s: %d moves, calls %v", round.name, n, counts)
+		if counts["OK"]+counts["PermissionDenied"] < 10 {
+			t.Errorf("%s: too few calls: %v", round.name, counts)
+		}
+	}
+	// Still serving.
+	if res := e2e.Call(t, e2e.Caller{UID: testutil.Nobody, GID: testutil.Nobody, Cgroup: unit}, endpoint, "WhoAmI"); res.Code != "OK" {
+		t.Errorf("after the moves: %s %s", res.Code, res.Message)
 	}
 }
