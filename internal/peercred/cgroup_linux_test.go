@@ -316,3 +316,81 @@ func TestReadCgroupFromAnotherCgroupNamespace(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCgroupOfReusedPID: a caller connects from gone.service and is
+// reaped; its PID is then given (through ns_last_pid) to a new process
+// in allowed.service before the connection is read. The read must not
+// lend the newcomer's cgroup (nor its executable) to the dead caller.
+func TestReadCgroupOfReusedPID(t *testing.T) {
+	_, gone := testCgroup(t, "system.slice/gone.service")
+	_, allowed := testCgroup(t, "system.slice/allowed.service")
+	for attempt := 0; ; attempt++ {
+		c, cmd := connectFrom(t, "connect-exit", gone)
+		pid := cmd.Process.Pid
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			t.Skipf("cannot choose the next PID: %v", err)
+		}
+		reuse := exec.Command("/bin/sleep", "30")
+		reuse.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(allowed.Fd())}
+		if err := reuse.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { reuse.Process.Kill(); reuse.Wait() })
+		if reuse.Process.Pid != pid {
+			if attempt < 20 {
+				continue // another process took it first
+			}
+			t.Skipf("PID %d not reused (got %d)", pid, reuse.Process.Pid)
+		}
+		info, err := Read(c, true, Want{Cgroup: always, Exe: always})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Cgroup != "" || info.CgroupErr == nil || info.Exe != nil {
+			t.Fatalf("the dead caller's PID %d, now another process's: cgroup %q (%v), exe %v", pid, info.Cgroup, info.CgroupErr, info.Exe)
+		}
+		t.Logf("PID %d reused after %d attempts: %v", pid, attempt, info.CgroupErr)
+		return
+	}
+}
+
+// TestReadCgroupRemoved: the caller exits (a zombie, not yet reaped) and
+// its cgroup is removed before the connection is read: no cgroup, an
+// error, no panic. And the cgroup id of a path that names no cgroup (a
+// cgroup removed between the read and the stat) is an error.
+func TestReadCgroupRemoved(t *testing.T) {
+	p, cg := testCgroup(t, "system.slice/removed.service")
+	c, cmd := connectFrom(t, "connect-exit", cg)
+	var si unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &si, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := cgroup2Mount()
+	var err error
+	for range 100 {
+		if err = os.Remove(root + p); err == nil || !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("removing the zombie's cgroup: %v", err)
+	}
+	info, err := Read(c, true, Want{Cgroup: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup != "" || info.CgroupErr == nil {
+		t.Fatalf("a zombie whose cgroup is gone: cgroup %q (%v)", info.Cgroup, info.CgroupErr)
+	}
+	t.Logf("a zombie whose cgroup is gone: %v", info.CgroupErr)
+	if id, err := cgroupID(p); err == nil {
+		t.Errorf("cgroupID of the removed %s: %d, no error", p, id)
+	}
+	if id, err := cgroupID(strings.Repeat("/x", 3000)); err == nil {
+		t.Errorf("cgroupID of a path longer than PATH_MAX: %d, no error", id)
+	}
+}
