@@ -11,14 +11,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/grpcipc/grpcipc"
+	"github.com/grpcipc/grpcipc/examples/greetpb"
 	"github.com/grpcipc/grpcipc/identity/identitypb"
 	"github.com/grpcipc/grpcipc/internal/peercred"
 	"github.com/grpcipc/grpcipc/internal/testutil"
@@ -329,5 +332,76 @@ func TestUnitWhileMoved(t *testing.T) {
 	// Still serving.
 	if res := e2e.Call(t, e2e.Caller{UID: testutil.Nobody, GID: testutil.Nobody, Cgroup: unit}, endpoint, "WhoAmI"); res.Code != "OK" {
 		t.Errorf("after the moves: %s %s", res.Code, res.Message)
+	}
+}
+
+func init() {
+	// unit-server ENDPOINT: serves SayHello to anyone on ENDPOINT, says
+	// "ready", and stops when its stdin closes.
+	testutil.RegisterHelper("unit-server", func(args []string) error {
+		p, err := grpcipc.AllowPolicy(grpcipc.Anyone())
+		if err != nil {
+			return err
+		}
+		l, err := grpcipc.Listen(context.Background(), args[0], grpcipc.WithPolicy(p))
+		if err != nil {
+			return err
+		}
+		s, err := grpcipc.NewServer(grpcipc.WithPolicy(p))
+		if err != nil {
+			l.Close()
+			return err
+		}
+		greetpb.RegisterGreeterServer(s, e2e.Greeter{})
+		go func() { io.Copy(io.Discard, os.Stdin); s.Stop() }()
+		fmt.Println("ready")
+		return s.Serve(l)
+	})
+}
+
+// TestExpectedServerUnit: a client that expects the server in a unit
+// (WithExpectedServer(unit:...)) reads the server's cgroup: it talks to a
+// server root started in that unit, and refuses one root started in
+// another unit, with the same uid and executable.
+func TestExpectedServerUnit(t *testing.T) {
+	unit := makeCgroup(t, "/system.slice/demo.service")
+	other := makeCgroup(t, "/system.slice/other.service")
+	for _, tc := range []struct {
+		name, cgroup string
+		ok           bool
+		path         bool
+	}{{"in the unit", unit, true, false}, {"in another unit", other, false, false},
+		{"in the unit, on a socket file", unit, true, true}, {"in another unit, on a socket file", other, false, true}} {
+		endpoint := "unix-abstract:" + testutil.AbstractName(t)
+		if tc.path {
+			endpoint = "unix:" + filepath.Join(testutil.ShortTempDir(t), "s.sock")
+		}
+		cmd := testutil.HelperCommand(t, 0, 0, "unit-server", endpoint)
+		f, err := os.Open(tc.cgroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := testutil.Start(t, cmd)
+		f.Close()
+		if line, err := out.ReadString('\n'); line != "ready\n" {
+			t.Fatalf("server said %q, %v", line, err)
+		}
+		err = e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(e2e.MustPrincipal(t, "unit:demo.service")))
+		var sie *grpcipc.ServerIdentityError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("server %s: %v", tc.name, err)
+		case !tc.ok && (err == nil || !errors.As(err, &sie) && !strings.Contains(err.Error(), "other.service")):
+			t.Errorf("server %s: %v, want a ServerIdentityError naming its cgroup", tc.name, err)
+		}
+		t.Logf("server %s: %v", tc.name, err)
+		stdin.Close()
+		cmd.Wait()
 	}
 }
