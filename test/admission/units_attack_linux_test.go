@@ -405,3 +405,28 @@ func TestExpectedServerUnit(t *testing.T) {
 		cmd.Wait()
 	}
 }
+
+// TestDefaultPolicyReadsNoCgroup: a server with the default policy does
+// not read its callers' cgroups (WhoAmI says none), one whose policy
+// names a unit does.
+func TestDefaultPolicyReadsNoCgroup(t *testing.T) {
+	unit := makeCgroup(t, "/system.slice/demo.service")
+	root, _ := peercred.CgroupRoot()
+	for _, tc := range []struct {
+		name string
+		opts []grpcipc.ServerOption
+		want string
+	}{
+		{"default policy", nil, ""},
+		{"a policy naming a unit", []grpcipc.ServerOption{grpcipc.WithPolicy(e2e.MustPolicy(t, `{"name": "u", "allow_rules": [{"name": "u", "source": {"principals": ["same-user", "unit:demo.service"]}}]}`))}, strings.TrimPrefix(unit, root)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint := "unix-abstract:" + testutil.AbstractName(t)
+			e2e.ServeGuarded(t, endpoint, tc.opts...)
+			res := e2e.Call(t, e2e.Caller{UID: 0, GID: 0, Cgroup: unit}, endpoint, "WhoAmI")
+			if res.Code != "OK" || res.Who.Cgroup != tc.want {
+				t.Errorf("WhoAmI %s, cgroup %q; want OK, %q", res.Code, res.Who.Cgroup, tc.want)
+			}
+		})
+	}
+}
