@@ -39,6 +39,10 @@ type Creds struct {
 	// assumeExe makes exe: principals match without reading the
 	// executable: to tell whether reading it could admit the caller.
 	assumeExe bool
+	// assumeWorkload makes cgroup:, unit:, user-unit: and label:
+	// principals match: for the owner of a socket file, a uid only, whose
+	// server's workload identity is checked on the connection itself.
+	assumeWorkload bool
 
 	userOnce sync.Once
 	username string

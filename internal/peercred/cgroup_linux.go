@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"strings"
@@ -19,18 +20,7 @@ import (
 // (PIDFD_GET_INFO), the path must be that cgroup's: a process that moved
 // while it was read gets neither.
 func readCgroup(dir, pidfd int) (string, error) {
-	fd, err := unix.Openat(dir, "cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", fmt.Errorf("reading the cgroup: %w", os.NewSyscallError("open /proc/PID/cgroup", err))
-	}
-	f := os.NewFile(uintptr(fd), "cgroup")
-	defer f.Close()
-	var b [4096]byte
-	n, err := f.Read(b[:])
-	if err != nil {
-		return "", fmt.Errorf("reading the cgroup: %w", err)
-	}
-	p, err := parseCgroupV2(b[:n])
+	p, err := readCgroupFile(dir)
 	if err != nil {
 		return "", err
 	}
@@ -51,6 +41,31 @@ func readCgroup(dir, pidfd int) (string, error) {
 		return "", fmt.Errorf("the peer moved to another cgroup while %s was read", p)
 	}
 	return p, nil
+}
+
+// maxCgroupFile bounds /proc/PID/cgroup: a line per hierarchy (at most
+// 16), each path at most PATH_MAX.
+const maxCgroupFile = 17 * (unix.PathMax + 64)
+
+// readCgroupFile reads the "0::" path of the cgroup file of the /proc
+// directory dir, whole: on a hybrid machine the v1 lines come first, and
+// they can be long (a user's delegated name=systemd subtree), so a first
+// page only could hold a cut path, or none.
+func readCgroupFile(dir int) (string, error) {
+	fd, err := unix.Openat(dir, "cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("reading the cgroup: %w", os.NewSyscallError("open /proc/PID/cgroup", err))
+	}
+	f := os.NewFile(uintptr(fd), "cgroup")
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCgroupFile+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the cgroup: %w", err)
+	}
+	if len(b) > maxCgroupFile {
+		return "", fmt.Errorf("reading the cgroup: a cgroup file longer than %d bytes", maxCgroupFile)
+	}
+	return parseCgroupV2(b)
 }
 
 // parseCgroupV2 returns the path of the "0::" line of a /proc/PID/cgroup

@@ -216,3 +216,181 @@ func TestReadLabel(t *testing.T) {
 		t.Errorf("label read although not wanted: %q (%v)", info.Label, info.LabelErr)
 	}
 }
+
+// TestReadCgroupFileBeyondAPage: /proc/PID/cgroup is read whole. On a
+// hybrid machine the v1 lines come before the "0::" line, and a user
+// whose v1 subtree is delegated (name=systemd) can make them long: a
+// read of the first 4096 bytes only gave a cut "0::" path, a shorter one
+// than the caller's, which only PIDFD_GET_INFO's id check (Linux 6.13)
+// refused; before it, a deny rule naming a deeper cgroup missed the
+// caller. A file longer than any the kernel writes is refused.
+func TestReadCgroupFileBeyondAPage(t *testing.T) {
+	d := t.TempDir()
+	deep := "/user.slice/user-2002.slice/user@2002.service/app.slice/banned.service"
+	pad := "1:name=systemd:/user.slice/user-2002.slice/user@2002.service/" + strings.Repeat("p", 4060) + "\n"
+	for _, tc := range []struct{ content, want, err string }{
+		{pad + "0::" + deep + "\n", deep, ""},
+		{pad[:4030] + "\n0::" + deep + "\n", deep, ""}, // the "0::" line across the 4096th byte
+		{strings.Repeat(pad, 40) + "0::" + deep + "\n", "", "longer"},
+	} {
+		if err := os.WriteFile(filepath.Join(d, "cgroup"), []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readCgroupFile(dir)
+		unix.Close(dir)
+		if got != tc.want || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("a file of %d bytes: %q, %v; want %q, %q", len(tc.content), got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// TestReadCgroupFromAnotherCgroupNamespace: a server in a cgroup namespace
+// of its own (rooted at its cgroup, the v2 hierarchy still mounted as
+// the host's) reads callers' paths as its namespace names them. A caller
+// outside that root ("/../...") gets none; one below it gets none either,
+// since its path ("/sub/...") names another cgroup, or none, where the
+// hierarchy is mounted, whatever exists at that path from the real root
+// ("/system.slice/demo.service" here: a cgroup of that name exists at
+// both places).
+func TestReadCgroupFromAnotherCgroupNamespace(t *testing.T) {
+	_, srvCg := testCgroup(t, "srv")
+	_, outside := testCgroup(t, "system.slice/demo.service")
+	root, _ := cgroup2Mount()
+	inside := filepath.Join(srvCg.Name(), "system.slice", "demo.service")
+	if err := os.MkdirAll(inside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for d := inside; d != srvCg.Name(); d = filepath.Dir(d) {
+			for range 50 {
+				if err := os.Remove(d); err == nil || !errors.Is(err, unix.EBUSY) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	// "/system.slice/demo.service" from the real root, too.
+	if err := os.MkdirAll(root+"/system.slice/demo.service", 0o755); err == nil {
+		t.Cleanup(func() { os.Remove(root + "/system.slice/demo.service") })
+	}
+	in, err := os.Open(inside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		caller *os.File
+	}{{"outside the server's namespace", outside}, {"inside it", in}} {
+		path := filepath.Join(testutil.ShortTempDir(t), "s.sock")
+		srv := exec.Command(exe, "-test.run=^$", path)
+		srv.Env = append(os.Environ(), testutil.HelperEnv+"=accept-read")
+		srv.Stderr = os.Stderr
+		srv.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(srvCg.Fd()), Cloneflags: unix.CLONE_NEWCGROUP}
+		out := testutil.Start(t, srv)
+		if line, err := out.ReadString('\n'); line != "ready\n" {
+			t.Fatalf("server said %q, %v", line, err)
+		}
+		cl := exec.Command(exe, "-test.run=^$", path)
+		cl.Env = append(os.Environ(), testutil.HelperEnv+"=connect")
+		cl.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(tc.caller.Fd())}
+		if err := cl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := out.ReadString('\n')
+		cl.Process.Kill()
+		cl.Wait()
+		srv.Wait()
+		t.Logf("%s: %s", tc.name, strings.TrimSpace(line))
+		if !strings.HasPrefix(line, `"" `) {
+			t.Errorf("%s: the server in its own cgroup namespace read %s", tc.name, line)
+		}
+	}
+}
+
+// TestReadCgroupOfReusedPID: a caller connects from gone.service and is
+// reaped; its PID is then given (through ns_last_pid) to a new process
+// in allowed.service before the connection is read. The read must not
+// lend the newcomer's cgroup (nor its executable) to the dead caller.
+func TestReadCgroupOfReusedPID(t *testing.T) {
+	_, gone := testCgroup(t, "system.slice/gone.service")
+	_, allowed := testCgroup(t, "system.slice/allowed.service")
+	for attempt := 0; ; attempt++ {
+		c, cmd := connectFrom(t, "connect-exit", gone)
+		pid := cmd.Process.Pid
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			t.Skipf("cannot choose the next PID: %v", err)
+		}
+		reuse := exec.Command("/bin/sleep", "30")
+		reuse.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(allowed.Fd())}
+		if err := reuse.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { reuse.Process.Kill(); reuse.Wait() })
+		if reuse.Process.Pid != pid {
+			if attempt < 20 {
+				continue // another process took it first
+			}
+			t.Skipf("PID %d not reused (got %d)", pid, reuse.Process.Pid)
+		}
+		info, err := Read(c, true, Want{Cgroup: always, Exe: always})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Cgroup != "" || info.CgroupErr == nil || info.Exe != nil {
+			t.Fatalf("the dead caller's PID %d, now another process's: cgroup %q (%v), exe %v", pid, info.Cgroup, info.CgroupErr, info.Exe)
+		}
+		t.Logf("PID %d reused after %d attempts: %v", pid, attempt, info.CgroupErr)
+		return
+	}
+}
+
+// TestReadCgroupRemoved: the caller exits (a zombie, not yet reaped) and
+// its cgroup is removed before the connection is read: no cgroup, an
+// error, no panic. And the cgroup id of a path that names no cgroup (a
+// cgroup removed between the read and the stat) is an error.
+func TestReadCgroupRemoved(t *testing.T) {
+	p, cg := testCgroup(t, "system.slice/removed.service")
+	c, cmd := connectFrom(t, "connect-exit", cg)
+	var si unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &si, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := cgroup2Mount()
+	var err error
+	for range 100 {
+		if err = os.Remove(root + p); err == nil || !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("removing the zombie's cgroup: %v", err)
+	}
+	info, err := Read(c, true, Want{Cgroup: always})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Cgroup != "" || info.CgroupErr == nil {
+		t.Fatalf("a zombie whose cgroup is gone: cgroup %q (%v)", info.Cgroup, info.CgroupErr)
+	}
+	t.Logf("a zombie whose cgroup is gone: %v", info.CgroupErr)
+	if id, err := cgroupID(p); err == nil {
+		t.Errorf("cgroupID of the removed %s: %d, no error", p, id)
+	}
+	if id, err := cgroupID(strings.Repeat("/x", 3000)); err == nil {
+		t.Errorf("cgroupID of a path longer than PATH_MAX: %d, no error", id)
+	}
+}

@@ -67,7 +67,7 @@ func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 		} else {
 			info.LabelErr = errors.New("not read: no rule names a label the caller could match")
 		}
-		if !wants(want.Exe, info) && !wants(want.Cgroup, info) {
+		if !wants(want.Cgroup, info) && !wants(want.Exe, info) {
 			return
 		}
 		if p, perr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEERPIDFD); perr == nil {
@@ -80,7 +80,11 @@ func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer credentials: %w", os.NewSyscallError("getsockopt SO_PEERCRED", err))
 	}
-	exe, cgroup := wants(want.Exe, info), wants(want.Cgroup, info)
+	// With a cgroup to read, whether the executable is wanted is asked once
+	// the cgroup is known: a rule may need both (exe: with unit:), and a
+	// deny rule naming a unit matches a caller whose cgroup is unknown.
+	cgroup := wants(want.Cgroup, info)
+	exe := !cgroup && wants(want.Exe, info)
 	var why error
 	switch {
 	case !exe && !cgroup:
@@ -90,18 +94,19 @@ func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 		unix.Close(pidfd)
 		why = errors.New("the peer has no PID in this PID namespace")
 	default:
-		readPinned(info, pidfd, exe, cgroup)
+		exe = readPinned(info, pidfd, cgroup, func() bool { return exe || wants(want.Exe, info) })
 		unix.Close(pidfd)
-	}
-	if !exe {
-		info.ExeErr = errors.New("not read: the caller is refused whatever its executable")
-	} else if why != nil {
-		info.ExeErr = why
 	}
 	if !cgroup {
 		info.CgroupErr = errors.New("not read: no rule names a cgroup or unit the caller could match")
 	} else if why != nil {
 		info.CgroupErr = why
+		exe = wants(want.Exe, info)
+	}
+	if !exe {
+		info.ExeErr = errors.New("not read: the caller is refused whatever its executable")
+	} else if why != nil {
+		info.ExeErr = why
 	}
 	return info, nil
 }
@@ -109,22 +114,29 @@ func Read(conn net.Conn, _ bool, want Want) (*Info, error) {
 // wants says whether f, if set, wants the part for info.
 func wants(f func(*Info) bool, info *Info) bool { return f != nil && f(info) }
 
-// readPinned reads the executable and the cgroup, as asked, of the
-// process pinned by pidfd, through one descriptor of its /proc directory,
-// and keeps each only if the process is alive once both are read.
-func readPinned(info *Info, pidfd int, exe, cgroup bool) {
+// readPinned reads the cgroup, if asked, and then the executable, if
+// wantExe says so given the cgroup, of the process pinned by pidfd,
+// through one descriptor of its /proc directory, and keeps each only if
+// the process is alive once both are read. It returns whether the
+// executable was wanted.
+func readPinned(info *Info, pidfd int, cgroup bool, wantExe func() bool) (exe bool) {
 	dir, err := unix.Open("/proc/"+strconv.Itoa(info.PID), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		err = fmt.Errorf("reading /proc: %w", os.NewSyscallError("open /proc/PID", err))
-		info.ExeErr, info.CgroupErr = err, err
-		return
+		if cgroup {
+			info.CgroupErr = err
+		}
+		if exe = wantExe(); exe {
+			info.ExeErr = err
+		}
+		return exe
 	}
 	defer unix.Close(dir)
-	if exe {
-		info.Exe, info.ExeErr = readExe(dir)
-	}
 	if cgroup {
 		info.Cgroup, info.CgroupErr = readCgroup(dir, pidfd)
+	}
+	if exe = wantExe(); exe {
+		info.Exe, info.ExeErr = readExe(dir)
 	}
 	// Only now is it known that the PID was the pinned process throughout.
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil && !errors.Is(err, unix.EPERM) {
@@ -136,6 +148,7 @@ func readPinned(info *Info, pidfd int, exe, cgroup bool) {
 			info.Cgroup, info.CgroupErr = "", gone
 		}
 	}
+	return exe
 }
 
 // peerLabel reads SO_PEERSEC: the security context the Linux security

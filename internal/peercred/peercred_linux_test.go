@@ -32,6 +32,28 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(testutil.HelperEnv) == "accept-read" {
+		// accept-read PATH: listen at PATH, say "ready", and print the
+		// cgroup Read reads of the first caller.
+		l, err := net.Listen("unix", os.Args[len(os.Args)-1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		c, err := l.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		info, err := Read(c, true, Want{Cgroup: func(*Info) bool { return true }})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("%q %v\n", info.Cgroup, info.CgroupErr)
+		os.Exit(0)
+	}
 	code := m.Run()
 	testutil.Cleanup()
 	os.Exit(code)
