@@ -86,6 +86,9 @@ func parseCgroupV2(b []byte) (string, error) {
 			return "", errors.New("the peer's cgroup is outside this process's cgroup namespace")
 		case path.Clean(p) != p:
 			return "", fmt.Errorf("a cgroup v2 path %q that is not clean", p)
+		case strings.HasSuffix(p, " (deleted)"):
+			// A zombie's cgroup, removed since: no path names it.
+			return "", errors.New("the peer's cgroup has been removed")
 		}
 		return p, nil
 	}
@@ -120,25 +123,46 @@ var cgroup2Mount = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if m := mountOf(b, "cgroup2"); m != "" {
-		return m, nil
-	}
-	return "", errors.New("no cgroup v2 hierarchy is mounted")
+	return cgroup2MountIn(b)
 })
+
+// cgroup2MountIn finds the cgroup v2 mount in mountinfo b. Its root must
+// be this process's cgroup namespace's ("/"): one mounted from elsewhere
+// (a host's mount seen from inside a cgroup namespace: "/..") has
+// directories that the paths in /proc/PID/cgroup, which are relative to
+// the namespace, do not name.
+func cgroup2MountIn(b []byte) (string, error) {
+	m, root := mountAndRoot(b, "cgroup2")
+	switch {
+	case m == "":
+		return "", errors.New("no cgroup v2 hierarchy is mounted")
+	case root != "/":
+		return "", fmt.Errorf("the cgroup v2 hierarchy at %s is mounted from %q, not from this cgroup namespace's root: its directories are not the ones /proc/PID/cgroup names", m, root)
+	}
+	return m, nil
+}
 
 // mountOf returns the mount point of the first file system of type fstype
 // in mountinfo b ("" if none).
 func mountOf(b []byte, fstype string) string {
+	m, _ := mountAndRoot(b, fstype)
+	return m
+}
+
+// mountAndRoot returns the mount point of the first file system of type
+// fstype in mountinfo b, and the directory of that file system it
+// mounts ("/" for all of it); "" if none.
+func mountAndRoot(b []byte, fstype string) (mount, root string) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		for i, f := range fields {
 			if f == "-" && i+1 < len(fields) && fields[i+1] == fstype && len(fields) > 4 {
-				return unescapeMount(fields[4])
+				return unescapeMount(fields[4]), unescapeMount(fields[3])
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).

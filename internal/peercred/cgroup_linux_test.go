@@ -394,3 +394,23 @@ func TestReadCgroupRemoved(t *testing.T) {
 		t.Errorf("cgroupID of a path longer than PATH_MAX: %d, no error", id)
 	}
 }
+
+// TestCgroupMountRoot: a cgroup v2 mount of another namespace's root (the
+// host's, seen from inside a cgroup namespace) is refused; a removed
+// cgroup's path is no path.
+func TestCgroupMountRoot(t *testing.T) {
+	own := "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n"
+	host := "41 31 0:38 /.. /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n"
+	if m, err := cgroup2MountIn([]byte(own)); err != nil || m != "/sys/fs/cgroup" {
+		t.Errorf("this namespace's mount: %q, %v", m, err)
+	}
+	if m, err := cgroup2MountIn([]byte(host)); err == nil || !strings.Contains(err.Error(), "not from this cgroup namespace's root") {
+		t.Errorf("another namespace's mount: %q, %v", m, err)
+	}
+	if _, err := cgroup2MountIn(nil); err == nil {
+		t.Error("no mount: no error")
+	}
+	if p, err := parseCgroupV2([]byte("0::/system.slice/x.service (deleted)\n")); err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Errorf("a removed cgroup: %q, %v", p, err)
+	}
+}
