@@ -26,9 +26,10 @@ func checkSocketPath(ep Endpoint, expect []Principal, self identity) error {
 		if !ok {
 			return nil
 		}
-		// A file's owner has no cgroup or label: workload principals are
-		// checked against the server process once connected (checkServer).
-		return &Creds{info: peercred.Info{UID: int(st.Uid), GID: int(st.Gid), HasUID: true}, assumeWorkload: true}
+		// A file's owner has no executable, cgroup or label: exe: and
+		// workload principals are checked against the server process
+		// once connected (checkServer).
+		return &Creds{info: peercred.Info{UID: int(st.Uid), GID: int(st.Gid), HasUID: true}, assumeExe: true, assumeWorkload: true}
 	}
 	expected := func(c *Creds) bool {
 		for _, p := range expect {

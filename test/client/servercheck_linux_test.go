@@ -180,3 +180,27 @@ func TestExpectedServerOptionErrors(t *testing.T) {
 		t.Errorf("NewServer(WithTLS without a certificate) = %v", err)
 	}
 }
+
+// TestExpectedServerExeOnPath: WithExpectedServer(all_of(uid, exe:)) on a
+// socket path: the socket file's owner (a uid, with no executable) passes
+// the file check, and the server process's executable decides once
+// connected: this test binary is admitted, another file refused.
+func TestExpectedServerExeOnPath(t *testing.T) {
+	endpoint := "unix://" + filepath.Join(testutil.ShortTempDir(t), "s.sock")
+	e2e.ServeGuarded(t, endpoint)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := grpcipc.UID(os.Geteuid())
+	good := grpcipc.AllOf(uid, e2e.MustPrincipal(t, "exe:"+self))
+	if err := e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(good)); err != nil {
+		t.Errorf("the server runs %s: %v", self, err)
+	}
+	bad := grpcipc.AllOf(uid, e2e.MustPrincipal(t, "exe:/bin/true"))
+	err = e2e.SayHello(t, endpoint, grpcipc.WithExpectedServer(bad))
+	if err == nil || !strings.Contains(err.Error(), "untrusted server") || !strings.Contains(err.Error(), "runs as pid") {
+		t.Errorf("expecting /bin/true: %v, want the server process refused", err)
+	}
+	t.Logf("expecting /bin/true: %v", err)
+}
