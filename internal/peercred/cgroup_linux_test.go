@@ -72,7 +72,8 @@ func testCgroup(t *testing.T, name string) (string, *os.File) {
 		f.Close()
 		for d := dir; d != root; d = filepath.Dir(d) {
 			for range 50 { // its last process may take a moment to leave
-				if err := os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.EBUSY) {
+				err := os.Remove(d)
+				if err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, unix.EBUSY) {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -121,6 +122,9 @@ var always = func(*Info) bool { return true }
 // once the process has exited (its PID could name another by then).
 func TestReadCgroup(t *testing.T) {
 	p, cg := testCgroup(t, "system.slice/demo.service")
+	// Made before the process starts, so that it is removed after the
+	// process is gone (cleanups run last first).
+	p2, cg2 := testCgroup(t, "system.slice/other.service")
 	c, cmd := connectFrom(t, "connect", cg)
 
 	info, err := Read(c, true, Want{Cgroup: always})
@@ -146,7 +150,6 @@ func TestReadCgroup(t *testing.T) {
 	}
 
 	// Moved: the cgroup it is in when read.
-	p2, cg2 := testCgroup(t, "system.slice/other.service")
 	root, _ := cgroup2Mount()
 	if err := os.WriteFile(filepath.Join(root+p2, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
 		t.Fatal(err)

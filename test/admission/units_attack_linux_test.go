@@ -130,19 +130,40 @@ func delegate(t *testing.T, p string, uid int) string {
 	return dir
 }
 
-// removeBelow removes the cgroups below dir, deepest first.
+// removeBelow removes the cgroups below dir, deepest first, relative to
+// open directories: a path deeper than PATH_MAX cannot be removed by name.
 func removeBelow(dir string) {
-	ents, _ := os.ReadDir(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	removeBelowFD(fd)
+	unix.Close(fd)
+}
+
+// removeBelowFD removes the cgroups below the directory fd, deepest first.
+func removeBelowFD(fd int) {
+	dup, err := unix.Dup(fd) // the os.File closes its own
+	if err != nil {
+		return
+	}
+	d := os.NewFile(uintptr(dup), "cgroup")
+	ents, _ := d.ReadDir(-1)
+	d.Close()
 	for _, e := range ents {
-		if e.IsDir() {
-			sub := filepath.Join(dir, e.Name())
-			removeBelow(sub)
-			for range 100 {
-				if err := os.Remove(sub); err == nil || !errors.Is(err, unix.EBUSY) {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := unix.Openat(fd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			removeBelowFD(sub)
+			unix.Close(sub)
+		}
+		for range 100 {
+			if err := unix.Unlinkat(fd, e.Name(), unix.AT_REMOVEDIR); err == nil || !errors.Is(err, unix.EBUSY) {
+				break
 			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
