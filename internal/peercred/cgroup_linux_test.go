@@ -257,13 +257,17 @@ func TestReadCgroupFileBeyondAPage(t *testing.T) {
 // outside that root ("/../...") gets none; one below it gets none either,
 // since its path ("/sub/...") names another cgroup, or none, where the
 // hierarchy is mounted, whatever exists at that path from the real root
-// ("/system.slice/demo.service" here: a cgroup of that name exists at
+// ("/SLICE/demo.service" here: a cgroup of that name exists at
 // both places).
 func TestReadCgroupFromAnotherCgroupNamespace(t *testing.T) {
 	_, srvCg := testCgroup(t, "srv")
 	_, outside := testCgroup(t, "system.slice/demo.service")
 	root, _ := cgroup2Mount()
-	inside := filepath.Join(srvCg.Name(), "system.slice", "demo.service")
+	// A slice name of this test's own, so that the cgroup made at the
+	// real root below is no other test's (test/admission uses
+	// /system.slice) and is removed whole.
+	slice := "grpcipc-ns-" + strconv.Itoa(os.Getpid()) + ".slice"
+	inside := filepath.Join(srvCg.Name(), slice, "demo.service")
 	if err := os.MkdirAll(inside, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -277,9 +281,12 @@ func TestReadCgroupFromAnotherCgroupNamespace(t *testing.T) {
 			}
 		}
 	})
-	// "/system.slice/demo.service" from the real root, too.
-	if err := os.MkdirAll(root+"/system.slice/demo.service", 0o755); err == nil {
-		t.Cleanup(func() { os.Remove(root + "/system.slice/demo.service") })
+	// "/SLICE/demo.service" from the real root, too.
+	if err := os.MkdirAll(root+"/"+slice+"/demo.service", 0o755); err == nil {
+		t.Cleanup(func() {
+			os.Remove(root + "/" + slice + "/demo.service")
+			os.Remove(root + "/" + slice)
+		})
 	}
 	in, err := os.Open(inside)
 	if err != nil {
