@@ -39,8 +39,14 @@ func TestGracefulStopWhileACallIsInParts(t *testing.T) {
 			}
 			rf.Send(t, e2e.RawCallTo(1, e2e.SinkMethod))
 			rf.Send(t, frames[:len(frames)-1]...)
-			time.Sleep(100 * time.Millisecond)
-			if conns, _ := testhooks.BudgetsInUse(s); len(conns) != 1 || conns[0] < 4<<20 {
+			// The server reads the parts as fast as the machine lets it.
+			var conns []int64
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if conns, _ = testhooks.BudgetsInUse(s); len(conns) == 1 && conns[0] >= 4<<20 {
+					break
+				}
+			}
+			if len(conns) != 1 || conns[0] < 4<<20 {
 				t.Fatalf("with 4 MiB of a CALL in parts, the connections' budgets: %v", conns)
 			}
 			stopped := make(chan struct{})
